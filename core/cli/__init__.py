@@ -1,0 +1,1 @@
+"""The ``simpletuner`` command-line interface; each command group lives in its own module."""

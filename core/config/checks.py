@@ -1,0 +1,89 @@
+"""Checks across options and against the installed plugins: the family and flavour exist, the precision is
+supported, steps and epochs are not both set, named trackers and methods are installed.
+"""
+
+from __future__ import annotations
+
+from simpletuner.core.config.schema import TrainingConfig
+from simpletuner.core.plugins import Registry, suggest
+from simpletuner.core.specs import normalize_name
+
+
+def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str], list[str]]:
+    """Problems (errors) and warnings of a loaded config."""
+    core = config.core
+    problems: list[str] = []
+    warnings: list[str] = []
+    families = registry.model_families()
+
+    family = None
+    if core.model_family is None:
+        names = ", ".join(families) or "none installed"
+        problems.append(f"$.model_family: required; one of {names}")
+    else:
+        family = families.get(normalize_name(core.model_family))
+        if family is None:
+            names = ", ".join(families) or "none installed"
+            problems.append(
+                f"$.model_family: unknown model family {core.model_family!r}"
+                f"{suggest(normalize_name(core.model_family), families)}; installed: {names}"
+            )
+    if family is not None:
+        if family.flavour(core.model_flavour) is None:
+            flavours = ", ".join(f.name for f in family.flavours)
+            problems.append(f"$.model_flavour: {family.name} has no flavour {core.model_flavour!r}; "
+                            f"choose one of {flavours}")
+        if core.model_type not in family.model_types:
+            problems.append(f"$.model_type: {family.name} does not support {core.model_type!r} training; "
+                            f"supported: {', '.join(family.model_types)}")
+        if core.model_type == "lora" and core.lora_type not in family.lora_types:
+            problems.append(f"$.lora_type: {family.name} does not support {core.lora_type!r} adapters; "
+                            f"supported: {', '.join(family.lora_types)}")
+        problems += _precision_problems(core.base_model_precision, "base_model_precision", registry,
+                                        family.precisions)
+        reason = family.discouraged_precisions.get(core.base_model_precision)
+        if reason:
+            warnings.append(f"base_model_precision {core.base_model_precision!r} is discouraged for "
+                            f"{family.name}: {reason}")
+    for key in ("text_encoder_1_precision", "text_encoder_2_precision"):
+        problems += _precision_problems(getattr(core, key), key, registry, None)
+
+    if core.max_train_steps > 0 and core.num_train_epochs > 0 and config.sources.get("num_train_epochs"):
+        problems.append("$.max_train_steps and $.num_train_epochs are both set; set only one "
+                        "(num_train_epochs: 0 to train by steps)")
+    if core.max_train_steps == 0 and core.num_train_epochs == 0:
+        problems.append("$.max_train_steps and $.num_train_epochs are both 0; set one of them")
+
+    trackers = registry.trackers()
+    if "none" in core.report_to and len(core.report_to) > 1:
+        problems.append("$.report_to: 'none' cannot be combined with trackers")
+    for name in core.report_to:
+        if name != "none" and normalize_name(name) not in trackers:
+            problems.append(f"$.report_to: unknown tracker {name!r}{suggest(normalize_name(name), trackers)}; "
+                            f"installed: {', '.join(trackers) or 'none'}")
+
+    methods = registry.validation_methods()
+    validating = core.validation_prompt is not None or "validation_method" in config.sources
+    if validating and normalize_name(core.validation_method) not in methods:
+        problems.append(f"$.validation_method: unknown validation method {core.validation_method!r}"
+                        f"{suggest(normalize_name(core.validation_method), methods)}; "
+                        f"installed: {', '.join(methods) or 'none'}")
+
+    if core.push_to_hub and not core.hub_model_id:
+        problems.append("$.hub_model_id: required when push_to_hub is true (e.g. 'your-name/my-lora')")
+    if core.resume_from_checkpoint not in (None, "latest") and not core.resume_from_checkpoint.strip():
+        problems.append("$.resume_from_checkpoint: give 'latest' or a checkpoint folder")
+    return problems, warnings
+
+
+def _precision_problems(precision: str, key: str, registry: Registry, supported: tuple[str, ...] | None) -> list[str]:
+    if precision == "no_change":
+        return []
+    available = sorted({p for q in registry.quantizers().values() for p in q.precisions})
+    if registry.quantizer_for(precision) is None:
+        return [f"$.{key}: unknown precision {precision!r}{suggest(precision, available)}; "
+                f"available: no_change{''.join(', ' + p for p in available)}"]
+    if supported is not None and precision not in supported:
+        return [f"$.{key}: {precision!r} is not supported by this model family; "
+                f"supported: {', '.join(supported)}"]
+    return []

@@ -1,0 +1,183 @@
+"""The options every training environment understands, with SimpleTuner's key names and defaults.
+
+Plugins add their own options (see :mod:`simpletuner.core.options`); together they form the config schema.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from simpletuner.core.options import option
+
+OPTIMIZERS = ("adamw", "adamw_bf16", "adafactor")
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
+RESOLUTION_TYPES = ("pixel", "area", "pixel_area")
+
+
+@attrs.define(kw_only=True)
+class CoreOptions:
+    """Core training options. Field defaults are the one place each default is written."""
+
+    # --- model -----------------------------------------------------------------------------------------------
+    model_family: str | None = option(
+        None, help="The model architecture to train, e.g. flux, sana, pixart.", section="model",
+        choices_from="model_family",
+    )
+    model_flavour: str | None = option(
+        None, help="A named variant of the family (weights and pre-enabled settings); the family's default if unset.",
+        section="model",
+    )
+    model_type: str = option(
+        "lora", help="Train an adapter (lora, which also covers LyCORIS) or every weight (full).", section="model",
+        choices=("lora", "full"),
+    )
+    pretrained_model_name_or_path: str | None = option(
+        None, help="Hugging Face repository or local diffusers folder of the base model; the flavour's if unset.",
+        section="model",
+    )
+    pretrained_vae_model_name_or_path: str | None = option(
+        None, help="A different VAE to use instead of the base model's own.", section="model"
+    )
+    lora_type: str = option(
+        "standard", help="standard = PEFT LoRA; lycoris = LyCORIS algorithms configured by lycoris_config.",
+        section="model", choices=("standard", "lycoris"),
+    )
+    lora_rank: int = option(16, help="Rank of the LoRA matrices.", section="model", minimum=1)
+    lora_alpha: float | None = option(
+        None, help="LoRA scaling numerator; equal to lora_rank when unset (scale 1.0).", section="model", minimum=0
+    )
+    lora_dropout: float = option(0.1, help="Dropout on the LoRA path during training.", section="model",
+                                 minimum=0, maximum=1)
+    lora_target_preset: str | None = option(
+        None, help="A named set of layers to adapt offered by the family (e.g. attention, attention+mlp); "
+        "the family's default if unset.", section="model",
+    )
+    lycoris_config: str | None = option(
+        None, help="Path of the LyCORIS JSON config; the environment's lycoris_config.json if unset.", section="model"
+    )
+    init_lora: str | None = option(None, help="Start from the weights of an existing LoRA file.", section="model")
+    base_model_precision: str = option(
+        "no_change", help="Quantise the frozen base model (e.g. int8-quanto); no_change keeps its dtype.",
+        section="memory", choices_from="precision",
+    )
+    text_encoder_1_precision: str = option(
+        "no_change", help="Quantise the first text encoder while caching.", section="memory", choices_from="precision"
+    )
+    text_encoder_2_precision: str = option(
+        "no_change", help="Quantise the second text encoder while caching.", section="memory", choices_from="precision"
+    )
+    flow_schedule_shift: float = option(
+        3.0, help="Shift of the flow-matching sigma schedule; higher values train more at high noise.",
+        section="training", minimum=0,
+    )
+
+    # --- training --------------------------------------------------------------------------------------------
+    output_dir: str = option("output/models", help="Where checkpoints and the final model are written.",
+                             section="validation")
+    data_backend_config: str | None = option(
+        None, help="Path of the datasets file; the environment's multidatabackend.json if unset.", section="dataset"
+    )
+    train_batch_size: int = option(1, help="Samples per device per step.", section="training", minimum=1)
+    gradient_accumulation_steps: int = option(
+        1, help="Micro-batches accumulated into one optimizer step.", section="training", minimum=1
+    )
+    num_train_epochs: int = option(
+        1, help="Passes over the data; ignored when max_train_steps is set (set only one of them).",
+        section="training", minimum=0,
+    )
+    max_train_steps: int = option(
+        0, help="Optimizer steps to train for; 0 trains for num_train_epochs instead.", section="training", minimum=0
+    )
+    learning_rate: float = option(1e-4, help="Peak learning rate.", section="training", minimum=0)
+    lr_scheduler: str = option("constant", help="How the learning rate changes over training.", section="training",
+                               choices=LR_SCHEDULERS)
+    lr_warmup_steps: int = option(0, help="Steps of linear warm-up from 0 to learning_rate.", section="training",
+                                  minimum=0)
+    lr_num_cycles: int = option(1, help="Restarts of cosine_with_restarts.", section="training", minimum=1)
+    lr_power: float = option(1.0, help="Power of the polynomial scheduler.", section="training", minimum=0)
+    optimizer: str = option(
+        "adamw", help="adamw (fp32 states), adamw_bf16 (bf16 weights with stochastic rounding), adafactor.",
+        section="training", choices=OPTIMIZERS,
+    )
+    adam_beta1: float = option(0.9, help="AdamW beta1.", section="training", minimum=0, maximum=1)
+    adam_beta2: float = option(0.999, help="AdamW beta2.", section="training", minimum=0, maximum=1)
+    adam_weight_decay: float = option(1e-2, help="Decoupled weight decay.", section="training", minimum=0)
+    adam_epsilon: float = option(1e-8, help="AdamW epsilon.", section="training", minimum=0)
+    max_grad_norm: float = option(2.0, help="Clip gradients to this norm; 0 disables clipping.", section="training",
+                                  minimum=0)
+    mixed_precision: str = option("bf16", help="Autocast precision of the forward pass.", section="memory",
+                                  choices=("no", "bf16", "fp16"))
+    gradient_checkpointing: bool = option(
+        False, help="Recompute activations in the backward pass: much less memory, about 30% slower.",
+        section="memory",
+    )
+    seed: int | None = option(None, help="Seed for reproducible runs; random when unset.", section="training")
+    caption_dropout_probability: float = option(
+        0.0, help="Chance of training a sample with an empty caption.", section="training", minimum=0, maximum=1
+    )
+    use_ema: bool = option(False, help="Keep an exponential moving average of the trained weights.",
+                           section="training")
+    ema_decay: float = option(0.995, help="Decay of the moving average.", section="training", minimum=0, maximum=1)
+
+    # --- dataset ---------------------------------------------------------------------------------------------
+    resolution: float = option(
+        1024, help="Training resolution: pixels of the short edge (pixel), megapixels (area) or pixels² as an edge "
+        "(pixel_area).", section="dataset", minimum=0,
+    )
+    resolution_type: str = option("pixel", help="How resolution is read.", section="dataset",
+                                  choices=RESOLUTION_TYPES)
+    minimum_image_size: float | None = option(
+        None, help="Skip images smaller than this (same unit as resolution); the resolution if unset.",
+        section="dataset", minimum=0,
+    )
+    aspect_bucket_alignment: int = option(
+        64, help="Bucket edges are multiples of this many pixels.", section="dataset", minimum=8
+    )
+    allow_dataset_oversubscription: bool = option(
+        False, help="Repeat undersized buckets just enough for the effective batch instead of failing.",
+        section="dataset",
+    )
+
+    # --- checkpoints, validation and output ------------------------------------------------------------------
+    checkpointing_steps: int = option(500, help="Save a checkpoint every N steps; 0 disables.", section="validation",
+                                      minimum=0)
+    checkpoints_total_limit: int | None = option(
+        None, help="Keep at most this many checkpoints, pruning the oldest.", section="validation", minimum=1
+    )
+    resume_from_checkpoint: str | None = option(
+        None, help="'latest' or a checkpoint folder to resume from.", section="validation"
+    )
+    validation_prompt: str | None = option(None, help="Prompt rendered at each validation.", section="validation")
+    validation_negative_prompt: str | None = option(None, help="Negative prompt for families that use one.",
+                                                    section="validation")
+    validation_steps: int = option(100, help="Validate every N steps; 0 validates only at the end.",
+                                   section="validation", minimum=0)
+    validation_seed: int = option(42, help="Seed of validation images.", section="validation")
+    validation_resolution: str = option("1024", help="Validation size: '1024' or '1024x768'.", section="validation")
+    validation_guidance: float | None = option(
+        None, help="Guidance scale of validation images; the family's default if unset.", section="validation",
+        minimum=0,
+    )
+    validation_num_inference_steps: int = option(20, help="Sampler steps of validation images.",
+                                                 section="validation", minimum=1)
+    validation_method: str = option(
+        "pipeline", help="How validation runs: pipeline (generate images) or a plugin such as external-script.",
+        section="validation", choices_from="validation_method",
+    )
+    report_to: list[str] = option(
+        factory=lambda: ["none"], help="Trackers to send metrics to (wandb, tensorboard, local); none by default.",
+        section="validation", choices_from="tracker",
+    )
+    tracker_project_name: str = option("simpletuner", help="Project name in the trackers.", section="validation")
+    tracker_run_name: str = option("simpletuner-training", help="Run name in the trackers.", section="validation")
+
+    # --- publishing ------------------------------------------------------------------------------------------
+    push_to_hub: bool = option(False, help="Upload the final model to the Hugging Face Hub.", section="publishing")
+    push_checkpoints_to_hub: bool = option(False, help="Also upload each checkpoint.", section="publishing")
+    hub_model_id: str | None = option(None, help="Hub repository (user/name) to publish to.", section="publishing")
+
+    # --- environment -----------------------------------------------------------------------------------------
+    merge_environment_config: bool = option(
+        False, label="Use environment defaults",
+        help="Take every key this environment does not set from the 'default' environment.", section="environment",
+    )

@@ -1,0 +1,204 @@
+"""The datasets file (``multidatabackend*.json``): a list of dataset entries, parsed and validated like configs.
+
+Example of a valid file::
+
+    [
+      {"id": "pets", "type": "local", "instance_data_dir": "datasets/pets", "caption_strategy": "textfile",
+       "resolution": 1024, "resolution_type": "pixel_area", "cache_dir_vae": "cache/vae/pets"},
+      {"id": "text-embeds", "type": "local", "dataset_type": "text_embeds", "default": true,
+       "cache_dir": "cache/text"}
+    ]
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from simpletuner.core.config.converter import ValueTypeError, make_converter, structure_value
+from simpletuner.core.config.core_options import RESOLUTION_TYPES
+from simpletuner.core.config.legacy import LEGACY_DATASET_KEYS, NO_EFFECT
+from simpletuner.core.errors import ConfigError
+from simpletuner.core.options import option
+
+DATASET_TYPES = ("image", "text_embeds", "image_embeds")
+CAPTION_STRATEGIES = ("textfile", "filename", "instanceprompt")
+
+
+@attrs.define(kw_only=True)
+class DatasetEntry:
+    """One dataset of the datasets file. Unset resolution settings fall back to the training config's."""
+
+    id: str = option(help="A unique name of this dataset.", section="dataset")
+    type: str = option("local", help="The data backend storing it (local, or a plugin's).", section="dataset",
+                       choices_from="data_backend")
+    dataset_type: str = option("image", help="image (training images) or text_embeds (the text-embedding cache).",
+                               section="dataset", choices=DATASET_TYPES)
+    instance_data_dir: str | None = option(None, help="Folder of the images.", section="dataset")
+    caption_strategy: str = option(
+        "textfile", help="Where captions come from: a .txt beside each image, the file name, or instance_prompt.",
+        section="dataset", choices=CAPTION_STRATEGIES,
+    )
+    instance_prompt: str | None = option(None, help="Caption of every image with caption_strategy instanceprompt.",
+                                         section="dataset")
+    resolution: float | None = option(None, help="Training resolution of this dataset; the config's if unset.",
+                                      section="dataset", minimum=0)
+    resolution_type: str | None = option(None, help="pixel, area or pixel_area; the config's if unset.",
+                                         section="dataset", choices=RESOLUTION_TYPES)
+    minimum_image_size: float | None = option(None, help="Skip smaller images; the resolution if unset.",
+                                              section="dataset", minimum=0)
+    crop: bool = option(False, help="Crop images to their bucket instead of resizing the whole image.",
+                        section="dataset")
+    crop_style: str = option("center", help="Where crops are taken.", section="dataset",
+                             choices=("center", "random", "corner"))
+    crop_aspect: str = option("square", help="square crops, the image's own aspect (preserve), or the closest "
+                              "bucket's (closest).", section="dataset", choices=("square", "preserve", "closest"))
+    repeats: int = option(0, help="Extra passes over this dataset per epoch.", section="dataset", minimum=0)
+    probability: float = option(1.0, help="Relative chance of drawing a batch from this dataset.",
+                                section="dataset", minimum=0, maximum=1)
+    cache_dir_vae: str | None = option(None, help="Folder of cached latents; inside the output folder if unset.",
+                                       section="dataset")
+    text_embeds: str | None = option(None, help="Id of the text_embeds dataset caching this one's captions; "
+                                     "the default one if unset.", section="dataset")
+    cache_dir: str | None = option(None, help="Folder of a text_embeds dataset's cache.", section="dataset")
+    default: bool = option(False, help="The text_embeds dataset used when an image dataset names none.",
+                           section="dataset")
+    disabled: bool = option(False, help="Skip this dataset.", section="dataset")
+    backend_options: Mapping[str, Any] = attrs.field(factory=dict, metadata={"simpletuner_internal": True})
+
+
+_ENTRY_FIELDS = {f.name for f in attrs.fields(DatasetEntry) if not f.metadata.get("simpletuner_internal")}
+_ENTRY_TYPES = typing.get_type_hints(DatasetEntry)
+
+
+def _field_meta(name: str) -> Any:
+    return attrs.fields_dict(DatasetEntry)[name].metadata["simpletuner"]
+
+
+def _bounds_problems(where: str, key: str, value: Any) -> list[str]:
+    meta = _field_meta(key)
+    if value is None:
+        return []
+    if meta.choices is not None and value not in meta.choices:
+        return [f"{where}.{key}: {value!r} is not one of {', '.join(meta.choices)}"]
+    if meta.minimum is not None and isinstance(value, int | float) and value < meta.minimum:
+        return [f"{where}.{key}: must be at least {meta.minimum:g}, got {value!r}"]
+    if meta.maximum is not None and isinstance(value, int | float) and value > meta.maximum:
+        return [f"{where}.{key}: must be at most {meta.maximum:g}, got {value!r}"]
+    return []
+
+
+def parse_datasets(
+    raw: Any,
+    backend_option_types: Callable[[str], Mapping[str, Any] | None],
+    resolve_path: Callable[[str], Path],
+    source: str | None = None,
+) -> tuple[list[DatasetEntry], list[str]]:
+    """Parse and validate a datasets file's JSON content; returns the entries and warnings.
+
+    Args:
+        raw: the decoded JSON.
+        backend_option_types: backend name → its option types by key, or None for an unknown backend.
+        resolve_path: turns a path from the file into an absolute path (relative paths are workspace-relative).
+        source: the file name used in error messages.
+
+    Raises :class:`ConfigError` listing every problem at once.
+    """
+    converter = make_converter()
+    if not isinstance(raw, list):
+        raise ConfigError(["$: expected a list of dataset objects"], source=source)
+    problems: list[str] = []
+    warnings: list[str] = []
+    entries: list[DatasetEntry] = []
+    for index, item in enumerate(raw):
+        where = f"$[{index}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: expected an object, got {type(item).__name__}")
+            continue
+        if isinstance(item.get("id"), str):
+            where = f"$[{index}] (id {item['id']!r})"
+        backend_name = item.get("type", "local")
+        backend_types = backend_option_types(backend_name) if isinstance(backend_name, str) else None
+        if backend_types is None:
+            problems.append(f"{where}.type: unknown data backend {backend_name!r}")
+            backend_types = {}
+        values: dict[str, Any] = {}
+        backend_values: dict[str, Any] = {}
+        for key, value in item.items():
+            if key in _ENTRY_FIELDS:
+                tp, target = _ENTRY_TYPES[key], values
+            elif key in backend_types:
+                tp, target = backend_types[key], backend_values
+            elif key in LEGACY_DATASET_KEYS:
+                warnings.append(f"{where}.{key}: {NO_EFFECT}")
+                continue
+            else:
+                close = difflib.get_close_matches(key, list(_ENTRY_FIELDS | set(backend_types)), n=1, cutoff=0.6)
+                problems.append(f"{where}.{key}: unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""))
+                continue
+            try:
+                target[key] = structure_value(converter, value, tp)
+            except ValueTypeError as exc:
+                problems.append(f"{where}.{key}: {exc}")
+                continue
+            if target is values:
+                problems += _bounds_problems(where, key, target[key])
+        if "id" not in values:
+            if "id" not in item:
+                problems.append(f"{where}: missing 'id'")
+            continue
+        entries.append(DatasetEntry(**values, backend_options=backend_values))
+    if not problems:
+        problems += _cross_checks(entries, resolve_path)
+    if problems:
+        raise ConfigError(problems, source=source)
+    return entries, warnings
+
+
+def _cross_checks(entries: Sequence[DatasetEntry], resolve_path: Callable[[str], Path]) -> list[str]:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.id in seen:
+            problems.append(f"dataset id {entry.id!r} is used twice; ids must be unique")
+        seen.add(entry.id)
+    enabled = [e for e in entries if not e.disabled]
+    images = [e for e in enabled if e.dataset_type == "image"]
+    embeds = {e.id: e for e in enabled if e.dataset_type == "text_embeds"}
+    if not images:
+        problems.append("no enabled image dataset: add an entry with dataset_type 'image' and instance_data_dir")
+    for entry in images:
+        where = f"dataset {entry.id!r}"
+        if not entry.instance_data_dir:
+            problems.append(f"{where}: instance_data_dir is required for image datasets")
+        elif entry.type == "local" and not resolve_path(entry.instance_data_dir).is_dir():
+            problems.append(
+                f"{where}: instance_data_dir {str(resolve_path(entry.instance_data_dir))!r} is not an existing folder"
+            )
+        if entry.caption_strategy == "instanceprompt" and not entry.instance_prompt:
+            problems.append(f"{where}: caption_strategy 'instanceprompt' needs instance_prompt")
+        if entry.text_embeds is not None and entry.text_embeds not in embeds:
+            problems.append(f"{where}: text_embeds {entry.text_embeds!r} is not an enabled text_embeds dataset")
+    if images and not embeds:
+        problems.append(
+            "no text_embeds dataset: add an entry with dataset_type 'text_embeds' (and default: true) "
+            "to hold the text-embedding cache"
+        )
+    defaults = [e.id for e in embeds.values() if e.default]
+    if len(embeds) > 1 and len(defaults) != 1:
+        problems.append(
+            f"{len(embeds)} text_embeds datasets ({', '.join(embeds)}) need exactly one with default: true, "
+            f"found {len(defaults)}"
+        )
+    return problems
+
+
+def default_text_embeds(entries: Sequence[DatasetEntry]) -> DatasetEntry | None:
+    """The text_embeds dataset used by image datasets that name none."""
+    embeds = [e for e in entries if e.dataset_type == "text_embeds" and not e.disabled]
+    return next((e for e in embeds if e.default), embeds[0] if len(embeds) == 1 else None)

@@ -1,0 +1,242 @@
+"""The config schema: core options plus every option that installed plugins declare, in one flat key space.
+
+:meth:`ConfigSchema.load` reads layered raw dicts (option defaults < flavour settings < the ``default`` environment <
+the environment's own ``config.json``) into a :class:`TrainingConfig` whose every value remembers where it came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+import cattrs
+
+from simpletuner.core.config.converter import ValueTypeError, make_converter, structure_value
+from simpletuner.core.config.core_options import CoreOptions
+from simpletuner.core.config.legacy import ALIASES, LEGACY_KEYS, NO_EFFECT
+from simpletuner.core.errors import ConfigError, PluginConflictError
+from simpletuner.core.options import OptionInfo, describe_options
+from simpletuner.core.specs import Kind, PluginSpec
+
+CORE_OWNER = "core"
+DEFAULT_SOURCE = "default"
+
+
+def strip_key(key: str) -> str:
+    """A config key without SimpleTuner's optional leading ``--``."""
+    return key[2:] if key.startswith("--") else key
+
+
+def owner_of(spec: PluginSpec) -> str:
+    """The owner label of a plugin's options, e.g. ``tracker:wandb``."""
+    return f"{spec.kind.value}:{spec.name}"
+
+
+@attrs.frozen
+class Layer:
+    """One source of raw config values, e.g. ``env:default`` or ``env:my-lora``."""
+
+    source: str
+    values: Mapping[str, Any]
+
+
+@attrs.frozen
+class TrainingConfig:
+    """A parsed, typed configuration.
+
+    Attributes:
+        core: the core options.
+        plugin_options: options instances of every plugin that declares options, by owner (``tracker:wandb``).
+        sources: for every key, where its value came from (``default``, ``flavour:dev``, ``env:default``, ...).
+        own_source: the source label of the environment's own file; :meth:`to_file_dict` writes those keys.
+        dash_prefix: whether the environment's file wrote keys with a leading ``--`` (kept when writing back).
+    """
+
+    core: CoreOptions
+    plugin_options: Mapping[str, Any]
+    sources: Mapping[str, str]
+    own_source: str
+    dash_prefix: bool
+    schema: ConfigSchema = attrs.field(repr=False, eq=False)
+
+    def get(self, key: str) -> Any:
+        """The effective value of ``key``."""
+        owner = self.schema.owner_of_key(key)
+        target = self.core if owner == CORE_OWNER else self.plugin_options[owner]
+        return getattr(target, key)
+
+    def options_for(self, spec: PluginSpec) -> Any:
+        """The options instance of a plugin (None if it declares no options)."""
+        return self.plugin_options.get(owner_of(spec))
+
+    def own_keys(self) -> list[str]:
+        """Keys whose value this environment's own file sets."""
+        return [k for k, src in self.sources.items() if src == self.own_source]
+
+    def to_file_dict(self) -> dict[str, Any]:
+        """The environment's own keys as JSON-ready values, in SimpleTuner's format (with ``--`` if it had it)."""
+        prefix = "--" if self.dash_prefix else ""
+        return {prefix + key: self.schema.unstructure(key, self.get(key)) for key in self.own_keys()}
+
+    def effective(self) -> list[tuple[OptionInfo, Any, str]]:
+        """Every option with its effective value and source, in schema order."""
+        return [(info, self.get(info.key), self.sources.get(info.key, DEFAULT_SOURCE)) for info in self.schema.options]
+
+
+class ConfigSchema:
+    """All known options. Build it with :meth:`from_specs` (usually through the registry's plugins)."""
+
+    def __init__(self, groups: Sequence[tuple[str, type]]) -> None:
+        self.converter: cattrs.Converter = make_converter()
+        self._groups = list(groups)
+        self._owner: dict[str, str] = {}
+        self._types: dict[str, Any] = {}
+        self.options: list[OptionInfo] = []
+        for owner, cls in self._groups:
+            hints = typing.get_type_hints(cls)
+            for info in describe_options(cls, owner=owner):
+                if info.key in self._owner:
+                    raise PluginConflictError(
+                        f"option {info.key!r} is declared by both {self._owner[info.key]} and {owner}; "
+                        f"plugin options must use their own names (prefix them with the plugin name)"
+                    )
+                self._owner[info.key] = owner
+                self._types[info.key] = hints[info.key]
+                self.options.append(info)
+        self._classes = dict(self._groups)
+
+    @classmethod
+    def from_specs(cls, specs: Iterable[PluginSpec]) -> ConfigSchema:
+        """The core options plus the options class of each spec that has one."""
+        groups: list[tuple[str, type]] = [(CORE_OWNER, CoreOptions)]
+        groups += [(owner_of(s), s.options) for s in specs if s.options is not None]
+        return cls(groups)
+
+    # -- lookups -----------------------------------------------------------------------------------------------
+
+    def knows(self, key: str) -> bool:
+        """Whether ``key`` (without ``--``) is an option."""
+        return key in self._owner
+
+    def owner_of_key(self, key: str) -> str:
+        """``core`` or the plugin owner of an option."""
+        return self._owner[key]
+
+    def info(self, key: str) -> OptionInfo:
+        """The description of one option."""
+        return next(o for o in self.options if o.key == key)
+
+    def closest(self, key: str) -> str | None:
+        """The known key closest to a misspelt one."""
+        matches = difflib.get_close_matches(key, list(self._owner), n=1, cutoff=0.6)
+        return matches[0] if matches else None
+
+    def structure(self, key: str, value: Any) -> Any:
+        """Convert a raw value for ``key``; raises :class:`ValueTypeError`."""
+        return structure_value(self.converter, value, self._types[key])
+
+    def unstructure(self, key: str, value: Any) -> Any:
+        """A JSON-ready form of a typed value."""
+        return self.converter.unstructure(value)
+
+    # -- loading -----------------------------------------------------------------------------------------------
+
+    def read_layer(self, layer: Layer) -> tuple[dict[str, Any], list[str], list[str]]:
+        """Typed values of one layer, its problems and its warnings (ignored SimpleTuner keys)."""
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        unknown: list[str] = []
+        legacy: list[str] = []
+        seen_raw: dict[str, str] = {}
+        for raw_key, raw_value in layer.values.items():
+            if not isinstance(raw_key, str):
+                problems.append(f"$.{raw_key!r}: keys must be strings")
+                continue
+            key = strip_key(raw_key)
+            key = ALIASES.get(key, key) if not self.knows(key) else key
+            if key in seen_raw:
+                problems.append(f"$.{key}: given twice (as {seen_raw[key]!r} and {raw_key!r}); keep one")
+                continue
+            seen_raw[key] = raw_key
+            if not self.knows(key):
+                (legacy if key in LEGACY_KEYS else unknown).append(key)
+                continue
+            try:
+                value = self.structure(key, raw_value)
+            except ValueTypeError as exc:
+                problems.append(f"$.{key}: {exc}")
+                continue
+            problems += self._check_bounds(key, value)
+            values[key] = value
+        for key in unknown:
+            hint = self.closest(key)
+            problems.append(f"$.{key}: unknown key" + (f" (did you mean {hint!r}?)" if hint else ""))
+        warnings = [f"{key}: {NO_EFFECT}" for key in legacy]
+        return values, problems, warnings
+
+    def _check_bounds(self, key: str, value: Any) -> list[str]:
+        info = self.info(key)
+        if value is None:
+            return []
+        items = value if isinstance(value, list) else [value]
+        problems = []
+        for item in items:
+            if info.choices is not None and item not in info.choices:
+                allowed = ", ".join(map(str, info.choices))
+                problems.append(f"$.{key}: {item!r} is not one of {allowed}")
+            if info.minimum is not None and isinstance(item, int | float) and item < info.minimum:
+                problems.append(f"$.{key}: must be at least {info.minimum:g}, got {item!r}")
+            if info.maximum is not None and isinstance(item, int | float) and item > info.maximum:
+                problems.append(f"$.{key}: must be at most {info.maximum:g}, got {item!r}")
+        return problems
+
+    def load(
+        self,
+        layers: Sequence[Layer],
+        own_source: str,
+        flavour_settings: Layer | None = None,
+        file_label: str | None = None,
+    ) -> tuple[TrainingConfig, list[str]]:
+        """Merge ``layers`` (lowest priority first) into a :class:`TrainingConfig`.
+
+        ``flavour_settings`` sits just above the option defaults. Returns the config and warnings; raises
+        :class:`ConfigError` listing every problem of every layer at once.
+        """
+        merged: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        problems: list[str] = []
+        warnings: list[str] = []
+        ordered = ([flavour_settings] if flavour_settings else []) + list(layers)
+        for layer in ordered:
+            values, layer_problems, layer_warnings = self.read_layer(layer)
+            label = "" if layer.source == own_source else f"[{layer.source}] "
+            problems += [label + p for p in layer_problems]
+            warnings += [f"{label}{w}" for w in layer_warnings]
+            merged.update(values)
+            sources.update(dict.fromkeys(values, layer.source))
+        if problems:
+            raise ConfigError(problems, source=file_label)
+        instances = {
+            owner: cls(**{k: v for k, v in merged.items() if self._owner[k] == owner})
+            for owner, cls in self._groups
+        }
+        own = next((layer for layer in layers if layer.source == own_source), None)
+        dash = bool(own and own.values and all(str(k).startswith("--") for k in own.values))
+        config = TrainingConfig(
+            core=instances.pop(CORE_OWNER),
+            plugin_options=MappingProxyType(instances),
+            sources=MappingProxyType(sources),
+            own_source=own_source,
+            dash_prefix=dash,
+            schema=self,
+        )
+        return config, warnings
+
+
+def plugin_specs_with_options(registry: Any) -> list[PluginSpec]:
+    """Every registered spec of every kind (the registry facade's view), in kind then name order."""
+    return [spec for kind in Kind for spec in registry.specs(kind).values()]

@@ -1,0 +1,33 @@
+"""One interface per plugin kind; each docstring holds a runnable example."""
+
+from simpletuner.core.interfaces.auth_provider import (
+    AuthProvider,
+    ExternalIdentity,
+    PasswordAuthProvider,
+    RedirectAuthProvider,
+    RedirectStart,
+)
+from simpletuner.core.interfaces.data_backend import DataBackend
+from simpletuner.core.interfaces.model_family import ModelFamily
+from simpletuner.core.interfaces.publisher import Publisher, PublishRequest
+from simpletuner.core.interfaces.quantizer import Quantizer
+from simpletuner.core.interfaces.tracker import RunInfo, Tracker
+from simpletuner.core.interfaces.validation_method import ValidationContext, ValidationMethod, ValidationResult
+
+__all__ = [
+    "AuthProvider",
+    "DataBackend",
+    "ExternalIdentity",
+    "ModelFamily",
+    "PasswordAuthProvider",
+    "PublishRequest",
+    "Publisher",
+    "Quantizer",
+    "RedirectAuthProvider",
+    "RedirectStart",
+    "RunInfo",
+    "Tracker",
+    "ValidationContext",
+    "ValidationMethod",
+    "ValidationResult",
+]

@@ -1,0 +1,47 @@
+"""The DataBackend interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+
+
+class DataBackend(ABC):
+    """Storage of a dataset's images, captions and caches, addressed by ``/``-separated relative paths.
+
+    Example (an in-memory backend)::
+
+        >>> class MemoryBackend(DataBackend):
+        ...     def __init__(self): self.files = {}
+        ...     def list(self, prefix="", extensions=None):
+        ...         return sorted(p for p in self.files if p.startswith(prefix)
+        ...                       and (extensions is None or p.rsplit(".", 1)[-1].lower() in extensions))
+        ...     def read(self, path): return self.files[path]
+        ...     def write(self, path, data): self.files[path] = bytes(data)
+        ...     def exists(self, path): return path in self.files
+        ...     def delete(self, path): self.files.pop(path, None)
+        >>> backend = MemoryBackend()
+        >>> backend.write("cats/1.png", b"...")
+        >>> backend.list("cats/", extensions={"png"})
+        ['cats/1.png']
+    """
+
+    @abstractmethod
+    def list(self, prefix: str = "", extensions: Iterable[str] | None = None) -> list[str]:
+        """Relative paths of files under ``prefix`` (recursively), filtered by lowercase extensions, sorted."""
+
+    @abstractmethod
+    def read(self, path: str) -> bytes:
+        """The bytes of a file; raises ``FileNotFoundError`` if absent."""
+
+    @abstractmethod
+    def write(self, path: str, data: bytes) -> None:
+        """Store ``data`` at ``path`` atomically (readers see old or new content, never a partial file)."""
+
+    @abstractmethod
+    def exists(self, path: str) -> bool:
+        """Whether a file exists at ``path``."""
+
+    @abstractmethod
+    def delete(self, path: str) -> None:
+        """Remove a file; no error if it is absent."""

@@ -1,0 +1,86 @@
+"""The ModelFamily interface: everything the training engine needs to know about one architecture."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from simpletuner.core.specs import Flavour, ModelFamilySpec
+
+
+class ModelFamily(ABC):
+    """One model architecture (Flux, Sana, PixArt, ...), built by its spec's factory for a training run.
+
+    The spec (:class:`~simpletuner.core.specs.ModelFamilySpec`) holds what can be known without importing torch:
+    flavours, supported adapter types and precisions, memory presets. This class holds behaviour: loading
+    components with ``from_pretrained`` (a Hub id or a local diffusers folder), encoding text into a cacheable dict
+    of tensors, encoding images into latents, sampling noise and timesteps and computing the training target,
+    calling the transformer, the default LoRA targets, modules kept out of quantisation, and the validation
+    pipeline. Implementations import torch and diffusers inside methods or in modules loaded by the factory.
+
+    Example (a toy family; real ones return diffusers modules and tensors)::
+
+        >>> class ToyFamily(ModelFamily):
+        ...     lora_target_presets = {"attention": ("to_q", "to_k", "to_v", "to_out.0")}
+        ...     default_lora_preset = "attention"
+        ...     quantization_exclusions = ("norm", "proj_out")
+        ...     def load_components(self, pretrained, *, dtype, device): return {"transformer": object()}
+        ...     def encode_text(self, components, prompts): return [{"prompt_embeds": p} for p in prompts]
+        ...     def encode_latents(self, components, pixels): return pixels
+        ...     def training_inputs(self, latents, text, generator): return {"noisy": latents, "target": latents}
+        ...     def predict(self, components, inputs, text): return inputs["noisy"]
+        ...     def validation_pipeline(self, components): return None
+        >>> spec = ModelFamilySpec(name="toy", title="Toy", description="", factory=ToyFamily,
+        ...                        flavours=(Flavour(name="base", pretrained="me/toy"),))
+        >>> family = ToyFamily(spec, flavour=spec.flavour(None), options=None)
+        >>> family.lora_targets()
+        ('to_q', 'to_k', 'to_v', 'to_out.0')
+    """
+
+    #: Named sets of module-name patterns a LoRA can target, e.g. ``{"attention": (...), "attention+mlp": (...)}``.
+    lora_target_presets: Mapping[str, Sequence[str]] = {}
+    #: The preset used when ``lora_target_preset`` is unset.
+    default_lora_preset: str = ""
+    #: Module-name patterns never quantised (norms, embedders, output projections).
+    quantization_exclusions: Sequence[str] = ()
+    #: Bucket edges are multiples of this many pixels.
+    bucket_alignment: int = 64
+
+    def __init__(self, spec: ModelFamilySpec, flavour: Flavour | None, options: Any) -> None:
+        self.spec = spec
+        self.flavour = flavour
+        self.options = options
+
+    def lora_targets(self, preset: str | None = None) -> tuple[str, ...]:
+        """Module-name patterns of a LoRA target preset (the default preset when None)."""
+        name = preset or self.default_lora_preset
+        if name not in self.lora_target_presets:
+            known = ", ".join(self.lora_target_presets) or "none"
+            raise ValueError(f"{self.spec.name} has no LoRA target preset {name!r}; known: {known}")
+        return tuple(self.lora_target_presets[name])
+
+    @abstractmethod
+    def load_components(self, pretrained: str, *, dtype: Any, device: Any) -> dict[str, Any]:
+        """Load the pipeline's components (transformer, vae, text encoders, tokenizers, scheduler) from a Hub id
+        or a local diffusers folder through ``from_pretrained``; a missing component is a clear error."""
+
+    @abstractmethod
+    def encode_text(self, components: Mapping[str, Any], prompts: Sequence[str]) -> list[dict[str, Any]]:
+        """Encode prompts into one dict of tensors per prompt, ready to be cached on disk."""
+
+    @abstractmethod
+    def encode_latents(self, components: Mapping[str, Any], pixels: Any) -> Any:
+        """Encode a batch of images (``B×3×H×W`` in [-1, 1]) into the latents the transformer trains on."""
+
+    @abstractmethod
+    def training_inputs(self, latents: Any, text: Mapping[str, Any], generator: Any) -> dict[str, Any]:
+        """Sample noise and timesteps for a batch and return the transformer's inputs plus ``target``."""
+
+    @abstractmethod
+    def predict(self, components: Mapping[str, Any], inputs: Mapping[str, Any], text: Mapping[str, Any]) -> Any:
+        """Run the transformer on prepared inputs and return the prediction compared with ``inputs['target']``."""
+
+    @abstractmethod
+    def validation_pipeline(self, components: Mapping[str, Any]) -> Any:
+        """A diffusers pipeline built from the live components (adapter attached) for validation images."""

@@ -1,0 +1,30 @@
+"""The Quantizer interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+
+class Quantizer(ABC):
+    """Stores a frozen module's weights in fewer bits.
+
+    The precision levels a quantizer provides are declared on its spec
+    (:class:`~simpletuner.core.specs.QuantizerSpec` ``precisions``), so configs are checked without importing it.
+
+    Example (a toy quantizer that only records what it would do)::
+
+        >>> class RecordingQuantizer(Quantizer):
+        ...     def quantize(self, module, precision, exclude=()):
+        ...         module["quantized"] = precision
+        ...         module["kept"] = tuple(exclude)
+        ...         return module
+        >>> RecordingQuantizer().quantize({}, "int8-quanto", exclude=["norm"])
+        {'quantized': 'int8-quanto', 'kept': ('norm',)}
+    """
+
+    @abstractmethod
+    def quantize(self, module: Any, precision: str, exclude: Sequence[str] = ()) -> Any:
+        """Quantise ``module`` in place to ``precision`` and freeze it, leaving submodules whose qualified names
+        match a pattern of ``exclude`` untouched; return the module."""

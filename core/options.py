@@ -1,0 +1,175 @@
+"""Declaring options once, with everything the config loader, the CLI and the web UI need to know about them.
+
+Options are attrs fields built with :func:`option`. The field's default is the single source of the default value;
+the metadata holds help text, the UI section, choices and bounds. The config loader enforces choices and bounds, and
+the web UI renders forms from :func:`describe_options`, so a plugin's options appear without UI code.
+
+Example::
+
+    import attrs
+    from simpletuner.core.options import option
+
+    @attrs.define
+    class WandbOptions:
+        wandb_entity: str | None = option(None, help="W&B team or user to log under", section="publishing")
+
+    [info.key for info in describe_options(WandbOptions)]  # ['wandb_entity']
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, Union
+
+import attrs
+
+METADATA_KEY = "simpletuner"
+
+#: The web UI's configuration tabs, in display order, with their titles.
+SECTIONS: dict[str, str] = {
+    "model": "Model",
+    "training": "Training",
+    "memory": "Memory Optimisation",
+    "dataset": "Dataset",
+    "validation": "Validations & Output",
+    "publishing": "Publishing",
+    "environment": "Environment",
+}
+
+
+@attrs.frozen
+class OptionMeta:
+    """Metadata attached to an option field."""
+
+    help: str
+    section: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    label: str | None = None
+    secret: bool = False
+    #: Where the set of valid values comes from at run time, e.g. ``"model_family"`` (registered plugin names).
+    choices_from: str | None = None
+
+
+def option(
+    default: Any = attrs.NOTHING,
+    *,
+    help: str,
+    section: str,
+    choices: Sequence[Any] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    label: str | None = None,
+    secret: bool = False,
+    choices_from: str | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """An attrs field describing one config option.
+
+    Args:
+        default: the default value (or use ``factory`` for mutable defaults).
+        help: one or two sentences shown in ``--help``-style listings and next to the field in the UI.
+        section: one of :data:`SECTIONS`, the UI tab the option lives on.
+        choices: the allowed values, if the option is an enumeration.
+        minimum / maximum: inclusive numeric bounds.
+        label: a short UI label; defaults to the key with spaces.
+        secret: the value is never echoed back by the API (tokens, passwords).
+        choices_from: a plugin kind whose registered names are the allowed values (``"model_family"``, ...).
+    """
+    if section not in SECTIONS:
+        raise ValueError(f"unknown option section {section!r}; expected one of {', '.join(SECTIONS)}")
+    meta = OptionMeta(
+        help=help,
+        section=section,
+        choices=tuple(choices) if choices is not None else None,
+        minimum=minimum,
+        maximum=maximum,
+        label=label,
+        secret=secret,
+        choices_from=choices_from,
+    )
+    if factory is not None:
+        return attrs.field(factory=factory, metadata={METADATA_KEY: meta})
+    return attrs.field(default=default, metadata={METADATA_KEY: meta})
+
+
+@attrs.frozen
+class OptionInfo:
+    """A fully described option, as listed by :func:`describe_options` and served to the web UI."""
+
+    key: str
+    type: str
+    default: Any
+    help: str
+    section: str
+    owner: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    label: str = ""
+    secret: bool = False
+    choices_from: str | None = None
+    nullable: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (choices as a list)."""
+        data = attrs.asdict(self)
+        data["choices"] = list(self.choices) if self.choices is not None else None
+        return data
+
+
+def type_name(tp: Any) -> str:
+    """A short, user-facing name for a type annotation: ``int``, ``float``, ``str``, ``bool``, ``list[str]``."""
+    args = typing.get_args(tp)
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        names = [type_name(a) for a in args if a is not type(None)]
+        return " or ".join(names)
+    if origin in (list, tuple, Sequence):
+        return f"list[{type_name(args[0])}]" if args else "list"
+    if origin is dict:
+        return "object"
+    return getattr(tp, "__name__", str(tp))
+
+
+def is_nullable(tp: Any) -> bool:
+    """True when ``None`` is an allowed value of the annotation."""
+    return type(None) in typing.get_args(tp)
+
+
+def describe_options(cls: type, owner: str = "core") -> list[OptionInfo]:
+    """Every option field of an attrs class, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    infos = []
+    for field in attrs.fields(cls):
+        meta = field.metadata.get(METADATA_KEY)
+        if meta is None:
+            raise TypeError(f"{cls.__name__}.{field.name} is not declared with simpletuner.core.options.option()")
+        if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+            default = field.default.factory()  # type: ignore[union-attr]
+        elif field.default is attrs.NOTHING:
+            default = None
+        else:
+            default = field.default
+        tp = hints[field.name]
+        infos.append(
+            OptionInfo(
+                key=field.name,
+                type=type_name(tp),
+                default=default,
+                help=meta.help,
+                section=meta.section,
+                owner=owner,
+                choices=meta.choices,
+                minimum=meta.minimum,
+                maximum=meta.maximum,
+                label=meta.label or field.name.replace("_", " ").capitalize(),
+                secret=meta.secret,
+                choices_from=meta.choices_from,
+                nullable=is_nullable(tp),
+            )
+        )
+    return infos

@@ -1,0 +1,245 @@
+"""The frozen spec objects that plugins pass to ``register`` (see :mod:`simpletuner.core.hookspecs`).
+
+A spec is pure metadata plus a lazy ``factory``: everything the CLI, the config checker and the web UI need to know
+about a plugin is readable without importing the heavy implementation behind it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
+
+
+def normalize_name(name: str) -> str:
+    """The canonical form of a plugin or flavour name: lowercase, with ``_`` and spaces turned into ``-``."""
+    return re.sub(r"[\s_]+", "-", name.strip().lower())
+
+
+def _valid_name(instance: object, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str) or not _NAME_PATTERN.match(normalize_name(value)):
+        raise ValueError(
+            f"{type(instance).__name__}.{attribute.name} must be a name of letters, digits, '-', '_' or '.', "
+            f"got {value!r}"
+        )
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value or {}))
+
+
+class Kind(enum.Enum):
+    """The kinds of thing a plugin can provide; each has one ``register_*`` hook."""
+
+    MODEL_FAMILY = "model_family"
+    QUANTIZER = "quantizer"
+    DATA_BACKEND = "data_backend"
+    TRACKER = "tracker"
+    PUBLISHER = "publisher"
+    AUTH_PROVIDER = "auth_provider"
+    VALIDATION_METHOD = "validation_method"
+
+    @property
+    def hook_name(self) -> str:
+        """The name of the hook that collects this kind, e.g. ``register_model_families``."""
+        return _HOOK_NAMES[self]
+
+    @property
+    def plural(self) -> str:
+        """Human-readable plural, e.g. ``model families``."""
+        return self.hook_name.removeprefix("register_").replace("_", " ")
+
+
+_HOOK_NAMES = {
+    Kind.MODEL_FAMILY: "register_model_families",
+    Kind.QUANTIZER: "register_quantizers",
+    Kind.DATA_BACKEND: "register_data_backends",
+    Kind.TRACKER: "register_trackers",
+    Kind.PUBLISHER: "register_publishers",
+    Kind.AUTH_PROVIDER: "register_auth_providers",
+    Kind.VALIDATION_METHOD: "register_validation_methods",
+}
+
+
+@attrs.frozen
+class Provider:
+    """Where a registered spec came from: the plugin, its entry point and the distribution that installed it."""
+
+    plugin: str
+    entry_point: str | None = None
+    distribution: str | None = None
+    version: str | None = None
+
+    def describe(self) -> str:
+        """``distribution version`` when installed from a distribution, else the plugin's name."""
+        if self.distribution:
+            return f"{self.distribution} {self.version or ''}".strip()
+        return f"plugin {self.plugin!r}"
+
+
+@attrs.frozen(kw_only=True)
+class PluginSpec:
+    """What every spec has.
+
+    Attributes:
+        name: the name users write in configs (normalised: lowercase, ``-``).
+        title: a short human-readable name for the UI.
+        description: one or two sentences for ``plugins list`` and the UI.
+        factory: called lazily to build the implementation; import heavy libraries inside it, not at module top.
+        options: an attrs class of this plugin's own options (built with :func:`simpletuner.core.options.option`),
+            or None. Its fields become config keys, so name them with a prefix of the plugin (``wandb_entity``).
+        provider: filled in by the core when the spec is registered; plugins leave it None.
+    """
+
+    name: str = attrs.field(validator=_valid_name, converter=normalize_name)
+    title: str
+    description: str
+    factory: Callable[..., Any] = attrs.field(eq=False, repr=False)
+    options: type | None = None
+    provider: Provider | None = None
+
+    kind: ClassVar[Kind]  # set by each subclass
+
+    def __attrs_post_init__(self) -> None:
+        if self.options is not None and not attrs.has(self.options):
+            raise TypeError(f"{type(self).__name__}({self.name!r}).options must be an attrs class")
+
+
+@attrs.frozen(kw_only=True)
+class Flavour:
+    """A named variant of a model family: where its weights live and which settings it turns on.
+
+    Attributes:
+        name: the ``model_flavour`` value.
+        pretrained: Hugging Face repository id (or local folder) of the diffusers-format weights.
+        description: one line shown in the wizard.
+        settings: config values this flavour pre-enables (e.g. ``{"flux_guidance_mode": "constant"}``); a user's own
+            value for the same key wins.
+    """
+
+    name: str = attrs.field(validator=_valid_name, converter=normalize_name)
+    pretrained: str
+    description: str = ""
+    settings: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
+
+
+@attrs.frozen(kw_only=True)
+class MemoryPreset:
+    """A family's memory preset (``light``, ``balanced``, ``aggressive``): the settings it changes and their cost."""
+
+    name: str = attrs.field(validator=_valid_name, converter=normalize_name)
+    tradeoff: str
+    settings: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
+
+
+@attrs.frozen(kw_only=True)
+class ModelFamilySpec(PluginSpec):
+    """Registers a model family.
+
+    Attributes:
+        flavours: the named variants; the first is the default unless ``default_flavour`` says otherwise.
+        model_types: training modes the family supports (``lora``, ``full``).
+        lora_types: adapter kinds supported under ``model_type: lora`` (``standard`` = PEFT LoRA, ``lycoris``).
+        precisions: ``base_model_precision`` values the family accepts (``no_change`` always included).
+        discouraged_precisions: precision → why it is a bad idea for this family (a warning at config check).
+        memory_presets: light / balanced / aggressive presets.
+    """
+
+    flavours: tuple[Flavour, ...] = attrs.field(converter=tuple)
+    default_flavour: str | None = None
+    model_types: tuple[str, ...] = ("lora", "full")
+    lora_types: tuple[str, ...] = ("standard", "lycoris")
+    precisions: tuple[str, ...] = ("no_change",)
+    discouraged_precisions: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
+    memory_presets: tuple[MemoryPreset, ...] = attrs.field(default=(), converter=tuple)
+
+    kind = Kind.MODEL_FAMILY
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        if not self.flavours:
+            raise ValueError(f"model family {self.name!r} must declare at least one flavour")
+        names = [f.name for f in self.flavours]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model family {self.name!r} declares a flavour twice: {names}")
+        if self.default_flavour is not None and normalize_name(self.default_flavour) not in names:
+            raise ValueError(f"model family {self.name!r}: default flavour {self.default_flavour!r} is not declared")
+
+    def flavour(self, name: str | None) -> Flavour | None:
+        """The flavour called ``name`` (the default flavour for None), or None if the family has no such flavour."""
+        wanted = normalize_name(name) if name else normalize_name(self.default_flavour or self.flavours[0].name)
+        return next((f for f in self.flavours if f.name == wanted), None)
+
+    def memory_preset(self, name: str) -> MemoryPreset | None:
+        """The memory preset called ``name``, or None."""
+        wanted = normalize_name(name)
+        return next((p for p in self.memory_presets if p.name == wanted), None)
+
+
+@attrs.frozen(kw_only=True)
+class QuantizerSpec(PluginSpec):
+    """Registers a quantizer; ``precisions`` are the ``base_model_precision`` values it provides."""
+
+    precisions: tuple[str, ...] = attrs.field(converter=tuple)
+
+    kind = Kind.QUANTIZER
+
+
+@attrs.frozen(kw_only=True)
+class DataBackendSpec(PluginSpec):
+    """Registers a data backend; a dataset entry's ``type`` names it."""
+
+    kind = Kind.DATA_BACKEND
+
+
+@attrs.frozen(kw_only=True)
+class TrackerSpec(PluginSpec):
+    """Registers a tracker; ``report_to`` names it. ``sends_data`` is True when it sends data off this machine."""
+
+    sends_data: bool = False
+
+    kind = Kind.TRACKER
+
+
+@attrs.frozen(kw_only=True)
+class PublisherSpec(PluginSpec):
+    """Registers a publisher. ``sends_data`` is True when it sends data off this machine."""
+
+    sends_data: bool = False
+
+    kind = Kind.PUBLISHER
+
+
+@attrs.frozen(kw_only=True)
+class AuthProviderSpec(PluginSpec):
+    """Registers a login method: ``password`` style (username + password) or ``redirect`` style (SSO)."""
+
+    style: Literal["password", "redirect"] = attrs.field(validator=attrs.validators.in_(("password", "redirect")))
+
+    kind = Kind.AUTH_PROVIDER
+
+
+@attrs.frozen(kw_only=True)
+class ValidationMethodSpec(PluginSpec):
+    """Registers a validation method; ``validation_method`` names it."""
+
+    kind = Kind.VALIDATION_METHOD
+
+
+SPEC_CLASSES: Mapping[Kind, type[PluginSpec]] = MappingProxyType(
+    {
+        Kind.MODEL_FAMILY: ModelFamilySpec,
+        Kind.QUANTIZER: QuantizerSpec,
+        Kind.DATA_BACKEND: DataBackendSpec,
+        Kind.TRACKER: TrackerSpec,
+        Kind.PUBLISHER: PublisherSpec,
+        Kind.AUTH_PROVIDER: AuthProviderSpec,
+        Kind.VALIDATION_METHOD: ValidationMethodSpec,
+    }
+)

@@ -1,0 +1,1 @@
+"""Built-in model families, each an entry-point plugin."""

@@ -1,0 +1,1 @@
+"""Built-in publishers, each an entry-point plugin."""

@@ -1,0 +1,1 @@
+"""Built-in trackers, each an entry-point plugin."""
