@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up a virtual environment (.venv) with SimpleTuner and its test dependencies, then runs the test suite.
+# torch is pinned to the CPU build so that no multi-gigabyte CUDA wheel is downloaded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[test]"
+exec .venv/bin/python -m pytest "$@"

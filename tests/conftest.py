@@ -1,0 +1,40 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from simpletuner.core.workspace import WORKSPACE_ENV_VAR, Workspace
+
+SIMPLETUNER_BIN = Path(sys.executable).parent / "simpletuner"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """An empty workspace, also set as ``$SIMPLETUNER_WORKSPACE``."""
+    root = tmp_path / "workspace"
+    root.mkdir()
+    monkeypatch.setenv(WORKSPACE_ENV_VAR, str(root))
+    return Workspace(root)
+
+
+@pytest.fixture
+def run_cli(workspace: Workspace) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the installed ``simpletuner`` console script as a subprocess in the test workspace."""
+    executable = str(SIMPLETUNER_BIN) if SIMPLETUNER_BIN.exists() else shutil.which("simpletuner")
+    assert executable, "the simpletuner console script is not installed"
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+            cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, WORKSPACE_ENV_VAR: str(workspace.root), **(env or {})}
+        return subprocess.run([executable, *args], capture_output=True, text=True, env=full_env, input=input,
+                              cwd=cwd or workspace.root, timeout=timeout)
+
+    return run
