@@ -1,0 +1,106 @@
+"""Opening the server database: SQLite in the workspace by default, PostgreSQL through a URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import peewee
+from simpletuner.core.errors import SimpleTunerError
+
+DEFAULT_SQLITE_NAME = "simpletuner.db"
+
+# WAL lets request threads read while another writes; foreign keys make ON DELETE CASCADE real; the busy timeout
+# makes concurrent writers (several gunicorn workers) wait for each other instead of failing at once.
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 10000,
+    "synchronous": "normal",
+}
+
+
+class DatabaseConfigError(SimpleTunerError):
+    """The database URL is malformed or names a database SimpleTuner cannot use."""
+
+
+def sqlite_path(workspace_root: Path) -> Path:
+    """Where the default SQLite database lives."""
+    return workspace_root / DEFAULT_SQLITE_NAME
+
+
+def open_database(url: str | None, workspace_root: Path) -> peewee.Database:
+    """A (not yet connected) peewee database for ``url``.
+
+    ``None`` or an empty URL means SQLite in the workspace. Accepted URLs: ``sqlite:///absolute/path.db``,
+    ``sqlite:///:memory:`` and ``postgresql://user:password@host:port/dbname`` (``postgres://`` too).
+    """
+    if not url:
+        workspace_root.mkdir(parents=True, exist_ok=True)
+        return _sqlite(str(sqlite_path(workspace_root)))
+    parsed = urlparse(url)
+    scheme = parsed.scheme.lower()
+    if scheme == "sqlite":
+        path = unquote(parsed.path)
+        if path in ("", "/"):
+            raise DatabaseConfigError(f"database URL {url!r} names no file; write sqlite:////absolute/path.db")
+        if path == "/:memory:":
+            return _sqlite(":memory:")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return _sqlite(path)
+    if scheme in ("postgresql", "postgres"):
+        return _postgres(url, parsed)
+    raise DatabaseConfigError(
+        f"unsupported database URL scheme {parsed.scheme!r} in --database-url; use postgresql://user:password@host/db "
+        "or sqlite:////path/to/file.db (or leave it out for SQLite in the workspace)"
+    )
+
+
+def _sqlite(path: str) -> peewee.SqliteDatabase:
+    # IMMEDIATE transactions take the write lock up front, so two writers queue on busy_timeout instead of one
+    # failing when it tries to upgrade a read lock.
+    return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False)
+
+
+def _postgres(url: str, parsed: object) -> peewee.PostgresqlDatabase:
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        raise DatabaseConfigError(
+            "PostgreSQL needs the psycopg2 driver: pip install psycopg2-binary (or pip install 'simpletuner[postgres]')"
+        ) from None
+    from urllib.parse import ParseResult
+
+    assert isinstance(parsed, ParseResult)
+    name = unquote(parsed.path.lstrip("/"))
+    if not name:
+        raise DatabaseConfigError(f"database URL {_redact(url)!r} names no database; add /dbname at the end")
+    params: dict[str, object] = {}
+    if parsed.hostname:
+        params["host"] = unquote(parsed.hostname)
+    if parsed.port:
+        params["port"] = parsed.port
+    if parsed.username:
+        params["user"] = unquote(parsed.username)
+    if parsed.password:
+        params["password"] = unquote(parsed.password)
+    for part in filter(None, parsed.query.split("&")):
+        key, _, value = part.partition("=")
+        params[unquote(key)] = unquote(value)
+    return peewee.PostgresqlDatabase(name, **params)
+
+
+def _redact(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+
+
+def describe(database: peewee.Database) -> str:
+    """A one-line description for logs, without any password."""
+    if isinstance(database, peewee.SqliteDatabase):
+        return f"SQLite {database.database}"
+    params = getattr(database, "connect_params", {})
+    host = params.get("host", "local socket")
+    return f"PostgreSQL {database.database} on {host}"
