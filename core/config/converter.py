@@ -101,8 +101,8 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _structure_float)
     converter.register_structure_hook(bool, _structure_bool)
     converter.register_structure_hook(str, _structure_str)
-    converter.register_structure_hook(list[str], _structure_str_list)
-    converter.register_structure_hook(dict[str, Any], _structure_mapping)
+    converter.register_structure_hook_func(lambda tp: tp == list[str], _structure_str_list)
+    converter.register_structure_hook_func(lambda tp: tp == dict[str, Any], _structure_mapping)
     return converter
 
 

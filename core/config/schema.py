@@ -54,6 +54,8 @@ class TrainingConfig:
         sources: for every key, where its value came from (``default``, ``flavour:dev``, ``env:default``, ...).
         own_source: the source label of the environment's own file; :meth:`to_file_dict` writes those keys.
         dash_prefix: whether the environment's file wrote keys with a leading ``--`` (kept when writing back).
+        ignored_values: SimpleTuner keys of the environment's own file that have no effect here, kept verbatim so
+            that writing the config back loses nothing the user set.
     """
 
     core: CoreOptions
@@ -62,6 +64,7 @@ class TrainingConfig:
     own_source: str
     dash_prefix: bool
     schema: ConfigSchema = attrs.field(repr=False, eq=False)
+    ignored_values: Mapping[str, Any] = attrs.field(factory=dict)
 
     def get(self, key: str) -> Any:
         """The effective value of ``key``."""
@@ -80,7 +83,9 @@ class TrainingConfig:
     def to_file_dict(self) -> dict[str, Any]:
         """The environment's own keys as JSON-ready values, in SimpleTuner's format (with ``--`` if it had it)."""
         prefix = "--" if self.dash_prefix else ""
-        return {prefix + key: self.schema.unstructure(key, self.get(key)) for key in self.own_keys()}
+        data = {prefix + key: self.schema.unstructure(key, self.get(key)) for key in self.own_keys()}
+        data.update({prefix + key: value for key, value in self.ignored_values.items()})
+        return data
 
     def effective(self) -> list[tuple[OptionInfo, Any, str]]:
         """Every option with its effective value and source, in schema order."""
@@ -226,6 +231,10 @@ class ConfigSchema:
         }
         own = next((layer for layer in layers if layer.source == own_source), None)
         dash = bool(own and own.values and all(str(k).startswith("--") for k in own.values))
+        ignored = {
+            strip_key(k): v for k, v in (own.values.items() if own else ())
+            if isinstance(k, str) and strip_key(k) in LEGACY_KEYS and not self.knows(strip_key(k))
+        }
         config = TrainingConfig(
             core=instances.pop(CORE_OWNER),
             plugin_options=MappingProxyType(instances),
@@ -233,6 +242,7 @@ class ConfigSchema:
             own_source=own_source,
             dash_prefix=dash,
             schema=self,
+            ignored_values=MappingProxyType(ignored),
         )
         return config, warnings
 
