@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from simpletuner.core.specs import Flavour, ModelFamilySpec
@@ -25,7 +26,9 @@ class ModelFamily(ABC):
         ...     lora_target_presets = {"attention": ("to_q", "to_k", "to_v", "to_out.0")}
         ...     default_lora_preset = "attention"
         ...     quantization_exclusions = ("norm", "proj_out")
-        ...     def load_components(self, pretrained, *, dtype, device): return {"transformer": object()}
+        ...     components = ("transformer", "vae")
+        ...     def load_components(self, pretrained, *, dtype, device, names=None):
+        ...         return {name: object() for name in (names or self.components)}
         ...     def encode_text(self, components, prompts): return [{"prompt_embeds": p} for p in prompts]
         ...     def encode_latents(self, components, pixels): return pixels
         ...     def training_inputs(self, latents, text, generator): return {"noisy": latents, "target": latents}
@@ -36,6 +39,8 @@ class ModelFamily(ABC):
         >>> family = ToyFamily(spec, flavour=spec.flavour(None), options=None)
         >>> family.lora_targets()
         ('to_q', 'to_k', 'to_v', 'to_out.0')
+        >>> sorted(family.load_components("me/toy", dtype=None, device="cpu", names=["vae"]))
+        ['vae']
     """
 
     #: Named sets of module-name patterns a LoRA can target, e.g. ``{"attention": (...), "attention+mlp": (...)}``.
@@ -46,11 +51,20 @@ class ModelFamily(ABC):
     quantization_exclusions: Sequence[str] = ()
     #: Bucket edges are multiples of this many pixels.
     bucket_alignment: int = 64
+    #: Every component of the pipeline folder (its sub-folders), e.g. ``("transformer", "vae", "text_encoder", ...)``.
+    components: Sequence[str] = ()
+    #: The components :meth:`encode_text` needs (freed once the text cache is complete).
+    text_components: Sequence[str] = ()
+    #: The components :meth:`encode_latents` needs (freed once the latent cache is complete).
+    latent_components: Sequence[str] = ("vae",)
+    #: The component that is trained; its adapter weights are saved under this prefix (diffusers' LoRA layout).
+    trained_component: str = "transformer"
 
     def __init__(self, spec: ModelFamilySpec, flavour: Flavour | None, options: Any) -> None:
         self.spec = spec
         self.flavour = flavour
         self.options = options
+        self.core: Any = None
 
     def lora_targets(self, preset: str | None = None) -> tuple[str, ...]:
         """Module-name patterns of a LoRA target preset (the default preset when None)."""
@@ -60,10 +74,41 @@ class ModelFamily(ABC):
             raise ValueError(f"{self.spec.name} has no LoRA target preset {name!r}; known: {known}")
         return tuple(self.lora_target_presets[name])
 
+    def configure(self, core_options: Any) -> None:
+        """Receive the run's core options (e.g. ``flow_schedule_shift``) before training; kept as ``self.core``."""
+        self.core = core_options
+
+    def check_pretrained(self, pretrained: str) -> None:
+        """Raise ``ValueError`` naming what is missing when ``pretrained`` is a local folder without the family's
+        components; cheap (no weights are read), so the engine calls it before any heavy work. Hub ids pass."""
+        folder = Path(pretrained).expanduser()
+        looks_local = folder.is_absolute() or pretrained.startswith(".") or folder.exists()
+        if not looks_local:
+            return
+        if not folder.is_dir():
+            raise ValueError(f"pretrained_model_name_or_path {pretrained!r} is not an existing folder; give a local "
+                             f"diffusers folder or a Hugging Face repository id")
+        missing = [name for name in ("model_index.json", *self.components) if not (folder / name).exists()]
+        if missing:
+            raise ValueError(f"pretrained_model_name_or_path {str(folder)!r} is not a {self.spec.title} diffusers "
+                             f"folder: missing {', '.join(missing)}")
+
+    def text_cache_settings(self) -> dict[str, Any]:
+        """Settings that change text embeddings (e.g. token limits); part of every text-cache key."""
+        return {}
+
+    def loss(self, prediction: Any, inputs: Mapping[str, Any]) -> Any:
+        """The training loss of a batch: mean squared error against ``inputs['target']`` in float32."""
+        import torch.nn.functional as functional
+
+        return functional.mse_loss(prediction.float(), inputs["target"].float())
+
     @abstractmethod
-    def load_components(self, pretrained: str, *, dtype: Any, device: Any) -> dict[str, Any]:
+    def load_components(self, pretrained: str, *, dtype: Any, device: Any,
+                        names: Sequence[str] | None = None) -> dict[str, Any]:
         """Load the pipeline's components (transformer, vae, text encoders, tokenizers, scheduler) from a Hub id
-        or a local diffusers folder through ``from_pretrained``; a missing component is a clear error."""
+        or a local diffusers folder through ``from_pretrained``; only ``names`` when given (all otherwise).
+        A missing component is a clear error."""
 
     @abstractmethod
     def encode_text(self, components: Mapping[str, Any], prompts: Sequence[str]) -> list[dict[str, Any]]:
@@ -75,7 +120,10 @@ class ModelFamily(ABC):
 
     @abstractmethod
     def training_inputs(self, latents: Any, text: Mapping[str, Any], generator: Any) -> dict[str, Any]:
-        """Sample noise and timesteps for a batch and return the transformer's inputs plus ``target``."""
+        """Sample noise and timesteps for a batch and return the transformer's inputs plus ``target``.
+
+        ``text`` holds the batch's cached embeddings stacked along a first batch dimension; ``generator`` is the
+        ``torch.Generator`` every random draw comes from (its state is checkpointed, so resumes are exact)."""
 
     @abstractmethod
     def predict(self, components: Mapping[str, Any], inputs: Mapping[str, Any], text: Mapping[str, Any]) -> Any:

@@ -1,0 +1,1 @@
+"""The training engine: datasets, buckets, caches, the loop, checkpoints and outputs."""

@@ -1,0 +1,60 @@
+"""The Flux family (FLUX.1 dev, schnell, Krea-dev): the entry point of the plugin.
+
+This module only declares the family; :mod:`simpletuner.model_families.flux.family` (torch, diffusers) is imported
+by the factory when a run starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simpletuner.core.hookspecs import hookimpl
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec
+from simpletuner.model_families.flux.options import FluxOptions
+
+FLAVOURS = (
+    Flavour(name="dev", pretrained="black-forest-labs/FLUX.1-dev",
+            description="FLUX.1 [dev]: guidance-distilled, the usual base for LoRAs."),
+    Flavour(name="schnell", pretrained="black-forest-labs/FLUX.1-schnell",
+            description="FLUX.1 [schnell]: timestep-distilled for 1-4 step sampling; no guidance input.",
+            settings={"flux_t5_max_tokens": 256}),
+    Flavour(name="krea", pretrained="black-forest-labs/FLUX.1-Krea-dev",
+            description="FLUX.1 Krea [dev]: dev fine-tuned by Krea for photographic aesthetics."),
+)
+
+MEMORY_PRESETS = (
+    MemoryPreset(name="light", tradeoff="Fastest; needs about 48 GiB for a 1024 px LoRA.", settings={}),
+    MemoryPreset(name="balanced", tradeoff="About half the memory of light, about 45% slower.",
+                 settings={"gradient_checkpointing": True}),
+    MemoryPreset(name="aggressive", tradeoff="Fits 24 GiB cards: int8 base weights and recomputed activations; "
+                 "slower, small quality cost.",
+                 settings={"gradient_checkpointing": True, "base_model_precision": "int8-quanto"}),
+)
+
+
+def _family(spec: ModelFamilySpec, flavour: Flavour | None, options: Any) -> Any:
+    from simpletuner.model_families.flux.family import FluxFamily
+
+    return FluxFamily(spec, flavour=flavour, options=options)
+
+
+SPEC = ModelFamilySpec(
+    name="flux",
+    title="Flux",
+    description="Black Forest Labs' FLUX.1 rectified-flow transformer with CLIP-L and T5-XXL text encoders.",
+    factory=_family,
+    options=FluxOptions,
+    flavours=FLAVOURS,
+    default_flavour="dev",
+    model_types=("lora", "full"),
+    lora_types=("standard", "lycoris"),
+    precisions=("no_change", "int8-quanto", "int4-quanto", "fp8-quanto"),
+    discouraged_precisions={"int4-quanto": "noticeably lower quality LoRAs than int8 for Flux"},
+    memory_presets=MEMORY_PRESETS,
+)
+
+
+@hookimpl
+def register_model_families(register):  # type: ignore[no-untyped-def]
+    """Register the Flux family."""
+    register(SPEC)
