@@ -5,9 +5,12 @@ Plugins add their own options (see :mod:`simpletuner.core.options`); together th
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from simpletuner.core.options import option
+from simpletuner.core.scripts import RUN_PLACEHOLDERS, UPLOAD_PLACEHOLDERS, check_command
 
 OPTIMIZERS = ("adamw", "adamw_bf16", "adafactor")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
@@ -171,6 +174,21 @@ class CoreOptions:
     tracker_project_name: str = option("simpletuner", help="Project name in the trackers.", section="validation")
     tracker_run_name: str = option("simpletuner-training", help="Run name in the trackers.", section="validation")
 
+    post_checkpoint_script: str | None = option(
+        None, help="Command run after each checkpoint is on disk, e.g. 'python eval.py {local_checkpoint_path} "
+        "{global_step}'. Split into arguments, never run by a shell; placeholders: {local_checkpoint_path}, "
+        "{global_step}, {tracker_run_name}, {tracker_project_name}, {model_family}, {model_type}, {lora_type}, "
+        "{huggingface_path} and validation_* options.", section="validation",
+    )
+    post_upload_script: str | None = option(
+        None, help="Command run after each upload; the placeholders of post_checkpoint_script plus "
+        "{remote_checkpoint_path}.", section="publishing",
+    )
+    script_timeout: float = option(
+        3600, help="Seconds a post-checkpoint or post-upload command may run before it is killed and reported.",
+        section="validation", minimum=1,
+    )
+
     # --- publishing ------------------------------------------------------------------------------------------
     push_to_hub: bool = option(False, help="Upload the final model to the Hugging Face Hub.", section="publishing")
     push_checkpoints_to_hub: bool = option(False, help="Also upload each checkpoint.", section="publishing")
@@ -181,3 +199,17 @@ class CoreOptions:
         False, label="Use environment defaults",
         help="Take every key this environment does not set from the 'default' environment.", section="environment",
     )
+
+    @post_checkpoint_script.validator
+    def _check_post_checkpoint_script(self, attribute: Any, value: str | None) -> None:
+        if value is not None:
+            check_command(value, RUN_PLACEHOLDERS | _core_validation_keys(), key=attribute.name)
+
+    @post_upload_script.validator
+    def _check_post_upload_script(self, attribute: Any, value: str | None) -> None:
+        if value is not None:
+            check_command(value, UPLOAD_PLACEHOLDERS | _core_validation_keys(), key=attribute.name)
+
+
+def _core_validation_keys() -> frozenset[str]:
+    return frozenset(f.name for f in attrs.fields(CoreOptions) if f.name.startswith("validation_"))

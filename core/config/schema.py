@@ -225,10 +225,16 @@ class ConfigSchema:
             sources.update(dict.fromkeys(values, layer.source))
         if problems:
             raise ConfigError(problems, source=file_label)
-        instances = {
-            owner: cls(**{k: v for k, v in merged.items() if self._owner[k] == owner})
-            for owner, cls in self._groups
-        }
+        instances: dict[str, Any] = {}
+        for owner, cls in self._groups:
+            try:
+                instances[owner] = cls(**{k: v for k, v in merged.items() if self._owner[k] == owner})
+            except ValueError as exc:
+                # An options class's own validator (attrs) rejected a value, e.g. an unknown placeholder in a
+                # command; its message names the key, so it is reported like any other config problem.
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError(problems, source=file_label)
         own = next((layer for layer in layers if layer.source == own_source), None)
         dash = bool(own and own.values and all(str(k).startswith("--") for k in own.values))
         ignored = {
