@@ -8,6 +8,7 @@ key it does not set itself from ``default``.
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import shutil
@@ -165,7 +166,7 @@ class EnvironmentStore:
     # -- operations --------------------------------------------------------------------------------------------
 
     def create(self, name: str, config: dict[str, Any] | None = None,
-               datasets: list[dict[str, Any]] | None = None) -> Environment:
+               datasets: builtins.list[dict[str, Any]] | None = None) -> Environment:
         """Create an environment with the given config (blank: ``{}``) and optional datasets file."""
         path = self._new_path(name)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.configs_dir))

@@ -35,7 +35,7 @@ def check_environment(args: argparse.Namespace, context: CliContext) -> int:
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     core = loaded.config.core
-    enabled = [d for d in loaded.datasets if not d.disabled]
+    images = [d for d in loaded.datasets if not d.disabled and d.dataset_type == "image"]
     print(f"Environment {args.env!r} is valid: {core.model_family} ({core.model_flavour or 'default flavour'}), "
-          f"{core.model_type}, {len(enabled)} dataset(s) from {loaded.datasets_path.name}.")
+          f"{core.model_type}, {len(images)} image dataset(s) from {loaded.datasets_path.name}.")
     return 0

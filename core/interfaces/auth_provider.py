@@ -26,7 +26,7 @@ class RedirectStart:
     state: Mapping[str, str]
 
 
-class AuthProvider(ABC):
+class AuthProvider(ABC):  # noqa: B024 - the two styles below declare the abstract methods
     """Base of login providers. Subclass :class:`PasswordAuthProvider` or :class:`RedirectAuthProvider`."""
 
     def test_connection(self) -> str:

@@ -137,10 +137,14 @@ class Registry:
             provider = self._providers.get(impl.plugin_name) or Provider(plugin=impl.plugin_name)
             from_this_plugin: list[PluginSpec] = []
 
-            def register(spec: PluginSpec, _into: list[PluginSpec] = from_this_plugin) -> None:
+            def register(
+                spec: PluginSpec, _into: list[PluginSpec] = from_this_plugin, _provider: Provider = provider
+            ) -> None:
                 if not isinstance(spec, spec_class):
-                    raise TypeError(f"{kind.hook_name} expects {spec_class.__name__} objects, got {type(spec).__name__}")
-                _into.append(attrs.evolve(spec, provider=provider))
+                    raise TypeError(
+                        f"{kind.hook_name} expects {spec_class.__name__} objects, got {type(spec).__name__}"
+                    )
+                _into.append(attrs.evolve(spec, provider=_provider))
 
             try:
                 impl.function(register=register)

@@ -60,7 +60,8 @@ def test_register_validation_methods(registry_with) -> None:
 
 def test_unknown_name_suggests_the_closest(registry_with) -> None:
     registry = registry_with(ToyFamilyPlugin(), name="toy-plugin")
-    with pytest.raises(UnknownPluginError, match=r"unknown model family 'tyo' \(did you mean 'toy'\?\); available: toy"):
+    expected = r"unknown model family 'tyo' \(did you mean 'toy'\?\); available: toy"
+    with pytest.raises(UnknownPluginError, match=expected):
         registry.model_family("tyo")
 
 
