@@ -1,0 +1,1 @@
+"""Built-in login providers: local accounts, LDAP and OpenID Connect."""
