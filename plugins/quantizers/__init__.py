@@ -1,0 +1,39 @@
+"""Built-in quantizers: ``quanto`` (optimum-quanto weight-only quantisation).
+
+This module is the entry point; it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from simpletuner.core.hookspecs import hookimpl
+from simpletuner.core.specs import QuantizerSpec
+
+#: ``base_model_precision`` values → optimum-quanto weight qtype names.
+QUANTO_PRECISIONS = {
+    "int8-quanto": "qint8",
+    "int4-quanto": "qint4",
+    "int2-quanto": "qint2",
+    "fp8-quanto": "qfloat8_e4m3fn",
+    "fp8uz-quanto": "qfloat8_e4m3fnuz",
+}
+
+
+def _make_quanto(options: object = None) -> object:
+    from simpletuner.plugins.quantizers.quanto import QuantoQuantizer
+
+    return QuantoQuantizer()
+
+
+@hookimpl
+def register_quantizers(register):  # type: ignore[no-untyped-def]
+    """Register optimum-quanto's precisions."""
+    register(
+        QuantizerSpec(
+            name="quanto",
+            title="optimum-quanto",
+            description="Weight-only quantisation of the frozen base model to int8, int4, int2 or fp8; "
+            "activations stay in the compute dtype.",
+            precisions=tuple(QUANTO_PRECISIONS),
+            factory=_make_quanto,
+        )
+    )
