@@ -7,11 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from simpletuner.core import __version__
-from simpletuner.core.cli import config_commands, env_commands, plugin_commands
+from simpletuner.core.cli import config_commands, env_commands, plugin_commands, preset_commands
 from simpletuner.core.cli.context import CliContext
 from simpletuner.core.errors import SimpleTunerError
 
-_COMMAND_MODULES = (plugin_commands, env_commands, config_commands)
+_COMMAND_MODULES = (plugin_commands, env_commands, config_commands, preset_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

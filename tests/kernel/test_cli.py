@@ -112,3 +112,16 @@ def test_env_show_marks_every_source(run_cli, third_party_site: Path, toy_enviro
     everything = json.loads(run_cli("env", "show", "toy-lora", "--all", "--json",
                                     env={"PYTHONPATH": str(third_party_site)}).stdout)["options"]
     assert {"key": "learning_rate", "value": 0.0001, "source": "default", "owner": "core"} in everything
+
+
+def test_presets_list_and_apply(run_cli, third_party_site: Path, toy_environment: Path) -> None:  # type: ignore[no-untyped-def]
+    env = {"PYTHONPATH": str(third_party_site)}
+    listing = json.loads(run_cli("presets", "--family", "toy", "--json", env=env).stdout)
+    assert listing == [{"name": "light", "tradeoff": "none", "settings": {"gradient_checkpointing": False}}]
+    applied = run_cli("presets", "--family", "toy", "--apply", "light", "--env", "toy-lora", env=env)
+    assert applied.returncode == 0 and "gradient_checkpointing: None -> False" in applied.stdout
+    assert json.loads((toy_environment / "config.json").read_text())["--gradient_checkpointing"] is False
+    again = run_cli("presets", "--family", "toy", "--apply", "light", "--env", "toy-lora", env=env)
+    assert "nothing changed" in again.stdout
+    unknown = run_cli("presets", "--family", "toy", "--apply", "turbo", "--env", "toy-lora", env=env)
+    assert unknown.returncode == 1 and "toy has no memory preset 'turbo'; available: light" in unknown.stderr
