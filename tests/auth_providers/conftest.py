@@ -1,4 +1,5 @@
-"""Real servers for the login provider tests: OpenLDAP ``slapd`` (plain and with TLS) and an OIDC provider."""
+"""Real servers for the login provider tests: OpenLDAP ``slapd`` (plain and with TLS) and an OpenID Connect
+provider process."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from oidc_mock_server import missing_package, run_oidc_provider  # noqa: E402
 from slapd_server import Slapd, missing_binaries, run_slapd  # noqa: E402
 from tls_certs import TlsFiles, make_tls_files  # noqa: E402
 
@@ -38,3 +40,24 @@ def slapd_tls_server(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFil
         pytest.skip(reason)
     with run_slapd(tmp_path_factory.mktemp("slapd-tls"), tls=(tls_files.cert_file, tls_files.key_file)) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def oidc_issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The issuer URL of a running oidc-provider-mock with the seeded users."""
+    reason = missing_package()
+    if reason:
+        pytest.skip(reason)
+    with run_oidc_provider(tmp_path_factory.mktemp("oidc") / "provider.log") as issuer:
+        yield issuer
+
+
+@pytest.fixture(scope="session")
+def oidc_expired_issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An oidc-provider-mock whose tokens expired five minutes before they were issued."""
+    reason = missing_package()
+    if reason:
+        pytest.skip(reason)
+    log = tmp_path_factory.mktemp("oidc-expired") / "provider.log"
+    with run_oidc_provider(log, ["--token-max-age", "-300"]) as issuer:
+        yield issuer
