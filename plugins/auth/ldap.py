@@ -164,7 +164,8 @@ class LdapAuthProvider(PasswordAuthProvider):
             auto_bind=ldap3.AUTO_BIND_NONE,
             # ldap3 packs this into SO_RCVTIMEO as whole seconds.
             receive_timeout=max(1, math.ceil(self.options.ldap_connect_timeout)),
-            read_only=True, raise_exceptions=False,
+            # Referrals would send the user's password on to servers nobody configured.
+            read_only=True, raise_exceptions=False, auto_referrals=False,
         )
         try:
             conn.open()

@@ -322,8 +322,9 @@ class OidcAuthProvider(RedirectAuthProvider):
 
     def test_connection(self) -> str:
         """Read the discovery document and key set; summarise what the provider offers."""
-        self._discovery = None
-        self._jwks = None
+        with self._lock:  # read both afresh: the point is to check the provider as it is now
+            self._discovery = None
+            self._jwks = None
         doc = self.discovery()
         jwks = self._key_set()
         signing = [k for k in jwks["keys"] if isinstance(k, dict) and k.get("use", "sig") == "sig"]
