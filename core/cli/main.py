@@ -7,11 +7,18 @@ import sys
 from collections.abc import Sequence
 
 from simpletuner.core import __version__
-from simpletuner.core.cli import config_commands, env_commands, plugin_commands, preset_commands
+from simpletuner.core.cli import (
+    config_commands,
+    demo_commands,
+    env_commands,
+    plugin_commands,
+    preset_commands,
+    train_commands,
+)
 from simpletuner.core.cli.context import CliContext
 from simpletuner.core.errors import SimpleTunerError
 
-_COMMAND_MODULES = (plugin_commands, env_commands, config_commands, preset_commands)
+_COMMAND_MODULES = (plugin_commands, env_commands, config_commands, preset_commands, train_commands, demo_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

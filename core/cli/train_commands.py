@@ -1,0 +1,82 @@
+"""``simpletuner train``: train an environment here, or across processes through ``accelerate launch``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from simpletuner.core.cli.context import CliContext
+from simpletuner.core.config import load_environment
+from simpletuner.core.environments import CONFIG_FILE, EnvironmentStore
+from simpletuner.core.errors import ConfigError, SimpleTunerError
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register the ``train`` command."""
+    train = commands.add_parser(
+        "train", help="train an environment",
+        description="Train the model of an environment (configs/NAME/) or of a config.json file's folder. Progress "
+                    "goes to <output_dir>/events.jsonl and, on a terminal, to a progress bar.",
+    )
+    target = train.add_mutually_exclusive_group(required=True)
+    target.add_argument("--env", metavar="NAME", help="the environment to train")
+    target.add_argument("--config", metavar="PATH", type=Path,
+                        help="a config.json (its folder holds multidatabackend.json) outside the configs folder")
+    train.add_argument("--num_processes", "--num-processes", type=int, default=1, metavar="N",
+                       help="processes to train with (one per GPU; on a CPU, N gloo processes) via accelerate launch")
+    train.set_defaults(handler=train_command)
+
+
+def _store_and_name(args: argparse.Namespace, context: CliContext) -> tuple[EnvironmentStore, str]:
+    if args.env:
+        return context.store, args.env
+    path: Path = args.config.expanduser().resolve()
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    if not path.is_file() or path.name != CONFIG_FILE:
+        raise SimpleTunerError(f"--config {args.config}: expected an existing {CONFIG_FILE} (or its folder)")
+    return EnvironmentStore(path.parent.parent), path.parent.name
+
+
+def train_command(args: argparse.Namespace, context: CliContext) -> int:
+    """Check the environment, then train it (in this process, or relaunched under accelerate)."""
+    if args.num_processes < 1:
+        raise SimpleTunerError("--num_processes must be at least 1")
+    store, name = _store_and_name(args, context)
+    try:
+        loaded = load_environment(context.workspace, store, name, context.registry)
+    except ConfigError as exc:
+        print(f"Environment {name!r} has {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.num_processes > 1 and "LOCAL_RANK" not in os.environ:
+        return _launch(args, context)
+    from simpletuner.core.training.run import train
+
+    result = train(loaded, context.workspace, context.registry)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"Trained {result.step} steps. Model: {result.output}")
+        validation = result.output_dir / "validation"
+        if validation.is_dir():
+            print(f"Validation images: {validation}")
+    return 0
+
+
+def _launch(args: argparse.Namespace, context: CliContext) -> int:
+    """Re-run this command in N processes with ``accelerate launch`` (gloo on a machine without GPUs)."""
+    import torch
+
+    target = ["--env", args.env] if args.env else ["--config", str(args.config.expanduser().resolve())]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(args.num_processes),
+               "--num_machines", "1", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "simpletuner.core.cli.main", "--workspace", str(context.workspace.root), "train", *target]
+    env = dict(os.environ)
+    if not torch.cuda.is_available():
+        env.setdefault("OMP_NUM_THREADS", "1")
+    return subprocess.call(command, env=env)

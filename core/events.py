@@ -1,0 +1,113 @@
+"""The structured event stream of a training run: one JSON object per line in ``<output_dir>/events.jsonl``.
+
+The web UI, the job runner and trackers read it. Every line has ``event`` (its type), ``time`` (Unix seconds, float)
+and ``seq`` (0, 1, 2, … within the file's writer; a resumed run appends with a new ``run_started``). Types and
+their fields:
+
+``run_started``
+    ``run_name``, ``project_name``, ``model_family``, ``model_flavour``, ``model_type``, ``pretrained``,
+    ``output_dir``, ``num_processes``, ``total_steps``, ``steps_per_epoch``, ``resumed_from`` (checkpoint path or
+    null), ``start_step``.
+``datasets_scanned``
+    ``datasets``: list of ``{"id", "images", "skipped": {reason: count}, "skipped_examples": [path, ...]}``;
+    ``buckets``: ``{"WIDTHxHEIGHT": images}``; ``dropped``: ``{"dataset/bucket": samples left out of full batches}``.
+``cache_progress``
+    ``kind`` (``latents`` or ``text``), ``done``, ``total``: while encoding (at most about 100 per kind).
+``cache_ready``
+    ``kind``, ``total`` (entries needed), ``encoded`` (written this run), ``reused``, ``encoder_calls``.
+``step``
+    ``step`` (optimizer step, 1-based), ``epoch`` (1-based), ``loss``, ``lr``, ``grad_norm``, ``it_per_s``
+    (optimizer steps per second, smoothed), ``eta_s`` (seconds left, estimated), ``data_wait_s`` (time this step
+    waited for data).
+``checkpoint_saved``
+    ``step``, ``path``; ``pruned``: checkpoint folders removed by ``checkpoints_total_limit``.
+``validation``
+    ``step``, ``method``, ``images`` (file paths), ``message``.
+``validation_failed``
+    ``step``, ``method``, ``error``: the run goes on.
+``script_started`` / ``script_finished`` / ``script_failed``
+    forwarded from :mod:`simpletuner.core.scripts` (post-checkpoint and post-upload commands), with its fields.
+``finished``
+    ``step``, ``output`` (the final model file or folder), ``elapsed_s``.
+``failed``
+    ``step`` (or null before training began), ``error`` (one line), ``error_type``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+EVENTS_FILE = "events.jsonl"
+
+#: A listener receives every event dict after it is written; it must not raise.
+Listener = Callable[[dict[str, Any]], None]
+
+
+class EventWriter:
+    """Appends events to a JSONL file (flushed per line) and passes them to listeners.
+
+    A writer made with ``path=None`` writes nothing but still calls listeners (non-main processes use one).
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with EventWriter(folder / EVENTS_FILE) as events:
+    ...     _ = events.emit("step", step=1, loss=0.5)
+    >>> [e["event"] for e in read_events(folder / EVENTS_FILE)], read_events(folder / EVENTS_FILE)[0]["loss"]
+    (['step'], 0.5)
+    """
+
+    def __init__(self, path: Path | None, listeners: list[Listener] | None = None) -> None:
+        self.path = path
+        self.listeners = list(listeners or [])
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._handle: TextIO | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = path.open("a", encoding="utf-8")
+
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Write one event and return it."""
+        with self._lock:
+            record = {"event": event, "time": time.time(), "seq": self._seq, **fields}
+            self._seq += 1
+            if self._handle is not None:
+                self._handle.write(json.dumps(record, default=str) + "\n")
+                self._handle.flush()
+        for listener in self.listeners:
+            listener(record)
+        return record
+
+    def forward(self, record: dict[str, Any]) -> None:
+        """Write an event dict made elsewhere (``{"event": name, ...}``), e.g. by hook scripts."""
+        fields = {k: v for k, v in record.items() if k not in ("event", "time", "seq")}
+        self.emit(str(record.get("event", "message")), **fields)
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """Every complete event of a file (a torn last line, from a killed writer, is ignored)."""
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events

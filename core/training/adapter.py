@@ -1,0 +1,63 @@
+"""What is trained: a PEFT LoRA on the family's trained component (diffusers' own adapter API), or every weight."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ADAPTER_NAME = "default"
+
+
+def attach_lora(model: Any, targets: tuple[str, ...], core: Any) -> None:
+    """Add a LoRA (rank, alpha, dropout from the config) on modules matching ``targets``, via ``add_adapter``."""
+    from peft import LoraConfig
+
+    config = LoraConfig(r=core.lora_rank, lora_alpha=core.lora_alpha or core.lora_rank,
+                        lora_dropout=core.lora_dropout, target_modules=list(targets), init_lora_weights=True)
+    try:
+        model.add_adapter(config, adapter_name=ADAPTER_NAME)
+    except ValueError as exc:
+        raise ValueError(f"cannot attach the LoRA: {exc}; check lora_target_preset") from None
+
+
+def prepare_trainable(model: Any, core: Any) -> list[Any]:
+    """Freeze what is not trained and return the trained parameters, kept in float32 (they are few, and
+    float32 master weights avoid update underflow under bf16/fp16 autocast) — except with ``adamw_bf16``, whose
+    compensated updates are made for bf16 weights."""
+    import torch
+
+    if core.model_type == "full":
+        model.requires_grad_(True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    wanted = torch.bfloat16 if core.optimizer == "adamw_bf16" else torch.float32
+    for param in params:
+        if param.dtype != wanted:
+            param.data = param.data.to(wanted)
+    return params
+
+
+def adapter_config(model: Any) -> dict[str, Any]:
+    """The LoRA's PEFT config as JSON-ready values (diffusers reads it back from the file header)."""
+    config = model.peft_config[ADAPTER_NAME].to_dict()
+    return {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
+
+
+def trained_state_dict(model: Any, core: Any) -> dict[str, Any]:
+    """The trained weights: the LoRA's (peft key names, without the adapter name) or the whole model's."""
+    if core.model_type == "full":
+        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    from peft.utils import get_peft_model_state_dict
+
+    return {k: v.detach().cpu() for k, v in get_peft_model_state_dict(model, adapter_name=ADAPTER_NAME).items()}
+
+
+def load_trained_state_dict(model: Any, state: dict[str, Any], core: Any) -> None:
+    """Put weights saved by :func:`trained_state_dict` back into ``model``; a mismatch is an error."""
+    if core.model_type == "full":
+        model.load_state_dict(state, strict=True)
+        return
+    from peft.utils import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(model, state, adapter_name=ADAPTER_NAME)
+    unexpected = getattr(result, "unexpected_keys", None) or []
+    if unexpected:
+        raise ValueError(f"checkpoint holds weights the model has no place for: {unexpected[:3]}")

@@ -1,0 +1,129 @@
+"""Filling the latent and text-embedding caches, batched, with progress, encoding only what is missing.
+
+Keys are computed without loading any encoder, so a run whose caches are complete never loads the VAE or the text
+encoders at all. Image decoding runs in a thread pool ahead of the encoder so the encoder is never kept waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import attrs
+
+from simpletuner.core.training.cache_store import CacheStore, cache_key
+from simpletuner.core.training.datasets import Sample, ScannedDataset
+from simpletuner.core.training.pixels import load_pixels
+
+#: Called as ``progress(kind, done, total)`` with kind ``latents`` or ``text``.
+Progress = Callable[[str, int, int], None]
+
+
+@attrs.frozen
+class LatentJob:
+    """A sample whose latents are cached under ``key`` in ``store``."""
+
+    sample: Sample
+    dataset: ScannedDataset
+    store: CacheStore
+    key: str
+
+
+@attrs.frozen
+class TextJob:
+    """A caption whose embedding is cached under ``key`` in ``store``."""
+
+    caption: str
+    store: CacheStore
+    key: str
+
+
+def latent_key(sample: Sample, model: str) -> str:
+    """The latent-cache key: image content, the VAE's source, bucket size and crop box."""
+    p = sample.placement
+    return cache_key(kind="latents", image=sample.content_hash, model=model, size=[p.width, p.height],
+                     resized=list(p.resized), crop=list(p.crop_box))
+
+
+def text_key(caption: str, model: str, family: str, settings: Mapping[str, Any]) -> str:
+    """The text-cache key: caption, the text encoders' source, the family and its text settings."""
+    return cache_key(kind="text", caption=caption, model=model, family=family, settings=dict(settings))
+
+
+def _batches(jobs: Sequence[LatentJob], batch_size: int) -> list[list[LatentJob]]:
+    by_bucket: dict[str, list[LatentJob]] = {}
+    for job in jobs:
+        by_bucket.setdefault(job.sample.placement.bucket, []).append(job)
+    return [group[i : i + batch_size] for group in by_bucket.values() for i in range(0, len(group), batch_size)]
+
+
+def _prefetched(batches: list[list[LatentJob]], pool: ThreadPoolExecutor, depth: int) -> Iterator[tuple[list, Any]]:
+    """Yield (batch, pixels) with up to ``depth`` batches decoded ahead in ``pool``."""
+    import torch
+
+    def load(batch: list[LatentJob]) -> Any:
+        return torch.stack([load_pixels(j.dataset.backend, j.sample.path, j.sample.placement) for j in batch])
+
+    pending: list[Future[Any]] = []
+    for index in range(min(depth, len(batches))):
+        pending.append(pool.submit(load, batches[index]))
+    for index, batch in enumerate(batches):
+        pixels = pending[index].result()
+        ahead = index + depth
+        if ahead < len(batches):
+            pending.append(pool.submit(load, batches[ahead]))
+        yield batch, pixels
+
+
+def encode_latents(jobs: Sequence[LatentJob], encode: Callable[[Any], Any], batch_size: int,
+                   progress: Progress | None = None, threads: int = 4) -> int:
+    """Encode ``jobs`` in same-bucket batches and write each latent; returns the number of encoder calls."""
+    batches = _batches(jobs, batch_size)
+    done = calls = 0
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        writes: list[Future[None]] = []
+        for batch, pixels in _prefetched(batches, pool, depth=threads):
+            latents = encode(pixels).float().cpu()
+            calls += 1
+            for job, latent in zip(batch, latents, strict=True):
+                writes.append(pool.submit(job.store.write, job.key, {"latents": latent}))
+            done += len(batch)
+            if progress:
+                progress("latents", done, len(jobs))
+        for write in writes:
+            write.result()
+    return calls
+
+
+def encode_texts(jobs: Sequence[TextJob], encode: Callable[[list[str]], list[dict[str, Any]]], batch_size: int,
+                 progress: Progress | None = None) -> int:
+    """Encode captions in batches and write each embedding; returns the number of encoder calls."""
+    calls = 0
+    for start in range(0, len(jobs), batch_size):
+        batch = jobs[start : start + batch_size]
+        embeddings = encode([job.caption for job in batch])
+        calls += 1
+        for job, tensors in zip(batch, embeddings, strict=True):
+            job.store.write(job.key, tensors)
+        if progress:
+            progress("text", min(start + batch_size, len(jobs)), len(jobs))
+    return calls
+
+
+def missing_latents(jobs: Sequence[LatentJob], threads: int = 4) -> list[LatentJob]:
+    """The jobs whose cache file is absent or damaged."""
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        valid = list(pool.map(lambda j: j.store.is_valid(j.key), jobs))
+    return [job for job, ok in zip(jobs, valid, strict=True) if not ok]
+
+
+def missing_texts(jobs: Sequence[TextJob]) -> list[TextJob]:
+    """The text jobs whose cache file is absent or damaged (each caption once)."""
+    seen: set[str] = set()
+    missing = []
+    for job in jobs:
+        if job.key not in seen and not job.store.is_valid(job.key):
+            missing.append(job)
+        seen.add(job.key)
+    return missing

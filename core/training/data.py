@@ -1,0 +1,90 @@
+"""The run's data: scanned datasets, their cache keys and stores, and the epoch planner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from simpletuner.core.config.datasets import DatasetEntry, default_text_embeds
+from simpletuner.core.interfaces import DataBackend
+from simpletuner.core.training.cache_store import CacheStore
+from simpletuner.core.training.caching import LatentJob, TextJob, latent_key, text_key
+from simpletuner.core.training.datasets import ScannedDataset
+from simpletuner.core.training.sampler import DatasetPlan, EpochPlanner
+
+#: Makes the backend of a dataset entry rooted at a folder: ``make_backend(entry, root)``.
+BackendFactory = Callable[[DatasetEntry, str], DataBackend]
+
+
+@attrs.define
+class TrainingData:
+    """Scanned datasets with the cache key of every sample's latents and caption."""
+
+    datasets: list[ScannedDataset]
+    latent_jobs: list[list[LatentJob]]
+    text_jobs: list[list[TextJob]]
+    empty_text: TextJob
+    planner: EpochPlanner
+
+    def all_latent_jobs(self) -> list[LatentJob]:
+        """Every sample's latent job."""
+        return [job for jobs in self.latent_jobs for job in jobs]
+
+    def all_text_jobs(self) -> list[TextJob]:
+        """Every caption's text job, plus the empty caption used by caption dropout."""
+        return [job for jobs in self.text_jobs for job in jobs] + [self.empty_text]
+
+
+def build_training_data(
+    scanned: Sequence[ScannedDataset],
+    entries: Sequence[DatasetEntry],
+    make_backend: BackendFactory,
+    resolve_path: Callable[[str], Path],
+    *,
+    cache_root: Path,
+    vae_source: str,
+    text_source: str,
+    family: Any,
+    batch_size: int,
+    world_size: int,
+    seed: int,
+    oversubscribe: bool,
+) -> TrainingData:
+    """Attach cache stores and keys to the scanned datasets and plan their batches.
+
+    Latents go to each dataset's ``cache_dir_vae`` (``cache_root/vae/<id>`` when unset); embeddings to the
+    ``cache_dir`` of the dataset's text_embeds entry (``cache_root/text/<id>`` when unset).
+    """
+    embeds_by_id = {e.id: e for e in entries if e.dataset_type == "text_embeds" and not e.disabled}
+    default_embeds = default_text_embeds(entries)
+    text_stores: dict[str, CacheStore] = {}
+
+    def text_store(entry: DatasetEntry) -> CacheStore:
+        embeds = embeds_by_id[entry.text_embeds] if entry.text_embeds else default_embeds
+        assert embeds is not None, "the datasets file check guarantees a text_embeds dataset"
+        if embeds.id not in text_stores:
+            root = resolve_path(embeds.cache_dir) if embeds.cache_dir else cache_root / "text" / embeds.id
+            text_stores[embeds.id] = CacheStore(make_backend(embeds, str(root)))
+        return text_stores[embeds.id]
+
+    settings = family.text_cache_settings()
+    latent_jobs, text_jobs = [], []
+    for dataset in scanned:
+        entry = dataset.entry
+        root = resolve_path(entry.cache_dir_vae) if entry.cache_dir_vae else cache_root / "vae" / entry.id
+        store = CacheStore(make_backend(entry, str(root)))
+        latent_jobs.append([LatentJob(s, dataset, store, latent_key(s, vae_source)) for s in dataset.samples])
+        tstore = text_store(entry)
+        text_jobs.append([TextJob(s.caption, tstore, text_key(s.caption, text_source, family.spec.name, settings))
+                          for s in dataset.samples])
+    first_store = text_store(scanned[0].entry)
+    empty = TextJob("", first_store, text_key("", text_source, family.spec.name, settings))
+    planner = EpochPlanner(
+        datasets=[DatasetPlan(name=d.entry.id, buckets=[s.placement.bucket for s in d.samples],
+                              repeats=d.entry.repeats, probability=d.entry.probability) for d in scanned],
+        batch_size=batch_size, world_size=world_size, seed=seed, oversubscribe=oversubscribe,
+    )
+    return TrainingData(list(scanned), latent_jobs, text_jobs, empty, planner)

@@ -1,0 +1,96 @@
+"""Feeding cached batches to the loop from a background thread, so the step never waits on disk reads."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import attrs
+
+from simpletuner.core.training.data import TrainingData
+from simpletuner.core.training.sampler import SampleRef
+
+
+@attrs.frozen
+class Batch:
+    """One rank's micro-batch: stacked latents and stacked text embeddings, with where it sits in the epoch."""
+
+    epoch: int
+    index: int  # the global batch's position in its epoch
+    latents: Any
+    text: dict[str, Any]
+
+
+def load_batch(data: TrainingData, refs: Sequence[SampleRef]) -> tuple[Any, dict[str, Any]]:
+    """Read and stack the cached latents and embeddings of ``refs``."""
+    import torch
+
+    latents = []
+    texts: dict[str, list[Any]] = {}
+    for ref in refs:
+        job = data.latent_jobs[ref.dataset][ref.index]
+        latents.append(job.store.read(job.key)["latents"])
+        text_job = data.text_jobs[ref.dataset][ref.index]
+        for name, tensor in text_job.store.read(text_job.key).items():
+            texts.setdefault(name, []).append(tensor)
+    return torch.stack(latents), {name: torch.stack(values) for name, values in texts.items()}
+
+
+class BatchStream:
+    """Yields a rank's batches from ``(epoch, index)`` onwards, epoch after epoch, read ``depth`` batches ahead.
+
+    ``wait_seconds`` accumulates the time the consumer spent blocked on the queue (the data-loader stall).
+    """
+
+    _DONE = object()
+
+    def __init__(self, data: TrainingData, rank: int, start_epoch: int, start_index: int, *, depth: int = 4) -> None:
+        self.data = data
+        self.rank = rank
+        self.wait_seconds = 0.0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(start_epoch, start_index), daemon=True,
+                                        name="simpletuner-batches")
+        self._thread.start()
+
+    def _produce(self, epoch: int, index: int) -> None:
+        try:
+            while not self._stop.is_set():
+                plan = self.data.planner.epoch(epoch)
+                for position in range(index, len(plan)):
+                    refs = self.data.planner.rank_slice(plan[position], self.rank)
+                    latents, text = load_batch(self.data, refs)
+                    if not self._put(Batch(epoch, position, latents, text)):
+                        return
+                epoch, index = epoch + 1, 0
+        except BaseException as exc:  # surfaced in the consumer's thread
+            self._put(exc)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    def __next__(self) -> Batch:
+        started = time.perf_counter()
+        item = self._queue.get()
+        self.wait_seconds += time.perf_counter() - started
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stop the reader thread."""
+        self._stop.set()
+        self._thread.join(timeout=5)

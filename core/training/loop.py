@@ -1,0 +1,142 @@
+"""The optimizer-step loop: gradient accumulation, clipping, scheduling, metrics, checkpoints and validation points.
+
+Step math follows SimpleTuner: an epoch of B global batches has ceil(B / gradient_accumulation_steps) optimizer
+steps; the last one of an epoch may accumulate fewer batches. The data position is a function of the global step,
+so a resumed run continues on the batch the saved run would have trained next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from simpletuner.core.training.loader import BatchStream
+from simpletuner.core.training.sampler import steps_per_epoch
+
+
+@attrs.define
+class StepMetrics:
+    """What one optimizer step reports."""
+
+    step: int
+    epoch: int
+    loss: float
+    lr: float
+    grad_norm: float
+    it_per_s: float
+    eta_s: float
+    data_wait_s: float
+
+    def scalars(self) -> dict[str, float]:
+        """The values sent to trackers."""
+        return {"loss": self.loss, "lr": self.lr, "grad_norm": self.grad_norm, "it_per_s": self.it_per_s,
+                "epoch": float(self.epoch)}
+
+
+@attrs.define
+class LoopState:
+    """Everything the loop needs; built by :mod:`simpletuner.core.training.run`."""
+
+    accelerator: Any
+    family: Any
+    model: Any
+    params: list[Any]
+    optimizer: Any
+    scheduler: Any
+    generator: Any
+    data: Any
+    core: Any
+    batches_per_epoch: int
+    total_steps: int
+    start_step: int
+    dtype: Any
+    empty_text: dict[str, Any] | None = None
+
+
+def position(step: int, batches: int, accumulation: int) -> tuple[int, int]:
+    """(epoch, first batch index) of optimizer step ``step`` (0-based)."""
+    per_epoch = steps_per_epoch(batches, accumulation)
+    return step // per_epoch, (step % per_epoch) * accumulation
+
+
+def _to_device(text: dict[str, Any], device: Any, dtype: Any) -> dict[str, Any]:
+    return {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype, non_blocking=True)
+            for k, v in text.items()}
+
+
+def _drop_captions(state: LoopState, text: dict[str, Any]) -> dict[str, Any]:
+    """Replace captions by the empty caption's embedding with ``caption_dropout_probability``."""
+    import torch
+
+    p = state.core.caption_dropout_probability
+    if p <= 0 or state.empty_text is None:
+        return text
+    batch = next(iter(text.values())).shape[0]
+    drop = torch.rand(batch, generator=state.generator, device=state.generator.device) < p
+    if not bool(drop.any()):
+        return text
+    out = {}
+    for name, values in text.items():
+        empty = state.empty_text[name].to(device=values.device, dtype=values.dtype)
+        mask = drop.to(values.device).view(-1, *([1] * (values.dim() - 1)))
+        out[name] = torch.where(mask, empty.unsqueeze(0).expand_as(values), values)
+    return out
+
+
+def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
+                after_step: Callable[[int], None]) -> int:
+    """Train from ``state.start_step`` to ``state.total_steps``; returns the last step reached."""
+    import torch
+
+    core, acc = state.core, state.accelerator
+    accumulation = core.gradient_accumulation_steps
+    per_epoch = steps_per_epoch(state.batches_per_epoch, accumulation)
+    epoch, index = position(state.start_step, state.batches_per_epoch, accumulation)
+    stream = BatchStream(state.data, acc.process_index, epoch, index)
+    step = state.start_step
+    smoothed: float | None = None
+    clip = core.max_grad_norm if core.max_grad_norm > 0 else math.inf
+    state.model.train()
+    try:
+        while step < state.total_steps:
+            started = time.perf_counter()
+            wait_before = stream.wait_seconds
+            in_epoch = step % per_epoch
+            micro = min(accumulation, state.batches_per_epoch - in_epoch * accumulation)
+            losses = []
+            for i in range(micro):
+                batch = next(stream)
+                sync = i == micro - 1
+                with contextlib.nullcontext() if sync else acc.no_sync(state.model):
+                    latents = batch.latents.to(device=acc.device, dtype=state.dtype, non_blocking=True)
+                    text = _drop_captions(state, _to_device(batch.text, acc.device, state.dtype))
+                    with acc.autocast():
+                        inputs = state.family.training_inputs(latents, text, state.generator)
+                        prediction = state.family.predict({"transformer": state.model}, inputs, text)
+                        loss = state.family.loss(prediction, inputs)
+                    acc.backward(loss / micro)
+                losses.append(loss.detach())
+            grad_norm = acc.clip_grad_norm_(state.params, clip)
+            state.optimizer.step()
+            state.scheduler.step()
+            state.optimizer.zero_grad(set_to_none=True)
+            step += 1
+            loss_value = acc.reduce(torch.stack(losses).mean(), reduction="mean").item()
+            elapsed = time.perf_counter() - started
+            smoothed = elapsed if smoothed is None else 0.9 * smoothed + 0.1 * elapsed
+            on_step(StepMetrics(
+                step=step, epoch=(step - 1) // per_epoch + 1, loss=loss_value,
+                lr=float(state.scheduler.get_last_lr()[0]),
+                grad_norm=float(grad_norm) if grad_norm is not None else 0.0,
+                it_per_s=1.0 / smoothed if smoothed > 0 else 0.0, eta_s=smoothed * (state.total_steps - step),
+                data_wait_s=stream.wait_seconds - wait_before,
+            ))
+            after_step(step)
+    finally:
+        stream.close()
+    return step

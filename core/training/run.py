@@ -1,0 +1,209 @@
+"""One training run, start to finish: check → scan datasets → fill caches → free encoders → load and adapt the
+transformer → accelerate → train with checkpoints and validation → save the final model.
+
+Every step of the way is written to the run's event stream (:mod:`simpletuner.core.events`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from simpletuner.core.config.loading import LoadedEnvironment
+from simpletuner.core.events import EVENTS_FILE, EventWriter, Listener
+from simpletuner.core.plugins import Registry
+from simpletuner.core.scripts import HookScripts
+from simpletuner.core.tracking import Tracking
+from simpletuner.core.training import checkpoints as ckpt
+from simpletuner.core.training.adapter import attach_lora, load_trained_state_dict, prepare_trainable
+from simpletuner.core.training.caching_stage import fill_caches
+from simpletuner.core.training.components import Components
+from simpletuner.core.training.loop import LoopState, StepMetrics, train_steps
+from simpletuner.core.training.optim import build_optimizer, build_scheduler
+from simpletuner.core.training.outputs import LORA_FILE, read_lora, save_full, save_lora
+from simpletuner.core.training.prepare import prepare_data
+from simpletuner.core.training.resolve import ResolvedRun, resolve_run
+from simpletuner.core.training.sampler import steps_per_epoch
+from simpletuner.core.training.validation import Validator, validation_enabled
+from simpletuner.core.workspace import Workspace
+
+_DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+@attrs.frozen
+class TrainingResult:
+    """Where a finished run left its outputs."""
+
+    output: Path
+    output_dir: Path
+    step: int
+    encoder_calls: dict[str, int]
+
+
+def _accelerator(core: Any) -> Any:
+    import torch
+    from accelerate import Accelerator
+
+    mixed = core.mixed_precision
+    if mixed == "fp16" and not torch.cuda.is_available():
+        mixed = "bf16"  # fp16 autocast with a grad scaler needs a GPU; bf16 is the CPU's half precision
+    accelerator = Accelerator(mixed_precision=mixed, gradient_accumulation_steps=1)
+    if torch.cuda.is_available():
+        # cuDNN attention fails in Flux's backward pass on recent CUDA builds; flash/efficient kernels are as fast
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    return accelerator
+
+
+def train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, *,
+          listeners: list[Listener] | None = None) -> TrainingResult:
+    """Run training for a loaded environment; raises :class:`~simpletuner.core.errors.SimpleTunerError` for input
+    problems (before heavy work wherever possible)."""
+    resolved = resolve_run(loaded, workspace, registry)
+    accelerator = _accelerator(loaded.config.core)
+    main = accelerator.is_main_process
+    resolved.output_dir.mkdir(parents=True, exist_ok=True)
+    events = EventWriter(resolved.output_dir / EVENTS_FILE if main else None, listeners)
+    step: int | None = None
+    try:
+        result = _train(loaded, workspace, registry, resolved, accelerator, events)
+        step = result.step
+        return result
+    except BaseException as exc:
+        events.emit("failed", step=step, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                    error_type=type(exc).__name__)
+        raise
+    finally:
+        events.close()
+
+
+def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, resolved: ResolvedRun,
+           accelerator: Any, events: EventWriter) -> TrainingResult:
+    import torch
+
+    config, core, family = loaded.config, loaded.config.core, resolved.family
+    started = time.time()
+    seed = core.seed if core.seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
+    resume = ckpt.resolve_resume(resolved.output_dir, core.resume_from_checkpoint,
+                                 lambda p: workspace.resolve_config_path(p, loaded.environment.path))
+    data = prepare_data(loaded, workspace, registry, resolved, accelerator.num_processes, seed, events)
+
+    dtype = getattr(torch, _DTYPES[accelerator.mixed_precision])
+    sources = {"default": resolved.pretrained, "vae": resolved.vae_source}
+    components = Components(family, sources, dtype, accelerator.device)
+    calls = fill_caches(data, family, components, core, events, accelerator, resolved)
+    validator = Validator(config, registry, events, None, resolved.output_dir) if validation_enabled(config) else None
+    keep = [n for n in family.components if n != family.trained_component] if validator else []
+    components.park(keep)
+    components.free([n for n in components.loaded if n not in keep])
+
+    transformer = family.load_components(resolved.pretrained, dtype=dtype, device=accelerator.device,
+                                         names=[family.trained_component])[family.trained_component]
+    if core.base_model_precision != "no_change":
+        quantizer_spec = registry.quantizer_for(core.base_model_precision)
+        assert quantizer_spec is not None, "config check guarantees an installed quantizer"
+        quantizer = quantizer_spec.factory(config.options_for(quantizer_spec))
+        quantizer.quantize(transformer, core.base_model_precision, exclude=family.quantization_exclusions)
+    if core.model_type == "lora":
+        attach_lora(transformer, family.lora_targets(core.lora_target_preset), core)
+    params = prepare_trainable(transformer, core)
+    if core.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+
+    batches = data.planner.batches_per_epoch()
+    per_epoch = steps_per_epoch(batches, core.gradient_accumulation_steps)
+    total = core.max_train_steps or core.num_train_epochs * per_epoch
+    optimizer = build_optimizer(params, core)
+    scheduler = build_scheduler(optimizer, core, total)
+    generator = torch.Generator(device=accelerator.device).manual_seed(seed + accelerator.process_index)
+    start_step = 0
+    if resume is not None:
+        weights, _ = read_lora(resume / LORA_FILE, family.trained_component) if core.model_type == "lora" else \
+            ({}, {})
+        if core.model_type == "full":
+            from safetensors.torch import load_file
+            weights = load_file(str(resume / "model.safetensors"))
+        load_trained_state_dict(transformer, weights, core)
+        ckpt.load_optimizer_and_scheduler(resume, optimizer, scheduler)
+        start_step = int(ckpt.load_state(resume)["global_step"])
+        ckpt.load_rng(resume, accelerator.process_index, generator)
+    model, optimizer = accelerator.prepare(transformer, optimizer)
+
+    events.emit("run_started", run_name=core.tracker_run_name, project_name=core.tracker_project_name,
+                model_family=resolved.spec.name, model_flavour=family.flavour.name if family.flavour else None,
+                model_type=core.model_type, pretrained=resolved.pretrained, output_dir=str(resolved.output_dir),
+                num_processes=accelerator.num_processes, total_steps=total, steps_per_epoch=per_epoch,
+                resumed_from=str(resume) if resume else None, start_step=start_step)
+    tracking = Tracking.start(config, registry, resolved.output_dir, resumed_step=start_step,
+                              on_event=events.forward) if accelerator.is_main_process else Tracking({})
+    if validator is not None:
+        validator.tracking = tracking
+    scripts = HookScripts.from_config(config, on_event=events.forward, cwd=workspace.root)
+    writer = ckpt.CheckpointWriter(resolved.output_dir, rank=accelerator.process_index,
+                                   is_main=accelerator.is_main_process, barrier=accelerator.wait_for_everyone,
+                                   total_limit=core.checkpoints_total_limit)
+    unwrapped = accelerator.unwrap_model(model)
+    metadata = _training_metadata(loaded, resolved)
+
+    def save_weights(folder: Path, step: int) -> Path:
+        if core.model_type == "full":
+            from safetensors.torch import save_file
+            save_file({k: v.contiguous() for k, v in unwrapped.state_dict().items()}, str(folder / "model.safetensors"))
+            return folder / "model.safetensors"
+        return save_lora(folder / LORA_FILE, unwrapped, family.trained_component, core, {**metadata, "step": step})
+
+    def pipeline() -> Any:
+        return family.validation_pipeline({**components.get(keep), family.trained_component: unwrapped})
+
+    def validate(step: int, checkpoint: Path | None) -> None:
+        if validator is not None and accelerator.is_main_process:
+            unwrapped.eval()
+            with torch.no_grad():
+                validator.run(step, checkpoint, pipeline, resolved.spec.name)
+            components.park(keep)
+            unwrapped.train()
+        accelerator.wait_for_everyone()
+
+    def on_step(metrics: StepMetrics) -> None:
+        if accelerator.is_main_process:
+            events.emit("step", **attrs.asdict(metrics))
+            tracking.log_scalars(metrics.step, metrics.scalars())
+
+    def after_step(step: int) -> None:
+        checkpoint = None
+        if core.checkpointing_steps and step % core.checkpointing_steps == 0 and step < total:
+            checkpoint, pruned = writer.save(
+                step, weights=lambda folder: save_weights(folder, step), optimizer=optimizer, scheduler=scheduler,
+                generator=generator, state={"global_step": step, "seed": seed})
+            if accelerator.is_main_process:
+                events.emit("checkpoint_saved", step=step, path=str(checkpoint), pruned=[str(p) for p in pruned])
+                scripts.after_checkpoint(checkpoint, step)
+        if core.validation_steps and step % core.validation_steps == 0 and step < total:
+            validate(step, checkpoint)
+
+    state = LoopState(accelerator=accelerator, family=family, model=model, params=params, optimizer=optimizer,
+                      scheduler=scheduler, generator=generator, data=data, core=core, batches_per_epoch=batches,
+                      total_steps=total, start_step=start_step, dtype=dtype,
+                      empty_text=data.empty_text.store.read(data.empty_text.key))
+    with tracking:
+        step = train_steps(state, on_step, after_step)
+        accelerator.wait_for_everyone()
+        output = resolved.output_dir / (LORA_FILE if core.model_type == "lora" else family.trained_component)
+        if accelerator.is_main_process:
+            if core.model_type == "lora":
+                save_weights(resolved.output_dir, step)
+            else:
+                save_full(output, unwrapped)
+        validate(step, None)
+        scripts.wait()
+    events.emit("finished", step=step, output=str(output), elapsed_s=round(time.time() - started, 3))
+    return TrainingResult(output=output, output_dir=resolved.output_dir, step=step, encoder_calls=calls)
+
+
+def _training_metadata(loaded: LoadedEnvironment, resolved: ResolvedRun) -> dict[str, Any]:
+    family = resolved.family
+    return {"base_model": resolved.pretrained, "model_family": resolved.spec.name,
+            "model_flavour": family.flavour.name if family.flavour else None,
+            "config": loaded.config.to_file_dict()}

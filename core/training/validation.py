@@ -1,0 +1,63 @@
+"""Running the configured validation method with a :class:`ValidationContext`; failures are reported, never fatal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from simpletuner.core.events import EventWriter
+from simpletuner.core.interfaces import ValidationContext
+from simpletuner.core.plugins import Registry
+from simpletuner.core.specs import Kind, normalize_name
+
+
+def validation_enabled(config: Any) -> bool:
+    """Validation runs when a prompt is set or a validation method is chosen explicitly."""
+    return config.core.validation_prompt is not None or "validation_method" in config.sources
+
+
+def context_options(config: Any) -> dict[str, Any]:
+    """Every option of the run (core and plugins) by key, for the method to read what it needs."""
+    options = attrs.asdict(config.core)
+    for instance in config.plugin_options.values():
+        options.update(attrs.asdict(instance))
+    return options
+
+
+class Validator:
+    """Builds the method once and runs it at each validation point."""
+
+    def __init__(self, config: Any, registry: Registry, events: EventWriter, tracking: Any,
+                 output_dir: Path) -> None:
+        self.config = config
+        self.events = events
+        self.tracking = tracking
+        self.output_dir = output_dir
+        self.name = normalize_name(config.core.validation_method)
+        spec = registry.get(Kind.VALIDATION_METHOD, self.name)
+        self.method = spec.factory(config.options_for(spec))
+        #: Whether the method wants the live pipeline (methods that run elsewhere may say False).
+        self.needs_pipeline = bool(getattr(self.method, "needs_pipeline", True))
+
+    def run(self, step: int, checkpoint: Path | None, pipeline: Callable[[], Any] | None,
+            family: str) -> Mapping[str, Any]:
+        """Validate at ``step``; returns the event written (``validation`` or ``validation_failed``)."""
+        core = self.config.core
+        try:
+            context = ValidationContext(
+                step=step, checkpoint_path=checkpoint, output_dir=self.output_dir / "validation",
+                project_name=core.tracker_project_name, run_name=core.tracker_run_name, model_family=family,
+                model_type=core.model_type, lora_type=core.lora_type, options=context_options(self.config),
+                pipeline=pipeline() if pipeline is not None and self.needs_pipeline else None,
+            )
+            result = self.method.run(context)
+        except Exception as exc:  # validation problems are reported; training goes on
+            return self.events.emit("validation_failed", step=step, method=self.name,
+                                    error=f"{type(exc).__name__}: {exc}")
+        images = [str(p) for p in result.images]
+        if result.images:
+            self.tracking.log_images(step, {core.validation_prompt or self.name: list(result.images)})
+        return self.events.emit("validation", step=step, method=self.name, images=images, message=result.message)
