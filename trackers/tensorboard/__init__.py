@@ -1,0 +1,43 @@
+"""The ``tensorboard`` tracker: scalars and images in TensorBoard event files under the output folder.
+
+This module is the entry point; it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from simpletuner.core.hookspecs import hookimpl
+from simpletuner.core.options import option
+from simpletuner.core.specs import TrackerSpec
+
+
+@attrs.define(kw_only=True)
+class TensorBoardOptions:
+    """Options of the ``tensorboard`` tracker."""
+
+    logging_dir: str = option(
+        "logs", help="Folder of TensorBoard event files, relative to output_dir (or absolute); each run writes "
+        "into <logging_dir>/<tracker_run_name>.", section="validation",
+    )
+    tensorboard_flush_seconds: float = option(
+        10, help="How often buffered TensorBoard events are written to disk.", section="validation", minimum=0.1,
+    )
+
+
+def _make(options: TensorBoardOptions | None) -> Any:
+    from simpletuner.trackers.tensorboard.tracker import TensorBoardTracker
+
+    return TensorBoardTracker(options or TensorBoardOptions())
+
+
+@hookimpl
+def register_trackers(register):  # type: ignore[no-untyped-def]
+    """Register the ``tensorboard`` tracker."""
+    register(TrackerSpec(
+        name="tensorboard", title="TensorBoard",
+        description="Scalars and validation images in TensorBoard event files under the output folder.",
+        options=TensorBoardOptions, factory=_make, sends_data=False,
+    ))
