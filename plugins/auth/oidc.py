@@ -223,6 +223,10 @@ class OidcAuthProvider(RedirectAuthProvider):
         if any(not isinstance(state.get(key), str) for key in _STATE_KEYS):
             _log.warning("OIDC callback refused: the kept login state is incomplete")
             return None
+        # A repeated query parameter arrives as a list from some frameworks: only single values are accepted.
+        if any(not isinstance(params.get(key, ""), str) for key in ("error", "state", "code")):
+            _log.warning("OIDC callback refused: repeated or malformed parameters")
+            return None
         if params.get("error"):
             _log.info("OIDC provider refused the login: %s %s", params.get("error"), params.get("error_description"))
             return None

@@ -117,6 +117,7 @@ def test_tampered_or_missing_state_is_refused_before_the_code_is_used(oidc_issue
     params = browser_login(start, "u-ada")
     assert provider.complete(params | {"state": params["state"][:-1] + "x"}, start.state) is None
     assert provider.complete({"code": params["code"]}, start.state) is None
+    assert provider.complete(params | {"state": [params["state"], "x"]}, start.state) is None  # type: ignore[dict-item]
     assert provider.complete(params, {k: v for k, v in start.state.items() if k != "code_verifier"}) is None
     stale = dict(start.state, started_at=str(int(time.time()) - 3600))
     assert provider.complete(params, stale) is None
