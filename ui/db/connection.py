@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import peewee
+
 from simpletuner.core.errors import SimpleTunerError
 
 DEFAULT_SQLITE_NAME = "simpletuner.db"

@@ -10,6 +10,7 @@ Times are seconds since the epoch (floats), which compare the same way on SQLite
 from __future__ import annotations
 
 import peewee
+
 from simpletuner.ui.db.fields import JSONTextField
 
 

@@ -15,6 +15,7 @@ from types import ModuleType
 
 import attrs
 import peewee
+
 from simpletuner.core.errors import SimpleTunerError
 from simpletuner.ui.db.migrations import m0001_initial
 

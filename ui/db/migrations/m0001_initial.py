@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import peewee
+
 from simpletuner.ui.db.fields import JSONTextField
 
 VERSION = 1

@@ -1,0 +1,1 @@
+"""HTTP resources: plain classes with ``on_<method>`` responders and a ``permissions`` table per method."""
