@@ -13,12 +13,15 @@ from simpletuner.core.cli import (
     env_commands,
     plugin_commands,
     preset_commands,
+    server_commands,
     train_commands,
+    user_commands,
 )
 from simpletuner.core.cli.context import CliContext
 from simpletuner.core.errors import SimpleTunerError
 
-_COMMAND_MODULES = (plugin_commands, env_commands, config_commands, preset_commands, train_commands, demo_commands)
+_COMMAND_MODULES = (plugin_commands, env_commands, config_commands, preset_commands, train_commands, demo_commands,
+                    server_commands, user_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,49 @@
+"""``simpletuner server``: the web UI and HTTP API under gunicorn (the web stack is imported only when it runs)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from simpletuner.core.cli.context import CliContext
+from simpletuner.core.errors import SimpleTunerError
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register the ``server`` command."""
+    server = commands.add_parser(
+        "server", help="run the web UI and HTTP API",
+        description="Serve the web UI and HTTP API with gunicorn. Loopback only by default (reach it through an "
+                    "SSH tunnel, or pass --host 0.0.0.0). The database is created and migrated on start; while no "
+                    "user exists, a setup token is printed for creating the first admin from another machine.",
+    )
+    server.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    server.add_argument("--port", type=int, default=8001, help="port (default: 8001)")
+    server.add_argument("--ssl", action="store_true",
+                        help="serve HTTPS; without --ssl-key/--ssl-cert a self-signed pair is made once in the "
+                             "workspace and reused")
+    server.add_argument("--ssl-key", type=Path, metavar="FILE", help="TLS private key (PEM)")
+    server.add_argument("--ssl-cert", type=Path, metavar="FILE", help="TLS certificate chain (PEM)")
+    server.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes (default: 2)")
+    server.add_argument("--database-url", metavar="URL",
+                        help="postgresql://user:password@host/db (default: SQLite in the workspace)")
+    server.add_argument("--env", metavar="NAME", help="start training this environment once the server is up")
+    server.add_argument("--forwarded-allow-ips", metavar="IPS",
+                        help="comma-separated proxy addresses whose X-Forwarded-For/-Proto headers are trusted "
+                             "(default: none)")
+    server.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, context: CliContext) -> int:
+    """Start the server (blocks until SIGTERM or SIGINT)."""
+    if args.env:
+        raise SimpleTunerError(
+            f"--env {args.env}: starting training from the server is not yet available in this version (the job "
+            "runner that supervises training processes is still to come); start the server without --env"
+        )
+    from simpletuner.ui.serve import ServeOptions, run_server
+
+    options = ServeOptions(host=args.host, port=args.port, ssl=args.ssl or bool(args.ssl_key or args.ssl_cert),
+                           ssl_key=args.ssl_key, ssl_cert=args.ssl_cert, workers=args.workers,
+                           database_url=args.database_url, forwarded_allow_ips=args.forwarded_allow_ips)
+    return run_server(options, context.workspace)

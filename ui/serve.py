@@ -1,0 +1,144 @@
+"""Running the app under gunicorn: migrate in the master, then fork workers that each build their own app."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+from gunicorn.app.base import BaseApplication
+
+from simpletuner.core.errors import SimpleTunerError
+from simpletuner.core.workspace import Workspace
+from simpletuner.ui.db.connection import describe, open_database
+from simpletuner.ui.db.migrations import migrate
+from simpletuner.ui.db.models import bind_models
+from simpletuner.ui.settings import parse_networks
+from simpletuner.ui.setup import issue_setup_token
+
+LOG_FILE = "logs/server.log"
+
+
+@attrs.frozen(kw_only=True)
+class ServeOptions:
+    """The flags of ``simpletuner server``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8001
+    ssl: bool = False
+    ssl_key: Path | None = None
+    ssl_cert: Path | None = None
+    workers: int = 2
+    threads: int = 4
+    database_url: str | None = None
+    forwarded_allow_ips: str | None = None
+    bcrypt_rounds: int = 12
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, config: dict[str, Any], options: ServeOptions, workspace: Workspace) -> None:
+        self._config, self._options, self._workspace = config, options, workspace
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._config.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return build_worker_app(self._options, self._workspace)
+
+
+def build_worker_app(options: ServeOptions, workspace: Workspace) -> Any:
+    """The app of one worker process (its own database connections and plugin registry)."""
+    from simpletuner.core.plugins import Registry
+    from simpletuner.ui.app import create_app
+    from simpletuner.ui.settings import ServerSettings
+
+    settings = ServerSettings(secure_cookies=options.ssl, trusted_proxies=parse_networks(options.forwarded_allow_ips),
+                              bcrypt_rounds=options.bcrypt_rounds)
+    database = open_database(options.database_url, workspace.root)
+    return create_app(database=database, registry=Registry(), workspace=workspace, settings=settings)
+
+
+def _announce(workspace: Workspace, lines: list[str]) -> None:
+    """Print to the console and append to the workspace's server log."""
+    log = workspace.root / LOG_FILE
+    log.parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with log.open("a", encoding="utf-8") as handle:
+        for line in lines:
+            handle.write(f"{stamp} {line}\n")
+    for line in lines:
+        print(line, flush=True)
+
+
+def prepare(options: ServeOptions, workspace: Workspace) -> dict[str, Any]:
+    """Everything before forking: check flags, migrate the database, the TLS pair, the setup token.
+    Returns the gunicorn settings."""
+    from simpletuner.ui.tls import check_pair, ensure_self_signed
+
+    if not 0 < options.port < 65536:
+        raise SimpleTunerError(f"--port {options.port}: must be between 1 and 65535")
+    if options.workers < 1:
+        raise SimpleTunerError("--workers must be at least 1")
+    trusted = parse_networks(options.forwarded_allow_ips)
+    if (options.ssl_key is None) != (options.ssl_cert is None):
+        raise SimpleTunerError("give both --ssl-key and --ssl-cert, or neither (--ssl alone makes a self-signed pair)")
+    workspace.root.mkdir(parents=True, exist_ok=True)
+    lines = []
+    cert = key = None
+    if options.ssl_key is not None and options.ssl_cert is not None:
+        cert, key = options.ssl_cert.resolve(), options.ssl_key.resolve()
+        check_pair(cert, key)
+    elif options.ssl:
+        cert, key, created = ensure_self_signed(workspace.root)
+        lines.append(f"{'Made' if created else 'Using'} the self-signed certificate {cert}")
+    database = open_database(options.database_url, workspace.root)
+    try:
+        database.connect()
+        applied = migrate(database)
+        bind_models(database)
+        token = issue_setup_token()
+    finally:
+        database.close()
+    scheme = "https" if cert else "http"
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    lines.append(f"Database: {describe(database)}" + (f" (applied {len(applied)} migration(s))" if applied else ""))
+    lines.append(f"SimpleTuner web UI on {scheme}://{host}:{options.port}/")
+    if token:
+        lines.append(f"No admin yet: open {scheme}://{host}:{options.port}/setup to create one.")
+        lines.append(f"Setup token (needed from other machines): {token}")
+        lines.append(f"  or open {scheme}://{host}:{options.port}/setup?token={token}")
+    _announce(workspace, lines)
+    config: dict[str, Any] = {
+        "bind": [f"{host}:{options.port}"],
+        "workers": options.workers,
+        "worker_class": "gthread",
+        "threads": options.threads,
+        "forwarded_allow_ips": ",".join(str(n) for n in trusted),
+        "proxy_allow_ips": "",
+        "preload_app": False,
+        "graceful_timeout": 10,
+        "timeout": 120,
+        "keepalive": 5,
+        "proc_name": "simpletuner-server",
+        "errorlog": "-",
+        "loglevel": "warning",
+        "accesslog": None,
+    }
+    if cert and key:
+        config.update(certfile=str(cert), keyfile=str(key))
+    return config
+
+
+def run_server(options: ServeOptions, workspace: Workspace) -> int:
+    """Serve until SIGTERM or SIGINT (both shut down cleanly); returns the exit status."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    config = prepare(options, workspace)
+    os.environ.setdefault("SIMPLETUNER_WORKSPACE", str(workspace.root))
+    _Gunicorn(config, options, workspace).run()
+    return 0
