@@ -1,0 +1,66 @@
+"""The ``pipeline`` validation method: seeded images from the live diffusers pipeline for each named prompt."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from simpletuner.core.interfaces import ValidationContext, ValidationMethod, ValidationResult
+from simpletuner.plugins.validation.prompt_library import PromptEntry, resolve_prompts
+
+
+class PipelineValidation(ValidationMethod):
+    """Renders ``validation_prompt`` and every ``validation_prompts`` entry with ``context.pipeline``.
+
+    Files are ``<name>-step<step>-seed<seed>-<W>x<H>.png`` under ``context.output_dir``; each PNG carries the
+    prompt, seed, steps and guidance as text chunks (read by the model card and the web UI).
+    """
+
+    def __init__(self, options: Any) -> None:
+        self._library = dict(options.validation_prompts)
+
+    def run(self, context: ValidationContext) -> ValidationResult:
+        """Generate one image per prompt and resolution; raises when there is no pipeline or no prompt."""
+        if context.pipeline is None:
+            raise ValueError("the pipeline validation method needs the live pipeline, but none was given")
+        entries = resolve_prompts(context.options, self._library)
+        if not entries:
+            raise ValueError("nothing to validate: set validation_prompt or validation_prompts")
+        context.output_dir.mkdir(parents=True, exist_ok=True)
+        paths = [self._render(context, entry) for entry in entries]
+        return ValidationResult(images=paths, message=f"{len(paths)} image(s) at step {context.step}")
+
+    def _render(self, context: ValidationContext, entry: PromptEntry) -> Path:
+        import torch
+        from PIL.PngImagePlugin import PngInfo
+
+        pipeline = context.pipeline
+        if hasattr(pipeline, "set_progress_bar_config"):
+            pipeline.set_progress_bar_config(disable=True)
+        accepted = inspect.signature(pipeline.__call__).parameters
+        # A CPU generator gives the same image for a seed on any device (diffusers draws the noise on it).
+        arguments: dict[str, Any] = {
+            "prompt": entry.prompt,
+            "width": entry.width,
+            "height": entry.height,
+            "num_inference_steps": entry.steps,
+            "generator": torch.Generator(device="cpu").manual_seed(entry.seed),
+            "output_type": "pil",
+        }
+        if entry.guidance is not None:
+            arguments["guidance_scale"] = entry.guidance
+        if entry.negative_prompt and "negative_prompt" in accepted:
+            arguments["negative_prompt"] = entry.negative_prompt
+        with torch.no_grad():
+            image = pipeline(**{k: v for k, v in arguments.items() if k in accepted}).images[0]
+        info = PngInfo()
+        for key, value in (("name", entry.name), ("prompt", entry.prompt), ("seed", entry.seed),
+                           ("steps", entry.steps), ("guidance", entry.guidance), ("step", context.step),
+                           ("negative_prompt", entry.negative_prompt)):
+            if value is not None:
+                info.add_text(key, str(value))
+        name = f"{entry.slug}-step{context.step:06d}-seed{entry.seed}-{entry.width}x{entry.height}.png"
+        path = context.output_dir / name
+        image.save(path, pnginfo=info)
+        return path
