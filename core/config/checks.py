@@ -5,6 +5,7 @@ supported, steps and epochs are not both set, named trackers and methods are ins
 from __future__ import annotations
 
 from simpletuner.core.config.schema import TrainingConfig
+from simpletuner.core.distributed import distributed_problems
 from simpletuner.core.plugins import Registry, suggest
 from simpletuner.core.specs import normalize_name
 
@@ -68,6 +69,8 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
         problems.append(f"$.validation_method: unknown validation method {core.validation_method!r}"
                         f"{suggest(normalize_name(core.validation_method), methods)}; "
                         f"installed: {', '.join(methods) or 'none'}")
+
+    problems += distributed_problems(core, quantized=core.base_model_precision != "no_change")
 
     if core.push_to_hub and not core.hub_model_id:
         problems.append("$.hub_model_id: required when push_to_hub is true (e.g. 'your-name/my-lora')")

@@ -194,6 +194,44 @@ class CoreOptions:
     push_checkpoints_to_hub: bool = option(False, help="Also upload each checkpoint.", section="publishing")
     hub_model_id: str | None = option(None, help="Hub repository (user/name) to publish to.", section="publishing")
 
+    # --- multi-GPU, multi-node, DeepSpeed and FSDP2 ----------------------------------------------------------
+    num_processes: int = option(1, help="Training processes in all (one per GPU); more than 1 runs through "
+                                "accelerate launch.", section="environment", minimum=1)
+    gpu_ids: str | None = option(None, help="GPUs this environment trains on, e.g. '1' or '0,1'; all visible if "
+                                 "unset.", section="environment")
+    num_machines: int = option(1, help="Machines taking part in a multi-node run.", section="environment",
+                               minimum=1)
+    machine_rank: int = option(0, help="This machine's rank in a multi-node run (0 = the main machine).",
+                               section="environment", minimum=0)
+    main_process_ip: str | None = option(None, help="Address of the main machine in a multi-node run.",
+                                         section="environment")
+    main_process_port: int = option(29500, help="Port of the main machine in a multi-node run.",
+                                    section="environment", minimum=1, maximum=65535)
+    deepspeed_config: str | None = option(
+        None, help="DeepSpeed ZeRO: a preset (zero1, zero2, zero2-offload, zero3, zero3-offload, zero3-nvme), a "
+        "JSON file or an inline JSON object.", section="memory",
+    )
+    offload_param_path: str | None = option(None, help="NVMe folder for DeepSpeed's zero3-nvme offload.",
+                                            section="memory")
+    fsdp_enable: bool = option(False, help="Shard the model with PyTorch FSDP2 through accelerate.",
+                               section="memory")
+    fsdp_reshard_after_forward: bool = option(
+        True, help="Free gathered parameters after each forward pass (less memory, more communication).",
+        section="memory",
+    )
+    fsdp_state_dict_type: str = option(
+        "SHARDED_STATE_DICT", help="How FSDP checkpoints are written; the final model is always gathered.",
+        section="memory", choices=("SHARDED_STATE_DICT", "FULL_STATE_DICT"),
+    )
+    fsdp_transformer_layer_cls_to_wrap: str | None = option(
+        None, help="Block classes FSDP wraps (comma separated); the family's transformer blocks if unset.",
+        section="memory",
+    )
+    fsdp_cpu_offload: bool = option(False, help="Keep FSDP shards in CPU memory between uses.", section="memory")
+    fsdp_activation_checkpointing: bool = option(
+        False, help="Recompute activations of FSDP-wrapped blocks in the backward pass.", section="memory"
+    )
+
     # --- environment -----------------------------------------------------------------------------------------
     merge_environment_config: bool = option(
         False, label="Use environment defaults",

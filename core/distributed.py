@@ -1,0 +1,181 @@
+"""Multi-GPU, multi-node, DeepSpeed ZeRO and FSDP2 settings turned into what accelerate and DeepSpeed take.
+
+Everything here reads :class:`~simpletuner.core.config.CoreOptions`; nothing heavy is imported at module level
+(accelerate is imported only by :func:`accelerator_plugins`), so config checks and the server can use it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simpletuner.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from simpletuner.core.config.core_options import CoreOptions
+
+#: DeepSpeed presets: ZeRO stage and where optimizer states / parameters are offloaded.
+DEEPSPEED_PRESETS: dict[str, dict[str, Any]] = {
+    "zero1": {"stage": 1},
+    "zero2": {"stage": 2},
+    "zero2-offload": {"stage": 2, "offload_optimizer": "cpu"},
+    "zero3": {"stage": 3},
+    "zero3-offload": {"stage": 3, "offload_optimizer": "cpu", "offload_param": "cpu"},
+    "zero3-nvme": {"stage": 3, "offload_optimizer": "nvme", "offload_param": "nvme"},
+}
+
+
+def uses_deepspeed(core: CoreOptions) -> bool:
+    """Whether DeepSpeed is configured."""
+    return bool(core.deepspeed_config)
+
+
+def _offload(device: str, nvme_path: str | None) -> dict[str, Any]:
+    section: dict[str, Any] = {"device": device, "pin_memory": True}
+    if device == "nvme":
+        section["nvme_path"] = nvme_path
+    return section
+
+
+def deepspeed_config(core: CoreOptions, resolve_path: Callable[[str], Path] = Path) -> dict[str, Any]:
+    """The complete DeepSpeed JSON config for ``core.deepspeed_config`` (a preset, a JSON file or inline JSON).
+
+    Batch size, accumulation, clipping and precision always come from the training config, so the two can never
+    disagree. Raises :class:`ConfigError` for an unknown preset, an unreadable file or invalid JSON.
+    """
+    value = (core.deepspeed_config or "").strip()
+    if value in DEEPSPEED_PRESETS:
+        preset = DEEPSPEED_PRESETS[value]
+        zero: dict[str, Any] = {
+            "stage": preset["stage"],
+            "overlap_comm": True,
+            "contiguous_gradients": True,
+            "reduce_bucket_size": 5e8,
+        }
+        if "offload_optimizer" in preset:
+            zero["offload_optimizer"] = _offload(preset["offload_optimizer"], core.offload_param_path)
+        if "offload_param" in preset:
+            zero["offload_param"] = _offload(preset["offload_param"], core.offload_param_path)
+        if preset["stage"] == 3:
+            # The final save needs whole 16-bit weights, not one shard per rank.
+            zero["stage3_gather_16bit_weights_on_model_save"] = True
+        config: dict[str, Any] = {"zero_optimization": zero}
+    else:
+        config = _read_user_deepspeed_config(value, resolve_path)
+    config["train_micro_batch_size_per_gpu"] = core.train_batch_size
+    config["gradient_accumulation_steps"] = core.gradient_accumulation_steps
+    if core.max_grad_norm > 0:
+        config["gradient_clipping"] = core.max_grad_norm
+    config["bf16"] = {"enabled": core.mixed_precision == "bf16"}
+    config["fp16"] = {"enabled": core.mixed_precision == "fp16"}
+    config.pop("train_batch_size", None)  # derived by DeepSpeed from the two values above and the world size
+    return config
+
+
+def _read_user_deepspeed_config(value: str, resolve_path: Callable[[str], Path]) -> dict[str, Any]:
+    if value.startswith("{"):
+        source, text = "deepspeed_config", value
+    else:
+        path = resolve_path(value)
+        if not path.is_file():
+            presets = ", ".join(DEEPSPEED_PRESETS)
+            raise ConfigError([f"$.deepspeed_config: {value!r} is neither a preset ({presets}) nor an existing "
+                               f"JSON file"])
+        source, text = str(path), path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"$.deepspeed_config: invalid JSON in {source}: {exc.msg} at line {exc.lineno}"]) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("zero_optimization", {}), dict):
+        raise ConfigError([f"$.deepspeed_config: {source} must be a JSON object with a zero_optimization object"])
+    return data
+
+
+def fsdp_plugin_kwargs(core: CoreOptions, default_layer_classes: Sequence[str] = ()) -> dict[str, Any]:
+    """Keyword arguments of accelerate's ``FullyShardedDataParallelPlugin`` for FSDP2."""
+    layers = [c.strip() for c in (core.fsdp_transformer_layer_cls_to_wrap or "").split(",") if c.strip()]
+    layers = layers or list(default_layer_classes)
+    return {
+        "fsdp_version": 2,
+        "reshard_after_forward": core.fsdp_reshard_after_forward,
+        "state_dict_type": core.fsdp_state_dict_type,
+        "cpu_offload": core.fsdp_cpu_offload,
+        "activation_checkpointing": core.fsdp_activation_checkpointing,
+        "auto_wrap_policy": "transformer_based_wrap" if layers else "no_wrap",
+        "transformer_cls_names_to_wrap": layers or None,
+    }
+
+
+def accelerator_plugins(core: CoreOptions, default_layer_classes: Sequence[str] = (),
+                        resolve_path: Callable[[str], Path] = Path) -> dict[str, Any]:
+    """``deepspeed_plugin`` / ``fsdp_plugin`` keyword arguments for ``accelerate.Accelerator`` (possibly empty)."""
+    if uses_deepspeed(core):
+        from accelerate.utils import DeepSpeedPlugin
+
+        return {"deepspeed_plugin": DeepSpeedPlugin(hf_ds_config=deepspeed_config(core, resolve_path))}
+    if core.fsdp_enable:
+        from accelerate.utils import FullyShardedDataParallelPlugin
+
+        return {"fsdp_plugin": FullyShardedDataParallelPlugin(**fsdp_plugin_kwargs(core, default_layer_classes))}
+    return {}
+
+
+def needs_launcher(core: CoreOptions) -> bool:
+    """Whether training must start through ``accelerate launch`` rather than in the current process."""
+    return core.num_processes > 1 or core.num_machines > 1 or uses_deepspeed(core) or core.fsdp_enable
+
+
+def launch_arguments(core: CoreOptions) -> list[str]:
+    """The ``accelerate launch`` options (before the training command) for this config."""
+    args = ["--num_processes", str(core.num_processes), "--num_machines", str(core.num_machines),
+            "--mixed_precision", core.mixed_precision]
+    if core.num_processes > 1:
+        args.append("--multi_gpu")
+    if core.gpu_ids:
+        args += ["--gpu_ids", core.gpu_ids]
+    if core.num_machines > 1:
+        args += ["--machine_rank", str(core.machine_rank), "--main_process_ip", str(core.main_process_ip),
+                 "--main_process_port", str(core.main_process_port)]
+    else:
+        args += ["--main_process_port", str(core.main_process_port)]
+    return args
+
+
+def gpu_set(core: CoreOptions) -> frozenset[str] | None:
+    """The GPU ids this environment uses; None means every visible GPU."""
+    if not core.gpu_ids:
+        return None
+    return frozenset(g.strip() for g in core.gpu_ids.split(",") if g.strip())
+
+
+def distributed_problems(core: CoreOptions, quantized: bool) -> list[str]:
+    """Combinations that cannot work, each with the fix."""
+    problems = []
+    if uses_deepspeed(core) and core.fsdp_enable:
+        problems.append("$.deepspeed_config and $.fsdp_enable are both set; DeepSpeed and FSDP2 are alternatives, "
+                        "choose one")
+    if core.deepspeed_config == "zero3-nvme" and not core.offload_param_path:
+        problems.append("$.offload_param_path: required by the zero3-nvme preset (a folder on a fast NVMe disk)")
+    stage = DEEPSPEED_PRESETS.get(core.deepspeed_config or "", {}).get("stage")
+    if quantized and (stage == 3 or core.fsdp_enable):
+        problems.append("$.base_model_precision: a quantised base model cannot be sharded by ZeRO-3 or FSDP2; "
+                        "use no_change or ZeRO stage 1/2")
+    if core.num_machines > 1:
+        if not core.main_process_ip:
+            problems.append("$.main_process_ip: required when num_machines > 1 (the main machine's address)")
+        if core.machine_rank >= core.num_machines:
+            problems.append(f"$.machine_rank: must be below num_machines ({core.num_machines}), "
+                            f"got {core.machine_rank}")
+        if core.num_processes < core.num_machines:
+            problems.append("$.num_processes: counts processes on all machines together and must be at least "
+                            "num_machines")
+    ids = gpu_set(core)
+    if ids is not None:
+        if not all(g.isdigit() for g in ids):
+            problems.append(f"$.gpu_ids: expected comma-separated GPU numbers such as '0,1', got {core.gpu_ids!r}")
+        elif core.num_machines == 1 and len(ids) < core.num_processes:
+            problems.append(f"$.gpu_ids: {len(ids)} GPU(s) listed for {core.num_processes} processes; list one GPU "
+                            "per process or lower num_processes")
+    return problems
