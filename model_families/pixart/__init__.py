@@ -1,0 +1,77 @@
+"""The PixArt family (PixArt-Sigma 600M and the 900M fine-tunes): the entry point of the plugin.
+
+This module only declares the family; :mod:`simpletuner.model_families.pixart.family` (torch, diffusers) is
+imported by the factory when a run starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simpletuner.core.hookspecs import hookimpl
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec
+from simpletuner.model_families.pixart.options import PixArtOptions
+
+FLAVOURS = (
+    Flavour(name="600m-1024", pretrained="PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",
+            description="PixArt-Sigma XL 600M at 1024 px (multi-scale)."),
+    Flavour(name="600m-512", pretrained="PixArt-alpha/PixArt-Sigma-XL-2-512-MS",
+            description="PixArt-Sigma XL 600M at 512 px (multi-scale)."),
+    Flavour(name="600m-2048", pretrained="PixArt-alpha/PixArt-Sigma-XL-2-2K-MS",
+            description="PixArt-Sigma XL 600M at 2048 px (multi-scale)."),
+    Flavour(name="900m-1024-v0.6", pretrained="terminusresearch/pixart-900m-1024-ft-v0.6",
+            description="PixArt-Sigma 900M at 1024 px: the deeper 900M model, fine-tuned (v0.6)."),
+    Flavour(name="900m-1024-v0.7-stage1", pretrained="terminusresearch/pixart-900m-1024-ft-v0.7-stage1",
+            description="PixArt-Sigma 900M v0.7, stage 1: the expert of the high-noise (composition) timesteps."),
+    Flavour(name="900m-1024-v0.7-stage2", pretrained="terminusresearch/pixart-900m-1024-ft-v0.7-stage2",
+            description="PixArt-Sigma 900M v0.7, stage 2: the expert of the low-noise (detail) timesteps."),
+)
+
+MEMORY_PRESETS = (
+    MemoryPreset(name="light", tradeoff="Fastest: every activation kept (a 600M LoRA at 1024 px peaks near 7 GiB).",
+                 settings={"gradient_checkpointing": False}),
+    MemoryPreset(name="balanced", tradeoff="Recomputes activations in the backward pass: much less memory, about "
+                 "30% slower, same quality.", settings={"gradient_checkpointing": True}),
+    MemoryPreset(name="aggressive", tradeoff="Smallest footprint: int8 base weights, bf16 optimizer states, batch "
+                 "1, recomputation; slower, and PixArt loses fine detail when quantised.",
+                 settings={"gradient_checkpointing": True, "base_model_precision": "int8-quanto",
+                           "optimizer": "adamw_bf16", "train_batch_size": 1}),
+)
+
+_QUANTISATION_COST = ("PixArt-Sigma is small (0.6-0.9B) and its adaLN-single modulation is sensitive to weight "
+                      "rounding: quantising saves little memory and costs visible detail")
+
+DISCOURAGED_PRECISIONS = {
+    "int8-quanto": _QUANTISATION_COST,
+    "fp8-quanto": _QUANTISATION_COST,
+    "int4-quanto": _QUANTISATION_COST + "; at 4 bits the loss is large",
+}
+
+
+def _family(spec: ModelFamilySpec, flavour: Flavour | None, options: Any) -> Any:
+    from simpletuner.model_families.pixart.family import PixArtFamily
+
+    return PixArtFamily(spec, flavour=flavour, options=options)
+
+
+SPEC = ModelFamilySpec(
+    name="pixart",
+    title="PixArt-Sigma",
+    description="PixArt-Sigma diffusion transformer (600M and 900M) with the SDXL VAE and a T5-XXL text encoder, "
+    "trained by DDPM epsilon prediction.",
+    factory=_family,
+    options=PixArtOptions,
+    flavours=FLAVOURS,
+    default_flavour="600m-1024",
+    model_types=("lora", "full"),
+    lora_types=("standard", "lycoris"),
+    precisions=("no_change", "int8-quanto", "fp8-quanto", "int4-quanto"),
+    discouraged_precisions=DISCOURAGED_PRECISIONS,
+    memory_presets=MEMORY_PRESETS,
+)
+
+
+@hookimpl
+def register_model_families(register):  # type: ignore[no-untyped-def]
+    """Register the PixArt family."""
+    register(SPEC)
