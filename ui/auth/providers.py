@@ -3,12 +3,11 @@ instances built lazily and cached, and external users provisioned and kept in sy
 
 from __future__ import annotations
 
+import json
 import threading
 import typing
 from collections.abc import Mapping
 from typing import Any
-
-import attrs
 
 from simpletuner.core.config.converter import ValueTypeError, make_converter, structure_value
 from simpletuner.core.interfaces import AuthProvider, ExternalIdentity
@@ -111,7 +110,7 @@ class ProviderInstances:
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
-        self._cache: dict[tuple[int, float], AuthProvider] = {}
+        self._cache: dict[tuple[int, str], AuthProvider] = {}
         self._lock = threading.Lock()
 
     def spec(self, config: AuthProviderConfig) -> AuthProviderSpec:
@@ -124,7 +123,8 @@ class ProviderInstances:
 
     def get(self, config: AuthProviderConfig) -> AuthProvider:
         """The provider instance for a configuration."""
-        key = (config.id, config.updated_at)
+        # Keyed by the configuration's content, so a save in another worker (or within one clock tick) is seen.
+        key = (config.id, json.dumps([config.type, config.options, config.secrets], sort_keys=True, default=str))
         with self._lock:
             if key not in self._cache:
                 spec = self.spec(config)
@@ -177,8 +177,3 @@ def provision_external_user(config: AuthProviderConfig, identity: ExternalIdenti
     elif sorted(current) != sorted(levels):
         set_user_levels(user, levels)
     return user
-
-
-def options_class_fields(spec: AuthProviderSpec) -> list[str]:
-    """Names of a spec's option fields."""
-    return [f.name for f in attrs.fields(spec.options)] if spec.options else []
