@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -39,6 +40,11 @@ def load_batch(data: TrainingData, refs: Sequence[SampleRef]) -> tuple[Any, dict
     return torch.stack(latents), {name: torch.stack(values) for name, values in texts.items()}
 
 
+#: When set, each rank appends ``epoch<TAB>index<TAB>dataset<TAB>path`` per sample it trains on to
+#: ``$SIMPLETUNER_SAMPLE_LOG.<rank>``: a debugging aid for data order across processes and resumes.
+SAMPLE_LOG_ENV = "SIMPLETUNER_SAMPLE_LOG"
+
+
 class BatchStream:
     """Yields a rank's batches from ``(epoch, index)`` onwards, epoch after epoch, read ``depth`` batches ahead.
 
@@ -58,17 +64,27 @@ class BatchStream:
         self._thread.start()
 
     def _produce(self, epoch: int, index: int) -> None:
+        log_base = os.environ.get(SAMPLE_LOG_ENV)
+        log = open(f"{log_base}.{self.rank}", "a", encoding="utf-8") if log_base else None  # noqa: SIM115
         try:
             while not self._stop.is_set():
                 plan = self.data.planner.epoch(epoch)
                 for position in range(index, len(plan)):
                     refs = self.data.planner.rank_slice(plan[position], self.rank)
                     latents, text = load_batch(self.data, refs)
+                    if log is not None:
+                        for ref in refs:
+                            sample = self.data.datasets[ref.dataset].samples[ref.index]
+                            log.write(f"{epoch}\t{position}\t{sample.dataset_id}\t{sample.path}\n")
+                        log.flush()
                     if not self._put(Batch(epoch, position, latents, text)):
                         return
                 epoch, index = epoch + 1, 0
         except BaseException as exc:  # surfaced in the consumer's thread
             self._put(exc)
+        finally:
+            if log is not None:
+                log.close()
 
     def _put(self, item: Any) -> bool:
         while not self._stop.is_set():

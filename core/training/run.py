@@ -86,6 +86,9 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
     config, core, family = loaded.config, loaded.config.core, resolved.family
     started = time.time()
     seed = core.seed if core.seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
+    from accelerate.utils import set_seed
+
+    set_seed(seed)  # Python, NumPy and torch: the LoRA's initial weights and dropout follow the seed
     resume = ckpt.resolve_resume(resolved.output_dir, core.resume_from_checkpoint,
                                  lambda p: workspace.resolve_config_path(p, loaded.environment.path))
     data = prepare_data(loaded, workspace, registry, resolved, accelerator.num_processes, seed, events)

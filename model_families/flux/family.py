@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+
 from simpletuner.core.interfaces import ModelFamily
 from simpletuner.model_families.flux.options import FluxOptions
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import attrs
+
 from simpletuner.core.options import option
 
 GUIDANCE_MODES = ("constant", "random-range")

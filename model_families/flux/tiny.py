@@ -25,8 +25,8 @@ _CORPUS = (
 #: Sizes of the tiny components; the transformer's attention_head_dim equals the sum of axes_dims_rope.
 TINY_SIZES: dict[str, Any] = {
     "transformer": dict(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
-                        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
-                        guidance_embeds=True, axes_dims_rope=(4, 6, 6)),
+                        num_attention_heads=4, joint_attention_dim=32, pooled_projection_dim=32,
+                        guidance_embeds=True, axes_dims_rope=(4, 6, 6)),  # 4 heads × 16: as wide as the packed input
     # four blocks make the VAE downsample by 8, like the real one, so a 128 px image has a 16×16 latent
     "vae": dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(8, 8, 16, 16),
                 down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,

@@ -1,0 +1,69 @@
+"""Cache reuse: a second run encodes nothing, one changed caption re-encodes one embedding, damaged files rebuild."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conftest import events_of
+
+from simpletuner.core.workspace import Workspace
+
+
+def _ready(output_dir: Path) -> dict[str, dict[str, Any]]:
+    """The last run's cache_ready events by kind."""
+    events = events_of(output_dir)
+    last_start = max(i for i, e in enumerate(events) if e["event"] == "datasets_scanned")
+    return {e["kind"]: e for e in events[last_start:] if e["event"] == "cache_ready"}
+
+
+def test_second_run_reuses_and_changes_rebuild_only_what_changed(make_env: Callable[..., str],
+                                                                run_env: Callable[..., Any],
+                                                                workspace: Workspace) -> None:
+    name = make_env("cache", images=6, max_train_steps=1)
+    first = run_env(name)
+    assert first.encoder_calls == {"text": 2, "latents": 3}  # 7 captions (6 + empty) in 4s; 3 buckets of 2 images
+    ready = _ready(first.output_dir)
+    assert ready["text"]["encoded"] == 7 and ready["latents"]["encoded"] == 6
+
+    second = run_env(name)
+    assert second.encoder_calls == {"text": 0, "latents": 0}
+    assert _ready(second.output_dir)["latents"]["reused"] == 6
+
+    caption = workspace.datasets_dir / name / "demo-002.txt"
+    caption.write_text("a brand new caption")
+    third = run_env(name)
+    ready = _ready(third.output_dir)
+    assert third.encoder_calls == {"text": 1, "latents": 0}
+    assert ready["text"]["encoded"] == 1 and ready["latents"]["encoded"] == 0
+
+    cache_files = sorted((workspace.root / "cache" / name / "vae").rglob("*.safetensors"))
+    assert len(cache_files) == 6
+    data = cache_files[0].read_bytes()
+    cache_files[0].write_bytes(data[: len(data) // 2])  # truncated, as by a crash mid-write on another tool
+    text_files = sorted((workspace.root / "cache" / name / "text").rglob("*.safetensors"))
+    text_files[0].write_bytes(b"garbage")
+    fourth = run_env(name)
+    ready = _ready(fourth.output_dir)
+    assert ready["latents"]["encoded"] == 1 and ready["text"]["encoded"] == 1
+    from safetensors.torch import load
+
+    rebuilt, original = load(cache_files[0].read_bytes())["latents"], load(data)["latents"]
+    assert (rebuilt - original).abs().max().item() < 1e-4  # same latents (batching may change the last bits)
+
+
+def test_changed_resolution_recomputes_latents_only(make_env: Callable[..., str], run_env: Callable[..., Any],
+                                                    workspace: Workspace) -> None:
+    import json
+
+    name = make_env("resize", images=4, max_train_steps=1, minimum_image_size=64)
+    run_env(name)
+    config_path = workspace.configs_dir / name / "config.json"
+    config = json.loads(config_path.read_text())
+    config["resolution"] = 64
+    config_path.write_text(json.dumps(config))
+    again = run_env(name)
+    assert again.encoder_calls["text"] == 0 and again.encoder_calls["latents"] > 0
+    ready = _ready(again.output_dir)
+    assert ready["latents"]["encoded"] == 4
