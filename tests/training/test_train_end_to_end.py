@@ -17,8 +17,9 @@ from simpletuner.core.workspace import Workspace
 def test_overfit_run_lowers_the_loss_and_the_lora_loads(make_env: Callable[..., str], run_env: Callable[..., Any],
                                                          workspace: Workspace, tiny_flux: Path) -> None:
     # one image, a fixed caption, a strong learning rate and every linear layer: the model can memorise it
-    name = make_env("overfit", images=1, train_batch_size=1, max_train_steps=100, learning_rate=1e-2, flow_schedule_shift=10.0,
-                    lora_rank=16, lora_alpha=32, lora_target_preset="all-linear", lr_scheduler="cosine", checkpointing_steps=40, max_grad_norm=1.0)
+    name = make_env("overfit", images=1, train_batch_size=1, max_train_steps=100, learning_rate=1e-2,
+                    flow_schedule_shift=10.0, lora_rank=16, lora_alpha=32, lora_target_preset="all-linear",
+                    lr_scheduler="cosine", checkpointing_steps=40, max_grad_norm=1.0)
     result = run_env(name)
     losses = [e["loss"] for e in events_of(result.output_dir, "step")]
     assert len(losses) == 100
