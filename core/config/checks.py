@@ -74,6 +74,13 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
 
     if core.push_to_hub and not core.hub_model_id:
         problems.append("$.hub_model_id: required when push_to_hub is true (e.g. 'your-name/my-lora')")
+    publishers = registry.publishers()
+    for name in core.publish_to:
+        if normalize_name(name) not in publishers:
+            problems.append(f"$.publish_to: unknown publisher {name!r}{suggest(normalize_name(name), publishers)}; "
+                            f"installed: {', '.join(publishers) or 'none'}")
+    if "hf-hub" in map(normalize_name, core.publish_to) and not core.hub_model_id:
+        problems.append("$.hub_model_id: required when publishing to hf-hub (e.g. 'your-name/my-lora')")
     if core.resume_from_checkpoint not in (None, "latest") and not core.resume_from_checkpoint.strip():
         problems.append("$.resume_from_checkpoint: give 'latest' or a checkpoint folder")
     return problems, warnings

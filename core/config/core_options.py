@@ -193,6 +193,10 @@ class CoreOptions:
     push_to_hub: bool = option(False, help="Upload the final model to the Hugging Face Hub.", section="publishing")
     push_checkpoints_to_hub: bool = option(False, help="Also upload each checkpoint.", section="publishing")
     hub_model_id: str | None = option(None, help="Hub repository (user/name) to publish to.", section="publishing")
+    publish_to: list[str] = option(
+        factory=list, help="Publishers that receive the final model besides the Hub (e.g. local); push_to_hub adds "
+        "hf-hub.", section="publishing", choices_from="publisher",
+    )
 
     # --- multi-GPU, multi-node, DeepSpeed and FSDP2 ----------------------------------------------------------
     num_processes: int = option(1, help="Training processes in all (one per GPU); more than 1 runs through "

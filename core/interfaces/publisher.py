@@ -43,6 +43,10 @@ class Publisher(ABC):
     def publish(self, request: PublishRequest) -> str:
         """Publish the final model with its model card; return the remote location (URL or path)."""
 
-    def publish_checkpoint(self, checkpoint_dir: Path, step: int) -> str:
-        """Publish one checkpoint folder; return its remote location. Only if :attr:`supports_checkpoints`."""
+    def publish_checkpoint(self, checkpoint_dir: Path, step: int, config: Mapping[str, Any] | None = None) -> str:
+        """Publish one checkpoint folder; return its remote location. Only if :attr:`supports_checkpoints`.
+
+        ``config`` is the run's config (as in :attr:`PublishRequest.config`), for publishers that need a setting
+        of the run such as the repository name.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not publish checkpoints")
