@@ -1,0 +1,29 @@
+"""Tiny Sana and PixArt pipeline folders (built once per session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simpletuner.core.plugins import Registry
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    """The registry of the installed plugins (the families register through their entry points)."""
+    return Registry()
+
+
+@pytest.fixture(scope="session")
+def sana_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from simpletuner.model_families.sana.tiny import build_tiny_sana_pipeline
+
+    return build_tiny_sana_pipeline(tmp_path_factory.mktemp("tiny-sana"))
+
+
+@pytest.fixture(scope="session")
+def pixart_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from simpletuner.model_families.pixart.tiny import build_tiny_pixart_pipeline
+
+    return build_tiny_pixart_pipeline(tmp_path_factory.mktemp("tiny-pixart"))
