@@ -7,6 +7,9 @@ conditional UPDATE so that several workers do not all write it: steady traffic c
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import peewee
@@ -24,6 +27,33 @@ def _with_levels(query: peewee.ModelSelect) -> peewee.ModelSelect:
     )
 
 
+# Building SQL with peewee costs more than running it, so each lookup's statement is built once per database and
+# then executed directly with the one parameter (the hash).
+_compiled: dict[tuple[int, str, str], str] = {}
+_compiled_lock = threading.Lock()
+_JSON_COLUMNS = ("scopes", "level_permissions")
+
+
+def _rows(name: str, build: Callable[[str], peewee.ModelSelect], digest: str) -> list[dict[str, Any]]:
+    database = User._meta.database
+    key = (id(database), type(database).__name__, name)
+    sql = _compiled.get(key)
+    if sql is None:
+        sql, params = build("\0").sql()
+        if list(params) != ["\0"]:  # the statement must take exactly the hash
+            raise RuntimeError(f"unexpected parameters in the {name} lookup: {params}")
+        with _compiled_lock:
+            _compiled[key] = sql
+    cursor = database.execute_sql(sql, (digest,))
+    columns = [d[0] for d in cursor.description]
+    rows = [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
+    for row in rows:
+        for column in _JSON_COLUMNS:
+            if isinstance(row.get(column), str):
+                row[column] = json.loads(row[column])
+    return rows
+
+
 _USER_COLUMNS = (
     User.id.alias("user_id"), User.username, User.active,
     Level.name.alias("level_name"), Level.builtin.alias("level_builtin"), Level.permissions.alias("level_permissions"),
@@ -34,12 +64,13 @@ def principal_for_api_key(key: str, now: float, settings: ServerSettings) -> Pri
     """The principal an API key stands for, or None when it is unknown, revoked, expired or its owner inactive."""
     if not looks_like_api_key(key):
         return None
-    query = (
-        ApiKey.select(ApiKey.id.alias("key_id"), ApiKey.scopes, ApiKey.expires_at, ApiKey.revoked_at,
-                      ApiKey.last_used_at, *_USER_COLUMNS)
-        .join(User, on=(ApiKey.user == User.id))
-    )
-    rows: list[dict[str, Any]] = list(_with_levels(query).where(ApiKey.key_hash == token_hash(key)).dicts())
+    def build(digest: str) -> peewee.ModelSelect:
+        query = (ApiKey.select(ApiKey.id.alias("key_id"), ApiKey.scopes, ApiKey.expires_at, ApiKey.revoked_at,
+                               ApiKey.last_used_at, *_USER_COLUMNS)
+                 .join(User, on=(ApiKey.user == User.id)))
+        return _with_levels(query).where(ApiKey.key_hash == digest)
+
+    rows = _rows("api_key", build, token_hash(key))
     if not rows:
         return None
     first = rows[0]
@@ -61,12 +92,13 @@ def principal_for_session(token: str, now: float, settings: ServerSettings) -> P
     if not token or len(token) > 128:
         return None
     digest = token_hash(token)
-    query = (
-        Session.select(Session.token_hash, Session.csrf_token, Session.expires_at, Session.last_seen_at,
-                       Session.remember, *_USER_COLUMNS)
-        .join(User, on=(Session.user == User.id))
-    )
-    rows: list[dict[str, Any]] = list(_with_levels(query).where(Session.token_hash == digest).dicts())
+    def build(value: str) -> peewee.ModelSelect:
+        query = (Session.select(Session.token_hash, Session.csrf_token, Session.expires_at, Session.last_seen_at,
+                                Session.remember, *_USER_COLUMNS)
+                 .join(User, on=(Session.user == User.id)))
+        return _with_levels(query).where(Session.token_hash == value)
+
+    rows = _rows("session", build, digest)
     if not rows:
         return None
     first = rows[0]
