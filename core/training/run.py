@@ -50,7 +50,8 @@ def _accelerator(core: Any) -> Any:
     mixed = core.mixed_precision
     if mixed == "fp16" and not torch.cuda.is_available():
         mixed = "bf16"  # fp16 autocast with a grad scaler needs a GPU; bf16 is the CPU's half precision
-    accelerator = Accelerator(mixed_precision=mixed, gradient_accumulation_steps=1)
+    # cpu=True is what makes accelerate join a multi-process CPU run (gloo) instead of N independent ones
+    accelerator = Accelerator(mixed_precision=mixed, gradient_accumulation_steps=1, cpu=not torch.cuda.is_available())
     if torch.cuda.is_available():
         # cuDNN attention fails in Flux's backward pass on recent CUDA builds; flash/efficient kernels are as fast
         torch.backends.cuda.enable_cudnn_sdp(False)
