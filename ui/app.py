@@ -12,8 +12,10 @@ import peewee
 from simpletuner.core.plugins import Registry
 from simpletuner.core.workspace import Workspace
 from simpletuner.ui.auth.providers import ProviderInstances
-from simpletuner.ui.context import AppContext, TrainingStatus, idle_status
+from simpletuner.ui.context import AppContext, TrainingStatus
 from simpletuner.ui.db.models import bind_models
+from simpletuner.ui.jobs.models import bind_job_models
+from simpletuner.ui.jobs.views import training_status as job_status
 from simpletuner.ui.middleware import (
     AuthMiddleware,
     ClientMiddleware,
@@ -35,7 +37,7 @@ class WebApp(falcon.App):
 
 
 def create_app(*, database: peewee.Database, registry: Registry, workspace: Workspace,
-               settings: ServerSettings | None = None, training_status: TrainingStatus = idle_status,
+               settings: ServerSettings | None = None, training_status: TrainingStatus = job_status,
                clock: Callable[[], float] = time.time,
                extra_routes: Callable[[AppContext], Iterable[Route]] | None = None) -> WebApp:
     """Build the web app (its route table is ``app.routes``).
@@ -50,6 +52,7 @@ def create_app(*, database: peewee.Database, registry: Registry, workspace: Work
         extra_routes: more routes built from the app context; they go through the same permission checks.
     """
     bind_models(database)
+    bind_job_models(database)
     context = AppContext(database=database, registry=registry, workspace=workspace,
                          settings=settings or ServerSettings(), templates=make_templates(),
                          providers=ProviderInstances(registry), training_status=training_status, clock=clock)

@@ -14,7 +14,17 @@ import attrs
 
 from simpletuner.ui.auth.permissions import check_requirement
 from simpletuner.ui.context import AppContext
-from simpletuner.ui.resources import apikeys, levels, providers, redirect_login, session_auth, system, users
+from simpletuner.ui.resources import (
+    apikeys,
+    events,
+    jobs,
+    levels,
+    providers,
+    redirect_login,
+    session_auth,
+    system,
+    users,
+)
 from simpletuner.ui.resources.pages import page_routes
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -66,6 +76,13 @@ def api_routes(ctx: AppContext) -> list[Route]:
         ("/api/settings/registration", system.Registration),
         ("/api/audit", system.AuditLog),
         ("/api/training/status", system.TrainingStatus),
+        ("/api/training/start", jobs.TrainingStart),
+        ("/api/training/stop", jobs.TrainingStop),
+        ("/api/jobs", jobs.Jobs),
+        ("/api/jobs/{job_id:int}", jobs.JobItem),
+        ("/api/jobs/{job_id:int}/log", jobs.JobLog),
+        ("/api/jobs/{job_id:int}/files/{path:path}", jobs.JobFile),
+        ("/api/events", events.Events),
         ("/api/plugins", system.Plugins),
     ]
     return [Route(template, resource_class(ctx)) for template, resource_class in table]

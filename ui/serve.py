@@ -37,6 +37,8 @@ class ServeOptions:
     database_url: str | None = None
     forwarded_allow_ips: str | None = None
     bcrypt_rounds: int = 12
+    environment: str | None = None
+    stop_grace: float = 30.0
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -138,7 +140,13 @@ def prepare(options: ServeOptions, workspace: Workspace) -> dict[str, Any]:
 def run_server(options: ServeOptions, workspace: Workspace) -> int:
     """Serve until SIGTERM or SIGINT (both shut down cleanly); returns the exit status."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    from simpletuner.ui.jobs import service
+
+    if options.environment:
+        service.check_environment(workspace, options.environment)
     config = prepare(options, workspace)
     os.environ.setdefault("SIMPLETUNER_WORKSPACE", str(workspace.root))
+    supervisor = service.start_supervisor(workspace, options.database_url, options.stop_grace)
+    config.update(service.gunicorn_hooks(supervisor, options.environment, options.database_url, workspace))
     _Gunicorn(config, options, workspace).run()
     return 0

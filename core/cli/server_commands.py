@@ -27,7 +27,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     server.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes (default: 2)")
     server.add_argument("--database-url", metavar="URL",
                         help="postgresql://user:password@host/db (default: SQLite in the workspace)")
-    server.add_argument("--env", metavar="NAME", help="start training this environment once the server is up")
+    server.add_argument("--env", metavar="NAME", help="queue training of this environment once the server is up "
+                                                      "(checked first: a server with an invalid --env does not start)")
+    server.add_argument("--stop-grace", type=float, default=30.0, metavar="SECONDS",
+                        help="how long a stopped job may take to exit after SIGTERM before it is killed (default: 30)")
     server.add_argument("--forwarded-allow-ips", metavar="IPS",
                         help="comma-separated proxy addresses whose X-Forwarded-For/-Proto headers are trusted "
                              "(default: none)")
@@ -36,14 +39,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, context: CliContext) -> int:
     """Start the server (blocks until SIGTERM or SIGINT)."""
-    if args.env:
-        raise SimpleTunerError(
-            f"--env {args.env}: starting training from the server is not yet available in this version (the job "
-            "runner that supervises training processes is still to come); start the server without --env"
-        )
+    if args.stop_grace <= 0:
+        raise SimpleTunerError("--stop-grace must be a positive number of seconds")
     from simpletuner.ui.serve import ServeOptions, run_server
 
     options = ServeOptions(host=args.host, port=args.port, ssl=args.ssl or bool(args.ssl_key or args.ssl_cert),
                            ssl_key=args.ssl_key, ssl_cert=args.ssl_cert, workers=args.workers,
-                           database_url=args.database_url, forwarded_allow_ips=args.forwarded_allow_ips)
+                           database_url=args.database_url, forwarded_allow_ips=args.forwarded_allow_ips,
+                           environment=args.env, stop_grace=args.stop_grace)
     return run_server(options, context.workspace)

@@ -50,9 +50,10 @@ def test_a_later_migration_keeps_existing_data(any_database: peewee.Database) ->
         database.create_tables([Job])
         database.execute_sql('ALTER TABLE "users" ADD COLUMN "theme" VARCHAR(20)')
 
-    later = (*MIGRATIONS, Migration(2, "jobs", add_jobs))
-    assert [m.version for m in migrate(any_database, later)] == [2]
-    assert applied_versions(any_database) == [1, 2]
+    next_version = MIGRATIONS[-1].version + 1
+    later = (*MIGRATIONS, Migration(next_version, "jobs", add_jobs))
+    assert [m.version for m in migrate(any_database, later)] == [next_version]
+    assert applied_versions(any_database) == [*(m.version for m in MIGRATIONS), next_version]
     assert User.select().where(User.username == "ada").count() == 1
     assert "jobs" in any_database.get_tables()
     # An older release refuses a newer schema instead of damaging it.

@@ -147,7 +147,7 @@ def test_cli_provisioning_and_flag_errors(tmp_path: Path, run_cli) -> None:  # t
     assert run_cli("apikeys", "create", "--user", "ghost").returncode == 1
     assert run_cli("users", "reset-password", "--username", "ops", input="a new long password\n").returncode == 0
     env = run_cli("server", "--env", "my-lora")
-    assert env.returncode == 1 and "not yet available" in env.stderr
+    assert env.returncode == 1 and "no environment 'my-lora'" in env.stderr
     spoof = run_cli("server", "--forwarded-allow-ips", "*")
     assert spoof.returncode == 1 and "would trust every client" in spoof.stderr
     half = run_cli("server", "--ssl-key", "k.pem")

@@ -20,6 +20,7 @@ PERMISSIONS: Mapping[str, str] = {
     "job.start": "Start training jobs",
     "job.stop.own": "Stop one's own training jobs",
     "job.stop.all": "Stop anyone's training jobs",
+    "job.reorder": "Reorder the queue of waiting training jobs",
     "apikeys.own": "Create and revoke one's own API keys",
     "users.manage": "Create, edit, deactivate and delete users and assign levels",
     "levels.manage": "Create, edit and delete custom levels",
@@ -30,7 +31,7 @@ PERMISSIONS: Mapping[str, str] = {
 
 _VIEWER = ("config.view",)
 _RESEARCHER = _VIEWER + ("config.edit", "dataset.upload", "job.start", "job.stop.own", "apikeys.own")
-_LEAD = _RESEARCHER + ("job.stop.all",)
+_LEAD = _RESEARCHER + ("job.stop.all", "job.reorder")
 
 #: Built-in levels in rank order; admin has every permission.
 BUILTIN_LEVEL_PERMISSIONS: Mapping[str, frozenset[str]] = {

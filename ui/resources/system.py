@@ -22,9 +22,10 @@ class Health(Resource):
 
 
 class TrainingStatus(Resource):
-    """``GET /api/training/status``: the job runner's state (``idle`` until a runner is attached)."""
+    """``GET /api/training/status``: the running job, the queue and the last finished job (see
+    :func:`simpletuner.ui.jobs.views.training_status`)."""
 
-    permissions = {"GET": AUTHENTICATED}
+    permissions = {"GET": "config.view"}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         send_json(resp, self.ctx.training_status())

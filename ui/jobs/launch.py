@@ -1,0 +1,91 @@
+"""How a job's process is started: the command line (through ``accelerate launch`` when the environment needs it),
+its environment variables and its folder in the workspace."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from simpletuner.core.events import EVENTS_FILE
+from simpletuner.core.workspace import Workspace
+from simpletuner.ui.jobs.models import Job
+from simpletuner.ui.jobs.queue import JobRequest
+
+JOBS_DIR = "jobs"
+LOG_FILE = "output.log"
+STATUS_FILE = "exit.json"
+
+
+def job_dir(workspace: Workspace, job_id: int) -> Path:
+    """The job's own folder: its log, its exit status and its wrapper's pid."""
+    return workspace.root / JOBS_DIR / str(job_id)
+
+
+def events_path(job: Job) -> Path:
+    """The run's event stream."""
+    return Path(job.output_dir) / EVENTS_FILE
+
+
+def training_command(job: Job, workspace: Workspace, python: str = sys.executable) -> list[str]:
+    """``simpletuner train --env NAME`` in this interpreter, wrapped in ``accelerate launch`` when needed."""
+    train = ["-m", "simpletuner.core.cli.main", "--workspace", str(workspace.root), "train", "--env",
+             job.environment]
+    if job.launcher_args is None:
+        return [python, *train]
+    return [python, "-m", "accelerate.commands.launch", *job.launcher_args, *train]
+
+
+def wrapped_command(job: Job, workspace: Workspace, python: str = sys.executable) -> list[str]:
+    """The training command inside the wrapper that records its exit status."""
+    status = job_dir(workspace, job.id) / STATUS_FILE
+    return [python, "-m", "simpletuner.ui.jobs.shim", str(status), "--", *training_command(job, workspace, python)]
+
+
+def job_environment(job: Job, workspace: Workspace, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables of the job: the server's, plus the workspace, the job id and its GPUs.
+
+    A single-process job sees only its GPUs through ``CUDA_VISIBLE_DEVICES``; ``accelerate launch`` sets that
+    itself from ``--gpu_ids``.
+    """
+    env = dict(os.environ if base is None else base)
+    env.update(SIMPLETUNER_WORKSPACE=str(workspace.root), SIMPLETUNER_JOB_ID=str(job.id), PYTHONUNBUFFERED="1")
+    if job.launcher_args is None and job.gpu_ids is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(job.gpu_ids)
+    return env
+
+
+def tail_lines(path: Path, count: int = 40, max_bytes: int = 64 * 1024) -> list[str]:
+    """The last ``count`` lines of a text file (empty when it does not exist)."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except FileNotFoundError:
+        return []
+    # progress bars rewrite their line with carriage returns: keep the last state of each line
+    lines = [line.rsplit("\r", 1)[-1] for line in data.decode("utf-8", errors="replace").splitlines()]
+    return [line for line in lines if line.strip()][-count:]
+
+
+def job_request(workspace: Workspace, registry: Any, environment: str, owner_id: int | None,
+                owner_name: str | None) -> JobRequest:
+    """Load and check an environment and resolve what its job needs: output folder, GPU set, launcher options.
+
+    Raises :class:`~simpletuner.core.errors.ConfigError` listing every problem, or
+    :class:`~simpletuner.core.errors.WorkspaceError` for an unknown or malformed environment name.
+    """
+    from simpletuner.core.config import load_environment
+    from simpletuner.core.distributed import gpu_set, launch_arguments, needs_launcher
+    from simpletuner.core.environments import EnvironmentStore, validate_environment_name
+
+    validate_environment_name(environment)
+    loaded = load_environment(workspace, EnvironmentStore(workspace.configs_dir), environment, registry)
+    core = loaded.config.core
+    gpus = gpu_set(core)
+    return JobRequest(environment=environment, output_dir=str(workspace.resolve(core.output_dir)),
+                      gpu_ids=tuple(sorted(gpus, key=lambda g: (len(g), g))) if gpus is not None else None,
+                      launcher_args=tuple(launch_arguments(core)) if needs_launcher(core) else None,
+                      owner_id=owner_id, owner_name=owner_name)

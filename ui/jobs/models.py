@@ -1,0 +1,84 @@
+"""Job tables: one row per training job, and the events the job's run wrote (plus the supervisor's own).
+
+The supervisor process is the only writer of process fields (pid, exit status, progress, events); request workers
+write what users ask for (a new job, a stop request, a cancellation, a new queue order). Every worker answers from
+these rows, so the answer is the same whichever worker serves it.
+"""
+
+from __future__ import annotations
+
+import peewee
+
+from simpletuner.ui.db.fields import JSONTextField
+from simpletuner.ui.db.models import BaseModel, User
+
+QUEUED, RUNNING, STOPPING = "queued", "running", "stopping"
+COMPLETED, FAILED, STOPPED, CANCELLED = "completed", "failed", "stopped", "cancelled"
+#: Jobs that hold (or wait for) their GPU set.
+ACTIVE = (RUNNING, STOPPING)
+#: Jobs that are over.
+ENDED = (COMPLETED, FAILED, STOPPED, CANCELLED)
+STATUSES = (QUEUED, *ACTIVE, *ENDED)
+
+
+class Job(BaseModel):
+    """A training job: an environment to train, its owner, its place in the queue, its process and progress.
+
+    ``gpu_ids`` is the list of GPU ids the job uses, or None for every visible GPU (it then excludes every other
+    job). ``pid`` is the job's wrapper process (leader of its process group); null while the job waits or before
+    the supervisor launched it.
+    """
+
+    environment = peewee.CharField(max_length=100, index=True)
+    owner = peewee.ForeignKeyField(User, null=True, on_delete="SET NULL", backref="jobs")
+    owner_name = peewee.CharField(max_length=64, null=True)  # kept as text so history outlives the user
+    status = peewee.CharField(max_length=16, index=True)
+    phase = peewee.CharField(max_length=32, default="queued")
+    queue_rank = peewee.DoubleField(default=0.0)
+    gpu_ids = JSONTextField(null=True)
+    output_dir = peewee.TextField()
+    launcher_args = JSONTextField(null=True)  # ``accelerate launch`` options, or null to run in one process
+    created_at = peewee.DoubleField()
+    started_at = peewee.DoubleField(null=True)
+    ended_at = peewee.DoubleField(null=True)
+    pid = peewee.IntegerField(null=True)
+    process_start = peewee.CharField(max_length=32, null=True)  # the process's start time in clock ticks
+    stop_requested_at = peewee.DoubleField(null=True)
+    stop_requested_by = peewee.CharField(max_length=64, null=True)
+    term_sent_at = peewee.DoubleField(null=True)
+    exit_code = peewee.IntegerField(null=True)
+    exit_signal = peewee.IntegerField(null=True)
+    error = peewee.TextField(null=True)
+    log_tail = JSONTextField(null=True)
+    events_offset = peewee.BigIntegerField(default=0)
+    step = peewee.IntegerField(null=True)
+    total_steps = peewee.IntegerField(null=True)
+    epoch = peewee.IntegerField(null=True)
+    loss = peewee.DoubleField(null=True)
+    it_per_s = peewee.DoubleField(null=True)
+    eta_s = peewee.DoubleField(null=True)
+    output = peewee.TextField(null=True)
+    last_event_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        table_name = "training_jobs"
+
+
+class JobEvent(BaseModel):
+    """One event of a job, in the order received; its id is the server-sent event id clients resume from."""
+
+    job = peewee.ForeignKeyField(Job, on_delete="CASCADE", backref="events")
+    at = peewee.DoubleField()
+    event = peewee.CharField(max_length=64)
+    data = JSONTextField()
+
+    class Meta:
+        table_name = "job_events"
+
+
+JOB_MODELS: tuple[type[BaseModel], ...] = (Job, JobEvent)
+
+
+def bind_job_models(database: peewee.Database) -> None:
+    """Bind the job models to ``database`` (once per process, beside the server's own models)."""
+    database.bind(list(JOB_MODELS), bind_refs=False, bind_backrefs=False)

@@ -1,0 +1,198 @@
+"""Training jobs over HTTP: start, stop, list, inspect, reorder the queue, download logs and outputs."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+import falcon
+
+from simpletuner.core.errors import ConfigError, WorkspaceError
+from simpletuner.ui.http import bad_request, int_param, only_keys, read_json
+from simpletuner.ui.jobs import queue
+from simpletuner.ui.jobs.launch import LOG_FILE, job_dir, job_request, tail_lines
+from simpletuner.ui.jobs.models import ACTIVE, STATUSES, Job
+from simpletuner.ui.jobs.views import detail, summary
+from simpletuner.ui.resources.base import Resource, send_json
+
+VIEW = "config.view"
+STOP = ("job.stop.own", "job.stop.all")
+
+
+def _job(job_id: int) -> Job:
+    job = Job.get_or_none(Job.id == job_id)
+    if job is None:
+        raise falcon.HTTPNotFound(description=f"no job with id {job_id}")
+    return job
+
+
+def _job_id(data: dict, key: str = "job_id") -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise bad_request(f"{key} must be a job id (a positive integer)")
+    return value
+
+
+class TrainingStart(Resource):
+    """``POST /api/training/start`` ``{"environment": NAME}`` → ``{job_id, status, position}``.
+
+    The environment is loaded and checked first; a config with problems is refused (422) with every problem, and
+    nothing is queued.
+    """
+
+    permissions = {"POST": "job.start"}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = read_json(req, self.ctx.settings.max_body_bytes)
+        only_keys(data, {"environment"})
+        name = data.get("environment")
+        if not isinstance(name, str) or not name:
+            raise bad_request("environment is required: the name of an environment (a folder under configs/)")
+        principal = self.principal(req)
+        try:
+            request = job_request(self.ctx.workspace, self.ctx.registry, name, principal.user_id,
+                                  principal.username)
+        except ConfigError as exc:
+            send_json(resp, {"title": "Invalid configuration",
+                             "description": f"environment {name!r} has {len(exc.problems)} problem(s); fix them "
+                                            "and start again", "problems": exc.problems}, status=422)
+            return
+        except WorkspaceError as exc:
+            raise falcon.HTTPNotFound(description=str(exc)) from None
+        job = queue.submit(self.ctx.database, request, self.ctx.now())
+        self.audit(req, "job_start", target=name, detail={"job_id": job.id})
+        position = queue.positions().get(job.id)
+        send_json(resp, {"job_id": job.id, "status": "queued" if job.status == "queued" else "running",
+                         "position": position}, status=202)
+
+
+class TrainingStop(Resource):
+    """``POST /api/training/stop`` ``{"job_id": N}`` (default: the caller's running job).
+
+    A running job gets SIGTERM, then SIGKILL after the grace period; a queued one is cancelled. Stopping someone
+    else's job needs ``job.stop.all``.
+    """
+
+    permissions = {"POST": STOP}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = read_json(req, self.ctx.settings.max_body_bytes)
+        only_keys(data, {"job_id"})
+        principal = self.principal(req)
+        job_id = _job_id(data)
+        if job_id is None:
+            own = (Job.select().where(Job.status.in_(ACTIVE) & (Job.owner == principal.user_id))
+                   .order_by(Job.started_at.desc()).first())
+            if own is None:
+                raise falcon.HTTPNotFound(description="you have no running job; give the job_id to stop")
+            job = own
+        else:
+            job = _job(job_id)
+        if job.owner_id != principal.user_id and "job.stop.all" not in principal.permissions:
+            raise falcon.HTTPForbidden(title="Not permitted",
+                                       description="you may stop only your own jobs (stopping others' jobs needs "
+                                                   "the permission job.stop.all)")
+        try:
+            status = queue.request_stop(self.ctx.database, job.id, principal.username, self.ctx.now())
+        except LookupError as exc:
+            raise falcon.HTTPConflict(description=str(exc)) from None
+        self.audit(req, "job_stop", target=job.environment, detail={"job_id": job.id, "status": status})
+        send_json(resp, {"job_id": job.id, "status": status}, status=202)
+
+
+class Jobs(Resource):
+    """``GET /api/jobs?status=&environment=&owner=&limit=&before=``: job history, newest first."""
+
+    permissions = {"GET": VIEW}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        query = Job.select().order_by(Job.id.desc())
+        statuses = [s for s in (req.get_param("status") or "").split(",") if s]
+        unknown = sorted(set(statuses) - set(STATUSES))
+        if unknown:
+            raise bad_request(f"unknown status {', '.join(unknown)}; use any of {', '.join(STATUSES)}")
+        if statuses:
+            query = query.where(Job.status.in_(statuses))
+        if req.get_param("environment"):
+            query = query.where(Job.environment == req.get_param("environment"))
+        if req.get_param("owner"):
+            query = query.where(Job.owner_name == req.get_param("owner"))
+        before = req.get_param("before")
+        if before is not None:
+            query = query.where(Job.id < int_param(before, "before", 0, 2**62))
+        limit = int_param(req.get_param("limit"), "limit", 50, 500)
+        jobs = list(query.limit(limit))
+        places = queue.positions()
+        send_json(resp, {"jobs": [summary(job, places.get(job.id)) for job in jobs],
+                         "next_before": jobs[-1].id if len(jobs) == limit else None})
+
+
+class JobItem(Resource):
+    """``GET /api/jobs/{id}``: the full record; ``PATCH`` ``{"position": N}`` moves a waiting job in the queue."""
+
+    permissions = {"GET": VIEW, "PATCH": "job.reorder"}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: int) -> None:
+        lines = int_param(req.get_param("log_lines"), "log_lines", 40, 1000)
+        send_json(resp, detail(_job(job_id), self.ctx.workspace, lines))
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, job_id: int) -> None:
+        data = read_json(req, self.ctx.settings.max_body_bytes)
+        only_keys(data, {"position"})
+        position = _job_id(data, "position")
+        if position is None:
+            raise bad_request("position is required: the job's new place in the queue (1 = next)")
+        job = _job(job_id)
+        try:
+            order = queue.move(self.ctx.database, job.id, position, self.ctx.now())
+        except LookupError as exc:
+            raise falcon.HTTPConflict(description=str(exc)) from None
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+        self.audit(req, "job_reorder", target=job.environment, detail={"job_id": job.id, "position": position})
+        send_json(resp, {"queue": order})
+
+
+class JobLog(Resource):
+    """``GET /api/jobs/{id}/log[?tail=N]``: the job's console output as text."""
+
+    permissions = {"GET": VIEW}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: int) -> None:
+        path = job_dir(self.ctx.workspace, _job(job_id).id) / LOG_FILE
+        resp.content_type = "text/plain; charset=utf-8"
+        tail = req.get_param("tail")
+        if tail is not None:
+            resp.text = "\n".join(tail_lines(path, int_param(tail, "tail", 40, 10000), max_bytes=4 << 20)) + "\n"
+        elif path.is_file():
+            resp.stream, resp.content_length = path.open("rb"), path.stat().st_size
+        else:
+            resp.text = ""
+
+
+class JobFile(Resource):
+    """``GET /api/jobs/{id}/files/{path}``: a file of the job's output folder (model, checkpoint, image).
+
+    The path is resolved (symbolic links included) and must stay inside the output folder.
+    """
+
+    permissions = {"GET": VIEW}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: int, path: str) -> None:
+        job = _job(job_id)
+        root = Path(job.output_dir).resolve()
+        if "\x00" in path or path.startswith("/"):
+            raise bad_request("path must be relative to the job's output folder")
+        target = (root / path).resolve()
+        if root not in target.parents:
+            raise falcon.HTTPForbidden(title="Outside the output folder",
+                                       description="only files inside the job's output folder can be downloaded")
+        if not target.is_file():
+            raise falcon.HTTPNotFound(description=f"no file {path!r} in the job's output folder")
+        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        resp.content_type = kind
+        if not kind.startswith("image/"):
+            resp.downloadable_as = target.name
+        resp.stream, resp.content_length = target.open("rb"), target.stat().st_size
