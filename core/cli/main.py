@@ -11,6 +11,7 @@ from simpletuner.core.cli import (
     config_commands,
     demo_commands,
     env_commands,
+    job_commands,
     plugin_commands,
     preset_commands,
     server_commands,
@@ -21,7 +22,7 @@ from simpletuner.core.cli.context import CliContext
 from simpletuner.core.errors import SimpleTunerError
 
 _COMMAND_MODULES = (plugin_commands, env_commands, config_commands, preset_commands, train_commands, demo_commands,
-                    server_commands, user_commands)
+                    server_commands, user_commands, job_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
