@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,9 @@ class Publishing:
             return
         for name, publisher in self._publishers.items():
             if publisher.supports_checkpoints:
-                self._pending.append(self._executor.submit(
-                    self._run, name, "checkpoint", step, checkpoint_dir,
-                    lambda p=publisher: p.publish_checkpoint(checkpoint_dir, step, self._base["config"])))
+                action = partial(publisher.publish_checkpoint, checkpoint_dir, step, self._base["config"])
+                self._pending.append(self._executor.submit(self._run, name, "checkpoint", step, checkpoint_dir,
+                                                           action))
 
     def final(self, files: Sequence[Path], validation_images: Sequence[Path], step: int) -> None:
         """Queue the final model (its files or folders), the validation images and the model card."""
@@ -107,7 +108,7 @@ class Publishing:
                                  **self._base)
         for name, publisher in self._publishers.items():
             self._final[name] = self._executor.submit(self._run, name, "model", step, None,
-                                                      lambda p=publisher: p.publish(request))
+                                                      partial(publisher.publish, request))
 
     def wait(self) -> dict[str, str]:
         """Wait for every queued upload; return the location of each successful final publication."""
