@@ -25,6 +25,7 @@ from simpletuner.ui.middleware import (
 from simpletuner.ui.resources.pages import make_templates
 from simpletuner.ui.routes import Route, all_routes, check_routes
 from simpletuner.ui.settings import ServerSettings
+from simpletuner.ui.workflow.models import bind_workflow_models
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -53,6 +54,7 @@ def create_app(*, database: peewee.Database, registry: Registry, workspace: Work
     """
     bind_models(database)
     bind_job_models(database)
+    bind_workflow_models(database)
     context = AppContext(database=database, registry=registry, workspace=workspace,
                          settings=settings or ServerSettings(), templates=make_templates(),
                          providers=ProviderInstances(registry), training_status=training_status, clock=clock)

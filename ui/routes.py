@@ -26,6 +26,7 @@ from simpletuner.ui.resources import (
     users,
 )
 from simpletuner.ui.resources.pages import page_routes
+from simpletuner.ui.resources.workflow_pages import workflow_routes
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -90,7 +91,8 @@ def api_routes(ctx: AppContext) -> list[Route]:
 
 def all_routes(ctx: AppContext, extra: Iterable[Route] = ()) -> list[Route]:
     """API routes, pages and any extra routes."""
-    return [*api_routes(ctx), *(Route(t, r) for t, r in page_routes(ctx)), *extra]
+    return [*api_routes(ctx), *(Route(t, r) for t, r in page_routes(ctx)),
+            *(Route(t, r) for t, r in workflow_routes(ctx)), *extra]
 
 
 def check_routes(routes: Iterable[Route]) -> None:

@@ -16,7 +16,7 @@ PUBLIC = {
     ("GET", "/setup"), ("GET", "/login"),
 }
 #: State changes every logged-in user may make on their own account.
-SELF_SERVICE = {("POST", "/api/auth/logout"), ("POST", "/api/auth/password")}
+SELF_SERVICE = {("POST", "/api/auth/logout"), ("POST", "/api/auth/password"), ("PUT", "/api/active-environment")}
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
 

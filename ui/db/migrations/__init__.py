@@ -17,7 +17,7 @@ import attrs
 import peewee
 
 from simpletuner.core.errors import SimpleTunerError
-from simpletuner.ui.db.migrations import m0001_initial, m0002_jobs
+from simpletuner.ui.db.migrations import m0001_initial, m0002_jobs, m0003_workflow
 
 
 class MigrationError(SimpleTunerError):
@@ -38,7 +38,9 @@ class Migration:
         return cls(module.VERSION, module.NAME, module.apply)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration.from_module(m0001_initial), Migration.from_module(m0002_jobs))
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration.from_module(m0001_initial), Migration.from_module(m0002_jobs), Migration.from_module(m0003_workflow),
+)
 
 
 class SchemaVersion(peewee.Model):

@@ -1,0 +1,164 @@
+"""Configuration tabs over HTTP: option metadata with effective values and sources, validation as you type by the
+config loader itself, atomic saves, memory presets and the datasets file."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import falcon
+
+from simpletuner.core.atomic import atomic_write_json
+from simpletuner.core.config.datasets import parse_datasets
+from simpletuner.core.config.loading import build_schema, datasets_path, load_config
+from simpletuner.core.environments import DEFAULT_DATASETS_FILE
+from simpletuner.core.environments import read_json as read_json_file
+from simpletuner.core.errors import ConfigError, SimpleTunerError
+from simpletuner.core.presets import apply_memory_preset
+from simpletuner.core.specs import normalize_name
+from simpletuner.ui.http import bad_request, field, only_keys, read_json
+from simpletuner.ui.resources.base import Resource, send_json
+from simpletuner.ui.resources.environments import get_environment, store_of, user_error
+from simpletuner.ui.workflow.config_forms import config_view, validate_change
+
+
+def backend_option_types(registry, name: str) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
+    """Option types of a data backend plugin (None: no such backend), for checking a datasets list."""
+    spec = registry.data_backends().get(normalize_name(name))
+    if spec is None:
+        return None
+    return typing.get_type_hints(spec.options) if spec.options is not None else {}
+
+
+def _change(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    only_keys(data, {"values", "unset"})
+    values = data.get("values", {})
+    unset = data.get("unset", [])
+    if not isinstance(values, dict):
+        raise bad_request("values must be an object of option names to values")
+    if not isinstance(unset, list) or not all(isinstance(k, str) for k in unset):
+        raise bad_request("unset must be a list of option names")
+    return values, unset
+
+
+class EnvironmentConfig(Resource):
+    """``GET /api/environments/{name}/config``; ``PATCH`` ``{values, unset}`` saves when valid (else 422 with
+    ``field_errors`` by key and nothing written)."""
+
+    permissions = {"GET": "config.view", "PATCH": "config.edit"}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        env = get_environment(self, name)
+        try:
+            send_json(resp, config_view(store_of(self), env, self.ctx.registry))
+        except ConfigError as exc:  # the file is not even JSON: nothing to show field by field
+            send_json(resp, {"environment": name, "errors": exc.problems, "unreadable": True}, 422)
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        env = get_environment(self, name)
+        values, unset = _change(read_json(req, self.ctx.settings.max_body_bytes))
+        try:
+            result = validate_change(store_of(self), env, self.ctx.registry, values, unset)
+        except ConfigError as exc:
+            raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
+        if not result.ok:
+            send_json(resp, result.to_json(), 422)
+            return
+        env.write_config(result.raw)
+        self.audit(req, "config_saved", target=name, detail={"set": sorted(values), "unset": sorted(unset)})
+        send_json(resp, result.to_json() | {"saved": True})
+
+
+class ConfigValidate(Resource):
+    """``POST /api/environments/{name}/config/validate`` ``{values, unset}``: the problems a save would meet."""
+
+    permissions = {"POST": "config.edit"}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        env = get_environment(self, name)
+        values, unset = _change(read_json(req, self.ctx.settings.max_body_bytes))
+        try:
+            result = validate_change(store_of(self), env, self.ctx.registry, values, unset)
+        except ConfigError as exc:
+            raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
+        current = env.read_config()
+        diff = [{"key": k, "old": current.get(k), "new": result.raw.get(k)}
+                for k in sorted(set(current) | set(result.raw)) if current.get(k) != result.raw.get(k)]
+        send_json(resp, result.to_json() | {"config": result.raw, "diff": diff})
+
+
+class MemoryPresets(Resource):
+    """``GET /api/environments/{name}/presets``: the family's presets with trade-offs; ``POST`` ``{preset}``."""
+
+    permissions = {"GET": "config.view", "POST": "config.edit"}
+
+    def _family(self, name: str):  # type: ignore[no-untyped-def]
+        env = get_environment(self, name)
+        try:
+            config, _ = load_config(store_of(self), env, self.ctx.registry)
+        except ConfigError as exc:
+            problems = "; ".join(exc.problems)
+            raise falcon.HTTPUnprocessableEntity(description="fix the config first: " + problems) from None
+        family = self.ctx.registry.model_families().get(normalize_name(config.core.model_family or ""))
+        if family is None:
+            raise falcon.HTTPUnprocessableEntity(description="choose an installed model family first (Model tab)")
+        return env, family
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        _, family = self._family(name)
+        send_json(resp, {"family": family.name, "presets": [
+            {"name": p.name, "tradeoff": p.tradeoff, "settings": dict(p.settings)} for p in family.memory_presets]})
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        data = read_json(req, self.ctx.settings.max_body_bytes)
+        only_keys(data, {"preset"})
+        env, family = self._family(name)
+        try:
+            changes = apply_memory_preset(env, family, field(data, "preset") or "", build_schema(self.ctx.registry))
+        except ConfigError as exc:
+            raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
+        except SimpleTunerError as exc:
+            raise user_error(exc) from None
+        self.audit(req, "memory_preset_applied", target=name, detail={"preset": data["preset"]})
+        send_json(resp, {"changes": {k: {"old": old, "new": new} for k, (old, new) in changes.items()}})
+
+
+class EnvironmentDatasets(Resource):
+    """``GET /api/environments/{name}/datasets``: the datasets list; ``PUT`` ``{datasets}`` validates and writes it."""
+
+    permissions = {"GET": "config.view", "PUT": "config.edit"}
+
+    def _path(self, env):  # type: ignore[no-untyped-def]
+        try:
+            config, _ = load_config(store_of(self), env, self.ctx.registry)
+        except ConfigError:
+            config = None
+        return datasets_path(self.ctx.workspace, env, config) or env.path / DEFAULT_DATASETS_FILE
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        env = get_environment(self, name)
+        path = self._path(env)
+        try:
+            datasets = read_json_file(path) if path.is_file() else []
+        except ConfigError as exc:
+            raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
+        send_json(resp, {"file": str(path), "datasets": datasets})
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        env = get_environment(self, name)
+        data = read_json(req, self.ctx.settings.max_body_bytes)
+        only_keys(data, {"datasets"})
+        datasets = data.get("datasets")
+        if not isinstance(datasets, list):
+            raise bad_request("datasets must be a list of dataset objects")
+        workspace = self.ctx.workspace
+        try:
+            parse_datasets(datasets, backend_option_types=lambda n: backend_option_types(self.ctx.registry, n),
+                           resolve_path=lambda p: workspace.resolve_config_path(p, env.path), source="datasets")
+        except ConfigError as exc:
+            send_json(resp, {"ok": False, "errors": exc.problems}, 422)
+            return
+        path = self._path(env)
+        atomic_write_json(path, datasets)
+        self.audit(req, "datasets_saved", target=name)
+        send_json(resp, {"ok": True, "file": str(path)})

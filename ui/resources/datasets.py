@@ -1,0 +1,157 @@
+"""The datasets folder over HTTP: a browser confined to it, new folders, uploads (files or ZIP archives streamed to
+disk and extracted safely), a scan of what training would use, and image previews."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+
+import falcon
+
+from simpletuner.core.errors import SimpleTunerError
+from simpletuner.ui.http import bad_request, field, only_keys, read_json
+from simpletuner.ui.resources.base import Resource, send_json
+from simpletuner.ui.workflow.browse import (
+    OutsideDatasetsError,
+    confine,
+    is_image,
+    list_folder,
+    relative_name,
+    scan_folder,
+)
+from simpletuner.ui.workflow.uploads import UploadError, UploadLimits, receive
+
+_FOLDER = re.compile(r"^[\w][\w .()+,=@-]{0,99}$")
+
+
+def _confined_error(exc: OutsideDatasetsError) -> falcon.HTTPError:
+    return falcon.HTTPForbidden(title="Outside the datasets folder", description=str(exc))
+
+
+class Browse(Resource):
+    """``GET /api/datasets/browse?path=``: sub-folders (with image counts) and files of a datasets folder."""
+
+    permissions = {"GET": "config.view"}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        root = self.ctx.workspace.datasets_dir
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            send_json(resp, list_folder(root, req.get_param("path") or ""))
+        except OutsideDatasetsError as exc:
+            raise _confined_error(exc) from None
+        except (SimpleTunerError, OSError) as exc:
+            raise bad_request(str(exc)) from None
+
+
+class Folders(Resource):
+    """``POST /api/datasets/folders`` ``{parent, name}``: create a sub-folder to upload into."""
+
+    permissions = {"POST": "dataset.upload"}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = read_json(req, self.ctx.settings.max_body_bytes)
+        only_keys(data, {"parent", "name"})
+        name = field(data, "name", _FOLDER, what="letters, digits, spaces and . _ - ( ) + , = @ (no slashes)")
+        root = self.ctx.workspace.datasets_dir
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            parent = confine(root, field(data, "parent", required=False) or "")
+        except OutsideDatasetsError as exc:
+            raise _confined_error(exc) from None
+        target = parent / (name or "")
+        if target.exists():
+            raise falcon.HTTPConflict(description=f"{relative_name(root, target)} already exists")
+        target.mkdir(parents=True)
+        self.audit(req, "dataset_folder_created", target=relative_name(root, target))
+        send_json(resp, {"path": relative_name(root, target)}, 201)
+
+
+class Upload(Resource):
+    """``PUT /api/datasets/upload?path=&name=``: the body is one file (an image, a caption file or a ZIP of them),
+    streamed to disk; ZIPs are extracted into ``path`` after every entry passed the safety checks."""
+
+    permissions = {"PUT": "dataset.upload"}
+
+    def __init__(self, context, limits: UploadLimits | None = None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(context)
+        self.limits = limits or UploadLimits()
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+        name = req.get_param("name")
+        if not name:
+            raise bad_request("name (the uploaded file's name) is required")
+        root = self.ctx.workspace.datasets_dir
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            folder = confine(root, req.get_param("path") or "")
+        except OutsideDatasetsError as exc:
+            raise _confined_error(exc) from None
+        if folder == root.resolve():
+            raise bad_request("upload into a sub-folder of the datasets folder (create one first)")
+        declared = req.content_length
+        limit = self.limits.max_total_bytes if name.lower().endswith(".zip") else self.limits.max_file_bytes
+        if declared is not None and declared > limit:
+            raise falcon.HTTPContentTooLarge(description=f"{name!r} is {declared} bytes; at most {limit} allowed")
+        try:
+            written = receive(req.bounded_stream.read, folder, name, self.limits)
+        except UploadError as exc:
+            self.audit(req, "dataset_upload_refused", target=relative_name(root, folder), success=False,
+                       detail={"name": name, "reason": str(exc)[:200]})
+            raise falcon.HTTPError(falcon.code_to_http_status(exc.status), title="Upload refused",
+                                   description=str(exc)) from None
+        self.audit(req, "dataset_uploaded", target=relative_name(root, folder), detail={"files": len(written)})
+        send_json(resp, {"path": relative_name(root, folder), "files": written}, 201)
+
+
+def _number(req: falcon.Request, name: str, default: float | None) -> float | None:
+    raw = req.get_param(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be a number") from None
+    if value < 0:
+        raise bad_request(f"{name} must not be negative")
+    return value
+
+
+class Scan(Resource):
+    """``GET /api/datasets/scan?path=&resolution=&resolution_type=&minimum_image_size=&caption_strategy=
+    &instance_prompt=``: images found, those too small (skipped, never upscaled), and caption previews."""
+
+    permissions = {"GET": "config.view"}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resolution_type = req.get_param("resolution_type") or "pixel"
+        if resolution_type not in ("pixel", "area", "pixel_area"):
+            raise bad_request("resolution_type must be pixel, area or pixel_area")
+        try:
+            result = scan_folder(self.ctx.workspace.datasets_dir, req.get_param("path") or "",
+                                 resolution=_number(req, "resolution", 1024) or 0, resolution_type=resolution_type,
+                                 minimum_image_size=_number(req, "minimum_image_size", None),
+                                 caption_strategy=req.get_param("caption_strategy") or "textfile",
+                                 instance_prompt=req.get_param("instance_prompt"))
+        except OutsideDatasetsError as exc:
+            raise _confined_error(exc) from None
+        except (SimpleTunerError, OSError) as exc:
+            raise bad_request(str(exc)) from None
+        send_json(resp, result)
+
+
+class DatasetFile(Resource):
+    """``GET /api/datasets/file?path=``: an image of the datasets folder (for previews)."""
+
+    permissions = {"GET": "config.view"}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            path = confine(self.ctx.workspace.datasets_dir, req.get_param("path") or "")
+        except OutsideDatasetsError as exc:
+            raise _confined_error(exc) from None
+        if not path.is_file() or not is_image(path.name):
+            raise falcon.HTTPNotFound(description="no such image in the datasets folder")
+        resp.content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        resp.stream = open(path, "rb")  # noqa: SIM115 - Falcon closes the stream after sending it
+        resp.content_length = path.stat().st_size

@@ -1,0 +1,144 @@
+// Configuration tabs: fields rendered from the option metadata the server sends (core and plugins alike), checked
+// by the server's validator as you type, saved together; memory presets applied from the Memory tab.
+"use strict";
+
+(function () {
+  const { api, message, el, say } = window.ST;
+  const root = document.getElementById("config");
+  if (!root) return;
+  const env = root.dataset.env;
+  const canEdit = root.dataset.canEdit === "yes";
+  const base = "/api/environments/" + encodeURIComponent(env);
+  const changed = {};
+  let view = null;
+  let timer = null;
+
+  function inputFor(opt, value) {
+    const id = "opt-" + opt.key;
+    const common = { id: id, name: opt.key, "aria-describedby": "help-" + opt.key + " err-" + opt.key, disabled: !canEdit };
+    if (opt.type === "bool") return el("input", Object.assign({ type: "checkbox", checked: Boolean(value) }, common));
+    if (opt.choices && !opt.type.startsWith("list")) {
+      const select = el("select", common);
+      if (opt.nullable) select.append(el("option", { value: "", text: "(not set)" }));
+      opt.choices.forEach((c) => select.append(el("option", { value: String(c), text: String(c), selected: String(c) === String(value) })));
+      return select;
+    }
+    if (opt.secret) return el("input", Object.assign({ type: "password", autocomplete: "off",
+      placeholder: view.secrets_set.includes(opt.key) ? "set (leave empty to keep)" : "not set" }, common));
+    let shown = value;
+    if (Array.isArray(value)) shown = value.join(", ");
+    return el("input", Object.assign({ type: "text", value: shown === null || shown === undefined ? "" : String(shown),
+      inputmode: (opt.type === "int" || opt.type === "float") ? "decimal" : undefined }, common));
+  }
+
+  function readInput(opt, input) {
+    if (opt.type === "bool") return input.checked;
+    const raw = input.value.trim();
+    if (raw === "") return opt.nullable ? null : raw;
+    if (opt.type.startsWith("list")) return raw.split(",").map((s) => s.trim()).filter((s) => s);
+    if (/^(int|float)( or |$)/.test(opt.type) && !isNaN(Number(raw))) return Number(raw);
+    return raw;
+  }
+
+  function field(opt) {
+    const value = view.values[opt.key];
+    const source = view.sources[opt.key] || "default";
+    const own = view.own_keys.includes(opt.key);
+    const input = inputFor(opt, value);
+    input.addEventListener(opt.type === "bool" || input.tagName === "SELECT" ? "change" : "input", () => {
+      changed[opt.key] = readInput(opt, input);
+      clearTimeout(timer);
+      timer = setTimeout(validate, 350);
+    });
+    const owner = opt.owner === "core" ? null : el("span", { class: "badge", text: opt.owner });
+    return el("div", { class: "field", dataset: { key: opt.key } },
+      el("label", { for: "opt-" + opt.key, text: opt.label }),
+      el("div", { class: "control" }, input,
+        el("span", { class: "source" + (own ? " own" : ""), id: "src-" + opt.key,
+          text: own ? "set here" : "from " + source }, owner ? " " : null, owner),
+        el("span", { class: "help", id: "help-" + opt.key, text: opt.help }),
+        el("span", { class: "field-error", id: "err-" + opt.key, role: "alert", hidden: true })));
+  }
+
+  function showErrors(fieldErrors, errors) {
+    document.querySelectorAll(".field-error").forEach((node) => say(node, "", false));
+    document.querySelectorAll("[role=tab]").forEach((tab) => tab.classList.remove("error"));
+    Object.entries(fieldErrors || {}).forEach(([key, messages]) => {
+      const node = document.getElementById("err-" + key);
+      if (node) {
+        say(node, messages.join("; "), true);
+        const panel = node.closest("[role=tabpanel]");
+        document.getElementById("tab-" + panel.dataset.section).classList.add("error");
+      } else (errors = errors || []).push(key + ": " + messages.join("; "));
+    });
+    say("config-errors", (errors || []).join("\n"), true);
+  }
+
+  async function validate() {
+    const result = await api("POST", base + "/config/validate", { values: changed });
+    if (result.status === 422 || result.ok) showErrors(result.data.field_errors, result.data.errors);
+  }
+
+  async function load() {
+    const result = await api("GET", base + "/config");
+    if (!result.data.sections) { say("config-errors", message(result), true); return; }
+    view = result.data;
+    view.sections.forEach((section) => {
+      const panel = document.querySelector('[role=tabpanel][data-section="' + section.key + '"] .fields');
+      if (panel) panel.replaceChildren(...section.options.map(field));
+    });
+    showErrors(view.field_errors, view.errors);
+    loadPresets();
+  }
+
+  async function loadPresets() {
+    const box = document.getElementById("presets");
+    const result = await api("GET", base + "/presets");
+    if (!box || !result.ok || !result.data.presets.length) return;
+    box.hidden = false;
+    box.querySelector(".choices").replaceChildren(...result.data.presets.map((preset) => {
+      const settings = Object.entries(preset.settings).map(([k, v]) => k + " = " + JSON.stringify(v)).join(", ");
+      const button = el("button", { type: "button", text: "Apply " + preset.name, disabled: !canEdit });
+      button.addEventListener("click", async () => {
+        const applied = await api("POST", base + "/presets", { preset: preset.name });
+        if (applied.ok) window.location.reload(); else say("config-errors", message(applied), true);
+      });
+      return el("div", { class: "choice" }, el("strong", { text: preset.name }), el("p", { text: preset.tradeoff }),
+        el("p", { class: "muted", text: settings || "no changes" }), button);
+    }));
+  }
+
+  // Tabs: click or arrow keys, as the WAI-ARIA tabs pattern describes.
+  const tabs = Array.from(document.querySelectorAll("[role=tab]"));
+  function select(tab) {
+    tabs.forEach((t) => {
+      const on = t === tab;
+      t.setAttribute("aria-selected", on ? "true" : "false");
+      t.tabIndex = on ? 0 : -1;
+      document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
+    });
+    tab.focus();
+  }
+  tabs.forEach((tab, index) => {
+    tab.addEventListener("click", () => select(tab));
+    tab.addEventListener("keydown", (event) => {
+      if (event.key === "ArrowRight") select(tabs[(index + 1) % tabs.length]);
+      if (event.key === "ArrowLeft") select(tabs[(index - 1 + tabs.length) % tabs.length]);
+    });
+  });
+
+  document.getElementById("config-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const result = await api("PATCH", base + "/config", { values: changed });
+    if (result.ok) {
+      Object.keys(changed).forEach((k) => delete changed[k]);
+      say("config-status", "Saved.", false);
+      load();
+    } else {
+      showErrors(result.data.field_errors, result.data.errors || (result.data.description ? [result.data.description] : []));
+      say("config-status", "Not saved: fix the marked fields.", true);
+    }
+  });
+
+  load();
+})();

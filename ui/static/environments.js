@@ -1,0 +1,103 @@
+// Manage Configs: list, create, duplicate, rename, download, upload and delete environments.
+"use strict";
+
+(function () {
+  const { api, message, el, say } = window.ST;
+  const canEdit = document.getElementById("can-edit").dataset.value === "yes";
+
+  function action(label, handler, extra) {
+    const button = el("button", Object.assign({ type: "button", text: label }, extra || {}));
+    button.addEventListener("click", handler);
+    return button;
+  }
+
+  async function run(promise) {
+    const result = await promise;
+    if (!result.ok) say("env-status", message(result), true);
+    else window.location.reload();
+  }
+
+  function row(env) {
+    const name = encodeURIComponent(env.name);
+    const actions = [el("a", { href: "/config?env=" + name, text: "Open" }), " ",
+      el("a", { href: "/api/environments/" + name + "/export", text: "Download", download: env.name + ".zip" })];
+    if (canEdit) {
+      actions.push(" ", action("Duplicate", () => {
+        const target = window.prompt("Name of the copy", env.name + "-copy");
+        if (target) run(api("POST", "/api/environments/" + name + "/copy", { name: target }));
+      }, { "aria-label": "Duplicate " + env.name }));
+      if (!env.is_default) {
+        actions.push(" ", action("Rename", () => {
+          const target = window.prompt("New name", env.name);
+          if (target && target !== env.name) run(api("PATCH", "/api/environments/" + name, { name: target }));
+        }, { "aria-label": "Rename " + env.name }));
+      }
+      actions.push(" ", action("Delete", () => {
+        if (window.confirm("Delete the environment " + env.name + " and every file in its folder?")) {
+          run(api("DELETE", "/api/environments/" + name));
+        }
+      }, { "aria-label": "Delete " + env.name }));
+    }
+    return el("tr", { dataset: { env: env.name } },
+      el("td", {}, el("strong", { text: env.name }), env.is_default ? el("span", { class: "badge", text: " shared" }) : null),
+      el("td", { text: env.datasets_files.join(", ") || "none" }),
+      el("td", { text: env.lycoris_config || "none" }),
+      el("td", { text: env.is_default ? "—" : (env.merges_default ? "yes" : "no") }),
+      el("td", {}, actions));
+  }
+
+  async function load() {
+    const result = await api("GET", "/api/environments");
+    const body = document.querySelector("#env-table tbody");
+    if (!result.ok) { say("env-status", message(result), true); return; }
+    body.replaceChildren(...result.data.environments.map(row));
+    if (!result.data.environments.length) {
+      body.append(el("tr", {}, el("td", { colspan: "5", text: "No environment yet: create one below." })));
+    }
+    const from = document.getElementById("new-from");
+    if (from) {
+      result.data.environments.forEach((env) => from.append(el("option", { value: "copy:" + env.name, text: "a copy of " + env.name })));
+      const examples = await fetchExamples();
+      examples.forEach((ex) => from.append(el("option", { value: "example:" + ex.name, text: "example: " + ex.title })));
+    }
+  }
+
+  async function fetchExamples() {
+    const result = await api("GET", "/api/examples");
+    return result.ok ? result.data.examples.filter((e) => e.installed && !e.environment) : [];
+  }
+
+  const create = document.getElementById("env-create");
+  if (create) {
+    create.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const from = document.getElementById("new-from").value;
+      const body = { name: document.getElementById("new-name").value };
+      if (from.startsWith("copy:")) body.copy_of = from.slice(5);
+      else if (from.startsWith("example:")) body.example = from.slice(8);
+      else body.merge_defaults = document.getElementById("new-merge").checked;
+      const result = await api("POST", "/api/environments", body);
+      if (result.ok) window.location.assign("/config?env=" + encodeURIComponent(result.data.name));
+      else say(create.querySelector(".status"), message(result), true);
+    });
+  }
+
+  const upload = document.getElementById("env-import");
+  if (upload) {
+    upload.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const file = document.getElementById("import-file").files[0];
+      const name = document.getElementById("import-name").value;
+      const response = await fetch("/api/environment-import" + (name ? "?name=" + encodeURIComponent(name) : ""), {
+        method: "POST", credentials: "same-origin", body: file,
+        headers: { "Content-Type": "application/zip", "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content },
+      });
+      let data = {};
+      try { data = await response.json(); } catch (e) { data = {}; }
+      if (response.ok) window.location.reload();
+      else say(upload.querySelector(".status"), message({ status: response.status, data: data }), true);
+    });
+  }
+
+  load();
+})();

@@ -1,0 +1,140 @@
+// Training wizard: steps read from the registry catalog; Finish saves through the config API (same validator).
+"use strict";
+
+(function () {
+  const { api, message, el, say } = window.ST;
+  const form = document.getElementById("wizard");
+  if (!form) return;
+  const $ = (id) => document.getElementById(id);
+  const env = form.dataset.env;
+  const base = "/api/environments/" + encodeURIComponent(env);
+  const steps = Array.from(form.querySelectorAll(".step"));
+  let index = 0;
+  let catalog = null;
+  let currentValues = {};
+
+  const checked = (name) => form.querySelector("input[name=" + name + "]:checked").value;
+  const family = () => catalog.families.find((f) => f.name === (form.querySelector("input[name=family]:checked") || {}).value);
+
+  function radioChoice(name, value, title, detail, isChecked) {
+    return el("label", { class: "choice" }, el("input", { type: "radio", name: name, value: value, checked: isChecked }),
+      el("strong", { text: title }), detail ? el("p", { class: "muted", text: detail }) : null);
+  }
+
+  function fillFamily() {
+    const f = family();
+    if (!f) return;
+    const chosenFlavour = currentValues.model_flavour || f.default_flavour;
+    $("flavours").replaceChildren(...f.flavours.map((fl) => {
+      const pre = Object.entries(fl.settings).map(([k, v]) => k + " = " + JSON.stringify(v)).join(", ");
+      return radioChoice("flavour", fl.name, fl.name, (fl.description || fl.pretrained) + (pre ? " — pre-enables " + pre : ""), fl.name === chosenFlavour);
+    }));
+    const available = f.precisions.filter((p) => catalog.available_precisions.includes(p));
+    $("w-precision").replaceChildren(...available.map((p) => el("option", { value: p, text: p, selected: p === (currentValues.base_model_precision || "no_change") })));
+    advise();
+  }
+
+  function advise() {
+    const f = family();
+    const advice = f ? f.discouraged_precisions[$("w-precision").value] : null;
+    say("precision-advice", advice ? "Not recommended for " + f.title + ": " + advice : "", false);
+  }
+
+  function values() {
+    const f = family();
+    const v = { model_family: f.name, model_flavour: checked("flavour") };
+    const adapter = checked("adapter");
+    v.model_type = adapter === "full" ? "full" : "lora";
+    if (adapter !== "full") {
+      v.lora_type = adapter === "lycoris" ? "lycoris" : "standard";
+      v.base_model_precision = $("w-precision").value;
+      v.lora_rank = Number($("w-rank").value);
+    } else if ($("w-fsdp").checked) v.fsdp_enable = true;
+    else if ($("w-deepspeed").value) v.deepspeed_config = $("w-deepspeed").value;
+    const n = Number($("w-duration").value);
+    if (checked("duration") === "steps") { v.max_train_steps = n; v.num_train_epochs = 0; }
+    else { v.num_train_epochs = n; v.max_train_steps = 0; }
+    v.push_to_hub = $("w-push").checked;
+    if ($("w-hub-id").value.trim()) v.hub_model_id = $("w-hub-id").value.trim();
+    if ($("w-prompt").value.trim()) v.validation_prompt = $("w-prompt").value.trim();
+    v.validation_steps = Number($("w-every").value);
+    const trackers = Array.from(form.querySelectorAll("input[name=tracker]:checked")).map((i) => i.value);
+    v.report_to = trackers.length ? trackers : ["none"];
+    v.learning_rate = Number($("w-lr").value);
+    v.train_batch_size = Number($("w-batch").value);
+    v.optimizer = $("w-optimizer").value;
+    return v;
+  }
+
+  async function review() {
+    const result = await api("POST", base + "/config/validate", { values: values() });
+    const d = result.data;
+    $("diff").replaceChildren(...(d.diff || []).map((row) => el("tr", {}, el("td", { text: row.key }),
+      el("td", { class: "old", text: row.old === undefined || row.old === null ? "(unset)" : JSON.stringify(row.old) }),
+      el("td", { class: "new", text: row.new === undefined || row.new === null ? "(unset)" : JSON.stringify(row.new) }))));
+    const problems = Object.entries(d.field_errors || {}).map(([k, m]) => k + ": " + m.join("; ")).concat(d.errors || []);
+    say("review-errors", result.ok || result.status === 422 ? problems.join("\n") : message(result), true);
+  }
+
+  function go(to) {
+    index = Math.max(0, Math.min(steps.length - 1, to));
+    steps.forEach((s, i) => { s.hidden = i !== index; });
+    $("step-number").textContent = String(index + 1);
+    $("w-back").disabled = index === 0;
+    $("w-next").hidden = index === steps.length - 1;
+    $("w-finish").hidden = index !== steps.length - 1;
+    if (steps[index].dataset.step === "flavour") fillFamily();
+    if (steps[index].dataset.step === "review") review();
+    const first = steps[index].querySelector("input, select, button");
+    if (first) first.focus();
+  }
+
+  $("w-back").addEventListener("click", () => go(index - 1));
+  $("w-next").addEventListener("click", () => {
+    if (steps[index].dataset.step === "family" && !family()) { say("w-status", "Choose a model family.", true); return; }
+    say("w-status", "", false);
+    go(index + 1);
+  });
+  $("w-precision").addEventListener("change", advise);
+  form.querySelectorAll("input[name=adapter]").forEach((r) => r.addEventListener("change", () => {
+    $("adapter-full").hidden = checked("adapter") !== "full";
+    $("adapter-lora").hidden = checked("adapter") === "full";
+  }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const result = await api("PATCH", base + "/config", { values: values() });
+    if (result.ok) window.location.assign("/training");
+    else { review(); say("w-status", "Not saved: " + message(result), true); }
+  });
+
+  async function load() {
+    catalog = (await api("GET", "/api/wizard/catalog")).data;
+    const config = await api("GET", base + "/config");
+    currentValues = config.ok ? config.data.values : {};
+    $("step-count").textContent = String(steps.length);
+    $("families").replaceChildren(...catalog.families.map((f) => radioChoice("family", f.name, f.title, f.description,
+      f.name === currentValues.model_family)));
+    catalog.deepspeed_presets.forEach((p) => $("w-deepspeed").append(el("option", { value: p, text: p })));
+    $("trackers").replaceChildren(...catalog.trackers.map((t) => el("label", {}, el("input", { type: "checkbox", name: "tracker", value: t.name,
+      checked: (currentValues.report_to || []).includes(t.name) }), " " + t.title)));
+    catalog.optimizers.forEach((o) => $("w-optimizer").append(el("option", { value: o, text: o, selected: o === currentValues.optimizer })));
+    $("lr-presets").replaceChildren(...catalog.training_presets.map((p) => {
+      const button = el("button", { type: "button", text: p.title });
+      button.addEventListener("click", () => {
+        $("w-lr").value = p.values.learning_rate; $("w-batch").value = p.values.train_batch_size; $("w-optimizer").value = p.values.optimizer;
+      });
+      return button;
+    }));
+    if (currentValues.learning_rate) $("w-lr").value = currentValues.learning_rate;
+    if (currentValues.train_batch_size) $("w-batch").value = currentValues.train_batch_size;
+    if (currentValues.max_train_steps) $("w-duration").value = currentValues.max_train_steps;
+    if (currentValues.validation_prompt) $("w-prompt").value = currentValues.validation_prompt;
+    if (currentValues.validation_steps !== undefined) $("w-every").value = currentValues.validation_steps;
+    if (currentValues.lora_rank) $("w-rank").value = currentValues.lora_rank;
+    const datasets = await api("GET", base + "/datasets");
+    const images = datasets.ok ? datasets.data.datasets.filter((d) => d.dataset_type !== "text_embeds") : [];
+    $("dataset-now").textContent = images.length ? "Keeping: " + images.map((d) => d.id + " (" + d.instance_data_dir + ")").join(", ") : "No dataset yet.";
+    go(0);
+  }
+  load();
+})();

@@ -1,0 +1,166 @@
+"""Configuration tabs: every option of the core and the installed plugins with its effective value and source,
+and changes validated by the config loader itself before anything is written."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from simpletuner.core.config.checks import check_config
+from simpletuner.core.config.converter import ValueTypeError
+from simpletuner.core.config.loading import build_schema, config_layers, env_source, flavour_layer
+from simpletuner.core.config.schema import ConfigSchema, Layer, strip_key
+from simpletuner.core.environments import Environment, EnvironmentStore
+from simpletuner.core.errors import ConfigError
+from simpletuner.core.options import SECTIONS
+from simpletuner.core.plugins import Registry
+from simpletuner.core.specs import Kind
+
+_PROBLEM = re.compile(r"^(?:\[(?P<layer>[^\]]+)\] )?\$\.(?P<key>[A-Za-z0-9_]+): (?P<message>.*)$", re.S)
+#: The plugin kind whose registered names a ``choices_from`` option accepts.
+_CHOICE_KINDS = {"model_family": Kind.MODEL_FAMILY, "tracker": Kind.TRACKER, "publisher": Kind.PUBLISHER,
+                 "validation_method": Kind.VALIDATION_METHOD, "data_backend": Kind.DATA_BACKEND}
+
+
+@attrs.frozen
+class Validation:
+    """The outcome of checking a change: the file it would write and the problems, by key and general."""
+
+    raw: dict[str, Any]
+    field_errors: dict[str, list[str]]
+    errors: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """Whether the change may be saved."""
+        return not self.field_errors and not self.errors
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready answer."""
+        return {"ok": self.ok, "field_errors": self.field_errors, "errors": self.errors}
+
+
+def dynamic_choices(registry: Registry, choices_from: str | None) -> list[str] | None:
+    """Allowed values of an option whose choices are the names of installed plugins (or precisions)."""
+    if choices_from is None:
+        return None
+    if choices_from == "precision":
+        levels = {"no_change"}
+        for spec in registry.quantizers().values():
+            levels.update(spec.precisions)  # type: ignore[attr-defined]
+        return sorted(levels)
+    kind = _CHOICE_KINDS.get(choices_from)
+    names = list(registry.specs(kind)) if kind else []
+    return ["none", *names] if choices_from == "tracker" else names
+
+
+def option_sections(schema: ConfigSchema, registry: Registry) -> list[dict[str, Any]]:
+    """The tabs in display order, each with its options' metadata (core first, then plugins)."""
+    by_section: dict[str, list[dict[str, Any]]] = {key: [] for key in SECTIONS}
+    for info in schema.options:
+        data = info.to_json()
+        data["choices"] = data["choices"] or dynamic_choices(registry, info.choices_from)
+        by_section.setdefault(info.section, []).append(data)
+    return [{"key": key, "title": SECTIONS.get(key, key.title()), "options": options}
+            for key, options in by_section.items()]
+
+
+def split_problems(problems: Iterable[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """``"$.key: message"`` lines by key; lines that name no key (or another layer) stay general."""
+    by_key: dict[str, list[str]] = {}
+    general: list[str] = []
+    for problem in problems:
+        match = _PROBLEM.match(problem)
+        if match and not match.group("layer"):
+            by_key.setdefault(match.group("key"), []).append(match.group("message"))
+        else:
+            general.append(problem)
+    return by_key, general
+
+
+def _own_layer(layers: list[Layer], env: Environment) -> Layer:
+    return next(layer for layer in layers if layer.source == env_source(env.name))
+
+
+def validate_change(store: EnvironmentStore, env: Environment, registry: Registry, values: Mapping[str, Any],
+                    unset: Iterable[str] = ()) -> Validation:
+    """Apply ``values`` (set) and ``unset`` (removed) to the environment's own file in memory and check the result
+    exactly as loading it would; nothing is written."""
+    schema = build_schema(registry)
+    layers = config_layers(store, env)
+    own = dict(_own_layer(layers, env).values)
+    dashed = bool(own) and all(str(k).startswith("--") for k in own)
+    file_key = {strip_key(k): k for k in own}
+    field_errors: dict[str, list[str]] = {}
+    for key in unset:
+        own.pop(file_key.get(key, key), None)
+    for key, value in values.items():
+        if not schema.knows(key):
+            hint = schema.closest(key)
+            field_errors.setdefault(key, []).append("unknown option" + (f" (did you mean {hint!r}?)" if hint else ""))
+            continue
+        try:
+            typed = schema.structure(key, value)
+        except ValueTypeError as exc:
+            field_errors.setdefault(key, []).append(str(exc))
+            continue
+        own[file_key.get(key, f"--{key}" if dashed else key)] = schema.unstructure(key, typed)
+    new_layers = [layer if layer.source != env_source(env.name) else Layer(layer.source, own) for layer in layers]
+    errors: list[str] = []
+    try:
+        config, _ = schema.load(new_layers, own_source=env_source(env.name),
+                                flavour_settings=flavour_layer(registry, new_layers))
+    except ConfigError as exc:
+        by_key, errors = split_problems(exc.problems)
+        for key, messages in by_key.items():
+            field_errors.setdefault(key, []).extend(messages)
+    else:
+        problems, _warnings = check_config(config, registry)
+        by_key, errors = split_problems(problems)
+        for key, messages in by_key.items():
+            field_errors.setdefault(key, []).extend(messages)
+    return Validation(own, field_errors, errors)
+
+
+def config_view(store: EnvironmentStore, env: Environment, registry: Registry) -> dict[str, Any]:
+    """Effective value and source of every option, the environment's own keys, and load problems if any."""
+    schema = build_schema(registry)
+    layers = config_layers(store, env)
+    own = {strip_key(k): v for k, v in _own_layer(layers, env).values.items()}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    field_errors: dict[str, list[str]] = {}
+    errors: list[str] = []
+    warnings: list[str] = []
+    try:
+        config, warnings = schema.load(layers, own_source=env_source(env.name),
+                                       flavour_settings=flavour_layer(registry, layers))
+    except ConfigError as exc:
+        # A broken file still opens: the form shows what the file says and the loader's errors beside each field.
+        field_errors, errors = split_problems(exc.problems)
+        for info in schema.options:
+            values[info.key] = own.get(info.key, info.default)
+            sources[info.key] = env_source(env.name) if info.key in own else "default"
+    else:
+        for info, value, source in config.effective():
+            values[info.key] = schema.unstructure(info.key, value)
+            sources[info.key] = source
+        problems, more = check_config(config, registry)
+        warnings = [*warnings, *more]
+        by_key, errors = split_problems(problems)
+        field_errors = by_key
+    secrets = {info.key for info in schema.options if info.secret}
+    return {
+        "environment": env.name,
+        "sections": option_sections(schema, registry),
+        "values": {k: (None if k in secrets else v) for k, v in values.items()},
+        "secrets_set": sorted(k for k in secrets if values.get(k)),
+        "sources": sources,
+        "own_keys": sorted(own),
+        "field_errors": field_errors,
+        "errors": errors,
+        "warnings": warnings,
+    }
