@@ -82,11 +82,3 @@ def run_env(workspace: Workspace) -> Callable[..., Any]:
         return train(loaded, workspace, registry, listeners=listeners)
 
     return run
-
-
-def events_of(output_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
-    """The run's events (of one type)."""
-    from simpletuner.core.events import EVENTS_FILE, read_events
-
-    events = read_events(output_dir / EVENTS_FILE)
-    return [e for e in events if kind is None or e["event"] == kind]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import events_of
+from training_helpers import events_of
 
 from simpletuner.core.workspace import Workspace
 

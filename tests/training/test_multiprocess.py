@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import events_of
+from training_helpers import events_of
 
 from simpletuner.core.training.loader import SAMPLE_LOG_ENV
 from simpletuner.core.workspace import Workspace

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import events_of
+from training_helpers import events_of
 
 from simpletuner.core.training.checkpoints import complete_checkpoints, resolve_resume
 from simpletuner.core.training.outputs import read_lora

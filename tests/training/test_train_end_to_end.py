@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import events_of
+from training_helpers import events_of
 
 from simpletuner.core.training.outputs import TRAINING_METADATA_KEY
 from simpletuner.core.workspace import Workspace
