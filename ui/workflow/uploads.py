@@ -138,7 +138,8 @@ def _check_member(member: zipfile.ZipInfo, limits: UploadLimits) -> PurePosixPat
     if ".." in path.parts or any(part in ("", ".") for part in name.rstrip("/").split("/")):
         raise UploadError(f"archive entry {name!r} leaves its folder ('..' or empty parts); refusing the archive")
     mode = member.external_attr >> 16
-    if stat.S_ISLNK(mode) or (mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))):
+    # Archivers that record no file type leave the type bits 0; anything else must be a plain file or folder.
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
         raise UploadError(f"archive entry {name!r} is a link or device file; refusing the archive")
     if member.is_dir():
         return path
