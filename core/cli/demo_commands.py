@@ -1,5 +1,6 @@
-"""``simpletuner demo``: a working Flux LoRA run from nothing — a tiny random-weight pipeline, generated captioned
-images and an environment ``demo-flux`` — trained on the CPU in a few minutes."""
+"""``simpletuner demo``: a working LoRA run from nothing — a tiny random-weight pipeline of a family (Flux by
+default; ``--family sana|pixart``), generated captioned images and an environment ``demo-<family>`` — trained on the
+CPU in a few minutes."""
 
 from __future__ import annotations
 
@@ -13,21 +14,37 @@ from simpletuner.core.cli.context import CliContext
 from simpletuner.core.plugins import Registry
 from simpletuner.core.workspace import Workspace
 
-DEMO_ENV = "demo-flux"
+DEMO_ENV = "demo-flux"  # the default (Flux) demo environment
 _COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220), "yellow": (235, 215, 40),
             "purple": (140, 50, 180), "orange": (240, 140, 30), "white": (245, 245, 245), "black": (15, 15, 15)}
 _SHAPES = ("circle", "square")
 #: (width, height) of the demo images: square, landscape and portrait buckets at 128 px.
 _SIZES = ((128, 128), (192, 128), (128, 192))
+#: Per family: the module and function building its tiny pipeline, and the family's own demo settings.
+_FAMILY_DEMOS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "flux": ("simpletuner.model_families.flux.tiny", "build_tiny_flux_pipeline",
+             {"model_flavour": "dev", "flux_t5_max_tokens": 32}),
+    "sana": ("simpletuner.model_families.sana.tiny", "build_tiny_sana_pipeline",
+             {"model_flavour": "sana1.0-600m-512"}),
+    "pixart": ("simpletuner.model_families.pixart.tiny", "build_tiny_pixart_pipeline",
+               {"model_flavour": "600m-512", "pixart_max_tokens": 32}),
+}
+
+
+def demo_env(family: str = "flux") -> str:
+    """The name of a family's demo environment."""
+    return f"demo-{family}"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register the ``demo`` command."""
     demo = commands.add_parser(
-        "demo", help="build and train a tiny Flux demo on this machine",
-        description=f"Create a tiny random-weight Flux pipeline, generated images and the environment {DEMO_ENV!r} "
-                    "in the workspace, then train a LoRA on it (a few minutes on a CPU).",
+        "demo", help="build and train a tiny demo model (Flux, Sana or PixArt) on this machine",
+        description="Create a tiny random-weight pipeline of a model family, generated images and the environment "
+                    "'demo-<family>' in the workspace, then train a LoRA on it (a few minutes on a CPU).",
     )
+    demo.add_argument("--family", choices=sorted(_FAMILY_DEMOS), default="flux",
+                      help="model family of the demo (default flux)")
     demo.add_argument("--steps", type=int, default=60, help="training steps (default 60)")
     demo.add_argument("--no-train", action="store_true", help="only create the demo environment")
     demo.set_defaults(handler=demo_command)
@@ -56,16 +73,17 @@ def make_demo_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
     return written
 
 
-def demo_config(model_dir: Path, steps: int, validate: bool) -> dict[str, Any]:
+def demo_config(model_dir: Path, steps: int, validate: bool, family: str = "flux") -> dict[str, Any]:
     """The demo environment's config.json."""
+    env = demo_env(family)
     config: dict[str, Any] = {
-        "model_family": "flux", "model_flavour": "dev", "pretrained_model_name_or_path": str(model_dir),
+        "model_family": family, "pretrained_model_name_or_path": str(model_dir),
         "model_type": "lora", "lora_rank": 8, "lora_dropout": 0.0, "learning_rate": 1e-3,
         "max_train_steps": steps, "num_train_epochs": 0, "train_batch_size": 2, "seed": 42,
         "resolution": 128, "resolution_type": "pixel", "mixed_precision": "no", "max_grad_norm": 1.0,
         "checkpointing_steps": max(1, steps // 3), "checkpoints_total_limit": 2,
-        "output_dir": f"output/{DEMO_ENV}", "flux_t5_max_tokens": 32, "report_to": "none",
-        "tracker_run_name": DEMO_ENV,
+        "output_dir": f"output/{env}", "report_to": "none", "tracker_run_name": env,
+        **_FAMILY_DEMOS[family][2],
     }
     if validate:
         config.update({"validation_prompt": "a red circle on a blue background", "validation_steps": steps // 2,
@@ -73,24 +91,30 @@ def demo_config(model_dir: Path, steps: int, validate: bool) -> dict[str, Any]:
     return config
 
 
-def create_demo(workspace: Workspace, registry: Registry, *, steps: int = 60, images: int = 12) -> Path:
-    """Create the tiny pipeline, the images and the ``demo-flux`` environment; returns the environment folder."""
-    from simpletuner.model_families.flux.tiny import build_tiny_flux_pipeline
+def create_demo(workspace: Workspace, registry: Registry, *, steps: int = 60, images: int = 12,
+                family: str = "flux") -> Path:
+    """Create the family's tiny pipeline, the images and the ``demo-<family>`` environment; returns the
+    environment folder."""
+    import importlib
 
-    model_dir = workspace.root / "models" / "tiny-flux"
+    if family not in _FAMILY_DEMOS:
+        raise ValueError(f"no demo for model family {family!r}; choose one of {', '.join(sorted(_FAMILY_DEMOS))}")
+    module, builder, _ = _FAMILY_DEMOS[family]
+    model_dir = workspace.root / "models" / f"tiny-{family}"
     if not (model_dir / "model_index.json").is_file():
-        build_tiny_flux_pipeline(model_dir)
-    data_dir = workspace.datasets_dir / DEMO_ENV
+        getattr(importlib.import_module(module), builder)(model_dir)
+    env = demo_env(family)
+    data_dir = workspace.datasets_dir / env
     make_demo_images(data_dir, images)
-    env_dir = workspace.configs_dir / DEMO_ENV
+    env_dir = workspace.configs_dir / env
     validate = "pipeline" in registry.validation_methods()
-    atomic_write_json(env_dir / "config.json", demo_config(model_dir, steps, validate))
+    atomic_write_json(env_dir / "config.json", demo_config(model_dir, steps, validate, family))
     atomic_write_json(env_dir / "multidatabackend.json", [
         {"id": "shapes", "type": "local", "instance_data_dir": str(data_dir), "caption_strategy": "textfile",
          "resolution": 128, "resolution_type": "pixel", "minimum_image_size": 128,
-         "cache_dir_vae": f"cache/{DEMO_ENV}/vae"},
+         "cache_dir_vae": f"cache/{env}/vae"},
         {"id": "text-embeds", "type": "local", "dataset_type": "text_embeds", "default": True,
-         "cache_dir": f"cache/{DEMO_ENV}/text"},
+         "cache_dir": f"cache/{env}/text"},
     ])
     return env_dir
 
@@ -100,11 +124,13 @@ def demo_command(args: argparse.Namespace, context: CliContext) -> int:
     if args.steps < 1:
         print("error: --steps must be at least 1")
         return 1
-    env_dir = create_demo(context.workspace, context.registry, steps=args.steps)
-    print(f"Created the environment {DEMO_ENV!r} at {env_dir}")
+    family = getattr(args, "family", "flux")
+    env = demo_env(family)
+    env_dir = create_demo(context.workspace, context.registry, steps=args.steps, family=family)
+    print(f"Created the environment {env!r} at {env_dir}")
     if args.no_train:
-        print(f"Train it with: simpletuner train --env {DEMO_ENV}")
+        print(f"Train it with: simpletuner train --env {env}")
         return 0
     from simpletuner.core.cli.train_commands import train_command
 
-    return train_command(argparse.Namespace(env=DEMO_ENV, config=None, num_processes=1), context)
+    return train_command(argparse.Namespace(env=env, config=None, num_processes=1), context)
