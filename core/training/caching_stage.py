@@ -35,8 +35,21 @@ class _Progress:
         self.bar.close()
 
 
-def fill_caches(data: TrainingData, family: Any, components: Components, core: Any, events: EventWriter,
-                accelerator: Any, resolved: Any) -> dict[str, int]:
+def _quantize_encoders(encoders: dict[str, Any], family: Any, config: Any, registry: Any) -> None:
+    """Apply ``text_encoder_N_precision`` to the family's N-th text encoder (tokenizers are skipped)."""
+    core = config.core
+    models = [name for name in family.text_components if hasattr(encoders[name], "parameters")]
+    for index, name in enumerate(models[:2], start=1):
+        precision = getattr(core, f"text_encoder_{index}_precision")
+        if precision == "no_change":
+            continue
+        spec = registry.quantizer_for(precision)
+        assert spec is not None, "config check guarantees an installed quantizer"
+        spec.factory(config.options_for(spec)).quantize(encoders[name], precision)
+
+
+def fill_caches(data: TrainingData, family: Any, components: Components, config: Any, registry: Any,
+                events: EventWriter, accelerator: Any) -> dict[str, int]:
     """Encode missing text embeddings and latents (main process only; the others wait); returns encoder calls."""
     calls = {"text": 0, "latents": 0}
     if accelerator.is_main_process:
@@ -45,6 +58,7 @@ def fill_caches(data: TrainingData, family: Any, components: Components, core: A
         if texts:
             progress = _Progress(events, "text", len(texts))
             encoders = components.get(family.text_components)
+            _quantize_encoders(encoders, family, config, registry)
             calls["text"] = encode_texts(texts, lambda p: family.encode_text(encoders, p), ENCODE_BATCH, progress)
             progress.close()
             components.park(family.text_components)

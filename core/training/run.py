@@ -25,11 +25,12 @@ from simpletuner.core.training.loop import LoopState, StepMetrics, train_steps
 from simpletuner.core.training.optim import build_optimizer, build_scheduler
 from simpletuner.core.training.outputs import LORA_FILE, read_lora, save_full, save_lora
 from simpletuner.core.training.prepare import prepare_data
-from simpletuner.core.training.resolve import ResolvedRun, resolve_run
+from simpletuner.core.training.resolve import ResolvedRun, TrainingSetupError, resolve_run
 from simpletuner.core.training.sampler import steps_per_epoch
 from simpletuner.core.training.validation import Validator, validation_enabled
 from simpletuner.core.workspace import Workspace
 
+EMA_FILE = "ema.pt"
 _DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -97,7 +98,7 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
     dtype = getattr(torch, _DTYPES[accelerator.mixed_precision])
     sources = {"default": resolved.pretrained, "vae": resolved.vae_source}
     components = Components(family, sources, dtype, accelerator.device)
-    calls = fill_caches(data, family, components, core, events, accelerator, resolved)
+    calls = fill_caches(data, family, components, config, registry, events, accelerator)
     validator = Validator(config, registry, events, None, resolved.output_dir) if validation_enabled(config) else None
     keep = [n for n in family.components if n != family.trained_component] if validator else []
     components.park(keep)
@@ -112,7 +113,17 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
         quantizer.quantize(transformer, core.base_model_precision, exclude=family.quantization_exclusions)
     if core.model_type == "lora":
         attach_lora(transformer, family.lora_targets(core.lora_target_preset), core)
+    if core.model_type == "lora" and core.init_lora:
+        init_path = workspace.resolve_config_path(core.init_lora, loaded.environment.path)
+        if not init_path.is_file():
+            raise TrainingSetupError(f"init_lora {str(init_path)!r} is not a file; give a LoRA safetensors file")
+        load_trained_state_dict(transformer, read_lora(init_path, family.trained_component)[0], core)
     params = prepare_trainable(transformer, core)
+    ema = None
+    if core.use_ema:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(params, decay=core.ema_decay, foreach=True)
     if core.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
 
@@ -133,6 +144,8 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
         ckpt.load_optimizer_and_scheduler(resume, optimizer, scheduler)
         start_step = int(ckpt.load_state(resume)["global_step"])
         ckpt.load_rng(resume, accelerator.process_index, generator)
+        if ema is not None:
+            ema.load_state_dict(torch.load(resume / EMA_FILE, map_location="cpu", weights_only=False))
     model, optimizer = accelerator.prepare(transformer, optimizer)
 
     events.emit("run_started", run_name=core.tracker_run_name, project_name=core.tracker_project_name,
@@ -152,6 +165,8 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
     metadata = _training_metadata(loaded, resolved)
 
     def save_weights(folder: Path, step: int) -> Path:
+        if ema is not None:
+            torch.save(ema.state_dict(), folder / EMA_FILE)
         if core.model_type == "full":
             from safetensors.torch import save_file
             save_file({k: v.contiguous() for k, v in unwrapped.state_dict().items()}, str(folder / "model.safetensors"))
@@ -176,6 +191,8 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
             tracking.log_scalars(metrics.step, metrics.scalars())
 
     def after_step(step: int) -> None:
+        if ema is not None:
+            ema.step(params)
         checkpoint = None
         if core.checkpointing_steps and step % core.checkpointing_steps == 0 and step < total:
             checkpoint, pruned = writer.save(
@@ -195,6 +212,8 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
         step = train_steps(state, on_step, after_step)
         accelerator.wait_for_everyone()
         output = resolved.output_dir / (LORA_FILE if core.model_type == "lora" else family.trained_component)
+        if ema is not None:
+            ema.copy_to(params)  # the final model is the moving average
         if accelerator.is_main_process:
             if core.model_type == "lora":
                 save_weights(resolved.output_dir, step)
