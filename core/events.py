@@ -27,6 +27,9 @@ their fields:
     ``step``, ``method``, ``error``: the run goes on.
 ``script_started`` / ``script_finished`` / ``script_failed``
     forwarded from :mod:`simpletuner.core.scripts` (post-checkpoint and post-upload commands), with its fields.
+``tracker_failed``
+    ``tracker``, ``during`` (the call that failed), ``error``: forwarded from :mod:`simpletuner.core.tracking`;
+    that tracker is skipped for the rest of the run.
 ``finished``
     ``step``, ``output`` (the final model file or folder), ``elapsed_s``.
 ``failed``
