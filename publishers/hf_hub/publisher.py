@@ -12,6 +12,7 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 from simpletuner.core.interfaces import Publisher, PublishRequest
+from simpletuner.publishers.hf_hub.tokens import stored_token
 from simpletuner.publishers.layout import checkpoint_files, generated_files, image_files, model_files
 from simpletuner.publishers.model_card import CardSettings
 
@@ -27,7 +28,7 @@ class HubPublisher(Publisher):
 
     Args:
         options: the :class:`~simpletuner.publishers.hf_hub.HubOptions`.
-        api: an ``HfApi`` (built from ``hub_endpoint`` and the stored token or ``HF_TOKEN`` if None).
+        api: an ``HfApi`` (built from ``hub_endpoint`` and the token :func:`stored_token` picks if None).
         sleep: how to wait between retries.
     """
 
@@ -35,7 +36,7 @@ class HubPublisher(Publisher):
 
     def __init__(self, options: Any, api: HfApi | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self._options = options
-        self._api = api or HfApi(endpoint=options.hub_endpoint)
+        self._api = api or HfApi(endpoint=options.hub_endpoint, token=stored_token())
         self._sleep = sleep
 
     def publish(self, request: PublishRequest) -> str:

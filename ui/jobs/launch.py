@@ -12,6 +12,7 @@ from simpletuner.core.events import EVENTS_FILE
 from simpletuner.core.workspace import Workspace
 from simpletuner.ui.jobs.models import Job
 from simpletuner.ui.jobs.queue import JobRequest
+from simpletuner.ui.workflow.hub_login import TOKEN_FILE_ENV, token_path
 
 JOBS_DIR = "jobs"
 LOG_FILE = "output.log"
@@ -44,7 +45,8 @@ def wrapped_command(job: Job, workspace: Workspace, python: str = sys.executable
 
 
 def job_environment(job: Job, workspace: Workspace, base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment variables of the job: the server's, plus the workspace, the job id and its GPUs.
+    """Environment variables of the job: the server's, plus the workspace, the job id, its GPUs and the owner's
+    Hub token file (when they stored one through the Hub login).
 
     A single-process job sees only its GPUs through ``CUDA_VISIBLE_DEVICES``; ``accelerate launch`` sets that
     itself from ``--gpu_ids``.
@@ -53,6 +55,8 @@ def job_environment(job: Job, workspace: Workspace, base: dict[str, str] | None 
     env.update(SIMPLETUNER_WORKSPACE=str(workspace.root), SIMPLETUNER_JOB_ID=str(job.id), PYTHONUNBUFFERED="1")
     if job.launcher_args is None and job.gpu_ids is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(job.gpu_ids)
+    if job.owner_id is not None and token_path(workspace, job.owner_id).is_file():
+        env[TOKEN_FILE_ENV] = str(token_path(workspace, job.owner_id))  # the owner's Hub login
     return env
 
 

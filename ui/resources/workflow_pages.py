@@ -8,7 +8,7 @@ import falcon
 
 from simpletuner.core.options import SECTIONS
 from simpletuner.ui.context import AppContext
-from simpletuner.ui.resources import config, datasets, environments, onboarding, wizard
+from simpletuner.ui.resources import config, datasets, environments, hub, onboarding, wizard
 from simpletuner.ui.resources.pages import Page
 
 
@@ -66,6 +66,7 @@ def workflow_api_routes(ctx: AppContext) -> list[tuple[str, object]]:
         ("/api/datasets/upload", datasets.Upload),
         ("/api/datasets/scan", datasets.Scan),
         ("/api/datasets/file", datasets.DatasetFile),
+        ("/api/hub/login", hub.HubLogin),
     ]
     return [(template, resource_class(ctx)) for template, resource_class in table]
 

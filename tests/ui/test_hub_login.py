@@ -1,0 +1,146 @@
+"""Hub login: a per-user token checked with whoami against the environment's Hub (a loopback stub), stored
+write-only, handed to the user's jobs, and used by the ``hf-hub`` publisher when ``HF_TOKEN`` is not set."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from simpletuner.ui.jobs.launch import job_environment
+from simpletuner.ui.jobs.models import Job
+from simpletuner.ui.workflow.hub_login import TOKEN_FILE_ENV, token_path
+
+from .conftest import Client, UiServer
+from .hub_stub import StubHub, stub_hub
+
+WRITE_TOKEN = "hf_writeTokenOfRita0123456789"
+READ_TOKEN = "hf_readOnlyToken0123456789"
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubHub]:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    with stub_hub() as stub:
+        stub.tokens = {WRITE_TOKEN: ("rita-hf", "write"), READ_TOKEN: ("rita-hf", "read")}
+        yield stub
+
+
+@pytest.fixture
+def env_on_stub(ui: UiServer, admin: Client, hub: StubHub) -> str:
+    assert admin.post("/api/environments", {"name": "alpha", "example": "flux-lora"}).status_code == 201
+    saved = admin.patch("/api/environments/alpha/config", {"values": {"hub_endpoint": hub.base_url}})
+    assert saved.status_code == 200, saved.text
+    return "alpha"
+
+
+def test_token_is_checked_against_the_configured_hub_and_never_returned(
+        ui: UiServer, admin: Client, hub: StubHub, env_on_stub: str) -> None:
+    rita = ui.user(admin, "rita", ["researcher"])
+    before = rita.get("/api/hub/login?environment=alpha")
+    assert before.status_code == 200
+    assert before.json == {"logged_in": False, "account": None, "endpoint": hub.base_url, "server_token": False}
+
+    result = rita.put("/api/hub/login", {"token": WRITE_TOKEN, "environment": "alpha"})
+    assert result.status_code == 200, result.text
+    assert result.json["logged_in"] is True
+    assert result.json["account"]["name"] == "rita-hf" and result.json["account"]["role"] == "write"
+    assert result.json["account"]["endpoint"] == hub.base_url
+    assert hub.auth_of("/api/whoami-v2") == [f"Bearer {WRITE_TOKEN}"]
+
+    stored = token_path(ui.workspace, 2)
+    assert stored.read_text().strip() == WRITE_TOKEN
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600 and stat.S_IMODE(stored.parent.stat().st_mode) == 0o700
+    for answer in (result, rita.get("/api/hub/login?environment=alpha"), rita.get("/api/hub/login"),
+                   admin.get("/api/audit"), rita.get("/config?env=alpha"), rita.get("/wizard")):
+        assert WRITE_TOKEN not in answer.text
+
+    # Per user: another researcher is not logged in by rita's token.
+    remy = ui.user(admin, "remy", ["researcher"])
+    assert remy.get("/api/hub/login").json["logged_in"] is False
+
+    removed = rita.delete("/api/hub/login")
+    assert removed.status_code == 200 and removed.json["removed"] is True and removed.json["logged_in"] is False
+    assert not stored.exists()
+
+
+@pytest.mark.parametrize(("token", "status", "words"), [
+    ("hf_notKnownToTheHub0000", 422, "refused this token (401)"),
+    (READ_TOKEN, 422, "can only read"),
+    ("short", 400, "8-512 characters"),
+    ("hf with spaces inside", 400, "no spaces"),
+])
+def test_refused_tokens_are_not_stored(ui: UiServer, admin: Client, hub: StubHub, env_on_stub: str, token: str,
+                                       status: int, words: str) -> None:
+    result = admin.put("/api/hub/login", {"token": token, "environment": "alpha"})
+    assert result.status_code == status, result.text
+    assert words in result.json["description"]
+    assert token not in result.text
+    assert not token_path(ui.workspace, 1).exists()
+    assert admin.get("/api/hub/login").json["logged_in"] is False
+
+
+def test_an_unreachable_hub_and_a_broken_config_are_explained(ui: UiServer, admin: Client, hub: StubHub,
+                                                              env_on_stub: str) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    admin.patch("/api/environments/alpha/config", {"values": {"hub_endpoint": closed}})
+    result = admin.put("/api/hub/login", {"token": WRITE_TOKEN, "environment": "alpha"})
+    assert result.status_code == 502 and f"could not reach the Hub at {closed}" in result.json["description"]
+    missing = admin.put("/api/hub/login", {"token": WRITE_TOKEN, "environment": "nope"})
+    assert missing.status_code == 404
+    assert admin.put("/api/hub/login", {"token": WRITE_TOKEN, "extra": 1}).status_code == 400
+    assert not token_path(ui.workspace, 1).exists()
+
+
+def test_viewers_cannot_store_a_token(ui: UiServer, admin: Client, hub: StubHub) -> None:
+    viewer = ui.user(admin, "vera", ["viewer"])
+    assert viewer.put("/api/hub/login", {"token": WRITE_TOKEN}).status_code == 403
+    assert viewer.get("/api/hub/login").status_code == 403
+    assert hub.requests == []
+
+
+def test_jobs_get_their_owners_token_file(ui: UiServer, admin: Client, hub: StubHub, env_on_stub: str) -> None:
+    assert admin.put("/api/hub/login", {"token": WRITE_TOKEN, "environment": "alpha"}).status_code == 200
+    owned = job_environment(Job(id=7, owner=1, launcher_args=None, gpu_ids=None), ui.workspace, base={})
+    assert owned[TOKEN_FILE_ENV] == str(token_path(ui.workspace, 1))
+    other = job_environment(Job(id=8, owner=2, launcher_args=None, gpu_ids=None), ui.workspace, base={})
+    assert TOKEN_FILE_ENV not in other
+    server_job = job_environment(Job(id=9, owner=None, launcher_args=None, gpu_ids=None), ui.workspace, base={})
+    assert TOKEN_FILE_ENV not in server_job
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    folder = tmp_path / "checkpoint-3"
+    folder.mkdir()
+    (folder / "pytorch_lora_weights.safetensors").write_bytes(b"weights")
+    return folder
+
+
+def test_publisher_uses_the_stored_token_unless_hf_token_is_set(hub: StubHub, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from simpletuner.publishers.hf_hub import HubOptions
+    from simpletuner.publishers.hf_hub.publisher import HubPublisher
+
+    token_file = tmp_path / "token"
+    token_file.write_text(WRITE_TOKEN + "\n")
+    monkeypatch.setenv(TOKEN_FILE_ENV, str(token_file))
+    options = HubOptions(hub_endpoint=hub.base_url, hub_upload_retries=0)
+    HubPublisher(options).publish_checkpoint(_checkpoint(tmp_path), 3, {"hub_model_id": "rita-hf/cats"})
+    assert set(hub.auth_of("/api/")) == {f"Bearer {WRITE_TOKEN}"}
+    assert hub.repos["rita-hf/cats"]["visibility"] == "private"
+    assert hub.commits[0][1] == {"checkpoints/checkpoint-3/pytorch_lora_weights.safetensors": b"weights"}
+
+    hub.requests.clear()
+    monkeypatch.setenv("HF_TOKEN", "hf_operatorToken000000")
+    public = HubOptions(hub_endpoint=hub.base_url, hub_upload_retries=0, hub_private=False)
+    HubPublisher(public).publish_checkpoint(tmp_path / "checkpoint-3", 3, {"hub_model_id": "rita-hf/public"})
+    assert set(hub.auth_of("/api/")) == {"Bearer hf_operatorToken000000"}
+    assert hub.repos["rita-hf/public"]["visibility"] == "public"
