@@ -6,66 +6,25 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from .conftest import PASSWORD
+from .conftest import LiveUi, first_admin, needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync", "--disable-quic", "--disable-dev-shm-usage"]
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="Debian chromium is not installed (apt-get install chromium)")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    workspace = tmp_path / "ws"
-    port = free_port()
-    env = {**os.environ, "SIMPLETUNER_WORKSPACE": str(workspace)}
-    executable = Path(sys.executable).parent / "simpletuner"
-    process = subprocess.Popen([str(executable), "server", "--port", str(port), "--workers", "1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, "the server exited"
-        try:
-            urllib.request.urlopen(url + "/health", timeout=2)
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
-    yield url, workspace
-    process.terminate()
-    process.wait(timeout=30)
-
-
-@pytest.fixture
-def chromium_browser():  # type: ignore[no-untyped-def]
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield instance
-        instance.close()
+    live = LiveUi(tmp_path / "ws")
+    yield live.url, live.workspace
+    live.stop()
 
 
 def dataset_zip() -> bytes:
@@ -88,17 +47,7 @@ def test_journey(server: tuple[str, Path], chromium_browser, tmp_path: Path) -> 
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
 
-    page.goto(url + "/")
-    page.fill("input[name=username]", "root")
-    page.fill("input[name=email]", "root@example.org")
-    page.fill("input[name=password]", PASSWORD)
-    page.screenshot(path=shots / "01-setup.png", full_page=True)
-    page.get_by_role("button", name="Create administrator").click()
-    page.wait_for_url("**/login")
-    page.fill("input[name=username]", "root")
-    page.fill("input[name=password]", PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(url + "/")
+    first_admin(page, url, shots / "01-setup.png")
 
     page.goto(url + "/onboarding")
     page.get_by_text("Flux.1 [dev] LoRA").click()

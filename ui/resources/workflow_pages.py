@@ -8,7 +8,7 @@ import falcon
 
 from simpletuner.core.options import SECTIONS
 from simpletuner.ui.context import AppContext
-from simpletuner.ui.resources import config, datasets, environments, hub, onboarding, wizard
+from simpletuner.ui.resources import config, datasets, environments, hub, onboarding, training_history, wizard
 from simpletuner.ui.resources.pages import Page
 
 
@@ -67,6 +67,7 @@ def workflow_api_routes(ctx: AppContext) -> list[tuple[str, object]]:
         ("/api/datasets/scan", datasets.Scan),
         ("/api/datasets/file", datasets.DatasetFile),
         ("/api/hub/login", hub.HubLogin),
+        ("/api/jobs/{job_id:int}/metrics", training_history.JobMetrics),
     ]
     return [(template, resource_class(ctx)) for template, resource_class in table]
 

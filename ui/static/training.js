@@ -1,5 +1,5 @@
 // Training page: start / stop, the queue, live progress from the job runner's server-sent events, the loss chart,
-// validation gallery, checkpoints, log tail and job history.
+// validation gallery, checkpoints, log tail and job history (any past job can be opened in the panel).
 "use strict";
 
 (function () {
@@ -8,7 +8,10 @@
   if (!root) return;
   const $ = (id) => document.getElementById(id);
   const losses = [];
-  let current = null;
+  let current = null; // the job shown in the panel
+  let pinned = null; // a job chosen from the history (else the running or last finished one)
+  let total = null;
+  let active = false;
 
   function fmt(n, digits) { return n === null || n === undefined ? "—" : Number(n).toPrecision(digits || 4); }
 
@@ -22,6 +25,8 @@
     const canvas = $("loss-chart");
     const ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, canvas.width, canvas.height);
+    canvas.dataset.points = String(losses.length);
+    canvas.setAttribute("aria-label", losses.length ? "Loss chart: " + losses.length + " steps, last loss " + fmt(losses[losses.length - 1]) : "Loss chart: no steps yet");
     if (losses.length < 2) return;
     const max = Math.max(...losses), min = Math.min(...losses), span = max - min || 1;
     ctx.strokeStyle = "#2563eb";
@@ -34,14 +39,37 @@
     ctx.stroke();
   }
 
+  function showStep(step) {
+    $("st-step").textContent = total ? step + " / " + total : String(step || 0);
+    $("st-progress").value = total ? Math.min(step / total, 1) : 0;
+  }
+
   function showJob(job) {
-    $("st-status").textContent = job ? job.status : "idle";
-    $("st-phase").textContent = job ? job.phase : "—";
-    $("st-step").textContent = job && job.total_steps ? job.step + " / " + job.total_steps : (job ? String(job.step || 0) : "—");
+    total = job ? job.total_steps : null;
+    active = Boolean(job && ["running", "starting", "stopping"].includes(job.status));
+    $("job-title").textContent = job ? "Job #" + job.id + " · " + job.environment + (job.owner ? " · " + job.owner : "") : "No job yet";
+    $("st-status").textContent = job ? job.status + (job.error ? ": " + job.error : "") : "idle";
+    $("st-phase").textContent = job ? job.phase || "—" : "—";
+    if (job) showStep(job.step); else { $("st-step").textContent = "—"; $("st-progress").value = 0; }
     $("st-loss").textContent = fmt(job && job.loss);
     $("st-speed").textContent = fmt(job && job.it_per_s, 3);
     $("st-eta").textContent = eta(job && job.eta_s);
-    $("st-progress").value = job && job.total_steps ? job.step / job.total_steps : 0;
+    const stop = $("train-stop");
+    if (stop) stop.disabled = !active;
+  }
+
+  async function loadCurve(id) {
+    const result = await api("GET", "/api/jobs/" + id + "/metrics");
+    if (!result.ok || current !== id) return;
+    losses.length = 0;
+    result.data.steps.forEach((s) => losses.push(s.loss));
+    const last = result.data.steps[result.data.steps.length - 1];
+    if (last) $("st-lr").textContent = fmt(last.lr, 3);
+    drawChart();
+  }
+
+  function fileLink(file, label) {
+    return el("a", { href: file.url, download: file.name || "", text: label || file.name });
   }
 
   async function showDetail(id) {
@@ -53,27 +81,42 @@
     $("gallery").replaceChildren(...job.outputs.validation_images.filter((i) => i.url).map((image) => el("figure", {},
       el("img", { src: image.url, alt: "validation image at step " + image.step }),
       el("figcaption", { text: "step " + image.step }))));
-    const items = job.outputs.checkpoints.map((c) => el("li", { text: "checkpoint at step " + c.step + ": " + c.path }));
+    const items = job.outputs.checkpoints.map((c) => el("li", { class: "checkpoint" }, "Checkpoint at step " + c.step + ": ",
+      ...c.files.filter((f) => f.url && f.name.endsWith(".safetensors")).map((f) => fileLink(f))));
     if (job.outputs.model) {
-      const files = job.outputs.model.files.length ? job.outputs.model.files : [job.outputs.model];
-      files.filter((f) => f.url).forEach((f) => items.push(el("li", { class: "model" }, "LoRA: ",
-        el("a", { href: f.url, text: f.name || f.path }))));
+      const files = job.outputs.model.files.length ? job.outputs.model.files : [Object.assign({ name: job.outputs.model.path.split("/").pop() }, job.outputs.model)];
+      files.filter((f) => f.url).forEach((f) => items.push(el("li", { class: "model" }, "LoRA: ", fileLink(f, "Download " + f.name))));
     }
     $("outputs").replaceChildren(...items);
+    $("log-link").href = job.log_url;
+    $("log-link").hidden = false;
+  }
+
+  async function show(id) {
+    if (id !== current) {
+      current = id;
+      losses.length = 0;
+      drawChart();
+      if (id !== null) loadCurve(id);
+    }
+    if (id !== null) await showDetail(id); else showJob(null);
   }
 
   async function refresh() {
     const status = (await api("GET", "/api/training/status")).data;
     const job = status.job || status.last_finished;
-    current = job ? job.id : null;
-    if (job) await showDetail(job.id); else showJob(null);
-    $("queue").replaceChildren(...(status.queue || []).map((j) => el("li", { text: "#" + j.id + " " + j.environment + " (" + j.owner + ")" })));
+    await show(pinned !== null ? pinned : (job ? job.id : null));
+    $("queue").replaceChildren(...(status.queue || []).map((j) => el("li", { text: "#" + j.id + " " + j.environment + " (" + (j.owner || "server") + "), place " + j.position })));
+    $("queue-empty").hidden = Boolean(status.queue && status.queue.length);
     const history = await api("GET", "/api/jobs?limit=20");
     if (history.ok) {
-      $("history").querySelector("tbody").replaceChildren(...history.data.jobs.map((j) => el("tr", {},
-        el("td", { text: "#" + j.id }), el("td", { text: j.environment }), el("td", { text: j.owner || "" }),
-        el("td", { text: j.status + (j.error ? ": " + j.error : "") }), el("td", { text: String(j.step || 0) }),
-        el("td", {}, el("a", { href: "/api/jobs/" + j.id, text: "details" })))));
+      $("history").querySelector("tbody").replaceChildren(...history.data.jobs.map((j) => {
+        const open = el("button", { type: "button", text: "Show job #" + j.id });
+        open.addEventListener("click", () => { pinned = j.id; refresh(); root.scrollIntoView(); });
+        return el("tr", {}, el("td", { text: "#" + j.id }), el("td", { text: j.environment }), el("td", { text: j.owner || "server" }),
+          el("td", { text: j.status + (j.error ? ": " + j.error : "") }), el("td", { text: String(j.step || 0) + (j.total_steps ? " / " + j.total_steps : "") }),
+          el("td", {}, open));
+      }));
     }
   }
 
@@ -82,12 +125,14 @@
     if (data.event === "step") {
       losses.push(data.loss);
       drawChart();
-      $("st-step").textContent = String(data.step);
+      showStep(data.step);
+      $("st-phase").textContent = "training";
       $("st-loss").textContent = fmt(data.loss);
       $("st-lr").textContent = fmt(data.lr, 3);
       $("st-speed").textContent = fmt(data.it_per_s, 3);
       $("st-eta").textContent = eta(data.eta_s);
     } else if (data.event === "cache_progress") {
+      $("st-phase").textContent = "caching";
       $("st-cache").textContent = data.kind + " " + data.done + " / " + data.total;
     } else {
       refresh();
@@ -97,9 +142,12 @@
   const start = $("train-start");
   if (start) {
     start.addEventListener("click", async () => {
+      start.disabled = true;
       const result = await api("POST", "/api/training/start", { environment: root.dataset.env });
-      say("train-message", result.ok ? "Job #" + result.data.job_id + " " + result.data.status : message(result), !result.ok);
-      losses.length = 0;
+      start.disabled = false;
+      const where = result.ok && result.data.position ? " (place " + result.data.position + " in the queue)" : "";
+      say("train-message", result.ok ? "Job #" + result.data.job_id + " " + result.data.status + where : message(result), !result.ok);
+      pinned = null;
       refresh();
     });
     $("train-stop").addEventListener("click", async () => {
@@ -107,10 +155,12 @@
       say("train-message", result.ok ? "Stopping job #" + result.data.job_id : message(result), !result.ok);
     });
   }
+  $("show-latest").addEventListener("click", () => { pinned = null; refresh(); });
 
   const source = new EventSource("/api/events");
   source.addEventListener("message", (event) => {
     try { onEvent(JSON.parse(event.data)); } catch (e) { /* a malformed event is skipped */ }
   });
+  window.addEventListener("pagehide", () => source.close());
   refresh();
 })();

@@ -56,6 +56,7 @@
     else { v.num_train_epochs = n; v.max_train_steps = 0; }
     v.push_to_hub = $("w-push").checked;
     if ($("w-hub-id").value.trim()) v.hub_model_id = $("w-hub-id").value.trim();
+    if (v.push_to_hub) v.hub_private = $("w-private").checked;
     if ($("w-prompt").value.trim()) v.validation_prompt = $("w-prompt").value.trim();
     v.validation_steps = Number($("w-every").value);
     const trackers = Array.from(form.querySelectorAll("input[name=tracker]:checked")).map((i) => i.value);
@@ -131,6 +132,9 @@
     if (currentValues.validation_prompt) $("w-prompt").value = currentValues.validation_prompt;
     if (currentValues.validation_steps !== undefined) $("w-every").value = currentValues.validation_steps;
     if (currentValues.lora_rank) $("w-rank").value = currentValues.lora_rank;
+    $("w-push").checked = Boolean(currentValues.push_to_hub);
+    if (currentValues.hub_model_id) $("w-hub-id").value = currentValues.hub_model_id;
+    if (currentValues.hub_private === false) $("w-private").checked = false;
     const datasets = await api("GET", base + "/datasets");
     const images = datasets.ok ? datasets.data.datasets.filter((d) => d.dataset_type !== "text_embeds") : [];
     $("dataset-now").textContent = images.length ? "Keeping: " + images.map((d) => d.id + " (" + d.instance_data_dir + ")").join(", ") : "No dataset yet.";

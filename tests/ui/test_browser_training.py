@@ -1,0 +1,198 @@
+"""Browser journey of a training run in headless Chromium: onboarding with the tiny demo (4 steps on 128 px images)
+→ the training wizard with a Hub login against a loopback Hub and a private repository, its review as a diff →
+Start on the Training page → live phase, step/total and loss chart → a validation image → the job completes and its
+LoRA downloads. Then a viewer watches a running job and the queue, finds no start/stop or edit controls, and is
+refused (403) when forcing the API. Screenshots of each page go to a printed folder."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from .conftest import LiveUi, csrf_headers, first_admin, log_in, needs_chromium
+from .hub_stub import StubHub, stub_hub
+
+pytestmark = needs_chromium
+TOKEN = "hf_demoUserWriteToken0123456789"
+#: Records every text the phase and step fields show, to prove the page updated while the job ran.
+RECORDER = """() => {
+  window.seen = {phase: [], step: []};
+  const watch = (id, key) => new MutationObserver(() => window.seen[key].push(document.getElementById(id).textContent))
+    .observe(document.getElementById(id), {childList: true, characterData: true, subtree: true});
+  watch("st-phase", "phase");
+  watch("st-step", "step");
+}"""
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubHub]:
+    # The server inherits this environment: no HF_TOKEN (the stored token must be the one used), not offline.
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with stub_hub() as stub:
+        stub.tokens = {TOKEN: ("demo-user", "write")}
+        yield stub
+
+
+@pytest.fixture
+def live(tmp_path: Path, hub: StubHub) -> Iterator[LiveUi]:
+    server = LiveUi(tmp_path / "ws", {"HF_ENDPOINT": hub.base_url, "HF_HUB_DISABLE_TELEMETRY": "1"}, workers=2)
+    yield server
+    server.stop()
+
+
+def api(page: Page, method: str, path: str, body: object = None) -> tuple[int, dict]:
+    """A JSON API call with the page's session and CSRF token."""
+    response = page.request.fetch(page.evaluate("location.origin") + path, method=method, headers=csrf_headers(page),
+                                  data=json.dumps(body) if body is not None else None)
+    try:
+        return response.status, response.json()
+    except Exception:
+        return response.status, {}
+
+
+def wizard_to(page: Page, heading: str) -> None:
+    """Press Next until the wizard step titled ``heading`` shows."""
+    target = page.get_by_role("heading", name=heading, exact=True)
+    for _ in range(12):
+        if target.is_visible():
+            return
+        page.get_by_role("button", name="Next").click()
+    raise AssertionError(f"the wizard has no step {heading!r}")
+
+
+def test_training_journey_and_viewer(live: LiveUi, hub: StubHub, chromium_browser,  # type: ignore[no-untyped-def]
+                                     tmp_path: Path) -> None:
+    url, workspace = live.url, live.workspace
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"\nscreenshots in {shots}")
+    page = chromium_browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    first_admin(page, url)
+
+    # Onboarding: the tiny demo, 4 steps.
+    page.goto(url + "/onboarding")
+    expect(page.get_by_role("radio", name=re.compile("^Tiny Flux demo"))).to_be_checked()
+    page.get_by_label("Training steps of the tiny demo").fill("4")
+    page.screenshot(path=shots / "01-onboarding.png", full_page=True)
+    page.get_by_role("button", name="Finish").click()
+    page.wait_for_url("**/wizard", timeout=120_000)
+
+    # Wizard: its publishing step logs in to the (loopback) Hub and chooses a private repository.
+    expect(page.get_by_role("radio", name=re.compile("^Flux"))).to_be_checked()
+    wizard_to(page, "How long")
+    expect(page.get_by_label("Number")).to_have_value("4")
+    wizard_to(page, "Publishing")
+    page.get_by_label("Upload the result to the Hugging Face Hub").check()
+    page.get_by_label("Repository (user/name)").fill("demo-user/tiny-lora")
+    expect(page.get_by_role("checkbox", name=re.compile("^Private repository"))).to_be_checked()
+    state = page.locator("#hub-state")
+    expect(state).to_have_text(f"Not logged in to {hub.base_url}.")
+    token_box = page.get_by_label("Access token with write access (from your Hub settings)")
+    token_box.fill("hf_notAValidToken000000")
+    page.get_by_role("button", name="Log in to the Hub").click()
+    expect(state).to_contain_text("refused this token (401)")
+    token_box.fill(TOKEN)
+    token_box.press("Enter")
+    expect(state).to_have_text(f"Logged in to {hub.base_url} as demo-user (write token).")
+    expect(token_box).to_have_value("")
+    page.screenshot(path=shots / "02-wizard-publishing.png", full_page=True)
+    assert hub.auth_of("/api/whoami-v2") == ["Bearer hf_notAValidToken000000", f"Bearer {TOKEN}"]
+    assert (workspace / "secrets" / "hub" / "1.token").read_text().strip() == TOKEN
+    assert TOKEN not in page.content()
+
+    wizard_to(page, "Review")
+    diff = page.locator("#diff")
+    expect(diff.locator("tr", has_text="hub_model_id")).to_contain_text('"demo-user/tiny-lora"')
+    expect(diff.locator("tr", has_text="push_to_hub")).to_contain_text("(unset)true")
+    expect(diff.locator("tr", has_text="hub_private")).to_contain_text("(unset)true")
+    expect(page.locator("#review-errors")).to_be_hidden()
+    page.screenshot(path=shots / "03-wizard-review.png", full_page=True)
+    page.get_by_role("button", name="Finish").click()
+    page.wait_for_url("**/training")
+    written = json.loads((workspace / "configs" / "demo-flux" / "config.json").read_text())
+    assert written["push_to_hub"] is True and written["hub_private"] is True and written["max_train_steps"] == 4
+
+    # Training: Start, live progress, a validation image, completion and the LoRA download.
+    page.evaluate(RECORDER)
+    page.get_by_role("button", name="Start training demo-flux").click()
+    expect(page.locator("#train-message")).to_have_text(re.compile(r"^Job #1 running"))
+    expect(page.locator("#st-status")).to_have_text("completed", timeout=150_000)
+    seen = page.evaluate("window.seen")
+    assert {"caching", "training"} <= set(seen["phase"]), seen
+    assert any(re.fullmatch(r"[1-3] / 4", step) for step in seen["step"]), seen  # steps shown while running
+    expect(page.locator("#st-step")).to_have_text("4 / 4")
+    assert int(page.locator("#loss-chart").get_attribute("data-points") or 0) >= 2
+    image = page.locator("#gallery img").first
+    expect(image).to_be_visible()
+    assert image.evaluate("img => img.complete && img.naturalWidth > 0")
+    expect(page.locator("#history tbody tr", has_text="#1")).to_contain_text("completed")
+    page.screenshot(path=shots / "04-training-done.png", full_page=True)
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download pytorch_lora_weights.safetensors").click()
+    download = download_info.value
+    assert download.suggested_filename == "pytorch_lora_weights.safetensors"
+    lora = workspace / "output" / "demo-flux" / "pytorch_lora_weights.safetensors"
+    assert Path(download.path()).read_bytes() == lora.read_bytes()
+    page.reload()
+    expect(page.locator("#loss-chart")).to_have_attribute("data-points", "4")  # the curve comes back from the API
+
+    # A long job runs and another waits behind it (one CPU), for a viewer to watch.
+    assert api(page, "POST", "/api/users", {"username": "vera", "email": "vera@example.org",
+                                            "password": "correct horse battery", "levels": ["viewer"]})[0] == 201
+    assert api(page, "POST", "/api/environments", {"name": "demo-long", "copy_of": "demo-flux"})[0] == 201
+    long_values = {"max_train_steps": 100000, "validation_steps": 0, "checkpointing_steps": 0,
+                   "output_dir": "output/demo-long", "push_to_hub": False}
+    assert api(page, "PATCH", "/api/environments/demo-long/config", {"values": long_values})[0] == 200
+    assert api(page, "POST", "/api/training/start", {"environment": "demo-long"})[1]["job_id"] == 2
+    queued = api(page, "POST", "/api/training/start", {"environment": "demo-flux"})[1]
+    assert queued == {"job_id": 3, "status": "queued", "position": 1}
+
+    viewer = chromium_browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    viewer.on("pageerror", lambda exc: errors.append(str(exc)))
+    log_in(viewer, url, "vera")
+    expect(viewer.get_by_role("link", name="Wizard")).to_have_count(0)
+    viewer.goto(url + "/training")
+    expect(viewer.locator("#job-title")).to_have_text("Job #2 · demo-long · root")
+    expect(viewer.locator("#st-status")).to_have_text("running")
+    expect(viewer.locator("#queue li")).to_have_text(["#3 demo-flux (root), place 1"])
+    expect(viewer.locator("#history tbody tr", has_text="#1")).to_contain_text("completed")
+    expect(viewer.get_by_role("button", name=re.compile("^Start training"))).to_have_count(0)
+    expect(viewer.get_by_role("button", name="Stop")).to_have_count(0)
+    expect(viewer.locator("#watch-only")).to_be_visible()
+    viewer.screenshot(path=shots / "05-viewer-training.png", full_page=True)
+    for method, path, body in (("POST", "/api/training/start", {"environment": "demo-flux"}),
+                               ("POST", "/api/training/stop", {"job_id": 2}),
+                               ("PATCH", "/api/environments/demo-flux/config", {"values": {"lora_rank": 4}}),
+                               ("PUT", "/api/hub/login", {"token": TOKEN}),
+                               ("POST", "/api/environments", {"name": "mine"})):
+        assert api(viewer, method, path, body)[0] == 403, (method, path)
+
+    viewer.goto(url + "/config")
+    expect(viewer.locator("#opt-lora_rank")).to_be_disabled()
+    expect(viewer.get_by_role("button", name="Save")).to_have_count(0)
+    expect(viewer.locator("#hub-login")).to_have_count(0)
+    viewer.get_by_role("tab", name="Memory Optimisation").click()
+    expect(viewer.get_by_role("button", name="Apply aggressive")).to_be_disabled()
+    viewer.screenshot(path=shots / "06-viewer-config.png", full_page=True)
+    viewer.goto(url + "/environments")
+    expect(viewer.locator("#env-table tbody tr", has_text="demo-long")).to_be_visible()
+    expect(viewer.get_by_role("heading", name="New environment")).to_have_count(0)
+    expect(viewer.locator("#env-table button")).to_have_count(0)
+    assert viewer.goto(url + "/wizard").status == 403  # type: ignore[union-attr]
+
+    # The lead stops both jobs; the viewer's page follows the outcome live.
+    viewer.goto(url + "/training")
+    assert api(page, "POST", "/api/training/stop", {"job_id": 3}) == (202, {"job_id": 3, "status": "cancelled"})
+    assert api(page, "POST", "/api/training/stop", {"job_id": 2})[0] == 202
+    expect(viewer.locator("#history tbody tr", has_text="#3")).to_contain_text("cancelled")
+    expect(viewer.locator("#history tbody tr", has_text="#2")).to_contain_text("stopped", timeout=60_000)
+    expect(viewer.locator("#queue-empty")).to_be_visible()
+    assert errors == []
