@@ -69,6 +69,17 @@ def test_phone_width_and_labels(live: LiveUi, chromium_browser, tmp_path: Path) 
         assert fits, f"{path} is wider than the phone: {page.evaluate(OVERFLOW)}"
         labelled += assert_labelled(page, path)
 
+    # Until onboarding is finished or skipped, the administrator's home page points to it.
+    page.goto(live.url + "/")
+    expect(page.get_by_role("link", name="Get started").last).to_be_visible()
+    expect(page.locator("#onboarding-prompt")).to_be_visible()
+    page.goto(live.url + "/onboarding")
+    page.locator("#example-choices label").first.wait_for()
+    with page.expect_response(lambda r: r.url.endswith("/api/onboarding") and r.request.method == "GET") as answer:
+        page.get_by_role("button", name="Skip for now").click()
+    assert answer.value.json()["done"] is True and page.url == live.url + "/"
+    expect(page.locator("#onboarding-prompt")).to_be_hidden()
+
     # Configuration tabs from the keyboard (arrow keys move between tabs), each panel's fields labelled.
     page.goto(live.url + "/config")
     page.locator("#opt-lora_rank").wait_for()

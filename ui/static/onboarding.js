@@ -80,5 +80,13 @@
     else say("onboarding-status", message(result), true);
   });
 
+  const skip = document.getElementById("onboarding-skip");
+  if (skip) {
+    skip.addEventListener("click", async () => {
+      const result = await api("PATCH", "/api/onboarding", { done: true });
+      if (result.ok) window.location.assign("/"); else say("onboarding-status", message(result), true);
+    });
+  }
+
   load();
 })();
