@@ -1,7 +1,8 @@
 """The ``hf-hub`` publisher: the trained model, its model card and validation images on the Hugging Face Hub.
 
-The token is the one the web UI's Hub login stored, or ``HF_TOKEN`` (huggingface_hub's own lookup). This module is
-the entry point; it imports nothing heavy.
+The token is ``HF_TOKEN`` when set, else the one the job's owner stored through the web UI's Hub login (see
+:mod:`simpletuner.publishers.hf_hub.tokens`), else huggingface_hub's own lookup. This module is the entry point; it
+imports nothing heavy.
 """
 
 from __future__ import annotations
