@@ -1,6 +1,7 @@
 """Browser journey in headless Chromium (Debian ``chromium`` driven by Playwright): first admin → onboarding with
 an example → configuration tabs (an invalid value shows the server's error beside its field, nothing saved) →
-dataset wizard with a ZIP upload → a viewer sees status but cannot edit. Screenshots go to a printed folder."""
+dataset wizard with a ZIP upload. (Training and the viewer's journey: test_browser_training.py.) Screenshots go to
+a printed folder."""
 
 from __future__ import annotations
 
