@@ -1,8 +1,12 @@
-"""What is trained: a PEFT LoRA on the family's trained component (diffusers' own adapter API), or every weight."""
+"""What is trained: a PEFT LoRA on the family's trained component (diffusers' own adapter API), a LyCORIS network
+(:mod:`simpletuner.core.training.lycoris`), or every weight."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from simpletuner.core.training.lycoris import attach_lycoris, lycoris_network
 
 ADAPTER_NAME = "default"
 
@@ -17,6 +21,19 @@ def attach_lora(model: Any, targets: tuple[str, ...], core: Any) -> None:
         model.add_adapter(config, adapter_name=ADAPTER_NAME)
     except ValueError as exc:
         raise ValueError(f"cannot attach the LoRA: {exc}; check lora_target_preset") from None
+
+
+def attach_adapter(model: Any, family: Any, core: Any, lycoris_config: Mapping[str, Any] | None = None) -> None:
+    """Attach what ``core`` asks for: a PEFT LoRA (``lora_type: standard``) on the family's target preset, or a
+    LyCORIS network (``lora_type: lycoris``) built from ``lycoris_config``. Full-rank training attaches nothing."""
+    if core.model_type != "lora":
+        return
+    if core.lora_type == "lycoris":
+        if lycoris_config is None:
+            raise ValueError("lora_type is 'lycoris' but no LyCORIS config was loaded; write lycoris_config.json")
+        attach_lycoris(model, lycoris_config)
+        return
+    attach_lora(model, family.lora_targets(core.lora_target_preset), core)
 
 
 def prepare_trainable(model: Any, core: Any) -> list[Any]:
@@ -36,15 +53,22 @@ def prepare_trainable(model: Any, core: Any) -> list[Any]:
 
 
 def adapter_config(model: Any) -> dict[str, Any]:
-    """The LoRA's PEFT config as JSON-ready values (diffusers reads it back from the file header)."""
+    """The LoRA's PEFT config as JSON-ready values (diffusers reads it back from the file header); empty for a
+    LyCORIS network (its config travels under its own header key)."""
+    if lycoris_network(model) is not None:
+        return {}
     config = model.peft_config[ADAPTER_NAME].to_dict()
     return {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
 
 
 def trained_state_dict(model: Any, core: Any) -> dict[str, Any]:
-    """The trained weights: the LoRA's (peft key names, without the adapter name) or the whole model's."""
+    """The trained weights: the LoRA's (peft key names, without the adapter name), the LyCORIS network's (LyCORIS
+    key names) or the whole model's."""
     if core.model_type == "full":
         return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    network = lycoris_network(model)
+    if network is not None:
+        return {k: v.detach().cpu() for k, v in network.state_dict().items()}
     from peft.utils import get_peft_model_state_dict
 
     return {k: v.detach().cpu() for k, v in get_peft_model_state_dict(model, adapter_name=ADAPTER_NAME).items()}
@@ -54,6 +78,14 @@ def load_trained_state_dict(model: Any, state: dict[str, Any], core: Any) -> Non
     """Put weights saved by :func:`trained_state_dict` back into ``model``; a mismatch is an error."""
     if core.model_type == "full":
         model.load_state_dict(state, strict=True)
+        return
+    network = lycoris_network(model)
+    if network is not None:
+        result = network.load_state_dict(state, strict=False)
+        if result.unexpected_keys or result.missing_keys:
+            raise ValueError(f"LyCORIS weights do not match the configured network: unexpected "
+                             f"{result.unexpected_keys[:3]}, missing {result.missing_keys[:3]}; load them with the "
+                             f"lycoris_config they were trained with")
         return
     from peft.utils import set_peft_model_state_dict
 

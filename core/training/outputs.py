@@ -1,4 +1,5 @@
-"""The final model files: a diffusers-loadable LoRA safetensors file (with training metadata in its header), or
+"""The final model files: a diffusers-loadable LoRA safetensors file (with training metadata in its header), a
+LyCORIS safetensors file (LyCORIS key names, its config in the header and in ``lycoris_config.json`` beside it), or
 the full trained component as a diffusers folder."""
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from simpletuner.core.atomic import atomic_write_bytes
+from simpletuner.core.atomic import atomic_write_bytes, atomic_write_json
 from simpletuner.core.training.adapter import adapter_config, trained_state_dict
+from simpletuner.core.training.lycoris import LYCORIS_CONFIG_FILE, LYCORIS_METADATA_KEY, lycoris_config_of
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
 #: Header key of the training metadata (JSON: base model, family, flavour, step, the run's config).
@@ -18,22 +20,28 @@ _ADAPTER_METADATA_KEY = "lora_adapter_metadata"  # diffusers reads the LoRA conf
 
 
 def lora_bytes(model: Any, prefix: str, core: Any, training_metadata: Mapping[str, Any]) -> bytes:
-    """The LoRA of ``model`` in diffusers' layout (``<prefix>.<module>.lora_A.weight``) as safetensors bytes."""
+    """The LoRA of ``model`` in diffusers' layout (``<prefix>.<module>.lora_A.weight``) as safetensors bytes; a
+    LyCORIS network keeps LyCORIS' own key names (``lycoris_<module_path>.<weight>``) and carries its config."""
     from safetensors.torch import save
 
+    metadata = {"format": "pt",
+                TRAINING_METADATA_KEY: json.dumps(dict(training_metadata), sort_keys=True, default=str)}
+    lycoris = lycoris_config_of(model)
+    if lycoris is not None:
+        metadata[LYCORIS_METADATA_KEY] = json.dumps(lycoris, sort_keys=True)
+        return save({k: v.contiguous() for k, v in trained_state_dict(model, core).items()}, metadata=metadata)
     state = {f"{prefix}.{key}": value.contiguous() for key, value in trained_state_dict(model, core).items()}
     packed = {f"{prefix}.{key}": value for key, value in adapter_config(model).items()}
-    metadata = {
-        "format": "pt",
-        _ADAPTER_METADATA_KEY: json.dumps(packed, indent=2, sort_keys=True, default=str),
-        TRAINING_METADATA_KEY: json.dumps(dict(training_metadata), sort_keys=True, default=str),
-    }
+    metadata[_ADAPTER_METADATA_KEY] = json.dumps(packed, indent=2, sort_keys=True, default=str)
     return save(state, metadata=metadata)
 
 
 def save_lora(path: Path, model: Any, prefix: str, core: Any, training_metadata: Mapping[str, Any]) -> Path:
-    """Write the LoRA file atomically and return its path."""
+    """Write the LoRA file atomically and return its path (a LyCORIS file gets its config beside it too)."""
     atomic_write_bytes(path, lora_bytes(model, prefix, core, training_metadata))
+    lycoris = lycoris_config_of(model)
+    if lycoris is not None:
+        atomic_write_json(path.parent / LYCORIS_CONFIG_FILE, lycoris)
     return path
 
 

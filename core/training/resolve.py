@@ -13,6 +13,7 @@ from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.interfaces import ModelFamily
 from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import ModelFamilySpec
+from simpletuner.core.training.lycoris import lycoris_problems
 from simpletuner.core.workspace import Workspace
 
 
@@ -51,9 +52,16 @@ def resolve_run(loaded: LoadedEnvironment, workspace: Workspace, registry: Regis
     if flavour is None:
         names = ", ".join(f.name for f in spec.flavours)
         raise TrainingSetupError(f"{spec.name} has no flavour {core.model_flavour!r}; choose one of {names}")
-    if core.model_type == "lora" and core.lora_type != "standard":
-        raise TrainingSetupError(f"lora_type {core.lora_type!r} is not supported by this trainer yet; use "
-                                 f"lora_type 'standard' (PEFT LoRA)")
+    if core.model_type == "lora" and core.lora_type not in spec.lora_types:
+        raise TrainingSetupError(f"{spec.name} does not support lora_type {core.lora_type!r}; use one of "
+                                 f"{', '.join(spec.lora_types)}")
+    if core.model_type == "lora" and core.lora_type == "lycoris":
+        if loaded.lycoris_config is None:
+            raise TrainingSetupError("lora_type is 'lycoris' but no lycoris_config.json was found; write one in the "
+                                     "environment folder or set lycoris_config")
+        problems = lycoris_problems(loaded.lycoris_config)
+        if problems:
+            raise TrainingSetupError("lycoris config: " + "; ".join(problems))
     family: ModelFamily = spec.factory(spec, flavour=flavour, options=loaded.config.options_for(spec))
     family.configure(core)
     pretrained = _local_or_hub(core.pretrained_model_name_or_path or flavour.pretrained, workspace,

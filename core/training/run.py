@@ -18,7 +18,7 @@ from simpletuner.core.plugins import Registry
 from simpletuner.core.scripts import HookScripts
 from simpletuner.core.tracking import Tracking
 from simpletuner.core.training import checkpoints as ckpt
-from simpletuner.core.training.adapter import attach_lora, load_trained_state_dict, prepare_trainable
+from simpletuner.core.training.adapter import attach_adapter, load_trained_state_dict, prepare_trainable
 from simpletuner.core.training.caching_stage import fill_caches
 from simpletuner.core.training.components import Components
 from simpletuner.core.training.loop import LoopState, StepMetrics, train_steps
@@ -111,8 +111,10 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
         assert quantizer_spec is not None, "config check guarantees an installed quantizer"
         quantizer = quantizer_spec.factory(config.options_for(quantizer_spec))
         quantizer.quantize(transformer, core.base_model_precision, exclude=family.quantization_exclusions)
-    if core.model_type == "lora":
-        attach_lora(transformer, family.lora_targets(core.lora_target_preset), core)
+    try:
+        attach_adapter(transformer, family, core, loaded.lycoris_config)
+    except ValueError as exc:
+        raise TrainingSetupError(str(exc)) from None
     if core.model_type == "lora" and core.init_lora:
         init_path = workspace.resolve_config_path(core.init_lora, loaded.environment.path)
         if not init_path.is_file():
