@@ -136,6 +136,10 @@ class CoreOptions:
     aspect_bucket_alignment: int = option(
         64, help="Bucket edges are multiples of this many pixels.", section="dataset", minimum=8
     )
+    vae_batch_size: int = option(
+        4, help="Images per VAE call while caching latents; lower it if caching runs out of memory.",
+        section="dataset", minimum=1,
+    )
     allow_dataset_oversubscription: bool = option(
         False, help="Repeat undersized buckets just enough for the effective batch instead of failing.",
         section="dataset",

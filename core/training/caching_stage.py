@@ -10,7 +10,7 @@ from simpletuner.core.training.caching import encode_latents, encode_texts, miss
 from simpletuner.core.training.components import Components
 from simpletuner.core.training.data import TrainingData
 
-#: Images per VAE batch and captions per text-encoder batch.
+#: Captions per text-encoder batch (images per VAE batch are the config's ``vae_batch_size``).
 ENCODE_BATCH = 4
 
 
@@ -69,8 +69,8 @@ def fill_caches(data: TrainingData, family: Any, components: Components, config:
         if latents:
             progress = _Progress(events, "latents", len(latents))
             vae = components.get(family.latent_components)
-            calls["latents"] = encode_latents(latents, lambda px: family.encode_latents(vae, px), ENCODE_BATCH,
-                                              progress)
+            calls["latents"] = encode_latents(latents, lambda px: family.encode_latents(vae, px),
+                                              config.core.vae_batch_size, progress)
             progress.close()
             components.park(family.latent_components)
         events.emit("cache_ready", kind="latents", total=len(latent_jobs), encoded=len(latents),
