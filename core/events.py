@@ -30,6 +30,8 @@ their fields:
 ``tracker_failed``
     ``tracker``, ``during`` (the call that failed), ``error``: forwarded from :mod:`simpletuner.core.tracking`;
     that tracker is skipped for the rest of the run.
+``warning``
+    ``message``: something the run works around but the user should know (e.g. oversubscribed buckets).
 ``finished``
     ``step``, ``output`` (the final model file or folder), ``elapsed_s``.
 ``failed``

@@ -52,6 +52,7 @@ def build_training_data(
     world_size: int,
     seed: int,
     oversubscribe: bool,
+    accumulation: int = 1,
 ) -> TrainingData:
     """Attach cache stores and keys to the scanned datasets and plan their batches.
 
@@ -86,5 +87,6 @@ def build_training_data(
         datasets=[DatasetPlan(name=d.entry.id, buckets=[s.placement.bucket for s in d.samples],
                               repeats=d.entry.repeats, probability=d.entry.probability) for d in scanned],
         batch_size=batch_size, world_size=world_size, seed=seed, oversubscribe=oversubscribe,
+        accumulation=accumulation,
     )
     return TrainingData(list(scanned), latent_jobs, text_jobs, empty, planner)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from simpletuner.core.config.datasets import DatasetEntry
@@ -14,10 +15,16 @@ from simpletuner.core.training.datasets import bucket_counts, scan_datasets
 from simpletuner.core.training.resolve import ResolvedRun
 from simpletuner.core.workspace import Workspace
 
+logger = logging.getLogger(__name__)
+
 
 def prepare_data(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, resolved: ResolvedRun,
                  world_size: int, seed: int, events: EventWriter) -> TrainingData:
-    """Scan every enabled image dataset, key its caches and plan its batches; reports skips as an event."""
+    """Scan every enabled image dataset, key its caches and plan its batches; reports skips as an event.
+
+    Raises :class:`~simpletuner.core.errors.SimpleTunerError` (before any encoder is loaded) when a bucket is
+    smaller than the effective batch and oversubscription does not cover it; each bucket oversubscription repeats
+    is a ``warning`` event."""
     core = loaded.config.core
     env_dir = loaded.environment.path
 
@@ -34,8 +41,11 @@ def prepare_data(loaded: LoadedEnvironment, workspace: Workspace, registry: Regi
         scanned, loaded.datasets, make_backend, resolve, cache_root=resolved.output_dir / "cache",
         vae_source=resolved.vae_source, text_source=resolved.pretrained, family=resolved.family,
         batch_size=core.train_batch_size, world_size=world_size, seed=seed,
-        oversubscribe=core.allow_dataset_oversubscription,
+        oversubscribe=core.allow_dataset_oversubscription, accumulation=core.gradient_accumulation_steps,
     )
+    for warning in data.planner.check_sizes():
+        logger.warning(warning)
+        events.emit("warning", message=warning)
     data.planner.epoch(0)  # fills planner.dropped for the report
     events.emit(
         "datasets_scanned",

@@ -57,7 +57,7 @@ def test_changed_resolution_recomputes_latents_only(make_env: Callable[..., str]
                                                     workspace: Workspace) -> None:
     import json
 
-    name = make_env("resize", images=4, max_train_steps=1, minimum_image_size=64)
+    name = make_env("resize", images=4, max_train_steps=1, minimum_image_size=64, train_batch_size=1)
     run_env(name)
     config_path = workspace.configs_dir / name / "config.json"
     config = json.loads(config_path.read_text())
