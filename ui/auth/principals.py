@@ -8,7 +8,6 @@ conditional UPDATE so that several workers do not all write it: steady traffic c
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ import peewee
 
 from simpletuner.ui.auth.credentials import looks_like_api_key, token_hash
 from simpletuner.ui.auth.permissions import Principal, principal_from_rows
+from simpletuner.ui.db import prepared
 from simpletuner.ui.db.models import ApiKey, Level, Session, User, UserLevel
 from simpletuner.ui.settings import ServerSettings
 
@@ -27,26 +27,17 @@ def _with_levels(query: peewee.ModelSelect) -> peewee.ModelSelect:
     )
 
 
-# Building SQL with peewee costs more than running it, so each lookup's statement is built once per database and
-# then executed directly with the one parameter (the hash).
-_compiled: dict[tuple[int, str, str], str] = {}
-_compiled_lock = threading.Lock()
 _JSON_COLUMNS = ("scopes", "level_permissions")
+_HASH = "\0"  # stands for the hash while a statement is built
 
 
 def _rows(name: str, build: Callable[[str], peewee.ModelSelect], digest: str) -> list[dict[str, Any]]:
+    """Rows of a lookup by hash; the statement is built once per dialect (see :mod:`simpletuner.ui.db.prepared`)."""
     database = User._meta.database
-    key = (id(database), type(database).__name__, name)
-    sql = _compiled.get(key)
-    if sql is None:
-        sql, params = build("\0").sql()
-        if list(params) != ["\0"]:  # the statement must take exactly the hash
-            raise RuntimeError(f"unexpected parameters in the {name} lookup: {params}")
-        with _compiled_lock:
-            _compiled[key] = sql
-    cursor = database.execute_sql(sql, (digest,))
-    columns = [d[0] for d in cursor.description]
-    rows = [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
+    sql, params = prepared.statement(database, f"auth.{name}", lambda: build(_HASH))
+    if params != (_HASH,):  # the statement must take exactly the hash
+        raise RuntimeError(f"unexpected parameters in the {name} lookup: {params}")
+    rows = prepared.run(database, sql, (digest,))
     for row in rows:
         for column in _JSON_COLUMNS:
             if isinstance(row.get(column), str):

@@ -40,7 +40,8 @@ class Job(BaseModel):
     launcher_args = JSONTextField(null=True)  # ``accelerate launch`` options, or null to run in one process
     created_at = peewee.DoubleField()
     started_at = peewee.DoubleField(null=True)
-    ended_at = peewee.DoubleField(null=True)
+    # Set in the update that gives the job an ended status, and never otherwise: the status reads the newest one.
+    ended_at = peewee.DoubleField(null=True, index=True)
     pid = peewee.IntegerField(null=True)
     process_start = peewee.CharField(max_length=32, null=True)  # the process's start time in clock ticks
     stop_requested_at = peewee.DoubleField(null=True)

@@ -2,25 +2,64 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import peewee
+
 from simpletuner.core.workspace import Workspace
+from simpletuner.ui.db import prepared
 from simpletuner.ui.jobs.ingest import file_url
 from simpletuner.ui.jobs.launch import LOG_FILE, job_dir, tail_lines
-from simpletuner.ui.jobs.models import ACTIVE, ENDED, Job, JobEvent
-from simpletuner.ui.jobs.queue import positions, queued_in_order
+from simpletuner.ui.jobs.models import ACTIVE, ENDED, QUEUED, Job, JobEvent
+from simpletuner.ui.jobs.queue import positions
+
+#: The job columns a summary shows, as (JSON key, column) pairs.
+_SUMMARY_COLUMNS = (
+    ("id", "id"), ("environment", "environment"), ("owner", "owner_name"), ("owner_id", "owner_id"),
+    ("status", "status"), ("phase", "phase"), ("gpu_ids", "gpu_ids"), ("step", "step"),
+    ("total_steps", "total_steps"), ("epoch", "epoch"), ("loss", "loss"), ("it_per_s", "it_per_s"),
+    ("eta_s", "eta_s"), ("created_at", "created_at"), ("started_at", "started_at"), ("ended_at", "ended_at"),
+    ("exit_code", "exit_code"), ("exit_signal", "exit_signal"), ("error", "error"),
+)
 
 
 def summary(job: Job, position: int | None = None) -> dict[str, Any]:
     """The fields of a job that lists and the status show."""
-    return {
-        "id": job.id, "environment": job.environment, "owner": job.owner_name, "owner_id": job.owner_id,
-        "status": job.status, "phase": job.phase, "position": position, "gpu_ids": job.gpu_ids,
-        "step": job.step, "total_steps": job.total_steps, "epoch": job.epoch, "loss": job.loss,
-        "it_per_s": job.it_per_s, "eta_s": job.eta_s, "created_at": job.created_at, "started_at": job.started_at,
-        "ended_at": job.ended_at, "exit_code": job.exit_code, "exit_signal": job.exit_signal, "error": job.error,
-    }
+    data = {key: getattr(job, column) for key, column in _SUMMARY_COLUMNS}
+    data["position"] = position
+    return data
+
+
+def _row_summary(row: dict[str, Any], position: int | None = None) -> dict[str, Any]:
+    """:func:`summary` of a row read by the status statements."""
+    data = {key: row[column] for key, column in _SUMMARY_COLUMNS}
+    if isinstance(data["gpu_ids"], str):
+        data["gpu_ids"] = json.loads(data["gpu_ids"])
+    data["position"] = position
+    return data
+
+
+def _status_columns() -> list[peewee.Field]:
+    return [*(getattr(Job, column) for _, column in _SUMMARY_COLUMNS), Job.queue_rank]
+
+
+def _unfinished() -> peewee.ModelSelect:
+    # Both the waiting and the active jobs in one pass over the status index; split and ordered below.
+    return Job.select(*_status_columns()).where(Job.status.in_((QUEUED, *ACTIVE)))
+
+
+def _last_finished() -> peewee.ModelSelect:
+    # ``ended_at`` is set exactly when a job ends (see the model), so the newest end is one step backwards through
+    # its index (migration 4), however long the job history grows. Filtering on the ended statuses as well would
+    # lead the planner to the status index and a sort of the whole history.
+    return (Job.select(*_status_columns()).where(Job.ended_at.is_null(False))
+            .order_by(Job.ended_at.desc(), Job.id.desc()).limit(1))
+
+
+def _earliest(value: float | None) -> float:
+    return float("-inf") if value is None else value
 
 
 def training_status() -> dict[str, Any]:
@@ -28,17 +67,21 @@ def training_status() -> dict[str, Any]:
 
     ``status`` is ``running`` while a job runs, ``queued`` while jobs only wait, else ``idle``; ``job`` is the
     earliest started running job (``jobs`` lists all of them, for jobs side by side on disjoint GPUs).
+
+    Every client polls this, so it is two indexed statements built once per process (see
+    :mod:`simpletuner.ui.db.prepared`), ordered as :func:`queued_in_order` orders the queue.
     """
-    active = list(Job.select().where(Job.status.in_(ACTIVE)).order_by(Job.started_at, Job.id))
-    waiting = queued_in_order()
-    places = positions(waiting)
-    last = Job.select().where(Job.status.in_(ENDED)).order_by(Job.ended_at.desc(), Job.id.desc()).first()
+    database = Job._meta.database
+    rows = prepared.run(database, *prepared.statement(database, "jobs.unfinished", _unfinished))
+    active = sorted((r for r in rows if r["status"] in ACTIVE), key=lambda r: (_earliest(r["started_at"]), r["id"]))
+    waiting = sorted((r for r in rows if r["status"] == QUEUED), key=lambda r: (r["queue_rank"], r["id"]))
+    last = prepared.run(database, *prepared.statement(database, "jobs.last_finished", _last_finished))
     return {
         "status": "running" if active else "queued" if waiting else "idle",
-        "job": summary(active[0]) if active else None,
-        "jobs": [summary(job) for job in active],
-        "queue": [summary(job, places[job.id]) for job in waiting],
-        "last_finished": summary(last) if last is not None else None,
+        "job": _row_summary(active[0]) if active else None,
+        "jobs": [_row_summary(row) for row in active],
+        "queue": [_row_summary(row, place) for place, row in enumerate(waiting, start=1)],
+        "last_finished": _row_summary(last[0]) if last else None,
     }
 
 
