@@ -33,7 +33,11 @@ their fields:
 ``warning``
     ``message``: something the run works around but the user should know (e.g. oversubscribed buckets).
 ``finished``
-    ``step``, ``output`` (the final model file or folder), ``elapsed_s``.
+    ``step``, ``output`` (the final model file or folder), ``elapsed_s``, ``published`` (``{publisher: location}``
+    of the final model's successful publications).
+``published`` / ``publish_failed``
+    forwarded from :mod:`simpletuner.core.publishing`: ``publisher``, ``what`` (``model`` or ``checkpoint``),
+    ``step``, and ``location`` or ``error``.
 ``failed``
     ``step`` (or null before training began), ``error`` (one line), ``error_type``.
 """

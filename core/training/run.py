@@ -15,6 +15,7 @@ import attrs
 from simpletuner.core.config.loading import LoadedEnvironment
 from simpletuner.core.events import EVENTS_FILE, EventWriter, Listener
 from simpletuner.core.plugins import Registry
+from simpletuner.core.publishing import Publishing
 from simpletuner.core.scripts import HookScripts
 from simpletuner.core.tracking import Tracking
 from simpletuner.core.training import checkpoints as ckpt
@@ -22,6 +23,7 @@ from simpletuner.core.training.adapter import attach_adapter, load_trained_state
 from simpletuner.core.training.caching_stage import fill_caches
 from simpletuner.core.training.components import Components
 from simpletuner.core.training.loop import LoopState, StepMetrics, train_steps
+from simpletuner.core.training.lycoris import LYCORIS_CONFIG_FILE
 from simpletuner.core.training.optim import build_optimizer, build_scheduler
 from simpletuner.core.training.outputs import LORA_FILE, read_lora, save_full, save_lora
 from simpletuner.core.training.prepare import prepare_data
@@ -160,6 +162,8 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
     if validator is not None:
         validator.tracking = tracking
     scripts = HookScripts.from_config(config, on_event=events.forward, cwd=workspace.root)
+    publishing = Publishing.start(config, registry, resolved.output_dir, on_event=events.forward,
+                                  on_uploaded=scripts.after_upload) if accelerator.is_main_process else None
     writer = ckpt.CheckpointWriter(resolved.output_dir, rank=accelerator.process_index,
                                    is_main=accelerator.is_main_process, barrier=accelerator.wait_for_everyone,
                                    total_limit=core.checkpoints_total_limit)
@@ -178,14 +182,17 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
     def pipeline() -> Any:
         return family.validation_pipeline({**components.get(keep), family.trained_component: unwrapped})
 
-    def validate(step: int, checkpoint: Path | None) -> None:
+    def validate(step: int, checkpoint: Path | None) -> list[Path]:
+        images: list[Path] = []
         if validator is not None and accelerator.is_main_process:
             unwrapped.eval()
             with torch.no_grad():
-                validator.run(step, checkpoint, pipeline, resolved.spec.name)
+                result = validator.run(step, checkpoint, pipeline, resolved.spec.name)
+            images = [Path(p) for p in result.get("images", [])]
             components.park(keep)
             unwrapped.train()
         accelerator.wait_for_everyone()
+        return images
 
     def on_step(metrics: StepMetrics) -> None:
         if accelerator.is_main_process:
@@ -203,6 +210,8 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
             if accelerator.is_main_process:
                 events.emit("checkpoint_saved", step=step, path=str(checkpoint), pruned=[str(p) for p in pruned])
                 scripts.after_checkpoint(checkpoint, step)
+                if publishing is not None:
+                    publishing.checkpoint(checkpoint, step)
         if core.validation_steps and step % core.validation_steps == 0 and step < total:
             validate(step, checkpoint)
 
@@ -221,10 +230,24 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
                 save_weights(resolved.output_dir, step)
             else:
                 save_full(output, unwrapped)
-        validate(step, None)
+        images = validate(step, None)
+        published: dict[str, str] = {}
+        if publishing is not None:
+            publishing.final(_published_files(output, core), images, step)
+            published = publishing.wait()
         scripts.wait()
-    events.emit("finished", step=step, output=str(output), elapsed_s=round(time.time() - started, 3))
+    events.emit("finished", step=step, output=str(output), elapsed_s=round(time.time() - started, 3),
+                published=published)
     return TrainingResult(output=output, output_dir=resolved.output_dir, step=step, encoder_calls=calls)
+
+
+def _published_files(output: Path, core: Any) -> list[Path]:
+    """The final model's files: the LoRA file (with a LyCORIS config beside it) or the full component's folder."""
+    files = [output]
+    lycoris = output.parent / LYCORIS_CONFIG_FILE
+    if core.model_type == "lora" and core.lora_type == "lycoris" and lycoris.is_file():
+        files.append(lycoris)
+    return files
 
 
 def _training_metadata(loaded: LoadedEnvironment, resolved: ResolvedRun) -> dict[str, Any]:
