@@ -5,13 +5,18 @@ bare Falcon app returning constant JSON under the same gunicorn settings, then d
 generator (keep-alive connections) at 1, 16 and 64 concurrent clients. Prints requests/s, p50 and p99 latency, the
 authenticated/bare throughput ratio, server start-up time and the resident memory of the server processes.
 
-    python bench/http_status.py [--seconds 5] [--workers 2]
+With ``--baseline REF`` a second ``simpletuner server`` runs the ``ui/`` and ``core/`` of that git revision (its own
+workspace, so its schema is its own) and is measured in the same run, turn about with the current tree, so that a
+change is judged against the same machine load.
+
+    python bench/http_status.py [--seconds 5] [--workers 2] [--baseline REF]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -102,61 +107,119 @@ def wait_healthy(port: int, path: str, process: subprocess.Popen) -> None:
             time.sleep(0.02)
 
 
-def rss_mib(pid: int) -> float:
-    pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
-    total = 0
-    for p in pids:
+#: Imported first by a baseline server (``PYTHONPATH``): serves ``simpletuner.<folder>`` from the baseline tree.
+BASELINE_SITECUSTOMIZE = """
+import importlib.machinery, sys
+
+class _BaselineTree:
+    root = {root!r}
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        parts = name.split(".")
+        if parts[0] != "simpletuner" or len(parts) < 2:
+            return None
+        return importlib.machinery.PathFinder.find_spec(name, ["/".join([cls.root, *parts[1:-1]])])
+
+sys.meta_path.insert(0, _BaselineTree)
+"""
+
+
+def baseline_env(ref: str) -> dict[str, str]:
+    """Environment variables that make a child process import SimpleTuner from git revision ``ref``."""
+    repository = Path(__file__).resolve().parent.parent
+    tree = Path(tempfile.mkdtemp(prefix="st-bench-baseline-"))
+    archive = subprocess.run(["git", "-C", str(repository), "archive", "--format=tar", ref], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    shim = tree / "_bench_site"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(BASELINE_SITECUSTOMIZE.format(root=str(tree)))
+    return {"PYTHONPATH": str(shim)}
+
+
+@dataclasses.dataclass
+class Server:
+    """A ``simpletuner server`` with an admin's API key."""
+
+    name: str
+    process: subprocess.Popen
+    port: int
+    key: str
+    startup_s: float
+
+
+def start_server(name: str, workers: int, extra_env: dict[str, str]) -> Server:
+    """A fresh workspace, an admin and an API key made with the CLI, and the server on a free loopback port."""
+    workspace = Path(tempfile.mkdtemp(prefix="st-bench-"))
+    env = {**os.environ, **extra_env, "SIMPLETUNER_WORKSPACE": str(workspace)}
+    subprocess.run([BIN / "simpletuner", "users", "create", "--username", "bench", "--email", "b@example.org",
+                    "--admin"], input=PASSWORD + "\n", text=True, env=env, check=True, capture_output=True)
+    key = subprocess.run([BIN / "simpletuner", "apikeys", "create", "--user", "bench"], text=True, env=env,
+                         check=True, capture_output=True).stdout.strip()
+    port = free_port()
+    started = time.perf_counter()
+    process = subprocess.Popen([BIN / "simpletuner", "server", "--port", str(port), "--workers", str(workers)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_healthy(port, "/health", process)
+    return Server(name, process, port, key, time.perf_counter() - started)
+
+
+def rss_mib(pid: int) -> dict[str, float]:
+    """Resident memory of the server's processes: the master, then each child (workers, the job supervisor)."""
+    memory: dict[str, float] = {}
+    for index, p in enumerate([pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]):
+        cmdline = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+        role = "master" if index == 0 else "supervisor" if b"simpletuner.ui.jobs.supervisor" in cmdline else "worker"
         for line in Path(f"/proc/{p}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total / 1024
+                memory[f"{role} {p}"] = int(line.split()[1]) / 1024
+    return memory
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--baseline", metavar="REF", help="also measure the server of this git revision")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
         serve_bare(args.serve_bare, args.workers)
         return
-    workspace = Path(tempfile.mkdtemp(prefix="st-bench-"))
-    env = {**os.environ, "SIMPLETUNER_WORKSPACE": str(workspace)}
-    subprocess.run([BIN / "simpletuner", "users", "create", "--username", "bench", "--email", "b@example.org",
-                    "--admin"], input=PASSWORD + "\n", text=True, env=env, check=True, capture_output=True)
-    key = subprocess.run([BIN / "simpletuner", "apikeys", "create", "--user", "bench"], text=True, env=env,
-                         check=True, capture_output=True).stdout.strip()
-    port, bare_port = free_port(), free_port()
-    started = time.perf_counter()
-    server = subprocess.Popen([BIN / "simpletuner", "server", "--port", str(port), "--workers", str(args.workers)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_healthy(port, "/health", server)
-    startup = time.perf_counter() - started
+    servers = [start_server("current", args.workers, {})]
+    if args.baseline:
+        servers.append(start_server(args.baseline, args.workers, baseline_env(args.baseline)))
+    bare_port = free_port()
     bare = subprocess.Popen([sys.executable, __file__, "--serve-bare", str(bare_port), "--workers",
                              str(args.workers)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_healthy(bare_port, "/api/training/status", bare)
-    results = {}
+    results: dict[int, dict[str, tuple[float, float, float]]] = {}
     try:
         for concurrency in (1, 16, 64):
-            auth = asyncio.run(load(port, "/api/training/status", f"X-API-Key: {key}\r\n", concurrency,
-                                    args.seconds))
-            plain = asyncio.run(load(bare_port, "/api/training/status", "", concurrency, args.seconds))
-            results[concurrency] = (auth, plain)
-        memory = rss_mib(server.pid)
+            row = results[concurrency] = {}
+            for server in servers:
+                row[server.name] = asyncio.run(load(server.port, "/api/training/status",
+                                                    f"X-API-Key: {server.key}\r\n", concurrency, args.seconds))
+            row["bare"] = asyncio.run(load(bare_port, "/api/training/status", "", concurrency, args.seconds))
+        memory = {server.name: rss_mib(server.process.pid) for server in servers}
     finally:
-        for process in (server, bare):
+        for process in (*(server.process for server in servers), bare):
             process.terminate()
             process.wait(timeout=30)
-    print(f"{'clients':>7}  {'auth req/s':>10}  {'p50 ms':>7}  {'p99 ms':>7}  {'bare req/s':>10}  {'p50 ms':>7}  "
-          f"{'p99 ms':>7}  {'auth/bare':>9}")
-    for concurrency, (auth, plain) in results.items():
-        print(f"{concurrency:>7}  {auth[0]:>10.0f}  {auth[1]:>7.2f}  {auth[2]:>7.2f}  {plain[0]:>10.0f}  "
-              f"{plain[1]:>7.2f}  {plain[2]:>7.2f}  {auth[0] / plain[0]:>9.2f}")
-    print(f"server start-up (spawn to first /health answer): {startup:.2f} s")
-    print(f"server resident memory (master + {args.workers} workers): {memory:.0f} MiB")
-    print(json.dumps({"startup_s": round(startup, 2), "rss_mib": round(memory),
-                      "results": {c: {"auth": a, "bare": b} for c, (a, b) in results.items()}}))
+    names = [server.name for server in servers]
+    print(f"{'clients':>7}  {'server':>10}  {'req/s':>7}  {'p50 ms':>7}  {'p99 ms':>7}  {'/bare':>6}")
+    for concurrency, row in results.items():
+        for name in [*names, "bare"]:
+            rate, p50, p99 = row[name]
+            print(f"{concurrency:>7}  {name[:10]:>10}  {rate:>7.0f}  {p50:>7.2f}  {p99:>7.2f}  "
+                  f"{rate / row['bare'][0]:>6.2f}")
+    for server in servers:
+        parts = ", ".join(f"{role.split()[0]} {mib:.0f}" for role, mib in memory[server.name].items())
+        print(f"{server.name}: start-up (spawn to first /health answer) {server.startup_s:.2f} s; resident memory "
+              f"{sum(memory[server.name].values()):.0f} MiB ({parts})")
+    print(json.dumps({"startup_s": {s.name: round(s.startup_s, 2) for s in servers}, "rss_mib": memory,
+                      "results": results}))
 
 
 if __name__ == "__main__":
