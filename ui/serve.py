@@ -16,9 +16,10 @@ from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.workspace import Workspace
 from simpletuner.ui.db.connection import describe, open_database
 from simpletuner.ui.db.migrations import migrate
-from simpletuner.ui.db.models import bind_models
+from simpletuner.ui.db.models import User, bind_models
 from simpletuner.ui.settings import parse_networks
 from simpletuner.ui.setup import issue_setup_token
+from simpletuner.ui.workflow.hub_login import remove_orphans
 
 LOG_FILE = "logs/server.log"
 
@@ -105,12 +106,15 @@ def prepare(options: ServeOptions, workspace: Workspace) -> dict[str, Any]:
         applied = migrate(database)
         bind_models(database)
         token = issue_setup_token()
+        orphans = remove_orphans(workspace, {user.id for user in User.select(User.id)})
     finally:
         database.close()
     scheme = "https" if cert else "http"
     host = f"[{options.host}]" if ":" in options.host else options.host
     lines.append(f"Database: {describe(database)}" + (f" (applied {len(applied)} migration(s))" if applied else ""))
     lines.append(f"SimpleTuner web UI on {scheme}://{host}:{options.port}/")
+    if orphans:
+        lines.append(f"Removed the stored Hub tokens of {len(orphans)} deleted user(s) (ids {orphans})")
     if token:
         lines.append(f"No admin yet: open {scheme}://{host}:{options.port}/setup to create one.")
         lines.append(f"Setup token (needed from other machines): {token}")

@@ -144,3 +144,63 @@ def test_publisher_uses_the_stored_token_unless_hf_token_is_set(hub: StubHub, tm
     HubPublisher(public).publish_checkpoint(tmp_path / "checkpoint-3", 3, {"hub_model_id": "rita-hf/public"})
     assert set(hub.auth_of("/api/")) == {"Bearer hf_operatorToken000000"}
     assert hub.repos["rita-hf/public"]["visibility"] == "public"
+
+
+def test_deleting_a_user_removes_their_token_sessions_and_keys(ui: UiServer, admin: Client, hub: StubHub,
+                                                                env_on_stub: str) -> None:
+    from simpletuner.ui.auth.apikeys import create_api_key
+    from simpletuner.ui.db.models import ApiKey, Session, User
+
+    rita = ui.user(admin, "rita", ["researcher"])
+    assert rita.put("/api/hub/login", {"token": WRITE_TOKEN, "environment": "alpha"}).status_code == 200
+    rita_id = rita.get("/api/auth/me").json["id"]
+    create_api_key(user=User.get_by_id(rita_id), name="ci", now=1.0)
+    stored = token_path(ui.workspace, rita_id)
+    assert stored.is_file() and stored.with_suffix(".json").is_file()
+    assert Session.select().where(Session.user == rita_id).count() == 1
+    assert ApiKey.select().where(ApiKey.user == rita_id).count() == 1
+
+    deleted = admin.delete(f"/api/users/{rita_id}")
+    assert deleted.status_code == 200, deleted.text
+    assert not stored.exists() and not stored.with_suffix(".json").exists()
+    assert Session.select().where(Session.user == rita_id).count() == 0
+    assert ApiKey.select().where(ApiKey.user == rita_id).count() == 0
+    assert rita.get("/api/auth/me").status_code == 401
+    event = admin.get("/api/audit").json["events"][0]
+    assert (event["event"], event["target"], event["detail"]) == ("user_deleted", "rita", {"hub_token_removed": True})
+
+    # SQLite gives the highest id again once its row is gone: the next account must start logged out.
+    remy = ui.user(admin, "remy", ["researcher"])
+    assert remy.get("/api/auth/me").json["id"] == rita_id
+    assert remy.get("/api/hub/login?environment=alpha").json["logged_in"] is False
+
+
+def test_a_token_that_cannot_be_removed_keeps_the_user(ui: UiServer, admin: Client, hub: StubHub,
+                                                        env_on_stub: str) -> None:
+    rita = ui.user(admin, "rita", ["researcher"])
+    assert rita.put("/api/hub/login", {"token": WRITE_TOKEN, "environment": "alpha"}).status_code == 200
+    rita_id = rita.get("/api/auth/me").json["id"]
+    stored = token_path(ui.workspace, rita_id)
+    stored.unlink()
+    stored.mkdir()  # unlink() of a folder fails: the removal cannot happen
+    refused = admin.delete(f"/api/users/{rita_id}")
+    assert refused.status_code == 500 and "the user was not deleted" in refused.json["description"]
+    assert rita.get("/api/auth/me").status_code == 200
+    stored.rmdir()
+
+
+def test_tokens_of_users_deleted_earlier_are_removed_at_start(tmp_path: Path) -> None:
+    from simpletuner.core.workspace import Workspace
+    from simpletuner.ui.serve import ServeOptions, prepare
+
+    workspace = Workspace(tmp_path / "ws")
+    folder = token_path(workspace, 1).parent
+    folder.mkdir(parents=True)
+    for user_id in (1, 5):
+        token_path(workspace, user_id).write_text(WRITE_TOKEN)
+        token_path(workspace, user_id).with_suffix(".json").write_text("{}")
+    (folder / "notes.token").write_text("not a user's")
+    prepare(ServeOptions(), workspace)  # a fresh database: no user exists
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.token"]
+    assert "Removed the stored Hub tokens of 2 deleted user(s) (ids [1, 5])" in \
+        (workspace.root / "logs" / "server.log").read_text()

@@ -25,7 +25,8 @@ from simpletuner.core.atomic import atomic_write_json, atomic_write_text
 from simpletuner.core.workspace import Workspace
 from simpletuner.publishers.hf_hub.tokens import TOKEN_FILE_ENV
 
-__all__ = ["TOKEN_FILE_ENV", "HubAccount", "HubLoginError", "account", "log_in", "log_out", "token_path", "whoami"]
+__all__ = ["TOKEN_FILE_ENV", "HubAccount", "HubLoginError", "account", "log_in", "log_out", "remove_orphans",
+           "token_path", "whoami"]
 
 SECRETS_DIR = "secrets/hub"
 TOKEN_RE = re.compile(r"^[\x21-\x7e]{8,512}$")
@@ -149,3 +150,21 @@ def log_out(workspace: Workspace, user_id: int) -> bool:
     path.unlink(missing_ok=True)
     _meta_path(workspace, user_id).unlink(missing_ok=True)
     return existed
+
+
+def remove_orphans(workspace: Workspace, user_ids: set[int]) -> list[int]:
+    """Remove the stored tokens of users not in ``user_ids`` (deleted while the server could not remove them, or by
+    an older release); returns the ids whose tokens were removed.
+
+    User ids can be given again to new accounts (SQLite reuses the highest id once its row is gone), so a token
+    must never outlive its user: the new account would publish as the old one.
+    """
+    folder = workspace.root / SECRETS_DIR
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.glob("*.token")):
+        if path.stem.isdigit() and int(path.stem) not in user_ids:
+            log_out(workspace, int(path.stem))
+            removed.append(int(path.stem))
+    return removed
