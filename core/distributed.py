@@ -94,7 +94,11 @@ def _read_user_deepspeed_config(value: str, resolve_path: Callable[[str], Path])
 
 
 def fsdp_plugin_kwargs(core: CoreOptions, default_layer_classes: Sequence[str] = ()) -> dict[str, Any]:
-    """Keyword arguments of accelerate's ``FullyShardedDataParallelPlugin`` for FSDP2."""
+    """Keyword arguments of accelerate's ``FullyShardedDataParallelPlugin`` for FSDP2.
+
+    The block classes wrapped are ``fsdp_transformer_layer_cls_to_wrap``, else ``default_layer_classes`` (the
+    family's), else None: accelerate then wraps the model's own ``_no_split_modules`` (diffusers lists its
+    transformer blocks there)."""
     layers = [c.strip() for c in (core.fsdp_transformer_layer_cls_to_wrap or "").split(",") if c.strip()]
     layers = layers or list(default_layer_classes)
     return {
@@ -103,7 +107,7 @@ def fsdp_plugin_kwargs(core: CoreOptions, default_layer_classes: Sequence[str] =
         "state_dict_type": core.fsdp_state_dict_type,
         "cpu_offload": core.fsdp_cpu_offload,
         "activation_checkpointing": core.fsdp_activation_checkpointing,
-        "auto_wrap_policy": "transformer_based_wrap" if layers else "no_wrap",
+        "auto_wrap_policy": "transformer_based_wrap",
         "transformer_cls_names_to_wrap": layers or None,
     }
 
@@ -162,6 +166,13 @@ def distributed_problems(core: CoreOptions, quantized: bool) -> list[str]:
     if quantized and (stage == 3 or core.fsdp_enable):
         problems.append("$.base_model_precision: a quantised base model cannot be sharded by ZeRO-3 or FSDP2; "
                         "use no_change or ZeRO stage 1/2")
+    shards_weights = stage == 3 or core.fsdp_enable
+    if shards_weights and core.model_type != "full":
+        problems.append("$.model_type: ZeRO-3 and FSDP2 shard the weights for full-rank training (model_type: full); "
+                        "an adapter is small enough for data parallelism or ZeRO stage 1/2")
+    if shards_weights and core.use_ema:
+        problems.append("$.use_ema: the moving average of weights sharded by ZeRO-3 or FSDP2 is not supported; "
+                        "turn use_ema off or use ZeRO stage 1/2")
     if core.num_machines > 1:
         if not core.main_process_ip:
             problems.append("$.main_process_ip: required when num_machines > 1 (the main machine's address)")

@@ -7,9 +7,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import attrs
 
 from simpletuner.core.cli.context import CliContext
 from simpletuner.core.config import load_environment
+from simpletuner.core.distributed import launch_arguments, needs_launcher, uses_deepspeed
 from simpletuner.core.environments import CONFIG_FILE, EnvironmentStore
 from simpletuner.core.errors import ConfigError, SimpleTunerError
 
@@ -25,8 +29,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     target.add_argument("--env", metavar="NAME", help="the environment to train")
     target.add_argument("--config", metavar="PATH", type=Path,
                         help="a config.json (its folder holds multidatabackend.json) outside the configs folder")
-    train.add_argument("--num_processes", "--num-processes", type=int, default=1, metavar="N",
-                       help="processes to train with (one per GPU; on a CPU, N gloo processes) via accelerate launch")
+    train.add_argument("--num_processes", "--num-processes", type=int, default=None, metavar="N",
+                       help="processes to train with (one per GPU; on a CPU, N gloo processes) via accelerate "
+                            "launch; the environment's num_processes if unset")
     train.set_defaults(handler=train_command)
 
 
@@ -43,7 +48,7 @@ def _store_and_name(args: argparse.Namespace, context: CliContext) -> tuple[Envi
 
 def train_command(args: argparse.Namespace, context: CliContext) -> int:
     """Check the environment, then train it (in this process, or relaunched under accelerate)."""
-    if args.num_processes < 1:
+    if args.num_processes is not None and args.num_processes < 1:
         raise SimpleTunerError("--num_processes must be at least 1")
     store, name = _store_and_name(args, context)
     try:
@@ -55,8 +60,11 @@ def train_command(args: argparse.Namespace, context: CliContext) -> int:
         return 1
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if args.num_processes > 1 and "LOCAL_RANK" not in os.environ:
-        return _launch(args, context)
+    core = loaded.config.core
+    if args.num_processes is not None:
+        core = attrs.evolve(core, num_processes=args.num_processes)
+    if needs_launcher(core) and "LOCAL_RANK" not in os.environ:
+        return _launch(args, context, core)
     from simpletuner.core.training.run import train
 
     result = train(loaded, context.workspace, context.registry)
@@ -68,13 +76,16 @@ def train_command(args: argparse.Namespace, context: CliContext) -> int:
     return 0
 
 
-def _launch(args: argparse.Namespace, context: CliContext) -> int:
-    """Re-run this command in N processes with ``accelerate launch`` (gloo on a machine without GPUs)."""
+def _launch(args: argparse.Namespace, context: CliContext, core: Any) -> int:
+    """Re-run this command under ``accelerate launch`` with the environment's launch options (processes, machines,
+    GPUs, main process address); gloo processes on a machine without GPUs."""
     import torch
 
     target = ["--env", args.env] if args.env else ["--config", str(args.config.expanduser().resolve())]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(args.num_processes),
-               "--num_machines", "1", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no",
+    options = launch_arguments(core)
+    if "--multi_gpu" not in options and (uses_deepspeed(core) or core.fsdp_enable):
+        options.append("--multi_gpu")  # a distributed process group even for one process: DeepSpeed and FSDP need it
+    command = [sys.executable, "-m", "accelerate.commands.launch", *options, "--dynamo_backend", "no",
                "-m", "simpletuner.core.cli.main", "--workspace", str(context.workspace.root), "train", *target]
     env = dict(os.environ)
     if not torch.cuda.is_available():

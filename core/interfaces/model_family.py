@@ -59,6 +59,9 @@ class ModelFamily(ABC):
     latent_components: Sequence[str] = ("vae",)
     #: The component that is trained; its adapter weights are saved under this prefix (diffusers' LoRA layout).
     trained_component: str = "transformer"
+    #: Class names of the trained component's repeated blocks: FSDP2 shards each one as a unit unless
+    #: ``fsdp_transformer_layer_cls_to_wrap`` says otherwise (empty: the model's own ``_no_split_modules``).
+    block_classes: Sequence[str] = ()
 
     def __init__(self, spec: ModelFamilySpec, flavour: Flavour | None, options: Any) -> None:
         self.spec = spec

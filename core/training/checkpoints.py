@@ -95,8 +95,12 @@ class CheckpointWriter:
         return self.output_dir / f".checkpoint-{step}.partial"
 
     def save(self, step: int, *, weights: Callable[[Path], None], optimizer: Any, scheduler: Any,
-             generator: Any, state: Mapping[str, Any]) -> tuple[Path, list[Path]]:
-        """Write ``checkpoint-<step>`` and prune; returns its path and the pruned folders."""
+             generator: Any, state: Mapping[str, Any],
+             collective: Callable[[Path], None] | None = None) -> tuple[Path, list[Path]]:
+        """Write ``checkpoint-<step>`` and prune; returns its path and the pruned folders.
+
+        ``weights`` runs on the main process; ``collective`` (e.g. accelerate's ``save_state`` of sharded model and
+        optimizer state) on every process. ``optimizer`` None leaves the optimizer to ``collective``."""
         import torch
 
         staging = self.staging(step)
@@ -106,11 +110,14 @@ class CheckpointWriter:
             staging.mkdir(parents=True)
         self.barrier()
         torch.save(capture_rng(generator), staging / rng_file(self.rank))
+        if collective is not None:
+            collective(staging)
         self.barrier()
         pruned: list[Path] = []
         if self.is_main:
             weights(staging)
-            torch.save(optimizer.state_dict(), staging / OPTIMIZER_FILE)
+            if optimizer is not None:
+                torch.save(optimizer.state_dict(), staging / OPTIMIZER_FILE)
             torch.save(scheduler.state_dict(), staging / SCHEDULER_FILE)
             atomic_write_json(staging / STATE_FILE, dict(state))
             if final.exists():
@@ -136,10 +143,12 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def load_optimizer_and_scheduler(path: Path, optimizer: Any, scheduler: Any) -> None:
-    """Restore the optimizer and scheduler of a checkpoint."""
+    """Restore the optimizer (unless None: restored by accelerate with sharded state) and scheduler of a
+    checkpoint."""
     import torch
 
-    optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=False))
+    if optimizer is not None:
+        optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=False))
     scheduler.load_state_dict(torch.load(path / SCHEDULER_FILE, map_location="cpu", weights_only=False))
 
 

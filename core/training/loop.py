@@ -93,7 +93,11 @@ def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
     """Train from ``state.start_step`` to ``state.total_steps``; returns the last step reached."""
     import torch
 
+    from simpletuner.core.training.acceleration import is_deepspeed
+
     core, acc = state.core, state.accelerator
+    # DeepSpeed divides the loss by its gradient_accumulation_steps and steps at the boundary it is told of
+    deepspeed = is_deepspeed(acc)
     accumulation = core.gradient_accumulation_steps
     per_epoch = steps_per_epoch(state.batches_per_epoch, accumulation)
     epoch, index = position(state.start_step, state.batches_per_epoch, accumulation)
@@ -112,14 +116,16 @@ def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
             for i in range(micro):
                 batch = next(stream)
                 sync = i == micro - 1
-                with contextlib.nullcontext() if sync else acc.no_sync(state.model):
+                if deepspeed:
+                    acc.gradient_state._set_sync_gradients(sync)
+                with contextlib.nullcontext() if sync or deepspeed else acc.no_sync(state.model):
                     latents = batch.latents.to(device=acc.device, dtype=state.dtype, non_blocking=True)
                     text = _drop_captions(state, _to_device(batch.text, acc.device, state.dtype))
                     with acc.autocast():
                         inputs = state.family.training_inputs(latents, text, state.generator)
                         prediction = state.family.predict({"transformer": state.model}, inputs, text)
                         loss = state.family.loss(prediction, inputs)
-                    acc.backward(loss / micro)
+                    acc.backward(loss if deepspeed else loss / micro)
                 losses.append(loss.detach())
             grad_norm = acc.clip_grad_norm_(state.params, clip)
             state.optimizer.step()

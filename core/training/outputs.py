@@ -55,7 +55,17 @@ def read_lora(path: Path, prefix: str) -> tuple[dict[str, Any], dict[str, str]]:
     return state, metadata
 
 
-def save_full(folder: Path, model: Any) -> Path:
-    """Write the fully trained component with diffusers' ``save_pretrained``."""
-    model.save_pretrained(folder, safe_serialization=True)
+def save_full(folder: Path, model: Any, state_dict: Mapping[str, Any] | None = None) -> Path:
+    """Write the fully trained component as a diffusers folder: with diffusers' ``save_pretrained``, or — given the
+    ``state_dict`` gathered from sharded processes — its config plus that state in diffusers' (sharded) file
+    layout, which ``from_pretrained`` reads the same way."""
+    if state_dict is None:
+        model.save_pretrained(folder, safe_serialization=True)
+        return folder
+    from huggingface_hub import save_torch_state_dict
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_config(folder)
+    save_torch_state_dict({k: v.detach().cpu() for k, v in state_dict.items()}, folder,
+                          filename_pattern="diffusion_pytorch_model{suffix}.safetensors", max_shard_size="10GB")
     return folder

@@ -19,20 +19,21 @@ from simpletuner.core.publishing import Publishing
 from simpletuner.core.scripts import HookScripts
 from simpletuner.core.tracking import Tracking
 from simpletuner.core.training import checkpoints as ckpt
+from simpletuner.core.training.acceleration import build_accelerator, is_sharded
 from simpletuner.core.training.adapter import attach_adapter, load_trained_state_dict, prepare_trainable
 from simpletuner.core.training.caching_stage import fill_caches
 from simpletuner.core.training.components import Components
 from simpletuner.core.training.loop import LoopState, StepMetrics, train_steps
 from simpletuner.core.training.lycoris import LYCORIS_CONFIG_FILE
 from simpletuner.core.training.optim import build_optimizer, build_scheduler
-from simpletuner.core.training.outputs import LORA_FILE, read_lora, save_full, save_lora
+from simpletuner.core.training.outputs import read_lora
 from simpletuner.core.training.prepare import prepare_data
 from simpletuner.core.training.resolve import ResolvedRun, TrainingSetupError, resolve_run
 from simpletuner.core.training.sampler import steps_per_epoch
+from simpletuner.core.training.saving import EMA_FILE, WeightSaver, restore_sharded_state, resume_weights
 from simpletuner.core.training.validation import Validator, validation_enabled
 from simpletuner.core.workspace import Workspace
 
-EMA_FILE = "ema.pt"
 _DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -46,27 +47,13 @@ class TrainingResult:
     encoder_calls: dict[str, int]
 
 
-def _accelerator(core: Any) -> Any:
-    import torch
-    from accelerate import Accelerator
-
-    mixed = core.mixed_precision
-    if mixed == "fp16" and not torch.cuda.is_available():
-        mixed = "bf16"  # fp16 autocast with a grad scaler needs a GPU; bf16 is the CPU's half precision
-    # cpu=True is what makes accelerate join a multi-process CPU run (gloo) instead of N independent ones
-    accelerator = Accelerator(mixed_precision=mixed, gradient_accumulation_steps=1, cpu=not torch.cuda.is_available())
-    if torch.cuda.is_available():
-        # cuDNN attention fails in Flux's backward pass on recent CUDA builds; flash/efficient kernels are as fast
-        torch.backends.cuda.enable_cudnn_sdp(False)
-    return accelerator
-
-
 def train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, *,
           listeners: list[Listener] | None = None) -> TrainingResult:
     """Run training for a loaded environment; raises :class:`~simpletuner.core.errors.SimpleTunerError` for input
     problems (before heavy work wherever possible)."""
     resolved = resolve_run(loaded, workspace, registry)
-    accelerator = _accelerator(loaded.config.core)
+    accelerator = build_accelerator(loaded.config.core, resolved.family,
+                                    lambda p: workspace.resolve_config_path(p, loaded.environment.path))
     main = accelerator.is_main_process
     resolved.output_dir.mkdir(parents=True, exist_ok=True)
     events = EventWriter(resolved.output_dir / EVENTS_FILE if main else None, listeners)
@@ -139,18 +126,16 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
     generator = torch.Generator(device=accelerator.device).manual_seed(seed + accelerator.process_index)
     start_step = 0
     if resume is not None:
-        weights, _ = read_lora(resume / LORA_FILE, family.trained_component) if core.model_type == "lora" else \
-            ({}, {})
-        if core.model_type == "full":
-            from safetensors.torch import load_file
-            weights = load_file(str(resume / "model.safetensors"))
-        load_trained_state_dict(transformer, weights, core)
-        ckpt.load_optimizer_and_scheduler(resume, optimizer, scheduler)
+        load_trained_state_dict(transformer, resume_weights(resume, core, family.trained_component), core)
         start_step = int(ckpt.load_state(resume)["global_step"])
         ckpt.load_rng(resume, accelerator.process_index, generator)
         if ema is not None:
             ema.load_state_dict(torch.load(resume / EMA_FILE, map_location="cpu", weights_only=False))
     model, optimizer = accelerator.prepare(transformer, optimizer)
+    if resume is not None:
+        # after prepare: sharded optimizer state only fits the prepared (sharded) parameters
+        ckpt.load_optimizer_and_scheduler(resume, None if is_sharded(accelerator) else optimizer, scheduler)
+        restore_sharded_state(accelerator, resume)
 
     events.emit("run_started", run_name=core.tracker_run_name, project_name=core.tracker_project_name,
                 model_family=resolved.spec.name, model_flavour=family.flavour.name if family.flavour else None,
@@ -167,17 +152,8 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
     writer = ckpt.CheckpointWriter(resolved.output_dir, rank=accelerator.process_index,
                                    is_main=accelerator.is_main_process, barrier=accelerator.wait_for_everyone,
                                    total_limit=core.checkpoints_total_limit)
-    unwrapped = accelerator.unwrap_model(model)
-    metadata = _training_metadata(loaded, resolved)
-
-    def save_weights(folder: Path, step: int) -> Path:
-        if ema is not None:
-            torch.save(ema.state_dict(), folder / EMA_FILE)
-        if core.model_type == "full":
-            from safetensors.torch import save_file
-            save_file({k: v.contiguous() for k, v in unwrapped.state_dict().items()}, str(folder / "model.safetensors"))
-            return folder / "model.safetensors"
-        return save_lora(folder / LORA_FILE, unwrapped, family.trained_component, core, {**metadata, "step": step})
+    saver = WeightSaver(accelerator, model, family, core, _training_metadata(loaded, resolved), ema)
+    unwrapped = saver.unwrapped
 
     def pipeline() -> Any:
         return family.validation_pipeline({**components.get(keep), family.trained_component: unwrapped})
@@ -204,9 +180,8 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
             ema.step(params)
         checkpoint = None
         if core.checkpointing_steps and step % core.checkpointing_steps == 0 and step < total:
-            checkpoint, pruned = writer.save(
-                step, weights=lambda folder: save_weights(folder, step), optimizer=optimizer, scheduler=scheduler,
-                generator=generator, state={"global_step": step, "seed": seed})
+            checkpoint, pruned = saver.checkpoint(writer, step, optimizer=optimizer, scheduler=scheduler,
+                                                  generator=generator, state={"global_step": step, "seed": seed})
             if accelerator.is_main_process:
                 events.emit("checkpoint_saved", step=step, path=str(checkpoint), pruned=[str(p) for p in pruned])
                 scripts.after_checkpoint(checkpoint, step)
@@ -222,14 +197,9 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
     with tracking:
         step = train_steps(state, on_step, after_step)
         accelerator.wait_for_everyone()
-        output = resolved.output_dir / (LORA_FILE if core.model_type == "lora" else family.trained_component)
         if ema is not None:
             ema.copy_to(params)  # the final model is the moving average
-        if accelerator.is_main_process:
-            if core.model_type == "lora":
-                save_weights(resolved.output_dir, step)
-            else:
-                save_full(output, unwrapped)
+        output = saver.final(resolved.output_dir, step)
         images = validate(step, None)
         published: dict[str, str] = {}
         if publishing is not None:

@@ -56,6 +56,7 @@ class FluxFamily(ModelFamily):
     text_components = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
     latent_components = ("vae",)
     trained_component = "transformer"
+    block_classes = ("FluxTransformerBlock", "FluxSingleTransformerBlock")
 
     def __init__(self, spec: Any, flavour: Any, options: Any) -> None:
         super().__init__(spec, flavour, options if options is not None else FluxOptions())

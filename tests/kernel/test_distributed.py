@@ -91,8 +91,10 @@ def test_launch_arguments_for_multi_node() -> None:
 
 
 @pytest.mark.parametrize(("changes", "problem"), [
-    ({"deepspeed_config": "zero2", "fsdp_enable": True}, "DeepSpeed and FSDP2 are alternatives"),
-    ({"deepspeed_config": "zero3-nvme"}, "$.offload_param_path: required by the zero3-nvme preset"),
+    ({"deepspeed_config": "zero2", "fsdp_enable": True, "model_type": "full"}, "DeepSpeed and FSDP2 are alternatives"),
+    ({"deepspeed_config": "zero3-nvme", "model_type": "full"}, "$.offload_param_path: required by the zero3-nvme"),
+    ({"fsdp_enable": True}, "$.model_type: ZeRO-3 and FSDP2 shard the weights for full-rank training"),
+    ({"deepspeed_config": "zero3", "model_type": "full", "use_ema": True}, "$.use_ema: the moving average"),
     ({"num_machines": 2, "num_processes": 2}, "$.main_process_ip: required when num_machines > 1"),
     ({"num_machines": 2, "num_processes": 2, "machine_rank": 2, "main_process_ip": "h"},
      "$.machine_rank: must be below num_machines (2), got 2"),
@@ -105,5 +107,6 @@ def test_impossible_combinations_are_explained(changes: dict, problem: str) -> N
 
 
 def test_quantised_models_cannot_be_sharded() -> None:
-    assert "cannot be sharded" in distributed_problems(CoreOptions(fsdp_enable=True), quantized=True)[0]
+    assert "cannot be sharded" in distributed_problems(CoreOptions(fsdp_enable=True, model_type="full"),
+                                                       quantized=True)[0]
     assert distributed_problems(CoreOptions(deepspeed_config="zero2"), quantized=True) == []
