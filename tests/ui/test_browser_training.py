@@ -110,9 +110,12 @@ def test_training_journey_and_viewer(live: LiveUi, hub: StubHub, chromium_browse
 
     wizard_to(page, "Review")
     diff = page.locator("#diff")
-    expect(diff.locator("tr", has_text="hub_model_id")).to_contain_text('"demo-user/tiny-lora"')
-    expect(diff.locator("tr", has_text="push_to_hub")).to_contain_text("(unset)true")
-    expect(diff.locator("tr", has_text="hub_private")).to_contain_text("(unset)true")
+    # Effective values with their sources, not the file's keys: options the file lacks show their defaults.
+    expect(diff.locator("tr", has_text="hub_model_id")).to_contain_text('none (default)"demo-user/tiny-lora" (this '
+                                                                        'environment)')
+    expect(diff.locator("tr", has_text="push_to_hub")).to_contain_text("false (default)true (this environment)")
+    expect(diff.locator("tr", has_text="hub_private")).to_contain_text("true (default)true (this environment)")
+    expect(diff).not_to_contain_text("(unset)")
     expect(page.locator("#review-errors")).to_be_hidden()
     page.screenshot(path=shots / "03-wizard-review.png", full_page=True)
     page.get_by_role("button", name="Finish").click()

@@ -11,6 +11,7 @@ import falcon
 from simpletuner.core.atomic import atomic_write_json
 from simpletuner.core.config.datasets import parse_datasets
 from simpletuner.core.config.loading import build_schema, datasets_path, load_config
+from simpletuner.core.config.schema import strip_key
 from simpletuner.core.environments import DEFAULT_DATASETS_FILE
 from simpletuner.core.environments import read_json as read_json_file
 from simpletuner.core.errors import ConfigError, SimpleTunerError
@@ -70,7 +71,10 @@ class EnvironmentConfig(Resource):
 
 
 class ConfigValidate(Resource):
-    """``POST /api/environments/{name}/config/validate`` ``{values, unset}``: the problems a save would meet."""
+    """``POST /api/environments/{name}/config/validate`` ``{values, unset}``: the problems a save would meet, the
+    file it would write (``config``) and, in ``diff``, each option whose effective value or source would change:
+    ``{key, old, old_source, new, new_source}`` (sources as in the config view: ``default``,
+    ``flavour:<family>/<flavour>``, ``env:<name>``; ``secret: true`` with no values for secret options)."""
 
     permissions = {"POST": "config.edit"}
 
@@ -78,13 +82,13 @@ class ConfigValidate(Resource):
         env = get_environment(self, name)
         values, unset = _change(read_json(req, self.ctx.settings.max_body_bytes))
         try:
-            result = validate_change(store_of(self), env, self.ctx.registry, values, unset)
+            result = validate_change(store_of(self), env, self.ctx.registry, values, unset, review=True)
         except ConfigError as exc:
             raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
-        current = env.read_config()
-        diff = [{"key": k, "old": current.get(k), "new": result.raw.get(k)}
-                for k in sorted(set(current) | set(result.raw)) if current.get(k) != result.raw.get(k)]
-        send_json(resp, result.to_json() | {"config": result.raw, "diff": diff})
+        schema = build_schema(self.ctx.registry)
+        secret = {info.key for info in schema.options if info.secret}
+        written = {k: (None if strip_key(k) in secret else v) for k, v in result.raw.items()}
+        send_json(resp, result.to_json() | {"config": written, "diff": result.review})
 
 
 class MemoryPresets(Resource):

@@ -67,12 +67,28 @@
     return v;
   }
 
+  // Where an effective value comes from, in words (the server's labels: default, flavour:F/V, env:NAME, file).
+  function sourceText(source) {
+    if (source === "default") return "default";
+    if (source.startsWith("flavour:")) return "flavour " + source.slice("flavour:".length);
+    if (source === "env:" + env) return "this environment";
+    if (source === "env:default") return "default environment";
+    if (source.startsWith("env:")) return "environment " + source.slice("env:".length);
+    return source;
+  }
+
+  function reviewCell(className, value, source, secret) {
+    if (!source) return el("td", { class: className }, el("span", { class: "value", text: "(unset)" }));
+    const shown = secret ? "(secret)" : value === null || value === undefined ? "none" : JSON.stringify(value);
+    return el("td", { class: className }, el("span", { class: "value", text: shown }), " ",
+      el("span", { class: "source", text: "(" + sourceText(source) + ")" }));
+  }
+
   async function review() {
     const result = await api("POST", base + "/config/validate", { values: values() });
     const d = result.data;
     $("diff").replaceChildren(...(d.diff || []).map((row) => el("tr", {}, el("td", { text: row.key }),
-      el("td", { class: "old", text: row.old === undefined || row.old === null ? "(unset)" : JSON.stringify(row.old) }),
-      el("td", { class: "new", text: row.new === undefined || row.new === null ? "(unset)" : JSON.stringify(row.new) }))));
+      reviewCell("old", row.old, row.old_source, row.secret), reviewCell("new", row.new, row.new_source, row.secret))));
     const problems = Object.entries(d.field_errors || {}).map(([k, m]) => k + ": " + m.join("; ")).concat(d.errors || []);
     say("review-errors", result.ok || result.status === 422 ? problems.join("\n") : message(result), true);
   }

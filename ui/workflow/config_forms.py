@@ -12,7 +12,7 @@ import attrs
 from simpletuner.core.config.checks import check_config
 from simpletuner.core.config.converter import ValueTypeError
 from simpletuner.core.config.loading import build_schema, config_layers, env_source, flavour_layer
-from simpletuner.core.config.schema import ConfigSchema, Layer, strip_key
+from simpletuner.core.config.schema import DEFAULT_SOURCE, ConfigSchema, Layer, TrainingConfig, strip_key
 from simpletuner.core.environments import Environment, EnvironmentStore
 from simpletuner.core.errors import ConfigError
 from simpletuner.core.options import SECTIONS
@@ -32,6 +32,8 @@ class Validation:
     raw: dict[str, Any]
     field_errors: dict[str, list[str]]
     errors: list[str]
+    #: With ``review=True``: what the change does, option by option (see :func:`review_rows`).
+    review: list[dict[str, Any]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -41,6 +43,60 @@ class Validation:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready answer."""
         return {"ok": self.ok, "field_errors": self.field_errors, "errors": self.errors}
+
+
+@attrs.frozen
+class Effective:
+    """Every option's effective value (as JSON) and its source (``default``, ``flavour:<family>/<flavour>``,
+    ``env:<name>``), with the loader's problems; when the layers do not load, the file's values and defaults."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+    problems: list[str]
+    warnings: list[str]
+    config: TrainingConfig | None = attrs.field(eq=False, repr=False)
+
+
+def effective_settings(schema: ConfigSchema, registry: Registry, layers: list[Layer], env: Environment) -> Effective:
+    """Load ``layers`` as the environment would be loaded (default environment, flavour, option defaults)."""
+    own_source = env_source(env.name)
+    try:
+        config, warnings = schema.load(layers, own_source=own_source, flavour_settings=flavour_layer(registry, layers))
+    except ConfigError as exc:
+        # A broken file still opens: what the file says, else the option's default.
+        own = {strip_key(k): v for k, v in _own_layer(layers, env).values.items()}
+        values = {info.key: own.get(info.key, info.default) for info in schema.options}
+        sources = {info.key: own_source if info.key in own else DEFAULT_SOURCE for info in schema.options}
+        return Effective(values, sources, list(exc.problems), [], None)
+    values, sources = {}, {}
+    for info, value, source in config.effective():
+        values[info.key] = schema.unstructure(info.key, value)
+        sources[info.key] = source
+    return Effective(values, sources, [], list(warnings), config)
+
+
+def review_rows(schema: ConfigSchema, before: Effective, after: Effective, raw_before: Mapping[str, Any],
+                raw_after: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What a change does, option by option: the effective value and source before and after, for every option
+    whose value or source changes (setting a key to its default changes only the source) and every other key of
+    the file that changes. Secret values are never included (``secret: true`` instead)."""
+    rows = []
+    for info in schema.options:
+        key = info.key
+        if before.values.get(key) == after.values.get(key) and before.sources.get(key) == after.sources.get(key):
+            continue
+        row = {"key": key, "old": before.values.get(key), "old_source": before.sources.get(key),
+               "new": after.values.get(key), "new_source": after.sources.get(key)}
+        if info.secret:
+            row.update(old=None, new=None, secret=True)
+        rows.append(row)
+    old_file = {strip_key(k): v for k, v in raw_before.items()}
+    new_file = {strip_key(k): v for k, v in raw_after.items()}
+    for key in sorted((set(old_file) | set(new_file)) - {info.key for info in schema.options}):
+        if old_file.get(key) != new_file.get(key):  # keys without an option here (kept verbatim in the file)
+            rows.append({"key": key, "old": old_file.get(key), "old_source": "file" if key in old_file else None,
+                         "new": new_file.get(key), "new_source": "file" if key in new_file else None})
+    return sorted(rows, key=lambda row: row["key"])
 
 
 def dynamic_choices(registry: Registry, choices_from: str | None) -> list[str] | None:
@@ -86,9 +142,10 @@ def _own_layer(layers: list[Layer], env: Environment) -> Layer:
 
 
 def validate_change(store: EnvironmentStore, env: Environment, registry: Registry, values: Mapping[str, Any],
-                    unset: Iterable[str] = ()) -> Validation:
+                    unset: Iterable[str] = (), review: bool = False) -> Validation:
     """Apply ``values`` (set) and ``unset`` (removed) to the environment's own file in memory and check the result
-    exactly as loading it would; nothing is written."""
+    exactly as loading it would; nothing is written. With ``review``, also compare the effective settings before
+    and after."""
     schema = build_schema(registry)
     layers = config_layers(store, env)
     own = dict(_own_layer(layers, env).values)
@@ -109,20 +166,16 @@ def validate_change(store: EnvironmentStore, env: Environment, registry: Registr
             continue
         own[file_key.get(key, f"--{key}" if dashed else key)] = schema.unstructure(key, typed)
     new_layers = [layer if layer.source != env_source(env.name) else Layer(layer.source, own) for layer in layers]
-    errors: list[str] = []
-    try:
-        config, _ = schema.load(new_layers, own_source=env_source(env.name),
-                                flavour_settings=flavour_layer(registry, new_layers))
-    except ConfigError as exc:
-        by_key, errors = split_problems(exc.problems)
-        for key, messages in by_key.items():
-            field_errors.setdefault(key, []).extend(messages)
-    else:
-        problems, _warnings = check_config(config, registry)
-        by_key, errors = split_problems(problems)
-        for key, messages in by_key.items():
-            field_errors.setdefault(key, []).extend(messages)
-    return Validation(own, field_errors, errors)
+    after = effective_settings(schema, registry, new_layers, env)
+    problems = after.problems if after.config is None else check_config(after.config, registry)[0]
+    by_key, errors = split_problems(problems)
+    for key, messages in by_key.items():
+        field_errors.setdefault(key, []).extend(messages)
+    rows = None
+    if review:
+        before = effective_settings(schema, registry, layers, env)
+        rows = review_rows(schema, before, after, _own_layer(layers, env).values, own)
+    return Validation(own, field_errors, errors, rows)
 
 
 def config_view(store: EnvironmentStore, env: Environment, registry: Registry) -> dict[str, Any]:
@@ -130,28 +183,14 @@ def config_view(store: EnvironmentStore, env: Environment, registry: Registry) -
     schema = build_schema(registry)
     layers = config_layers(store, env)
     own = {strip_key(k): v for k, v in _own_layer(layers, env).values.items()}
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    field_errors: dict[str, list[str]] = {}
-    errors: list[str] = []
-    warnings: list[str] = []
-    try:
-        config, warnings = schema.load(layers, own_source=env_source(env.name),
-                                       flavour_settings=flavour_layer(registry, layers))
-    except ConfigError as exc:
-        # A broken file still opens: the form shows what the file says and the loader's errors beside each field.
-        field_errors, errors = split_problems(exc.problems)
-        for info in schema.options:
-            values[info.key] = own.get(info.key, info.default)
-            sources[info.key] = env_source(env.name) if info.key in own else "default"
-    else:
-        for info, value, source in config.effective():
-            values[info.key] = schema.unstructure(info.key, value)
-            sources[info.key] = source
-        problems, more = check_config(config, registry)
+    # A broken file still opens: the form shows what the file says and the loader's errors beside each field.
+    current = effective_settings(schema, registry, layers, env)
+    values, sources, warnings = current.values, current.sources, current.warnings
+    problems = current.problems
+    if current.config is not None:
+        problems, more = check_config(current.config, registry)
         warnings = [*warnings, *more]
-        by_key, errors = split_problems(problems)
-        field_errors = by_key
+    field_errors, errors = split_problems(problems)
     secrets = {info.key for info in schema.options if info.secret}
     return {
         "environment": env.name,
