@@ -88,7 +88,9 @@
     const result = await api("POST", base + "/config/validate", { values: values() });
     const d = result.data;
     $("diff").replaceChildren(...(d.diff || []).map((row) => el("tr", {}, el("td", { text: row.key }),
-      reviewCell("old", row.old, row.old_source, row.secret), reviewCell("new", row.new, row.new_source, row.secret))));
+      // A value that stays and only changes its source (now written here) is not struck through.
+      reviewCell(JSON.stringify(row.old) === JSON.stringify(row.new) && row.old_source ? "old same" : "old", row.old, row.old_source, row.secret),
+      reviewCell("new", row.new, row.new_source, row.secret))));
     const problems = Object.entries(d.field_errors || {}).map(([k, m]) => k + ": " + m.join("; ")).concat(d.errors || []);
     say("review-errors", result.ok || result.status === 422 ? problems.join("\n") : message(result), true);
   }
