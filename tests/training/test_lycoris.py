@@ -183,3 +183,38 @@ def test_lycoris_resume_reaches_the_uninterrupted_weights(make_env: Callable[...
     assert expected.keys() == actual.keys()
     for key in expected:
         assert (expected[key] - actual[key]).abs().max().item() < 1e-5, key
+
+
+@pytest.mark.parametrize("family", ["sana", "pixart"])
+def test_lycoris_builds_and_reloads_on_every_family(family: str, tmp_path: Path) -> None:
+    import torch
+    from diffusers import PixArtTransformer2DModel, SanaTransformer2DModel
+    from safetensors.torch import save_file
+
+    from simpletuner.core.training.lycoris import attach_lycoris
+    from simpletuner.model_families.pixart.tiny import TINY_SIZES as PIXART
+    from simpletuner.model_families.sana.tiny import TINY_SIZES as SANA
+
+    cls, sizes = (SanaTransformer2DModel, SANA) if family == "sana" else (PixArtTransformer2DModel, PIXART)
+    torch.manual_seed(0)
+    transformer = cls(**sizes["transformer"]).requires_grad_(False)
+    # SimpleTuner's example config: LoKr on diffusers' Attention and FeedForward blocks
+    config = {"algo": "lokr", "linear_dim": 10000, "linear_alpha": 1, "factor": 4,
+              "apply_preset": {"target_module": ["Attention", "FeedForward"],
+                               "module_algo_map": {"FeedForward": {"factor": 2}}}}
+    network = attach_lycoris(transformer, config)
+    targets = {f"lycoris_{name}_{child}".replace(".", "_") for name, module in transformer.named_modules()
+               if type(module).__name__ in ("Attention", "FeedForward") and not name.startswith("lycoris")
+               for child, sub in module.named_modules() if isinstance(sub, torch.nn.Linear)}
+    assert targets and {lora.lora_name for lora in network.loras} == targets
+    for parameter in network.parameters():
+        parameter.data.add_(0.01)
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    fresh = cls(**sizes["transformer"]).requires_grad_(False)
+    loaded = apply_lycoris_weights(fresh, str(tmp_path / "w.safetensors"))
+    original = dict(network.named_parameters())
+    assert dict(loaded.named_parameters()).keys() == original.keys()
+    for key, value in loaded.named_parameters():
+        torch.testing.assert_close(value, original[key])
+    scales = {lora.lora_name: float(lora.scale) for lora in network.loras}
+    assert {lora.lora_name: float(lora.scale) for lora in loaded.loras} == scales
