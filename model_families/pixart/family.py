@@ -46,6 +46,7 @@ class PixArtFamily(ModelFamily):
     text_components = ("text_encoder", "tokenizer")
     latent_components = ("vae",)
     trained_component = "transformer"
+    block_classes = ("BasicTransformerBlock",)
 
     def __init__(self, spec: Any, flavour: Any, options: Any) -> None:
         super().__init__(spec, flavour, options if options is not None else PixArtOptions())

@@ -59,6 +59,7 @@ class SanaFamily(ModelFamily):
     text_components = ("text_encoder", "tokenizer")
     latent_components = ("vae",)
     trained_component = "transformer"
+    block_classes = ("SanaTransformerBlock",)
 
     def __init__(self, spec: Any, flavour: Any, options: Any) -> None:
         super().__init__(spec, flavour, options if options is not None else SanaOptions())

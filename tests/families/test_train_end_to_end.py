@@ -37,7 +37,7 @@ def _train(workspace: Workspace, name: str, config: dict[str, Any]) -> Any:
     data_dir = workspace.datasets_dir / name
     make_demo_images(data_dir, 1)
     env_dir = workspace.configs_dir / name
-    env_dir.mkdir(parents=True)
+    env_dir.mkdir(parents=True, exist_ok=True)
     (env_dir / "config.json").write_text(json.dumps({
         "lora_rank": 16, "lora_target_preset": "attention+mlp", "lora_dropout": 0.0, "learning_rate": 1e-2,
         "max_train_steps": STEPS, "num_train_epochs": 0,
@@ -100,4 +100,29 @@ def test_pixart_lora_run(workspace: Workspace, pixart_folder: Path) -> None:
     pipeline = PixArtSigmaPipeline.from_pretrained(pixart_folder)
     before = _render(pipeline)
     load_pixart_lora(pipeline, result.output)
+    assert (_render(pipeline) - before).abs().mean() > 1e-4
+
+
+LOKR = {"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 8,
+        "apply_preset": {"target_module": ["Attention"]}}
+
+
+@pytest.mark.parametrize("family", ["sana", "pixart"])
+def test_lycoris_lokr_run(workspace: Workspace, sana_folder: Path, pixart_folder: Path, family: str) -> None:
+    from diffusers import PixArtSigmaPipeline, SanaPipeline
+
+    from simpletuner.core.training.lycoris import LYCORIS_CONFIG_FILE, apply_lycoris_weights
+
+    folder = sana_folder if family == "sana" else pixart_folder
+    name = f"{family}-lokr"
+    (workspace.configs_dir / name).mkdir(parents=True)
+    (workspace.configs_dir / name / LYCORIS_CONFIG_FILE).write_text(json.dumps(LOKR))
+    result = _train(workspace, name, {"model_family": family, "pretrained_model_name_or_path": str(folder),
+                                      "lora_type": "lycoris"})
+    _check_run(result)
+    assert json.loads((result.output_dir / LYCORIS_CONFIG_FILE).read_text()) == LOKR
+    pipeline = (SanaPipeline if family == "sana" else PixArtSigmaPipeline).from_pretrained(folder)
+    before = _render(pipeline)
+    network = apply_lycoris_weights(pipeline.transformer, str(result.output))
+    assert {type(m).__name__ for m in network.loras} == {"LokrModule"}
     assert (_render(pipeline) - before).abs().mean() > 1e-4
