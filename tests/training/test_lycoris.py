@@ -159,7 +159,7 @@ class Stop(Exception):
 def test_lycoris_resume_reaches_the_uninterrupted_weights(make_env: Callable[..., str],
                                                          run_env: Callable[..., Any], workspace: Workspace) -> None:
     config = {**LOKR, "dropout": 0.2}
-    settings = dict(images=4, max_train_steps=4, checkpointing_steps=2, train_batch_size=1,
+    settings = dict(images=6, max_train_steps=4, checkpointing_steps=2, train_batch_size=1,
                     gradient_accumulation_steps=2, lr_scheduler="cosine", caption_dropout_probability=0.3)
     straight = run_env(_lycoris_env(make_env, workspace, "lyco-straight", config, **settings))
     name = _lycoris_env(make_env, workspace, "lyco-stopped", config, **settings)
