@@ -7,6 +7,7 @@ same one Sana's and Flux's transformers carry — so a LoRA trains, saves and lo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,13 @@ from diffusers.loaders import PeftAdapterMixin
 
 class PixArtSigmaTransformer(PixArtTransformer2DModel, PeftAdapterMixin):
     """``PixArtTransformer2DModel`` plus diffusers' PEFT adapter methods; loads the same weights and config."""
+
+    def to_json_string(self) -> str:
+        """The config as diffusers writes it, under the stock class name: a saved (e.g. fully trained)
+        transformer then loads with ``PixArtTransformer2DModel`` and in any ``PixArtSigmaPipeline`` folder."""
+        config = json.loads(super().to_json_string())
+        config["_class_name"] = PixArtTransformer2DModel.__name__
+        return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 
 def with_adapter_support(transformer: Any) -> PixArtSigmaTransformer:

@@ -156,3 +156,18 @@ def test_a_folder_missing_a_component_is_a_clear_error(family: Any, pixart_folde
     with pytest.raises(ValueError, match=r"cannot load the PixArt text_encoder from .*no-t5"):
         family.load_components(str(broken), dtype=torch.float32, device="cpu", names=["text_encoder"])
     family.check_pretrained(str(pixart_folder))
+
+
+def test_a_saved_transformer_loads_with_the_stock_class(family: Any, pixart_folder: Path, tmp_path: Path) -> None:
+    import json
+
+    from diffusers import PixArtTransformer2DModel
+
+    transformer = family.load_components(str(pixart_folder), dtype=torch.float32, device="cpu",
+                                         names=["transformer"])["transformer"]
+    transformer.save_pretrained(tmp_path / "transformer")
+    config = json.loads((tmp_path / "transformer" / "config.json").read_text())
+    assert config["_class_name"] == "PixArtTransformer2DModel" and config["out_channels"] == 8
+    stock = PixArtTransformer2DModel.from_pretrained(tmp_path / "transformer")
+    for (name, mine), (_, theirs) in zip(transformer.state_dict().items(), stock.state_dict().items(), strict=True):
+        assert torch.equal(mine, theirs), name
