@@ -126,3 +126,18 @@ def test_lycoris_lokr_run(workspace: Workspace, sana_folder: Path, pixart_folder
     network = apply_lycoris_weights(pipeline.transformer, str(result.output))
     assert {type(m).__name__ for m in network.loras} == {"LokrModule"}
     assert (_render(pipeline) - before).abs().mean() > 1e-4
+
+
+def test_pixart_full_rank_run_saves_a_stock_diffusers_transformer(workspace: Workspace, pixart_folder: Path) -> None:
+    from diffusers import PixArtTransformer2DModel
+
+    result = _train(workspace, "pixart-full", {
+        "model_family": "pixart", "pretrained_model_name_or_path": str(pixart_folder), "model_type": "full",
+        "learning_rate": 1e-4, "max_train_steps": 5, "validation_prompt": None,
+    })
+    assert result.output.name == "transformer" and result.step == 5
+    trained = PixArtTransformer2DModel.from_pretrained(result.output)
+    base = PixArtTransformer2DModel.from_pretrained(pixart_folder, subfolder="transformer")
+    changed = [n for (n, a), (_, b) in zip(trained.state_dict().items(), base.state_dict().items(), strict=True)
+               if not torch.equal(a, b)]
+    assert changed and any("attn1.to_q" in n for n in changed)
