@@ -25,7 +25,6 @@ from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import Kind, normalize_name
 from simpletuner.core.workspace import Workspace
 
-
 CONFIG_LABEL = "config.json"
 
 
@@ -180,5 +179,11 @@ def _lycoris(workspace: Workspace, env: Environment, config: TrainingConfig) -> 
         return None, [f"{path.name}: {p}" for p in exc.problems]
     if not isinstance(data, dict) or "algo" not in data:
         return None, [f"{path.name}: expected an object with at least 'algo' (lokr, locon, loha, full)"]
+    if using:
+        from simpletuner.core.training.lycoris import lycoris_problems
+
+        problems = [f"{path.name}: {problem}" for problem in lycoris_problems(data)]
+        if problems:
+            return None, problems
     return data, []
 

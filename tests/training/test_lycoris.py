@@ -218,3 +218,15 @@ def test_lycoris_builds_and_reloads_on_every_family(family: str, tmp_path: Path)
         torch.testing.assert_close(value, original[key])
     scales = {lora.lora_name: float(lora.scale) for lora in network.loras}
     assert {lora.lora_name: float(lora.scale) for lora in loaded.loras} == scales
+
+
+def test_config_check_reports_lycoris_problems(make_env: Callable[..., str], workspace: Workspace) -> None:
+    from simpletuner.core.config import load_environment
+    from simpletuner.core.environments import EnvironmentStore
+    from simpletuner.core.errors import ConfigError
+    from simpletuner.core.plugins import Registry
+
+    name = _lycoris_env(make_env, workspace, "lyco-bad", {"algo": "lokr", "factor": "big"}, images=0)
+    with pytest.raises(ConfigError) as caught:
+        load_environment(workspace, EnvironmentStore(workspace.configs_dir), name, Registry())
+    assert "lycoris_config.json: factor: expected a whole number, got 'big'" in caught.value.problems
