@@ -170,6 +170,10 @@ def distributed_problems(core: CoreOptions, quantized: bool) -> list[str]:
     if shards_weights and core.model_type != "full":
         problems.append("$.model_type: ZeRO-3 and FSDP2 shard the weights for full-rank training (model_type: full); "
                         "an adapter is small enough for data parallelism or ZeRO stage 1/2")
+    if shards_weights and core.validation_prompt is not None and core.validation_method == "pipeline":
+        problems.append("$.validation_prompt: pipeline validation renders on the main process alone, which cannot "
+                        "run a model sharded by ZeRO-3 or FSDP2; validate checkpoints elsewhere (validation_method "
+                        "external-script), unset validation_prompt, or use ZeRO stage 1/2")
     if shards_weights and core.use_ema:
         problems.append("$.use_ema: the moving average of weights sharded by ZeRO-3 or FSDP2 is not supported; "
                         "turn use_ema off or use ZeRO stage 1/2")

@@ -95,6 +95,7 @@ def test_launch_arguments_for_multi_node() -> None:
     ({"deepspeed_config": "zero3-nvme", "model_type": "full"}, "$.offload_param_path: required by the zero3-nvme"),
     ({"fsdp_enable": True}, "$.model_type: ZeRO-3 and FSDP2 shard the weights for full-rank training"),
     ({"deepspeed_config": "zero3", "model_type": "full", "use_ema": True}, "$.use_ema: the moving average"),
+    ({"fsdp_enable": True, "model_type": "full", "validation_prompt": "a cat"}, "$.validation_prompt: pipeline"),
     ({"num_machines": 2, "num_processes": 2}, "$.main_process_ip: required when num_machines > 1"),
     ({"num_machines": 2, "num_processes": 2, "machine_rank": 2, "main_process_ip": "h"},
      "$.machine_rank: must be below num_machines (2), got 2"),
