@@ -22,9 +22,11 @@ FLAVOURS = (
     Flavour(name="900m-1024-v0.6", pretrained="terminusresearch/pixart-900m-1024-ft-v0.6",
             description="PixArt-Sigma 900M at 1024 px: the deeper 900M model, fine-tuned (v0.6)."),
     Flavour(name="900m-1024-v0.7-stage1", pretrained="terminusresearch/pixart-900m-1024-ft-v0.7-stage1",
-            description="PixArt-Sigma 900M v0.7, stage 1: the expert of the high-noise (composition) timesteps."),
+            description="PixArt-Sigma 900M v0.7, stage 1: the high-noise (composition) expert; trained here over "
+                        "every timestep."),
     Flavour(name="900m-1024-v0.7-stage2", pretrained="terminusresearch/pixart-900m-1024-ft-v0.7-stage2",
-            description="PixArt-Sigma 900M v0.7, stage 2: the expert of the low-noise (detail) timesteps."),
+            description="PixArt-Sigma 900M v0.7, stage 2: the low-noise (detail) expert; trained here over every "
+                        "timestep."),
 )
 
 MEMORY_PRESETS = (

@@ -21,7 +21,7 @@ class PixArtSigmaTransformer(PixArtTransformer2DModel, PeftAdapterMixin):
     def to_json_string(self) -> str:
         """The config as diffusers writes it, under the stock class name: a saved (e.g. fully trained)
         transformer then loads with ``PixArtTransformer2DModel`` and in any ``PixArtSigmaPipeline`` folder."""
-        config = json.loads(super().to_json_string())
+        config = json.loads(super().to_json_string())  # type: ignore[misc]  # diffusers' mixins are untyped
         config["_class_name"] = PixArtTransformer2DModel.__name__
         return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
@@ -29,7 +29,7 @@ class PixArtSigmaTransformer(PixArtTransformer2DModel, PeftAdapterMixin):
 def with_adapter_support(transformer: Any) -> PixArtSigmaTransformer:
     """``transformer`` itself when it already has the adapter API, else a :class:`PixArtSigmaTransformer` copy
     (same config, weights, dtype and device)."""
-    if isinstance(transformer, PeftAdapterMixin):
+    if isinstance(transformer, PixArtSigmaTransformer):
         return transformer
     copy = PixArtSigmaTransformer.from_config(transformer.config)
     copy.load_state_dict(transformer.state_dict())
