@@ -69,7 +69,7 @@ def test_plugins_list_shows_the_family_and_the_broken_plugin(site: Path, run_cli
     assert {("model_family", "flux"), ("tracker", "local"), ("validation_method", "pipeline")} <= set(by_name)
 
 
-def test_api_plugins_lists_the_family(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_plugins_and_the_wizard_list_the_family(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import falcon.testing
 
     from simpletuner.core.plugins import Registry
@@ -93,13 +93,18 @@ def test_api_plugins_lists_the_family(site: Path, tmp_path: Path, monkeypatch: p
     login = client.simulate_post("/api/auth/login", remote_addr="127.0.0.1",
                                  json={"username": "root", "password": password})
     assert login.status_code == 200, login.text
-    result = client.simulate_get("/api/plugins", remote_addr="127.0.0.1",
-                                 headers={"Cookie": f"st_session={login.cookies['st_session'].value}"})
+    cookie = {"Cookie": f"st_session={login.cookies['st_session'].value}"}
+    result = client.simulate_get("/api/plugins", remote_addr="127.0.0.1", headers=cookie)
+    catalog = client.simulate_get("/api/wizard/catalog", remote_addr="127.0.0.1", headers=cookie)
     database.close()
     assert result.status_code == 200, result.text
     families = {row["name"]: row for row in result.json["kinds"]["model_family"]}
     assert families["lumina2"]["distribution"] == "simpletuner-plugin-lumina2"
     assert [row["name"] for row in result.json["failed"]] == ["broken"]
+    # the training wizard offers the installed family with its flavours, without any UI code for it
+    assert catalog.status_code == 200, catalog.text
+    wizard_family = next(f for f in catalog.json["families"] if f["name"] == "lumina2")
+    assert "tiny" in [flavour["name"] for flavour in wizard_family["flavours"]]
 
 
 def test_the_family_trains_end_to_end_on_cpu(site: Path, run_cli: Callable, workspace: Any) -> None:
