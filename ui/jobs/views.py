@@ -10,6 +10,7 @@ import peewee
 
 from simpletuner.core.workspace import Workspace
 from simpletuner.ui.db import prepared
+from simpletuner.ui.db.unchanged import UnchangedCache
 from simpletuner.ui.jobs.ingest import file_url
 from simpletuner.ui.jobs.launch import LOG_FILE, job_dir, tail_lines
 from simpletuner.ui.jobs.models import ACTIVE, ENDED, QUEUED, Job, JobEvent
@@ -62,6 +63,14 @@ def _earliest(value: float | None) -> float:
     return float("-inf") if value is None else value
 
 
+_STATUS_READS = UnchangedCache()
+
+
+def _status_rows(database: peewee.Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    unfinished = prepared.run(database, *prepared.statement(database, "jobs.unfinished", _unfinished))
+    return unfinished, prepared.run(database, *prepared.statement(database, "jobs.last_finished", _last_finished))
+
+
 def training_status() -> dict[str, Any]:
     """``GET /api/training/status``: the running job(s), the queue and the last finished job.
 
@@ -69,13 +78,13 @@ def training_status() -> dict[str, Any]:
     earliest started running job (``jobs`` lists all of them, for jobs side by side on disjoint GPUs).
 
     Every client polls this, so it is two indexed statements built once per process (see
-    :mod:`simpletuner.ui.db.prepared`), ordered as :func:`queued_in_order` orders the queue.
+    :mod:`simpletuner.ui.db.prepared`), run again only once the database has changed (see
+    :mod:`simpletuner.ui.db.unchanged`); the queue is ordered as :func:`queued_in_order` orders it.
     """
     database = Job._meta.database
-    rows = prepared.run(database, *prepared.statement(database, "jobs.unfinished", _unfinished))
+    rows, last = _STATUS_READS.get(database, "status", lambda: _status_rows(database))
     active = sorted((r for r in rows if r["status"] in ACTIVE), key=lambda r: (_earliest(r["started_at"]), r["id"]))
     waiting = sorted((r for r in rows if r["status"] == QUEUED), key=lambda r: (r["queue_rank"], r["id"]))
-    last = prepared.run(database, *prepared.statement(database, "jobs.last_finished", _last_finished))
     return {
         "status": "running" if active else "queued" if waiting else "idle",
         "job": _row_summary(active[0]) if active else None,
