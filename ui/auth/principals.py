@@ -7,6 +7,7 @@ conditional UPDATE so that several workers do not all write it: steady traffic c
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -41,8 +42,16 @@ def _rows(name: str, build: Callable[[str], peewee.ModelSelect], digest: str) ->
     for row in rows:
         for column in _JSON_COLUMNS:
             if isinstance(row.get(column), str):
-                row[column] = json.loads(row[column])
+                row[column] = _permission_list(row[column])
     return rows
+
+
+@functools.lru_cache(maxsize=1024)
+def _permission_list(text: str) -> tuple[Any, ...] | Any:
+    """A stored permission list (a level's, or a key's scopes), decoded once per worker: the same few texts come
+    with every request. Lists come back as tuples, so a cached value cannot be changed by its users."""
+    value = json.loads(text)
+    return tuple(value) if isinstance(value, list) else value
 
 
 _USER_COLUMNS = (
