@@ -33,3 +33,8 @@ class UnknownPluginError(SimpleTunerError):
 
 class WorkspaceError(SimpleTunerError):
     """An environment operation failed (bad name, missing or existing environment, bad archive)."""
+
+
+class DataBackendError(SimpleTunerError):
+    """A data backend cannot reach or use its storage (missing bucket, refused credentials, unreachable endpoint);
+    the message is one line naming the location and the fix."""

@@ -193,7 +193,16 @@ class QuantizerSpec(PluginSpec):
 
 @attrs.frozen(kw_only=True)
 class DataBackendSpec(PluginSpec):
-    """Registers a data backend; a dataset entry's ``type`` names it."""
+    """Registers a data backend; a dataset entry's ``type`` names it.
+
+    Attributes:
+        local_paths: True when the factory's root is a folder on this machine: an entry's ``instance_data_dir``,
+            ``cache_dir_vae`` and ``cache_dir`` are resolved against the workspace first. False for remote storage:
+            they reach the factory as written (``""`` for an unset ``instance_data_dir``), and a cache whose folder
+            the entry leaves unset stays on this machine, in the run's output folder.
+    """
+
+    local_paths: bool = True
 
     kind = Kind.DATA_BACKEND
 

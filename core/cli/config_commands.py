@@ -8,6 +8,7 @@ import sys
 from simpletuner.core.cli.context import CliContext
 from simpletuner.core.config import load_environment
 from simpletuner.core.errors import ConfigError
+from simpletuner.core.training.storage import DatasetStorage
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -17,7 +18,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     check = sub.add_parser(
         "check", help="validate an environment",
         description="Validate an environment's config.json, datasets file and LyCORIS config against the "
-                    "installed plugins. Prints every problem and exits 1 if there is any.",
+                    "installed plugins, and that remote dataset storage (an S3 bucket) answers. Prints every "
+                    "problem and exits 1 if there is any.",
     )
     check.add_argument("--env", required=True, metavar="NAME", help="the environment to check")
     check.set_defaults(handler=check_environment)
@@ -34,6 +36,16 @@ def check_environment(args: argparse.Namespace, context: CliContext) -> int:
         return 1
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    # remote storage (an S3 bucket, ...) is asked once, cheaply, with short timeouts
+    storage = DatasetStorage(context.registry,
+                             lambda p: context.workspace.resolve_config_path(p, loaded.environment.path),
+                             loaded.config)
+    storage_problems = storage.check(loaded.datasets)
+    if storage_problems:
+        print(f"Environment {args.env!r} has {len(storage_problems)} problem(s):", file=sys.stderr)
+        for problem in storage_problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
     core = loaded.config.core
     images = [d for d in loaded.datasets if not d.disabled and d.dataset_type == "image"]
     print(f"Environment {args.env!r} is valid: {core.model_family} ({core.model_flavour or 'default flavour'}), "

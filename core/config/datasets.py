@@ -98,6 +98,7 @@ def parse_datasets(
     backend_option_types: Callable[[str], Mapping[str, Any] | None],
     resolve_path: Callable[[str], Path],
     source: str | None = None,
+    local_paths: Callable[[str], bool] | None = None,
 ) -> tuple[list[DatasetEntry], list[str]]:
     """Parse and validate a datasets file's JSON content; returns the entries and warnings.
 
@@ -106,6 +107,9 @@ def parse_datasets(
         backend_option_types: backend name → its option types by key, or None for an unknown backend.
         resolve_path: turns a path from the file into an absolute path (relative paths are workspace-relative).
         source: the file name used in error messages.
+        local_paths: backend name → whether its entries' paths are local folders (a spec's ``local_paths``);
+            all are when None. An image entry of a remote backend needs no ``instance_data_dir`` (its images
+            may sit at the root of its storage).
 
     Raises :class:`ConfigError` listing every problem at once.
     """
@@ -154,13 +158,14 @@ def parse_datasets(
             continue
         entries.append(DatasetEntry(**values, backend_options=backend_values))
     if not problems:
-        problems += _cross_checks(entries, resolve_path)
+        problems += _cross_checks(entries, resolve_path, local_paths or (lambda name: True))
     if problems:
         raise ConfigError(problems, source=source)
     return entries, warnings
 
 
-def _cross_checks(entries: Sequence[DatasetEntry], resolve_path: Callable[[str], Path]) -> list[str]:
+def _cross_checks(entries: Sequence[DatasetEntry], resolve_path: Callable[[str], Path],
+                  local_paths: Callable[[str], bool]) -> list[str]:
     problems: list[str] = []
     seen: set[str] = set()
     for entry in entries:
@@ -174,7 +179,7 @@ def _cross_checks(entries: Sequence[DatasetEntry], resolve_path: Callable[[str],
         problems.append("no enabled image dataset: add an entry with dataset_type 'image' and instance_data_dir")
     for entry in images:
         where = f"dataset {entry.id!r}"
-        if not entry.instance_data_dir:
+        if not entry.instance_data_dir and local_paths(entry.type):
             problems.append(f"{where}: instance_data_dir is required for image datasets")
         elif entry.type == "local" and not resolve_path(entry.instance_data_dir).is_dir():
             problems.append(

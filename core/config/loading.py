@@ -134,6 +134,7 @@ def load_environment(workspace: Workspace, store: EnvironmentStore, name: str,
                 backend_option_types=lambda n: _backend_option_types(registry, n),
                 resolve_path=lambda p: workspace.resolve_config_path(p, env.path),
                 source=str(path),
+                local_paths=lambda n: backend_has_local_paths(registry, n),
             )
             warnings += [f"{path.name}: {w}" for w in dataset_warnings]
         except ConfigError as exc:
@@ -159,6 +160,12 @@ def _backend_option_types(registry: Registry, name: str) -> dict[str, Any] | Non
     if spec.options is None:
         return {}
     return typing.get_type_hints(spec.options)
+
+
+def backend_has_local_paths(registry: Registry, name: str) -> bool:
+    """Whether a data backend's entries name folders on this machine (True for unknown names)."""
+    spec = registry.data_backends().get(normalize_name(name))
+    return spec is None or spec.local_paths
 
 
 def _lycoris(workspace: Workspace, env: Environment, config: TrainingConfig) -> tuple[dict | None, list[str]]:

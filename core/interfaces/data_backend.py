@@ -45,3 +45,11 @@ class DataBackend(ABC):
     @abstractmethod
     def delete(self, path: str) -> None:
         """Remove a file; no error if it is absent."""
+
+    def check(self) -> None:
+        """Cheaply confirm the storage is reachable and usable before heavy work (config check, training start).
+
+        Raises :class:`~simpletuner.core.errors.DataBackendError` with a one-line message naming the problem and
+        the fix. The default does nothing: a local folder's problems show up in the datasets file check.
+        """
+        return None

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from simpletuner.core.config.datasets import DatasetEntry, default_text_embeds
-from simpletuner.core.interfaces import DataBackend
 from simpletuner.core.training.cache_store import CacheStore
 from simpletuner.core.training.caching import LatentJob, TextJob, latent_key, text_key
 from simpletuner.core.training.datasets import ScannedDataset
 from simpletuner.core.training.sampler import DatasetPlan, EpochPlanner
-
-#: Makes the backend of a dataset entry rooted at a folder: ``make_backend(entry, root)``.
-BackendFactory = Callable[[DatasetEntry, str], DataBackend]
+from simpletuner.core.training.storage import DatasetStorage
 
 
 @attrs.define
@@ -41,8 +38,7 @@ class TrainingData:
 def build_training_data(
     scanned: Sequence[ScannedDataset],
     entries: Sequence[DatasetEntry],
-    make_backend: BackendFactory,
-    resolve_path: Callable[[str], Path],
+    storage: DatasetStorage,
     *,
     cache_root: Path,
     vae_source: str,
@@ -57,7 +53,8 @@ def build_training_data(
     """Attach cache stores and keys to the scanned datasets and plan their batches.
 
     Latents go to each dataset's ``cache_dir_vae`` (``cache_root/vae/<id>`` when unset); embeddings to the
-    ``cache_dir`` of the dataset's text_embeds entry (``cache_root/text/<id>`` when unset).
+    ``cache_dir`` of the dataset's text_embeds entry (``cache_root/text/<id>`` when unset); see
+    :mod:`simpletuner.core.training.storage` for which backend holds each.
     """
     embeds_by_id = {e.id: e for e in entries if e.dataset_type == "text_embeds" and not e.disabled}
     default_embeds = default_text_embeds(entries)
@@ -67,16 +64,14 @@ def build_training_data(
         embeds = embeds_by_id[entry.text_embeds] if entry.text_embeds else default_embeds
         assert embeds is not None, "the datasets file check guarantees a text_embeds dataset"
         if embeds.id not in text_stores:
-            root = resolve_path(embeds.cache_dir) if embeds.cache_dir else cache_root / "text" / embeds.id
-            text_stores[embeds.id] = CacheStore(make_backend(embeds, str(root)))
+            text_stores[embeds.id] = CacheStore(storage.text_embeds(embeds, cache_root))
         return text_stores[embeds.id]
 
     settings = family.text_cache_settings()
     latent_jobs, text_jobs = [], []
     for dataset in scanned:
         entry = dataset.entry
-        root = resolve_path(entry.cache_dir_vae) if entry.cache_dir_vae else cache_root / "vae" / entry.id
-        store = CacheStore(make_backend(entry, str(root)))
+        store = CacheStore(storage.latents(entry, cache_root))
         latent_jobs.append([LatentJob(s, dataset, store, latent_key(s, vae_source)) for s in dataset.samples])
         tstore = text_store(entry)
         text_jobs.append([TextJob(s.caption, tstore, text_key(s.caption, text_source, family.spec.name, settings))

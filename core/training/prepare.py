@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from simpletuner.core.config.datasets import DatasetEntry
 from simpletuner.core.config.loading import LoadedEnvironment
 from simpletuner.core.events import EventWriter
-from simpletuner.core.interfaces import DataBackend
 from simpletuner.core.plugins import Registry
 from simpletuner.core.training.data import TrainingData, build_training_data
 from simpletuner.core.training.datasets import bucket_counts, scan_datasets
 from simpletuner.core.training.resolve import ResolvedRun
+from simpletuner.core.training.storage import DatasetStorage, check_storage
 from simpletuner.core.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -22,7 +21,8 @@ def prepare_data(loaded: LoadedEnvironment, workspace: Workspace, registry: Regi
                  world_size: int, seed: int, events: EventWriter) -> TrainingData:
     """Scan every enabled image dataset, key its caches and plan its batches; reports skips as an event.
 
-    Raises :class:`~simpletuner.core.errors.SimpleTunerError` (before any encoder is loaded) when a bucket is
+    Raises :class:`~simpletuner.core.errors.DataBackendError` when a dataset's remote storage is unusable, and
+    :class:`~simpletuner.core.errors.SimpleTunerError` (before any encoder is loaded) when a bucket is
     smaller than the effective batch and oversubscription does not cover it; each bucket oversubscription repeats
     is a ``warning`` event."""
     core = loaded.config.core
@@ -31,14 +31,11 @@ def prepare_data(loaded: LoadedEnvironment, workspace: Workspace, registry: Regi
     def resolve(path: str) -> Any:
         return workspace.resolve_config_path(path, env_dir)
 
-    def make_backend(entry: DatasetEntry, root: str) -> DataBackend:
-        spec = registry.data_backends()[entry.type]
-        return spec.factory(root, entry.backend_options)
-
-    scanned = scan_datasets(loaded.datasets, lambda e: make_backend(e, str(resolve(e.instance_data_dir or ""))),
-                            core, alignment=core.aspect_bucket_alignment, seed=seed)
+    storage = DatasetStorage(registry, resolve, loaded.config)
+    check_storage(storage, loaded.datasets)  # an unreachable bucket fails here, not halfway through the scan
+    scanned = scan_datasets(loaded.datasets, storage.images, core, alignment=core.aspect_bucket_alignment, seed=seed)
     data = build_training_data(
-        scanned, loaded.datasets, make_backend, resolve, cache_root=resolved.output_dir / "cache",
+        scanned, loaded.datasets, storage, cache_root=resolved.output_dir / "cache",
         vae_source=resolved.vae_source, text_source=resolved.pretrained, family=resolved.family,
         batch_size=core.train_batch_size, world_size=world_size, seed=seed,
         oversubscribe=core.allow_dataset_oversubscription, accumulation=core.gradient_accumulation_steps,

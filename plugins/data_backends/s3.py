@@ -1,0 +1,237 @@
+"""Images, captions and caches in an S3-compatible bucket (AWS S3, MinIO, Ceph, R2, ...), through boto3.
+
+Every path of an s3 dataset entry is a key prefix under the entry's ``aws_data_prefix``: its images under
+``instance_data_dir`` (the prefix itself when unset), its latents under ``cache_dir_vae`` and a text_embeds entry's
+embeddings under ``cache_dir``. A cache whose prefix the entry leaves unset stays on this machine, in the run's
+output folder. Writes are single ``PutObject`` calls, so a reader sees the old object or the new one, never a
+partial file. Requests are retried by botocore (``standard`` mode); reading a body that breaks off is retried too.
+boto3 is imported when a backend is made, never at module import.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from simpletuner.core.errors import DataBackendError
+from simpletuner.core.interfaces import DataBackend
+from simpletuner.plugins.data_backends.s3_options import S3Options
+
+#: Attempts per request (the first try included), for botocore's retry handler and for broken-off body reads.
+MAX_ATTEMPTS = 5
+#: Seconds allowed to connect and to wait for an answer, in normal operation and for :meth:`S3DataBackend.check`.
+TIMEOUTS = {"connect_timeout": 10, "read_timeout": 60}
+CHECK_TIMEOUTS = {"connect_timeout": 3, "read_timeout": 5}
+
+_MISSING_KEY = {"404", "NoSuchKey", "NotFound"}
+_MISSING_BUCKET = {"NoSuchBucket"}
+_REFUSED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
+            "ExpiredToken", "AuthorizationHeaderMalformed", "InvalidClientTokenId"}
+
+
+def _clean(prefix: str) -> str:
+    """A key prefix without leading/trailing slashes; refuses ``..`` segments."""
+    parts = [p for p in prefix.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise DataBackendError(f"s3 prefix {prefix!r} holds '..'; give a key prefix inside the bucket")
+    return "/".join(parts)
+
+
+def parse_options(options: Mapping[str, Any] | S3Options | None) -> S3Options:
+    """The options of an entry (a dict of its keys, as the engine passes them) as :class:`S3Options`."""
+    if isinstance(options, S3Options):
+        return options
+    known = {f.name for f in attrs.fields(S3Options)}
+    values = {k: v for k, v in dict(options or {}).items() if k in known}
+    return S3Options(**values)
+
+
+def client_for(options: S3Options, timeouts: Mapping[str, int], attempts: int) -> Any:
+    """A boto3 S3 client for the options; credentials the options leave unset come from the AWS chain."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise DataBackendError("the s3 data backend needs boto3: pip install boto3") from None
+    if (options.aws_access_key_id is None) != (options.aws_secret_access_key is None):
+        given, missing = (("aws_access_key_id", "aws_secret_access_key") if options.aws_access_key_id
+                          else ("aws_secret_access_key", "aws_access_key_id"))
+        raise DataBackendError(f"s3: {given} is set but {missing} is not; set both, or neither to use the AWS "
+                               "environment variables or profile")
+    session = boto3.session.Session(aws_access_key_id=options.aws_access_key_id,
+                                    aws_secret_access_key=options.aws_secret_access_key,
+                                    region_name=options.aws_region_name)
+    # S3-compatible servers are reached by path (http://host/bucket/key): not every one resolves bucket host names.
+    addressing = {"addressing_style": "path"} if options.aws_endpoint_url else {}
+    config = Config(max_pool_connections=options.aws_max_pool_connections, s3=addressing,
+                    retries={"mode": "standard", "total_max_attempts": attempts}, **timeouts)
+    try:
+        return session.client("s3", endpoint_url=options.aws_endpoint_url, config=config)
+    except ValueError as exc:  # botocore refuses a malformed endpoint URL here
+        raise DataBackendError(f"s3: aws_endpoint_url {options.aws_endpoint_url!r} is not usable ({exc}); "
+                               "give a URL such as https://minio.example:9000") from None
+
+
+class S3DataBackend(DataBackend):
+    """A :class:`DataBackend` over the keys under one prefix of a bucket.
+
+    >>> backend = S3DataBackend.from_options("images", {"aws_bucket_name": "pets", "aws_data_prefix": "cats",
+    ...                                                 "aws_endpoint_url": "http://127.0.0.1:9000"})
+    >>> backend.location, backend.key("a/1.png")
+    ('s3://pets/cats/images at http://127.0.0.1:9000', 'cats/images/a/1.png')
+    """
+
+    def __init__(self, options: S3Options, root: str = "") -> None:
+        if not options.aws_bucket_name:
+            raise DataBackendError("s3 dataset: aws_bucket_name is not set; name the bucket holding the dataset")
+        self.options = options
+        self.bucket = options.aws_bucket_name
+        self.base = _clean(posixpath.join(_clean(options.aws_data_prefix), _clean(root)))
+        self.client = client_for(options, TIMEOUTS, MAX_ATTEMPTS)
+
+    @classmethod
+    def from_options(cls, root: str, options: Mapping[str, Any] | S3Options | None) -> S3DataBackend:
+        """The engine's factory: ``root`` is a key prefix under ``aws_data_prefix``; ``options`` the entry's keys."""
+        return cls(parse_options(options), root or "")
+
+    @property
+    def location(self) -> str:
+        """``s3://bucket/prefix`` (and the endpoint when not AWS), for messages."""
+        where = f"s3://{self.bucket}/{self.base}".rstrip("/")
+        return f"{where} at {self.options.aws_endpoint_url}" if self.options.aws_endpoint_url else where
+
+    def key(self, path: str) -> str:
+        """The object key of a relative path; refuses paths that leave the prefix."""
+        clean = _clean(path)
+        if not clean or clean != path.strip("/"):
+            raise ValueError(f"path {path!r} is not a plain relative path inside {self.location}")
+        return f"{self.base}/{clean}" if self.base else clean
+
+    def _folder(self, prefix: str) -> str:
+        folder = _clean(prefix)
+        joined = f"{self.base}/{folder}" if self.base and folder else (self.base or folder)
+        return f"{joined}/" if joined else ""
+
+    def list(self, prefix: str = "", extensions: Iterable[str] | None = None) -> list[str]:
+        """Keys under ``prefix`` (a folder), recursively, as relative paths, sorted; hidden names are skipped."""
+        wanted = {e.lower().lstrip(".") for e in extensions} if extensions is not None else None
+        start = len(self.base) + 1 if self.base else 0
+        found = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                          Prefix=self._folder(prefix))
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    relative = item["Key"][start:]
+                    if not relative or relative.endswith("/"):  # "folder" marker objects
+                        continue
+                    if any(part.startswith(".") for part in relative.split("/")):
+                        continue
+                    if wanted is not None and relative.rsplit(".", 1)[-1].lower() not in wanted:
+                        continue
+                    found.append(relative)
+        except Exception as exc:
+            raise self._explain(exc, "listing") from None
+        return sorted(found)
+
+    def read(self, path: str) -> bytes:
+        """The object's bytes; ``FileNotFoundError`` if absent."""
+        from botocore.exceptions import ClientError
+
+        key = self.key(path)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=key)
+                return response["Body"].read()
+            except ClientError as exc:
+                if _code(exc) in _MISSING_KEY:
+                    raise FileNotFoundError(f"{self.location}: no object {path!r}") from None
+                raise self._explain(exc, f"reading {path!r}") from None
+            except Exception as exc:
+                # botocore retries requests; a body that breaks off mid-read is retried here
+                if attempt == MAX_ATTEMPTS or not _transient(exc):
+                    raise self._explain(exc, f"reading {path!r}") from None
+        raise AssertionError("unreachable")
+
+    def write(self, path: str, data: bytes) -> None:
+        """One PutObject: readers see the old object or the new one, never part of it."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.key(path), Body=bytes(data))
+        except Exception as exc:
+            raise self._explain(exc, f"writing {path!r}") from None
+
+    def exists(self, path: str) -> bool:
+        """Whether the object exists (a HeadObject)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.key(path))
+            return True
+        except ClientError as exc:
+            if _code(exc) in _MISSING_KEY:
+                return False
+            raise self._explain(exc, f"looking up {path!r}") from None
+        except Exception as exc:
+            raise self._explain(exc, f"looking up {path!r}") from None
+
+    def delete(self, path: str) -> None:
+        """Remove the object; S3 answers the same whether it existed or not."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(path))
+        except Exception as exc:
+            raise self._explain(exc, f"deleting {path!r}") from None
+
+    def check(self) -> None:
+        """A HeadBucket with short timeouts and no retries: endpoint, credentials and bucket in one request."""
+        probe = client_for(self.options, CHECK_TIMEOUTS, 1)
+        try:
+            probe.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            raise self._explain(exc, "checking the bucket") from None
+
+    def _explain(self, exc: BaseException, doing: str) -> DataBackendError:
+        return DataBackendError(explain(exc, self.options, f"{doing} in {self.location}"))
+
+
+def _code(exc: Any) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _transient(exc: BaseException) -> bool:
+    from botocore import exceptions as b
+
+    return isinstance(exc, b.ConnectionClosedError | b.IncompleteReadError | b.ReadTimeoutError
+                      | b.ResponseStreamingError)
+
+
+def explain(exc: BaseException, options: S3Options, what: str) -> str:
+    """One line saying what went wrong with S3 and how to fix it."""
+    from botocore import exceptions as b
+
+    bucket, endpoint = options.aws_bucket_name, options.aws_endpoint_url or "AWS S3"
+    if isinstance(exc, DataBackendError):
+        return str(exc)
+    if isinstance(exc, b.NoCredentialsError | b.PartialCredentialsError):
+        return (f"{what}: no AWS credentials; set aws_access_key_id and aws_secret_access_key, or the "
+                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY environment variables, or an AWS profile")
+    if isinstance(exc, b.EndpointConnectionError | b.ConnectTimeoutError | b.ReadTimeoutError
+                  | b.ConnectionClosedError):
+        return (f"{what}: cannot reach {endpoint} ({type(exc).__name__}); check aws_endpoint_url, that the server "
+                "runs and that this machine can reach it")
+    if isinstance(exc, b.ParamValidationError):
+        return f"{what}: {' '.join(str(exc).split())}"
+    if isinstance(exc, b.ClientError):
+        code = _code(exc)
+        if code in _MISSING_BUCKET or (code == "404" and "bucket" in what):
+            return f"{what}: bucket {bucket!r} does not exist at {endpoint}; create it or fix aws_bucket_name"
+        if code in _REFUSED:
+            return (f"{what}: {endpoint} refused the credentials or access to bucket {bucket!r} ({code}); check "
+                    "aws_access_key_id / aws_secret_access_key (or the AWS profile) and the bucket's permissions")
+        if code in ("301", "PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
+            return f"{what}: bucket {bucket!r} is in another region ({code}); set aws_region_name to its region"
+        message = exc.response.get("Error", {}).get("Message", "")  # type: ignore[attr-defined]
+        return f"{what}: {endpoint} answered {code or 'an error'}{': ' + message if message else ''}"
+    return f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
