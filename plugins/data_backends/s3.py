@@ -105,10 +105,10 @@ class S3DataBackend(DataBackend):
 
     def key(self, path: str) -> str:
         """The object key of a relative path; refuses paths that leave the prefix."""
-        clean = _clean(path)
-        if not clean or clean != path.strip("/"):
+        parts = path.split("/")
+        if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path:
             raise ValueError(f"path {path!r} is not a plain relative path inside {self.location}")
-        return f"{self.base}/{clean}" if self.base else clean
+        return f"{self.base}/{path}" if self.base else path
 
     def _folder(self, prefix: str) -> str:
         folder = _clean(prefix)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import attrs
 
+from simpletuner.core.errors import DataBackendError
 from simpletuner.core.options import option
 
 
@@ -43,3 +44,6 @@ class S3Options:
                      "aws_secret_access_key"):
             if getattr(self, name) == "":  # an emptied form field means "not set", not an empty name
                 setattr(self, name, None)
+        if not 1 <= self.aws_max_pool_connections <= 512:
+            raise DataBackendError(f"s3: aws_max_pool_connections must be between 1 and 512, got "
+                                   f"{self.aws_max_pool_connections}")
