@@ -75,3 +75,11 @@ def closed_endpoint() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Flux pipeline folder (built once per test session)."""
+    from simpletuner.model_families.flux.tiny import build_tiny_flux_pipeline
+
+    return build_tiny_flux_pipeline(tmp_path_factory.mktemp("tiny-flux") / "pipeline")
