@@ -45,3 +45,27 @@ def test_builtin_entry_points_point_at_packaged_modules() -> None:
     for name, target in _pyproject()["project"]["entry-points"]["simpletuner"].items():
         module = target.split(":")[0]
         assert module in packages or module.rsplit(".", 1)[0] in packages, f"entry point {name} -> {target}"
+
+
+def test_no_package_is_listed_twice() -> None:
+    packages = _pyproject()["tool"]["setuptools"]["packages"]
+    assert len(packages) == len(set(packages))
+
+
+def test_the_wheel_carries_every_package_its_data_and_the_entry_points(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("simpletuner-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for package in _pyproject()["tool"]["setuptools"]["packages"]:
+        assert package.replace(".", "/") + "/__init__.py" in names, package
+    assert not any(name.split("/")[0] in TOP_FOLDERS for name in names)  # nothing outside the namespace
+    for folder in ("templates", "static", "examples"):
+        assert any(name.startswith(f"simpletuner/ui/{folder}/") for name in names), folder
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[simpletuner]" in text and "simpletuner = simpletuner.core.cli.main:main" in text
