@@ -10,7 +10,7 @@ import falcon
 
 from simpletuner.core.atomic import atomic_write_json
 from simpletuner.core.config.datasets import parse_datasets
-from simpletuner.core.config.loading import build_schema, datasets_path, load_config
+from simpletuner.core.config.loading import backend_has_local_paths, build_schema, datasets_path, load_config
 from simpletuner.core.config.schema import strip_key
 from simpletuner.core.environments import DEFAULT_DATASETS_FILE
 from simpletuner.core.environments import read_json as read_json_file
@@ -21,6 +21,7 @@ from simpletuner.ui.http import bad_request, field, only_keys, read_json
 from simpletuner.ui.resources.base import Resource, send_json
 from simpletuner.ui.resources.environments import get_environment, store_of, user_error
 from simpletuner.ui.workflow.config_forms import config_view, validate_change
+from simpletuner.ui.workflow.remote_datasets import keep_secrets, mask_secrets
 
 
 def backend_option_types(registry, name: str) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
@@ -128,7 +129,9 @@ class MemoryPresets(Resource):
 
 
 class EnvironmentDatasets(Resource):
-    """``GET /api/environments/{name}/datasets``: the datasets list; ``PUT`` ``{datasets}`` validates and writes it."""
+    """``GET /api/environments/{name}/datasets``: the datasets list (secret backend options as null, with
+    ``secrets_set`` naming the ``{id, key}`` that hold one); ``PUT`` ``{datasets}`` validates and writes it, a null
+    secret keeping the stored value."""
 
     permissions = {"GET": "config.view", "PUT": "config.edit"}
 
@@ -146,7 +149,8 @@ class EnvironmentDatasets(Resource):
             datasets = read_json_file(path) if path.is_file() else []
         except ConfigError as exc:
             raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
-        send_json(resp, {"file": str(path), "datasets": datasets})
+        datasets, secrets_set = mask_secrets(self.ctx.registry, datasets)
+        send_json(resp, {"file": str(path), "datasets": datasets, "secrets_set": secrets_set})
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         env = get_environment(self, name)
@@ -156,13 +160,18 @@ class EnvironmentDatasets(Resource):
         if not isinstance(datasets, list):
             raise bad_request("datasets must be a list of dataset objects")
         workspace = self.ctx.workspace
+        path = self._path(env)
+        try:  # secrets come back masked (null): those keep the file's values
+            datasets = keep_secrets(self.ctx.registry, datasets, read_json_file(path) if path.is_file() else [])
+        except ConfigError:
+            pass
         try:
             parse_datasets(datasets, backend_option_types=lambda n: backend_option_types(self.ctx.registry, n),
-                           resolve_path=lambda p: workspace.resolve_config_path(p, env.path), source="datasets")
+                           resolve_path=lambda p: workspace.resolve_config_path(p, env.path), source="datasets",
+                           local_paths=lambda n: backend_has_local_paths(self.ctx.registry, n))
         except ConfigError as exc:
             send_json(resp, {"ok": False, "errors": exc.problems}, 422)
             return
-        path = self._path(env)
         atomic_write_json(path, datasets)
         self.audit(req, "datasets_saved", target=name)
         send_json(resp, {"ok": True, "file": str(path)})

@@ -1,16 +1,22 @@
 """The datasets folder over HTTP: a browser confined to it, new folders, uploads (files or ZIP archives streamed to
-disk and extracted safely), a scan of what training would use, and image previews."""
+disk and extracted safely), a scan of what training would use, and image previews; and datasets on remote
+storage (a backend plugin such as ``s3``): its options, a connection test and the same scan."""
 
 from __future__ import annotations
 
 import mimetypes
 import re
+from typing import Any
 
 import falcon
 
-from simpletuner.core.errors import SimpleTunerError
+from simpletuner.core.config.datasets import DatasetEntry
+from simpletuner.core.config.loading import load_config
+from simpletuner.core.errors import ConfigError, DataBackendError, SimpleTunerError
+from simpletuner.core.training.storage import DatasetStorage
 from simpletuner.ui.http import bad_request, field, only_keys, read_json
 from simpletuner.ui.resources.base import Resource, send_json
+from simpletuner.ui.resources.environments import get_environment, store_of
 from simpletuner.ui.workflow.browse import (
     OutsideDatasetsError,
     confine,
@@ -18,6 +24,15 @@ from simpletuner.ui.workflow.browse import (
     list_folder,
     relative_name,
     scan_folder,
+)
+from simpletuner.ui.workflow.remote_datasets import (
+    RemoteRequestError,
+    backends_json,
+    describe,
+    open_backend,
+    remote_spec,
+    scan_remote,
+    typed_options,
 )
 from simpletuner.ui.workflow.uploads import UploadError, UploadLimits, receive
 
@@ -155,3 +170,95 @@ class DatasetFile(Resource):
         resp.content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         resp.stream = open(path, "rb")  # noqa: SIM115 - Falcon closes the stream after sending it
         resp.content_length = path.stat().st_size
+
+
+def _remote_request(resource: Resource, req: falcon.Request, extra: set[str]) -> tuple[Any, dict[str, Any]]:
+    """The backend (already checked) a remote-dataset request names, and the request's other fields.
+
+    The environment's own values of the backend's options (``config.json`` or the ``default`` environment) fill
+    what the request leaves empty, as they do at training time."""
+    data = read_json(req, resource.ctx.settings.max_body_bytes)
+    only_keys(data, {"type", "options", "path", "env"} | extra)
+    registry = resource.ctx.registry
+    try:
+        spec = remote_spec(registry, data.get("type"))
+        options = typed_options(spec, data.get("options") or {})
+    except RemoteRequestError as exc:
+        raise bad_request(str(exc)) from None
+    path = data.get("path") or ""
+    if not isinstance(path, str):
+        raise bad_request("path must be a string (a key prefix under the dataset's prefix)")
+    config = None
+    if data.get("env"):
+        env = get_environment(resource, str(data["env"]))
+        try:
+            config, _ = load_config(store_of(resource), env, registry)
+        except ConfigError:
+            config = None  # a broken config.json only loses its defaults here; the config tabs show its problems
+    storage = DatasetStorage(registry, lambda p: resource.ctx.workspace.resolve_config_path(p), config)
+    merged = storage.options(DatasetEntry(id="wizard", type=spec.name, backend_options=options))
+    try:
+        return open_backend(spec, merged, path), data
+    except DataBackendError as exc:
+        raise falcon.HTTPUnprocessableEntity(title="Storage unusable", description=str(exc)) from None
+
+
+class RemoteBackends(Resource):
+    """``GET /api/datasets/backends``: every data backend with its options' metadata (remote ones are offered by
+    the dataset wizard beside local folders)."""
+
+    permissions = {"GET": "config.view"}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send_json(resp, {"backends": backends_json(self.ctx.registry)})
+
+
+class RemoteTest(Resource):
+    """``POST /api/datasets/remote/test`` ``{type, options, path, env}``: whether the storage answers (a cheap
+    request with short timeouts); 422 with a one-line reason when not. Option values are never echoed."""
+
+    permissions = {"POST": "config.edit"}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        backend, _ = _remote_request(self, req, set())
+        send_json(resp, {"ok": True, "location": describe(backend)})
+
+
+class RemoteScan(Resource):
+    """``POST /api/datasets/remote/scan`` ``{type, options, path, env, resolution, resolution_type,
+    minimum_image_size, caption_strategy, instance_prompt}``: the folder scan's answer for remote storage, with
+    inline thumbnails; reads at most a few hundred images (``scanned``)."""
+
+    permissions = {"POST": "config.edit"}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        backend, data = _remote_request(self, req, {"resolution", "resolution_type", "minimum_image_size",
+                                                    "caption_strategy", "instance_prompt"})
+        resolution_type = data.get("resolution_type") or "pixel"
+        if resolution_type not in ("pixel", "area", "pixel_area"):
+            raise bad_request("resolution_type must be pixel, area or pixel_area")
+        numbers = {}
+        for name, default in (("resolution", 1024.0), ("minimum_image_size", None)):
+            value = data.get(name)
+            if value in (None, ""):
+                numbers[name] = default
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise bad_request(f"{name} must be a number")
+            try:
+                numbers[name] = float(value)
+            except ValueError:
+                raise bad_request(f"{name} must be a number") from None
+            if numbers[name] < 0:  # type: ignore[operator]
+                raise bad_request(f"{name} must not be negative")
+        prompt = data.get("instance_prompt")
+        try:
+            result = scan_remote(backend, resolution=numbers["resolution"] or 0, resolution_type=resolution_type,
+                                 minimum_image_size=numbers["minimum_image_size"],
+                                 caption_strategy=data.get("caption_strategy") or "textfile",
+                                 instance_prompt=prompt if isinstance(prompt, str) else None)
+        except DataBackendError as exc:
+            raise falcon.HTTPUnprocessableEntity(title="Storage unusable", description=str(exc)) from None
+        except RemoteRequestError as exc:
+            raise bad_request(str(exc)) from None
+        send_json(resp, result)

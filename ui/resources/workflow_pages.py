@@ -66,6 +66,9 @@ def workflow_api_routes(ctx: AppContext) -> list[tuple[str, object]]:
         ("/api/datasets/upload", datasets.Upload),
         ("/api/datasets/scan", datasets.Scan),
         ("/api/datasets/file", datasets.DatasetFile),
+        ("/api/datasets/backends", datasets.RemoteBackends),
+        ("/api/datasets/remote/test", datasets.RemoteTest),
+        ("/api/datasets/remote/scan", datasets.RemoteScan),
         ("/api/hub/login", hub.HubLogin),
         ("/api/jobs/{job_id:int}/metrics", training_history.JobMetrics),
     ]
