@@ -130,7 +130,8 @@ def scan_dataset(entry: DatasetEntry, backend: DataBackend, settings: Resolution
     """
     paths = backend.list(extensions=IMAGE_EXTENSIONS)
     if not paths:
-        raise DatasetError(f"dataset {entry.id!r} has no images (jpg, jpeg, png, webp) in {entry.instance_data_dir}; "
+        where = getattr(backend, "location", entry.instance_data_dir)  # remote backends name their location
+        raise DatasetError(f"dataset {entry.id!r} has no images (jpg, jpeg, png, webp) in {where}; "
                            f"add images or disable the dataset")
     with ThreadPoolExecutor(max_workers=threads) as pool:
         results = list(pool.map(lambda p: _examine(entry, backend, settings, seed, p), paths))

@@ -29,7 +29,7 @@ CHECK_TIMEOUTS = {"connect_timeout": 3, "read_timeout": 5}
 _MISSING_KEY = {"404", "NoSuchKey", "NotFound"}
 _MISSING_BUCKET = {"NoSuchBucket"}
 _REFUSED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
-            "ExpiredToken", "AuthorizationHeaderMalformed", "InvalidClientTokenId"}
+            "ExpiredToken", "InvalidClientTokenId"}
 
 
 def _clean(prefix: str) -> str:

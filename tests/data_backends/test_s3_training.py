@@ -121,3 +121,16 @@ def test_training_stops_before_loading_models_when_the_bucket_is_missing(workspa
     with pytest.raises(DataBackendError, match="dataset 'pets': checking the bucket in s3://deleted-bucket at "):
         _train(workspace, "gone")
     assert "bucket 'deleted-bucket' does not exist" in read_failed_event(workspace.root / "output" / "gone")
+
+
+def test_an_empty_prefix_names_its_location(workspace: Workspace, tiny_flux: Path, s3_endpoint: str,
+                                            bucket: str) -> None:
+    from simpletuner.core.training.datasets import DatasetError
+
+    write_env(workspace.configs_dir, "empty", tiny_config(tiny_flux, "empty"), [
+        {"id": "pets", "type": "s3", "aws_bucket_name": bucket, "aws_endpoint_url": s3_endpoint,
+         "instance_data_dir": "nothing-here"},
+        {"id": "embeds", "dataset_type": "text_embeds", "default": True, "cache_dir": "cache/empty"},
+    ])
+    with pytest.raises(DatasetError, match=f"dataset 'pets' has no images .* in s3://{bucket}/nothing-here at "):
+        _train(workspace, "empty")
