@@ -132,7 +132,7 @@ def scan_remote(backend: DataBackend, *, resolution: float, resolution_type: str
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(examine, chosen))
     by_reason: dict[str, list[str]] = {}
-    preview = []
+    preview: list[dict[str, Any]] = []
     for path, reason, detail in results:
         by_reason.setdefault(reason, []).append(path)
         if detail is not None and len(preview) < PREVIEW_PAIRS:
