@@ -22,7 +22,7 @@ import attrs
 
 from simpletuner.core.config.converter import ValueTypeError, make_converter, structure_value
 from simpletuner.core.config.core_options import RESOLUTION_TYPES
-from simpletuner.core.config.legacy import LEGACY_DATASET_KEYS, NO_EFFECT
+from simpletuner.core.config.legacy import DATA_BACKEND_ALIASES, LEGACY_DATASET_KEYS, NO_EFFECT
 from simpletuner.core.errors import ConfigError
 from simpletuner.core.options import option
 
@@ -127,6 +127,9 @@ def parse_datasets(
         if isinstance(item.get("id"), str):
             where = f"$[{index}] (id {item['id']!r})"
         backend_name = item.get("type", "local")
+        if backend_name in DATA_BACKEND_ALIASES and backend_option_types(backend_name) is None:
+            backend_name = DATA_BACKEND_ALIASES[backend_name]
+            item = {**item, "type": backend_name}
         backend_types = backend_option_types(backend_name) if isinstance(backend_name, str) else None
         if backend_types is None:
             problems.append(f"{where}.type: unknown data backend {backend_name!r}")

@@ -15,6 +15,9 @@ ALIASES: dict[str, str] = {
     "validation_step_interval": "validation_steps",
 }
 
+#: SimpleTuner's names of data backends (a dataset entry's ``type``) that are registered here under another name.
+DATA_BACKEND_ALIASES: dict[str, str] = {"aws": "s3"}
+
 _CONFIG_KEYS = """
 accelerator_cache_clear_interval adam_beta1 adam_beta2 adam_epsilon adam_weight_decay allow_dataset_oversubscription
 aspect_bucket_alignment aspect_bucket_disable_rebuild aspect_bucket_rounding aspect_bucket_worker_count

@@ -43,6 +43,13 @@ def test_a_simpletuner_datasets_file_parses(images: Path) -> None:
                         "remove it to silence this warning"]
 
 
+def test_simpletuners_aws_type_means_the_s3_backend(images: Path) -> None:
+    raw = good_entries()
+    raw[0].update(type="aws", aws_bucket_name="bucket")
+    entries, _ = parse(raw, images.parent, backends={"local": {}, "s3": {"aws_bucket_name": str}})
+    assert entries[0].type == "s3" and entries[0].backend_options == {"aws_bucket_name": "bucket"}
+
+
 def test_backend_specific_keys_are_kept(images: Path) -> None:
     raw = good_entries()
     raw[0]["type"] = "s3"
