@@ -49,15 +49,23 @@ class BatchStream:
     """Yields a rank's batches from ``(epoch, index)`` onwards, epoch after epoch, read ``depth`` batches ahead.
 
     ``wait_seconds`` accumulates the time the consumer spent blocked on the queue (the data-loader stall).
+
+    Reading a batch is mostly Python (file reads, header checks, stacking), so the reader thread competes with
+    the training step for the interpreter lock; in the forward pass, which dispatches one operation after another
+    from Python, every switch to the reader stalls the step. Once the reader is ``depth - 1`` batches ahead it
+    therefore reads the next batch only when the consumer calls :meth:`quiet` (the loop does before its backward
+    pass, which runs without the lock) or runs low.
     """
 
-    _DONE = object()
-
     def __init__(self, data: TrainingData, rank: int, start_epoch: int, start_index: int, *, depth: int = 4) -> None:
+        if depth < 3:
+            raise ValueError(f"depth must be at least 3 (got {depth}): the reader keeps depth - 1 batches ready")
         self.data = data
         self.rank = rank
         self.wait_seconds = 0.0
+        self._depth = depth
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._turn = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, args=(start_epoch, start_index), daemon=True,
                                         name="simpletuner-batches")
@@ -70,6 +78,9 @@ class BatchStream:
             while not self._stop.is_set():
                 plan = self.data.planner.epoch(epoch)
                 for position in range(index, len(plan)):
+                    self._await_turn()
+                    if self._stop.is_set():
+                        return
                     refs = self.data.planner.rank_slice(plan[position], self.rank)
                     latents, text = load_batch(self.data, refs)
                     if log is not None:
@@ -86,6 +97,16 @@ class BatchStream:
             if log is not None:
                 log.close()
 
+    def _await_turn(self) -> None:
+        """Return at once while fewer than ``depth - 1`` batches wait; else when the consumer hands a turn."""
+        if self._queue.qsize() >= self._depth - 1:
+            self._turn.wait()  # close() hands a turn too
+        self._turn.clear()
+
+    def quiet(self) -> None:
+        """Tell the reader that the consumer is about to leave Python for a while (a good time to read)."""
+        self._turn.set()
+
     def _put(self, item: Any) -> bool:
         while not self._stop.is_set():
             try:
@@ -99,6 +120,8 @@ class BatchStream:
         return self
 
     def __next__(self) -> Batch:
+        if self._queue.qsize() < self._depth - 1:
+            self._turn.set()  # running low: read now, quiet or not
         started = time.perf_counter()
         item = self._queue.get()
         self.wait_seconds += time.perf_counter() - started
@@ -109,4 +132,5 @@ class BatchStream:
     def close(self) -> None:
         """Stop the reader thread."""
         self._stop.set()
+        self._turn.set()
         self._thread.join(timeout=5)

@@ -88,6 +88,47 @@ def _drop_captions(state: LoopState, text: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _measure_and_clip(acc: Any, params: list[Any], max_norm: float) -> Any:
+    """The gradients' total norm (a tensor, or None where DeepSpeed keeps it to itself), clipped to ``max_norm``
+    when it is positive.
+
+    Without clipping, plain and data-parallel runs only measure the norm: ``clip_grad_norm_`` with an infinite
+    bound would also multiply every gradient by 1. Sharded runs keep accelerate's path, which knows their layout.
+    """
+    import torch
+    from accelerate.utils import DistributedType
+
+    unsharded = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+    if max_norm > 0 or acc.distributed_type not in unsharded:
+        return acc.clip_grad_norm_(params, max_norm if max_norm > 0 else math.inf)
+    acc.unscale_gradients()  # fp16: the norm of the true gradients, as clip_grad_norm_ reports it
+    return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+
+
+def _steppable(acc: Any, optimizer: Any) -> Any:
+    """The optimizer whose ``step``/``zero_grad`` the loop calls: accelerate's wrapper where it adds behaviour (a
+    grad scaler, DeepSpeed, XLA, ...), else the optimizer it wraps, which it would call anyway (the loop steps
+    only at synchronised gradients) after looking up optional packages on every step."""
+    from accelerate.utils import DistributedType
+
+    inner = getattr(optimizer, "optimizer", None)
+    plain = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+    if inner is None or getattr(optimizer, "scaler", None) is not None or acc.distributed_type not in plain:
+        return optimizer
+    return inner
+
+
+def _read_back(loss: Any, grad_norm: Any) -> tuple[float, float]:
+    """(loss, grad norm) as Python floats, copied from the device in one transfer (each copy waits for the
+    device to finish its queued work)."""
+    import torch
+
+    if not torch.is_tensor(grad_norm):  # None, or DeepSpeed's own float
+        return loss.item(), float(grad_norm or 0.0)
+    loss_value, norm = torch.stack([loss.float(), grad_norm.to(device=loss.device, dtype=torch.float32)]).tolist()
+    return loss_value, norm
+
+
 def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
                 after_step: Callable[[int], None]) -> int:
     """Train from ``state.start_step`` to ``state.total_steps``; returns the last step reached."""
@@ -104,7 +145,8 @@ def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
     stream = BatchStream(state.data, acc.process_index, epoch, index)
     step = state.start_step
     smoothed: float | None = None
-    clip = core.max_grad_norm if core.max_grad_norm > 0 else math.inf
+    transformer = {"transformer": state.model}
+    optimizer = _steppable(acc, state.optimizer)
     state.model.train()
     try:
         while step < state.total_steps:
@@ -123,22 +165,25 @@ def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
                     text = _drop_captions(state, _to_device(batch.text, acc.device, state.dtype))
                     with acc.autocast():
                         inputs = state.family.training_inputs(latents, text, state.generator)
-                        prediction = state.family.predict({"transformer": state.model}, inputs, text)
+                        prediction = state.family.predict(transformer, inputs, text)
                         loss = state.family.loss(prediction, inputs)
-                    acc.backward(loss if deepspeed else loss / micro)
+                    stream.quiet()  # the backward pass leaves Python: the reader's turn
+                    acc.backward(loss if deepspeed or micro == 1 else loss / micro)
                 losses.append(loss.detach())
-            grad_norm = acc.clip_grad_norm_(state.params, clip)
-            state.optimizer.step()
+            grad_norm = _measure_and_clip(acc, state.params, core.max_grad_norm)
+            optimizer.step()
             state.scheduler.step()
-            state.optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             step += 1
-            loss_value = acc.reduce(torch.stack(losses).mean(), reduction="mean").item()
+            mean_loss = losses[0] if micro == 1 else torch.stack(losses).mean()
+            if acc.num_processes > 1:
+                mean_loss = acc.reduce(mean_loss, reduction="mean")
+            loss_value, norm = _read_back(mean_loss, grad_norm)
             elapsed = time.perf_counter() - started
             smoothed = elapsed if smoothed is None else 0.9 * smoothed + 0.1 * elapsed
             on_step(StepMetrics(
                 step=step, epoch=(step - 1) // per_epoch + 1, loss=loss_value,
-                lr=float(state.scheduler.get_last_lr()[0]),
-                grad_norm=float(grad_norm) if grad_norm is not None else 0.0,
+                lr=float(state.scheduler.get_last_lr()[0]), grad_norm=norm,
                 it_per_s=1.0 / smoothed if smoothed > 0 else 0.0, eta_s=smoothed * (state.total_steps - step),
                 data_wait_s=stream.wait_seconds - wait_before,
             ))

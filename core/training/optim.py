@@ -6,16 +6,42 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+#: Devices with torch's fused (single-kernel) AdamW; other devices keep torch's default implementation.
+_FUSED_DEVICES = ("cpu", "cuda")
+
+
+def adamw_implementation(params: Sequence[Any]) -> dict[str, Any]:
+    """``{"fused": True}`` when torch's fused AdamW can update every tensor of ``params``, else ``{}`` (torch
+    picks its for-each or per-tensor loop).
+
+    The fused kernel updates all parameters in one pass: on the CPU, where torch defaults to a Python loop over
+    the tensors, a LoRA's optimizer step gets several times faster. It needs plain floating-point tensors (not
+    quantised or sharded subclasses) on a CPU or CUDA device.
+    """
+    import torch
+
+    plain = (torch.Tensor, torch.nn.Parameter)
+    usable = bool(params) and all(type(p) in plain and p.is_floating_point() and p.device.type in _FUSED_DEVICES
+                                  for p in params)
+    return {"fused": True} if usable else {}
+
 
 def build_optimizer(params: Sequence[Any], core: Any) -> Any:
-    """``adamw`` (torch), ``adamw_bf16`` (torch-optimi's AdamW with Kahan-compensated bf16 updates) or
-    ``adafactor`` (transformers', with a fixed learning rate)."""
+    """``adamw`` (torch's, fused where :func:`adamw_implementation` allows and the run neither shards nor scales
+    fp16 losses), ``adamw_bf16`` (torch-optimi's AdamW with Kahan-compensated bf16 updates) or ``adafactor``
+    (transformers', with a fixed learning rate)."""
     betas = (core.adam_beta1, core.adam_beta2)
     if core.optimizer == "adamw":
         import torch
 
+        from simpletuner.core.distributed import uses_deepspeed
+
+        # DeepSpeed and FSDP2 replace the parameters (flat partitions, DTensors) and fp16 brings a grad scaler:
+        # torch's default implementation is the one those paths are known to work with.
+        plain = not (uses_deepspeed(core) or core.fsdp_enable or core.mixed_precision == "fp16")
         return torch.optim.AdamW(params, lr=core.learning_rate, betas=betas, eps=core.adam_epsilon,
-                                 weight_decay=core.adam_weight_decay)
+                                 weight_decay=core.adam_weight_decay,
+                                 **(adamw_implementation(params) if plain else {}))
     if core.optimizer == "adamw_bf16":
         import optimi
 

@@ -60,6 +60,20 @@ class FluxFamily(ModelFamily):
 
     def __init__(self, spec: Any, flavour: Any, options: Any) -> None:
         super().__init__(spec, flavour, options if options is not None else FluxOptions())
+        # position ids depend only on the latent or text shape: built once per shape, not every step
+        self._position_ids: dict[tuple[Any, ...], torch.Tensor] = {}
+
+    def _ids(self, kind: str, rows: int, columns: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Image ids of a ``rows×columns`` latent or text ids (zeros) of ``rows`` tokens, cached per shape."""
+        key = (kind, rows, columns, device, dtype)
+        ids = self._position_ids.get(key)
+        if ids is None:
+            if kind == "image":
+                ids = image_ids(rows, columns, device, dtype)
+            else:
+                ids = torch.zeros(rows, 3, device=device, dtype=dtype)
+            self._position_ids[key] = ids
+        return ids
 
     @property
     def flow_shift(self) -> float:
@@ -150,7 +164,7 @@ class FluxFamily(ModelFamily):
         return {
             "hidden_states": pack_latents(noisy),
             "timestep": sigmas.to(dtype),
-            "img_ids": image_ids(h, w, device, dtype),
+            "img_ids": self._ids("image", h, w, device, dtype),
             "guidance": self._guidance(b, generator, device),
             "target": pack_latents(noise - latents),
             "sigmas": sigmas,
@@ -160,7 +174,7 @@ class FluxFamily(ModelFamily):
         """One transformer call; padded T5 tokens are masked out with ``flux_attention_masked_training``."""
         transformer = components["transformer"]
         embeds = text["prompt_embeds"]
-        txt_ids = torch.zeros(embeds.shape[1], 3, device=embeds.device, dtype=embeds.dtype)
+        txt_ids = self._ids("text", embeds.shape[1], 0, embeds.device, embeds.dtype)
         kwargs: dict[str, Any] = {}
         if self.options.flux_attention_masked_training:
             image_tokens = inputs["hidden_states"].shape[1]
