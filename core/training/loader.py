@@ -25,17 +25,52 @@ class Batch:
     text: dict[str, Any]
 
 
-def load_batch(data: TrainingData, refs: Sequence[SampleRef]) -> tuple[Any, dict[str, Any]]:
-    """Read and stack the cached latents and embeddings of ``refs``."""
+#: Bytes of decoded cache entries each batch reader keeps in memory (per process).
+MEMORY_BUDGET = 1 << 30
+
+
+class SampleMemory:
+    """Cache entries kept decoded in memory after their first read, up to ``budget`` bytes; entries beyond it are
+    read from storage every time.
+
+    Reading an entry costs file-system calls, a header check and decoding on every visit, i.e. every epoch; most
+    LoRA datasets fit in memory whole. Each epoch visits every sample once in a new order, so keeping the first
+    entries that fit serves as many reads as any eviction policy would, with nothing to maintain.
+    """
+
+    def __init__(self, budget: int = MEMORY_BUDGET) -> None:
+        self.budget = budget
+        self.used = 0
+        self._entries: dict[tuple[int, str], dict[str, Any]] = {}
+
+    def read(self, store: Any, key: str) -> dict[str, Any]:
+        """``store.read(key)``, from memory when it was read before and fitted."""
+        slot = (id(store), key)
+        entry = self._entries.get(slot)
+        if entry is None:
+            entry = store.read(key)
+            size = sum(t.numel() * t.element_size() for t in entry.values())
+            if self.used + size <= self.budget:
+                self._entries[slot] = entry
+                self.used += size
+        return entry
+
+
+def load_batch(data: TrainingData, refs: Sequence[SampleRef], memory: SampleMemory | None = None
+               ) -> tuple[Any, dict[str, Any]]:
+    """Read and stack the cached latents and embeddings of ``refs`` (through ``memory`` when given)."""
     import torch
+
+    def read(store: Any, key: str) -> dict[str, Any]:
+        return memory.read(store, key) if memory is not None else store.read(key)
 
     latents = []
     texts: dict[str, list[Any]] = {}
     for ref in refs:
         job = data.latent_jobs[ref.dataset][ref.index]
-        latents.append(job.store.read(job.key)["latents"])
+        latents.append(read(job.store, job.key)["latents"])
         text_job = data.text_jobs[ref.dataset][ref.index]
-        for name, tensor in text_job.store.read(text_job.key).items():
+        for name, tensor in read(text_job.store, text_job.key).items():
             texts.setdefault(name, []).append(tensor)
     return torch.stack(latents), {name: torch.stack(values) for name, values in texts.items()}
 
@@ -46,7 +81,8 @@ SAMPLE_LOG_ENV = "SIMPLETUNER_SAMPLE_LOG"
 
 
 class BatchStream:
-    """Yields a rank's batches from ``(epoch, index)`` onwards, epoch after epoch, read ``depth`` batches ahead.
+    """Yields a rank's batches from ``(epoch, index)`` onwards, epoch after epoch, read ``depth`` batches ahead
+    (entries that fit in ``memory_budget`` bytes are read from storage once: :class:`SampleMemory`).
 
     ``wait_seconds`` accumulates the time the consumer spent blocked on the queue (the data-loader stall).
 
@@ -57,13 +93,15 @@ class BatchStream:
     pass, which runs without the lock) or runs low.
     """
 
-    def __init__(self, data: TrainingData, rank: int, start_epoch: int, start_index: int, *, depth: int = 4) -> None:
+    def __init__(self, data: TrainingData, rank: int, start_epoch: int, start_index: int, *, depth: int = 4,
+                 memory_budget: int = MEMORY_BUDGET) -> None:
         if depth < 3:
             raise ValueError(f"depth must be at least 3 (got {depth}): the reader keeps depth - 1 batches ready")
         self.data = data
         self.rank = rank
         self.wait_seconds = 0.0
         self._depth = depth
+        self._memory = SampleMemory(memory_budget)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._turn = threading.Event()
         self._stop = threading.Event()
@@ -82,7 +120,7 @@ class BatchStream:
                     if self._stop.is_set():
                         return
                     refs = self.data.planner.rank_slice(plan[position], self.rank)
-                    latents, text = load_batch(self.data, refs)
+                    latents, text = load_batch(self.data, refs, self._memory)
                     if log is not None:
                         for ref in refs:
                             sample = self.data.datasets[ref.dataset].samples[ref.index]

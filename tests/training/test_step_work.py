@@ -164,3 +164,36 @@ def test_flux_position_ids_are_built_once_per_shape() -> None:
     assert again is first and torch.equal(first, image_ids(8, 12, latents.device, latents.dtype))
     other = family.training_inputs(torch.zeros(1, 16, 4, 4), {}, torch.Generator())["img_ids"]
     assert other.shape == (4, 3)
+
+
+def test_sample_memory_reads_each_entry_from_storage_once_within_its_budget() -> None:
+    from simpletuner.core.training.loader import SampleMemory
+
+    store = _Store()  # entries of 2 + 3 float32 values: 20 bytes
+    memory = SampleMemory(budget=40)
+    first = memory.read(store, 1)
+    assert memory.read(store, 1) is first and store.reads == 1
+    memory.read(store, 2)
+    memory.read(store, 3)  # over the budget: not kept
+    memory.read(store, 3)
+    assert store.reads == 4 and memory.used == 40
+    assert torch.equal(memory.read(store, 2)["latents"], torch.full((2,), 2.0)) and store.reads == 4
+
+
+def test_each_epoch_reads_storage_only_for_entries_beyond_memory() -> None:
+    data, latents, text = _stream_data(4)
+    stream = BatchStream(data, 0, 0, 0, depth=3, memory_budget=0)
+    try:
+        for _ in range(8):
+            next(stream)
+    finally:
+        stream.close()
+    assert latents.reads >= 8  # no memory: every visit reads
+    data, latents, text = _stream_data(4)
+    stream = BatchStream(data, 0, 0, 0, depth=3)
+    try:
+        got = [int(next(stream).latents[0, 0]) for _ in range(12)]
+    finally:
+        stream.close()
+    assert sorted(got[:4]) == sorted(got[4:8]) == [0, 1, 2, 3]
+    assert latents.reads == 4 and text.reads == 4
