@@ -15,8 +15,12 @@ from simpletuner.core.specs import Kind, normalize_name
 
 
 def validation_enabled(config: Any) -> bool:
-    """Validation runs when a prompt is set or a validation method is chosen explicitly."""
-    return config.core.validation_prompt is not None or "validation_method" in config.sources
+    """Validation runs when a prompt is set, a validation method is chosen explicitly, or any option of the chosen
+    method is set (e.g. only a ``validation_prompts`` library)."""
+    if config.core.validation_prompt is not None or "validation_method" in config.sources:
+        return True
+    owner = f"validation_method:{normalize_name(config.core.validation_method)}"
+    return any(config.schema.owner_of_key(key) == owner for key in config.sources)
 
 
 def context_options(config: Any) -> dict[str, Any]:
