@@ -29,10 +29,15 @@ class ValidationContext:
 
 @attrs.frozen
 class ValidationResult:
-    """Images produced (if any) and a short message for the event stream."""
+    """Images produced (if any) and a short message for the event stream.
+
+    ``groups`` optionally files the images under captions (e.g. the prompt's name) for trackers; when empty, every
+    image is logged under the validation prompt.
+    """
 
     images: Sequence[Path] = ()
     message: str = ""
+    groups: Mapping[str, Sequence[Path]] = attrs.field(factory=dict)
 
 
 class ValidationMethod(ABC):

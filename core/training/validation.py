@@ -63,5 +63,6 @@ class Validator:
                                     error=f"{type(exc).__name__}: {exc}")
         images = [str(p) for p in result.images]
         if result.images:
-            self.tracking.log_images(step, {core.validation_prompt or self.name: list(result.images)})
+            groups = result.groups or {core.validation_prompt or self.name: list(result.images)}
+            self.tracking.log_images(step, {caption: list(paths) for caption, paths in groups.items()})
         return self.events.emit("validation", step=step, method=self.name, images=images, message=result.message)

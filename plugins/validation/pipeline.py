@@ -29,7 +29,11 @@ class PipelineValidation(ValidationMethod):
             raise ValueError("nothing to validate: set validation_prompt or validation_prompts")
         context.output_dir.mkdir(parents=True, exist_ok=True)
         paths = [self._render(context, entry) for entry in entries]
-        return ValidationResult(images=paths, message=f"{len(paths)} image(s) at step {context.step}")
+        groups: dict[str, list[Path]] = {}
+        for entry, path in zip(entries, paths, strict=True):
+            groups.setdefault(entry.name, []).append(path)
+        return ValidationResult(images=paths, message=f"{len(paths)} image(s) at step {context.step}",
+                                groups=groups)
 
     def _render(self, context: ValidationContext, entry: PromptEntry) -> Path:
         import torch

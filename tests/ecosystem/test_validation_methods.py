@@ -69,6 +69,9 @@ def test_pipeline_renders_the_prompt_library_seeded(tmp_path: Path, tiny_pipelin
     assert names == ["validation-step000100-seed5-32x32.png", "wide_dog-step000100-seed3-48x32.png",
                      "bird-step000100-seed5-32x32.png"]
     assert all(p.parent == tmp_path / "out" / "validation" for p in result.images)
+    # trackers file each image under its prompt's name
+    assert {name: [p.name for p in paths] for name, paths in result.groups.items()} == {
+        "validation": [names[0]], "wide dog": [names[1]], "bird": [names[2]]}
     with Image.open(result.images[1]) as image:
         assert image.size == (48, 32)
         assert image.text == {"name": "wide dog", "prompt": "a green dog", "seed": "3", "steps": "2",
