@@ -57,10 +57,19 @@ EVENTS_FILE = "events.jsonl"
 Listener = Callable[[dict[str, Any]], None]
 
 
-class EventWriter:
-    """Appends events to a JSONL file (flushed per line) and passes them to listeners.
+#: Events written often enough that flushing each one would cost the training step time: they reach the file at
+#: most :attr:`EventWriter.flush_interval` seconds late. Every other event flushes at once (with any before it).
+DEFERRED_FLUSH = frozenset({"step"})
 
-    A writer made with ``path=None`` writes nothing but still calls listeners (non-main processes use one).
+
+class EventWriter:
+    """Appends events to a JSONL file and passes them to listeners.
+
+    Each event is flushed as it is written, except ``step`` events (:data:`DEFERRED_FLUSH`), which are flushed
+    at most ``flush_interval`` seconds after they are written (by the next event, or by a background flush):
+    a fast run writes many per interval and a flush per step would cost it measurable time, while readers of
+    the file (the job runner polls it) see them promptly. A writer made with ``path=None`` writes nothing but
+    still calls listeners (non-main processes use one).
 
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -70,12 +79,20 @@ class EventWriter:
     (['step'], 0.5)
     """
 
-    def __init__(self, path: Path | None, listeners: list[Listener] | None = None) -> None:
+    def __init__(self, path: Path | None, listeners: list[Listener] | None = None, *,
+                 flush_interval: float = 0.05) -> None:
+        if flush_interval < 0:
+            raise ValueError(f"flush_interval must be >= 0 seconds, got {flush_interval}")
         self.path = path
         self.listeners = list(listeners or [])
+        self.flush_interval = flush_interval
         self._lock = threading.Lock()
         self._seq = 0
         self._handle: TextIO | None = None
+        self._last_flush = 0.0
+        self._pending = threading.Event()  # written, not yet flushed
+        self._closed = threading.Event()
+        self._flusher: threading.Thread | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = path.open("a", encoding="utf-8")
@@ -87,7 +104,11 @@ class EventWriter:
             self._seq += 1
             if self._handle is not None:
                 self._handle.write(json.dumps(record, default=str) + "\n")
-                self._handle.flush()
+                now = time.monotonic()
+                if event not in DEFERRED_FLUSH or now - self._last_flush >= self.flush_interval:
+                    self._flush(now)
+                else:
+                    self._defer()
         for listener in self.listeners:
             listener(record)
         return record
@@ -98,11 +119,44 @@ class EventWriter:
         self.emit(str(record.get("event", "message")), **fields)
 
     def close(self) -> None:
-        """Close the file."""
+        """Flush and close the file."""
         with self._lock:
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
+        self._closed.set()
+        self._pending.set()  # wakes the background flush, which ends once the file is closed
+        if self._flusher is not None:
+            self._flusher.join(timeout=5)
+            self._flusher = None
+
+    def _flush(self, now: float) -> None:
+        assert self._handle is not None
+        self._handle.flush()
+        self._last_flush = now
+        self._pending.clear()
+
+    def _defer(self) -> None:
+        self._pending.set()
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_later, daemon=True, name="simpletuner-events")
+            self._flusher.start()
+
+    def _flush_later(self) -> None:
+        """Background flush of deferred events, ``flush_interval`` after the last flush, until the file closes."""
+        while True:
+            self._pending.wait()
+            with self._lock:
+                if self._handle is None:
+                    return
+                due = self._last_flush + self.flush_interval
+            if self._closed.wait(max(0.0, due - time.monotonic())):
+                return
+            with self._lock:
+                if self._handle is None:
+                    return
+                if self._pending.is_set():
+                    self._flush(time.monotonic())
 
     def __enter__(self) -> EventWriter:
         return self
