@@ -7,6 +7,7 @@ latent and text shapes, LoRA rank and attention targets and precision, interleav
 swapped for the bench's; its step includes data loading, noise sampling, the step, metrics and the event write.
 
 usage: python bench/family_step_overhead.py --family sana|pixart [--size small|full] [--steps 20] [--warmup 3]
+                                           [--batch-size 1] [--gc] [--max-grad-norm 0]
 Prints one JSON line: medians and minima of both sides, the ratio of medians (``ratio``), of minima, the median of
 the per-pair ratios, the ratio against the bare step with the engine's optimizer, and the data-loader wait share.
 """
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=1, help="samples per step on both sides")
     parser.add_argument("--gc", action="store_true")
     parser.add_argument("--max-grad-norm", type=float, default=0.0,
                         help="the engine's clipping (the bare step does not clip; 0 = off)")
@@ -86,16 +88,17 @@ def main() -> None:
     tokens, txt_dim = shapes["txt"]
     assert height == width, "the bench trains square images"
     step = BareStep(bare, family, transformer_class(family), cfg, shapes, rank=args.rank, gc=args.gc,
-                    engine_optimizer=engine_optimizer_kwargs())
+                    engine_optimizer=engine_optimizer_kwargs(), batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         model = build_pipeline(family, Path(tmp) / "model", cfg, txt_dim)
         write_environment(Path(tmp) / "ws", family, model, height * VAE_SCALE[family], {
             "lora_rank": args.rank, "lora_alpha": args.rank, "lora_target_preset": "attention",
             "max_train_steps": args.warmup + args.steps + 1, "max_grad_norm": args.max_grad_norm,
             f"{family}_max_tokens": tokens, "gradient_checkpointing": args.gc,
-        })
+        }, batch_size=args.batch_size)
         times = run_pairs(Path(tmp) / "ws", step)
-    print(json.dumps({"family": family, "size": args.size, "gc": args.gc, "max_grad_norm": args.max_grad_norm,
+    print(json.dumps({"family": family, "size": args.size, "gc": args.gc, "batch_size": args.batch_size,
+                      "max_grad_norm": args.max_grad_norm,
                       **summary(times, args.warmup)}))
 
 

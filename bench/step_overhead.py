@@ -5,7 +5,8 @@ precision, interleaved step by step (see ``step_pairs.py``): after each engine s
 the script's AdamW and once with the engine's AdamW implementation. The engine's step includes data loading, noise
 sampling, the step, metrics and the event write.
 
-usage: python bench/step_overhead.py [--size tiny|small|full] [--steps 20] [--warmup 3] [--gc] [--max-grad-norm 0]
+usage: python bench/step_overhead.py [--size tiny|small|full] [--steps 20] [--warmup 3] [--batch-size 1] [--gc]
+                                    [--max-grad-norm 0]
 Prints one JSON line: medians and minima of both sides, the ratio of medians (``ratio``), of minima, the median of
 the per-pair ratios, the ratio against the bare step with the engine's optimizer, and the data-loader wait share.
 """
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=1, help="samples per step on both sides")
     parser.add_argument("--gc", action="store_true")
     parser.add_argument("--max-grad-norm", type=float, default=0.0,
                         help="the engine's clipping (the bare step does not clip; 0 = off)")
@@ -74,16 +76,17 @@ def main() -> None:
     channels, height, width = shapes["lat"]
     assert channels == 16 and height == width, "the engine trains 16-channel latents of square images"
     step = BareStep(bare, "flux", FluxTransformer2DModel, cfg, shapes, rank=args.rank, gc=args.gc,
-                    engine_optimizer=engine_optimizer_kwargs())
+                    engine_optimizer=engine_optimizer_kwargs(), batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         model = build_pipeline(Path(tmp) / "model", dict(cfg), shapes["txt"][1], shapes["pooled"])
         write_environment(Path(tmp) / "ws", "flux", model, height * 8, {
             "lora_rank": args.rank, "max_train_steps": args.warmup + args.steps + 1,
             "max_grad_norm": args.max_grad_norm, "flux_t5_max_tokens": shapes["txt"][0],
             "flux_guidance_value": 3.5, "gradient_checkpointing": args.gc,
-        })
+        }, batch_size=args.batch_size)
         times = run_pairs(Path(tmp) / "ws", step)
-    print(json.dumps({"family": "flux", "size": args.size, "gc": args.gc, "max_grad_norm": args.max_grad_norm,
+    print(json.dumps({"family": "flux", "size": args.size, "gc": args.gc, "batch_size": args.batch_size,
+                      "max_grad_norm": args.max_grad_norm,
                       **summary(times, args.warmup)}))
 
 

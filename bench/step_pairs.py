@@ -45,11 +45,11 @@ class BareStep:
     """The bare script's step on ``cls(**cfg)`` with its LoRA; :meth:`run` times one step with either optimizer."""
 
     def __init__(self, bare: Any, family: str, cls: Any, cfg: dict[str, Any], shapes: dict[str, Any], *, rank: int,
-                 gc: bool, engine_optimizer: dict[str, Any]) -> None:
+                 gc: bool, engine_optimizer: dict[str, Any], batch_size: int = 1) -> None:
         import torch
         from peft import LoraConfig, inject_adapter_in_model
 
-        self.bare, self.family, self.shapes = bare, family, shapes
+        self.bare, self.family, self.shapes, self.batch_size = bare, family, shapes, batch_size
         self.device = "cuda" if cuda() else "cpu"
         self.dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         torch.manual_seed(0)
@@ -75,7 +75,7 @@ class BareStep:
         self._sync()
         start = time.perf_counter()
         with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.device == "cuda"):
-            loss = self.bare.forward(self.family, self.model, self.shapes, 1, self.device, self.dtype)
+            loss = self.bare.forward(self.family, self.model, self.shapes, self.batch_size, self.device, self.dtype)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -99,8 +99,10 @@ def engine_optimizer_kwargs() -> dict[str, Any]:
     return adamw_implementation([torch.zeros(1, device=device)])
 
 
-def write_environment(workspace: Path, family: str, model: Path, pixels: int, config: dict[str, Any]) -> Path:
-    """A bench environment: four demo images at ``pixels``² and the bench's settings over the common ones."""
+def write_environment(workspace: Path, family: str, model: Path, pixels: int, config: dict[str, Any], *,
+                      batch_size: int = 1) -> Path:
+    """A bench environment: four batches of demo images at ``pixels``² and the bench's settings over the common
+    ones."""
     from PIL import Image
 
     from simpletuner.core.cli.demo_commands import make_demo_images
@@ -108,13 +110,13 @@ def write_environment(workspace: Path, family: str, model: Path, pixels: int, co
 
     ws = Workspace(workspace)
     data = ws.datasets_dir / "bench"
-    for path in make_demo_images(data, 4):
+    for path in make_demo_images(data, 4 * batch_size):
         Image.open(path).convert("RGB").resize((pixels, pixels)).save(path)
     env = ws.configs_dir / "bench"
     env.mkdir(parents=True)
     (env / "config.json").write_text(json.dumps({
         "model_family": family, "pretrained_model_name_or_path": str(model), "lora_dropout": 0.0,
-        "learning_rate": 1e-4, "num_train_epochs": 0, "train_batch_size": 1, "seed": 0, "resolution": pixels,
+        "learning_rate": 1e-4, "num_train_epochs": 0, "train_batch_size": batch_size, "seed": 0, "resolution": pixels,
         "mixed_precision": "bf16" if cuda() else "no", "checkpointing_steps": 0, "report_to": "none",
         "output_dir": "output/bench", **config,
     }))

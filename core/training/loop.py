@@ -123,8 +123,10 @@ def _read_back(loss: Any, grad_norm: Any) -> tuple[float, float]:
     device to finish its queued work)."""
     import torch
 
-    if not torch.is_tensor(grad_norm):  # None, or DeepSpeed's own float
-        return loss.item(), float(grad_norm or 0.0)
+    if grad_norm is None:
+        return loss.item(), 0.0
+    if type(grad_norm) is not torch.Tensor:  # DeepSpeed's own float, or a sharded tensor type
+        return loss.item(), float(grad_norm)
     loss_value, norm = torch.stack([loss.float(), grad_norm.to(device=loss.device, dtype=torch.float32)]).tolist()
     return loss_value, norm
 
