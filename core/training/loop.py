@@ -92,16 +92,18 @@ def _measure_and_clip(acc: Any, params: list[Any], max_norm: float) -> Any:
     """The gradients' total norm (a tensor, or None where DeepSpeed keeps it to itself), clipped to ``max_norm``
     when it is positive.
 
-    Without clipping, plain and data-parallel runs only measure the norm: ``clip_grad_norm_`` with an infinite
-    bound would also multiply every gradient by 1. Sharded runs keep accelerate's path, which knows their layout.
+    Plain and data-parallel runs call torch directly, as accelerate would after its checks for sharded layouts;
+    without clipping they only measure the norm (``clip_grad_norm_`` with an infinite bound would also multiply
+    every gradient by 1). Sharded runs keep accelerate's path, which knows their layout.
     """
     import torch
     from accelerate.utils import DistributedType
 
-    unsharded = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
-    if max_norm > 0 or acc.distributed_type not in unsharded:
+    if acc.distributed_type not in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
         return acc.clip_grad_norm_(params, max_norm if max_norm > 0 else math.inf)
-    acc.unscale_gradients()  # fp16: the norm of the true gradients, as clip_grad_norm_ reports it
+    acc.unscale_gradients()  # fp16: clip and report the true gradients
+    if max_norm > 0:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
     return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
 
 

@@ -77,6 +77,9 @@ def test_without_clipping_the_norm_is_measured_and_gradients_left_alone() -> Non
     clipped = _measure_and_clip(acc, params, 1.0)
     assert torch.equal(clipped, expected)
     assert torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in params])).item() == pytest.approx(1.0)
+    reference = _params_with_grads()
+    assert torch.equal(acc.clip_grad_norm_(reference, 1.0), expected)  # accelerate's own path, bit for bit
+    assert all(torch.equal(p.grad, r.grad) for p, r in zip(params, reference, strict=True))
 
 
 def test_read_back_returns_python_floats() -> None:
