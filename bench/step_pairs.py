@@ -52,6 +52,8 @@ class BareStep:
         self.bare, self.family, self.shapes, self.batch_size = bare, family, shapes, batch_size
         self.device = "cuda" if cuda() else "cpu"
         self.dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        if self.device == "cuda":
+            torch.backends.cuda.enable_cudnn_sdp(False)  # as the engine does: see ../shared/bench/README.md
         torch.manual_seed(0)
         with torch.device(self.device):
             self.model = cls(**cfg).to(self.dtype)
