@@ -184,7 +184,7 @@ def _cross_checks(entries: Sequence[DatasetEntry], resolve_path: Callable[[str],
         where = f"dataset {entry.id!r}"
         if not entry.instance_data_dir and local_paths(entry.type):
             problems.append(f"{where}: instance_data_dir is required for image datasets")
-        elif entry.type == "local" and not resolve_path(entry.instance_data_dir).is_dir():
+        elif entry.instance_data_dir and entry.type == "local" and not resolve_path(entry.instance_data_dir).is_dir():
             problems.append(
                 f"{where}: instance_data_dir {str(resolve_path(entry.instance_data_dir))!r} is not an existing folder"
             )

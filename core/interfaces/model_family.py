@@ -53,6 +53,11 @@ class ModelFamily(ABC):
     bucket_alignment: int = 64
     #: Every component of the pipeline folder (its sub-folders), e.g. ``("transformer", "vae", "text_encoder", ...)``.
     components: Sequence[str] = ()
+    #: Component name → ``(module, class name)`` that the default :meth:`load_components` loads with
+    #: ``from_pretrained(pretrained, subfolder=name)``.
+    component_classes: Mapping[str, tuple[str, str]] = {}
+    #: Components without weights (tokenizers, schedulers): loaded without a dtype, a device or eval mode.
+    weightless_components: frozenset[str] = frozenset({"tokenizer", "tokenizer_2", "scheduler"})
     #: The components :meth:`encode_text` needs (freed once the text cache is complete).
     text_components: Sequence[str] = ()
     #: The components :meth:`encode_latents` needs (freed once the latent cache is complete).
@@ -106,12 +111,37 @@ class ModelFamily(ABC):
 
         return functional.mse_loss(prediction.float(), inputs["target"].float())
 
-    @abstractmethod
+    def component_kwargs(self, name: str, dtype: Any) -> dict[str, Any]:
+        """Extra ``from_pretrained`` arguments of one component: the run's dtype for components with weights.
+        Override to keep a component in another dtype or to pick a weights variant."""
+        return {} if name in self.weightless_components else {"torch_dtype": dtype}
+
     def load_components(self, pretrained: str, *, dtype: Any, device: Any,
                         names: Sequence[str] | None = None) -> dict[str, Any]:
         """Load the pipeline's components (transformer, vae, text encoders, tokenizers, scheduler) from a Hub id
         or a local diffusers folder through ``from_pretrained``; only ``names`` when given (all otherwise).
-        A missing component is a clear error."""
+
+        The default loads :attr:`component_classes`; models go to ``device`` in eval mode without gradients. A
+        component that cannot be loaded is a one-line error naming it and the folder."""
+        import importlib
+
+        loaded: dict[str, Any] = {}
+        for name in names or self.components:
+            if name not in self.component_classes:
+                known = ", ".join(self.component_classes)
+                raise ValueError(f"{self.spec.name} has no component {name!r}; components: {known}")
+            module, class_name = self.component_classes[name]
+            cls = getattr(importlib.import_module(module), class_name)
+            try:
+                component = cls.from_pretrained(pretrained, subfolder=name, **self.component_kwargs(name, dtype))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"cannot load the {self.spec.title} {name} from {pretrained!r} "
+                                 f"({type(exc).__name__}: {exc}); give a {self.spec.title} diffusers folder or "
+                                 f"repository") from None
+            if name not in self.weightless_components:
+                component = component.to(device).eval().requires_grad_(False)
+            loaded[name] = component
+        return loaded
 
     @abstractmethod
     def encode_text(self, components: Mapping[str, Any], prompts: Sequence[str]) -> list[dict[str, Any]]:

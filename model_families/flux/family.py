@@ -53,6 +53,8 @@ class FluxFamily(ModelFamily):
     quantization_exclusions = ("norm", "proj_out", "x_embedder", "context_embedder", "time_text_embed", "pos_embed")
     bucket_alignment = 64
     components = tuple(_LOADERS)
+    component_classes = _LOADERS
+    weightless_components = frozenset(_UNTYPED)
     text_components = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
     latent_components = ("vae",)
     trained_component = "transformer"
@@ -79,26 +81,6 @@ class FluxFamily(ModelFamily):
     def flow_shift(self) -> float:
         """``flow_schedule_shift`` of the run (3.0 before :meth:`configure`)."""
         return float(self.core.flow_schedule_shift) if self.core is not None else 3.0
-
-    # -- loading -----------------------------------------------------------------------------------------------
-
-    def load_components(self, pretrained: str, *, dtype: Any, device: Any,
-                        names: Sequence[str] | None = None) -> dict[str, Any]:
-        """Each named component through its class's ``from_pretrained(pretrained, subfolder=name)``."""
-        import importlib
-
-        loaded: dict[str, Any] = {}
-        for name in names or self.components:
-            if name not in _LOADERS:
-                raise ValueError(f"flux has no component {name!r}; components: {', '.join(_LOADERS)}")
-            module, cls_name = _LOADERS[name]
-            cls = getattr(importlib.import_module(module), cls_name)
-            if name in _UNTYPED:
-                loaded[name] = cls.from_pretrained(pretrained, subfolder=name)
-                continue
-            model = cls.from_pretrained(pretrained, subfolder=name, torch_dtype=dtype)
-            loaded[name] = model.to(device).eval().requires_grad_(False)
-        return loaded
 
     # -- text --------------------------------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@ learned-sigma half of the output left out of the loss) and validation."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,6 +42,8 @@ class PixArtFamily(ModelFamily):
                                "scale_shift_table")
     bucket_alignment = 32
     components = tuple(_LOADERS)
+    component_classes = _LOADERS
+    weightless_components = frozenset(_UNTYPED)
     text_components = ("text_encoder", "tokenizer")
     latent_components = ("vae",)
     trained_component = "transformer"
@@ -60,32 +61,6 @@ class PixArtFamily(ModelFamily):
 
             self._noise_scheduler = DDPMScheduler(**TRAINING_SCHEDULE)
         return self._noise_scheduler
-
-    # -- loading -----------------------------------------------------------------------------------------------
-
-    def load_components(self, pretrained: str, *, dtype: Any, device: Any,
-                        names: Sequence[str] | None = None) -> dict[str, Any]:
-        """Each named component through its class's ``from_pretrained(pretrained, subfolder=name)``; the
-        transformer loads as :class:`~simpletuner.model_families.pixart.transformer.PixArtSigmaTransformer`."""
-        loaded: dict[str, Any] = {}
-        for name in names or self.components:
-            if name not in _LOADERS:
-                raise ValueError(f"pixart has no component {name!r}; components: {', '.join(_LOADERS)}")
-            module, cls_name = _LOADERS[name]
-            cls = getattr(importlib.import_module(module), cls_name)
-            kwargs: dict[str, Any] = {"subfolder": name}
-            if name not in _UNTYPED:
-                kwargs["torch_dtype"] = dtype
-            try:
-                component = cls.from_pretrained(pretrained, **kwargs)
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"cannot load the PixArt {name} from {pretrained!r} ({type(exc).__name__}: "
-                                 f"{exc}); give a PixArt-Sigma diffusers folder or repository") from None
-            if name in _UNTYPED:
-                loaded[name] = component
-            else:
-                loaded[name] = component.to(device).eval().requires_grad_(False)
-        return loaded
 
     # -- text --------------------------------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@ the flow-matching recipe and validation."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
@@ -56,6 +55,8 @@ class SanaFamily(ModelFamily):
                                "scale_shift_table")
     bucket_alignment = 32
     components = tuple(_LOADERS)
+    component_classes = _LOADERS
+    weightless_components = frozenset(_UNTYPED)
     text_components = ("text_encoder", "tokenizer")
     latent_components = ("vae",)
     trained_component = "transformer"
@@ -71,31 +72,13 @@ class SanaFamily(ModelFamily):
 
     # -- loading -----------------------------------------------------------------------------------------------
 
-    def load_components(self, pretrained: str, *, dtype: Any, device: Any,
-                        names: Sequence[str] | None = None) -> dict[str, Any]:
-        """Each named component through its class's ``from_pretrained(pretrained, subfolder=name)``; the DC-AE is
-        kept in float32 whatever the run's dtype (it loses detail in half precision)."""
-        loaded: dict[str, Any] = {}
-        for name in names or self.components:
-            if name not in _LOADERS:
-                raise ValueError(f"sana has no component {name!r}; components: {', '.join(_LOADERS)}")
-            module, cls_name = _LOADERS[name]
-            cls = getattr(importlib.import_module(module), cls_name)
-            kwargs: dict[str, Any] = {"subfolder": name}
-            if name in _WEIGHTED and self.options.sana_weights_variant:
-                kwargs["variant"] = self.options.sana_weights_variant
-            if name not in _UNTYPED:
-                kwargs["torch_dtype"] = torch.float32 if name == "vae" else dtype
-            try:
-                component = cls.from_pretrained(pretrained, **kwargs)
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"cannot load the Sana {name} from {pretrained!r} ({type(exc).__name__}: {exc}); "
-                                 f"give a Sana diffusers folder or repository") from None
-            if name in _UNTYPED:
-                loaded[name] = component
-            else:
-                loaded[name] = component.to(device).eval().requires_grad_(False)
-        return loaded
+    def component_kwargs(self, name: str, dtype: Any) -> dict[str, Any]:
+        """The DC-AE is kept in float32 whatever the run's dtype (it loses detail in half precision); a weights
+        variant (``sana_weights_variant``) applies to the components that have weights."""
+        kwargs = super().component_kwargs(name, torch.float32 if name == "vae" else dtype)
+        if name in _WEIGHTED and self.options.sana_weights_variant:
+            kwargs["variant"] = self.options.sana_weights_variant
+        return kwargs
 
     # -- text --------------------------------------------------------------------------------------------------
 

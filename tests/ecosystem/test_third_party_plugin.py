@@ -69,7 +69,8 @@ def test_plugins_list_shows_the_family_and_the_broken_plugin(site: Path, run_cli
     assert {("model_family", "flux"), ("tracker", "local"), ("validation_method", "pipeline")} <= set(by_name)
 
 
-def test_api_plugins_and_the_wizard_list_the_family(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_plugins_and_the_wizard_list_the_family(site: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import falcon.testing
 
     from simpletuner.core.plugins import Registry

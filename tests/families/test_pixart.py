@@ -153,7 +153,7 @@ def test_a_folder_missing_a_component_is_a_clear_error(family: Any, pixart_folde
     broken = without(pixart_folder, "text_encoder", tmp_path / "no-t5")
     with pytest.raises(ValueError, match=r"not a PixArt-Sigma diffusers folder: missing text_encoder"):
         family.check_pretrained(str(broken))
-    with pytest.raises(ValueError, match=r"cannot load the PixArt text_encoder from .*no-t5"):
+    with pytest.raises(ValueError, match=r"cannot load the PixArt-Sigma text_encoder from .*no-t5"):
         family.load_components(str(broken), dtype=torch.float32, device="cpu", names=["text_encoder"])
     family.check_pretrained(str(pixart_folder))
 

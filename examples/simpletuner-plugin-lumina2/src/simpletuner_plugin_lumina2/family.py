@@ -8,7 +8,6 @@ with their attention mask. Latents are the 16-channel VAE's, shifted and scaled.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,8 @@ class Lumina2Family(ModelFamily):
     quantization_exclusions = ("*norm*", "x_embedder", "time_caption_embed", "norm_out", "rope_embedder")
     bucket_alignment = 16  # 8× VAE downsampling and 2×2 patches
     components = tuple(_LOADERS)
+    component_classes = _LOADERS
+    weightless_components = frozenset(_UNTYPED)
     text_components = ("text_encoder", "tokenizer")
     latent_components = ("vae",)
     trained_component = "transformer"
@@ -56,25 +57,9 @@ class Lumina2Family(ModelFamily):
                 build_tiny_lumina2_pipeline(folder)
         super().check_pretrained(pretrained)
 
-    def load_components(self, pretrained: str, *, dtype: Any, device: Any,
-                        names: Sequence[str] | None = None) -> dict[str, Any]:
-        """Each named component with its class's ``from_pretrained(pretrained, subfolder=name)``; the VAE in float32."""
-        loaded: dict[str, Any] = {}
-        for name in names or self.components:
-            if name not in _LOADERS:
-                raise ValueError(f"lumina2 has no component {name!r}; components: {', '.join(_LOADERS)}")
-            module, cls_name = _LOADERS[name]
-            cls = getattr(importlib.import_module(module), cls_name)
-            kwargs: dict[str, Any] = {"subfolder": name}
-            if name not in _UNTYPED:
-                kwargs["torch_dtype"] = torch.float32 if name == "vae" else dtype
-            try:
-                component = cls.from_pretrained(pretrained, **kwargs)
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"cannot load the Lumina 2 {name} from {pretrained!r} ({type(exc).__name__}: "
-                                 f"{exc}); give a Lumina 2 diffusers folder or repository") from None
-            loaded[name] = component if name in _UNTYPED else component.to(device).eval().requires_grad_(False)
-        return loaded
+    def component_kwargs(self, name: str, dtype: Any) -> dict[str, Any]:
+        """The VAE stays in float32 whatever the run's dtype."""
+        return super().component_kwargs(name, torch.float32 if name == "vae" else dtype)
 
     def text_cache_settings(self) -> dict[str, Any]:
         """The token budget and the system prompt shape the embeddings."""
