@@ -42,11 +42,13 @@ def test_second_run_reuses_and_changes_rebuild_only_what_changed(make_env: Calla
     assert len(cache_files) == 6
     data = cache_files[0].read_bytes()
     cache_files[0].write_bytes(data[: len(data) // 2])  # truncated, as by a crash mid-write on another tool
-    text_files = sorted((workspace.root / "cache" / name / "text").rglob("*.safetensors"))
-    text_files[0].write_bytes(b"garbage")
+    # every text file, the stale one of the changed caption included (which is never read again): the 7 in use
+    # (6 captions and the empty caption) are rebuilt
+    for text_file in (workspace.root / "cache" / name / "text").rglob("*.safetensors"):
+        text_file.write_bytes(b"garbage")
     fourth = run_env(name)
     ready = _ready(fourth.output_dir)
-    assert ready["latents"]["encoded"] == 1 and ready["text"]["encoded"] == 1
+    assert ready["latents"]["encoded"] == 1 and ready["text"]["encoded"] == 7
     from safetensors.torch import load
 
     rebuilt, original = load(cache_files[0].read_bytes())["latents"], load(data)["latents"]

@@ -122,8 +122,10 @@ class Supervisor:
             return
         ticks = start_ticks(process.pid)
         self.handles[job.id] = Handle(job.id, process.pid, ticks, process)
-        Job.update(pid=process.pid, process_start=ticks, phase="starting", events_offset=offset,
-                   started_at=now).where(Job.id == job.id).execute()
+        # started_at stays the admission time, so jobs admitted one after the other keep that order even when
+        # their processes happen to launch the other way round.
+        Job.update(pid=process.pid, process_start=ticks, phase="starting", events_offset=offset).where(
+            Job.id == job.id).execute()
         record_event(job.id, "job_started", now, pid=process.pid, environment=job.environment)
         record_event(job.id, "phase", now, phase="starting")
         logger.info("started job %s (%s) as pid %s", job.id, job.environment, process.pid)
