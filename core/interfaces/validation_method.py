@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,9 @@ class ValidationContext:
     options: Mapping[str, Any] = attrs.field(factory=dict)
     #: The live pipeline (diffusers) for in-process methods; None for out-of-process ones.
     pipeline: Any = None
+    #: Where a method reports events of work that ends later (e.g. a background command's outcome), as
+    #: ``{"event": name, ...}`` dicts that go to the run's event stream; None when nobody listens.
+    on_event: Callable[[dict[str, Any]], None] | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen

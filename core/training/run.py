@@ -206,6 +206,8 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
             publishing.final(_published_files(output, core), images, step)
             published = publishing.wait()
         scripts.wait()
+        if validator is not None:
+            validator.wait()
     events.emit("finished", step=step, output=str(output), elapsed_s=round(time.time() - started, 3),
                 published=published)
     return TrainingResult(output=output, output_dir=resolved.output_dir, step=step, encoder_calls=calls)

@@ -46,6 +46,12 @@ class Validator:
         #: Whether the method wants the live pipeline (methods that run elsewhere may say False).
         self.needs_pipeline = bool(getattr(self.method, "needs_pipeline", True))
 
+    def wait(self) -> None:
+        """Wait for work the method started in the background (e.g. external commands), if it has any."""
+        wait = getattr(self.method, "wait", None)
+        if callable(wait):
+            wait()
+
     def run(self, step: int, checkpoint: Path | None, pipeline: Callable[[], Any] | None,
             family: str) -> Mapping[str, Any]:
         """Validate at ``step``; returns the event written (``validation`` or ``validation_failed``)."""
@@ -56,6 +62,7 @@ class Validator:
                 project_name=core.tracker_project_name, run_name=core.tracker_run_name, model_family=family,
                 model_type=core.model_type, lora_type=core.lora_type, options=context_options(self.config),
                 pipeline=pipeline() if pipeline is not None and self.needs_pipeline else None,
+                on_event=self.events.forward,
             )
             result = self.method.run(context)
         except Exception as exc:  # validation problems are reported; training goes on

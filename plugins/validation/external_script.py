@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from simpletuner.core.interfaces import ValidationContext, ValidationMethod, ValidationResult
@@ -13,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 class ExternalScriptValidation(ValidationMethod):
     """Runs ``validation_external_script``; in the foreground a failure or timeout raises (the engine reports it
-    and trains on), in the background the outcome is logged.
+    and trains on), in the background the outcome is logged and sent to the run's event stream.
 
     ``{local_checkpoint_path}`` is the checkpoint folder, or the run's output folder (the parent of the validation
     folder, where the final model is) for the validation after training.
@@ -27,7 +28,8 @@ class ExternalScriptValidation(ValidationMethod):
             raise ValueError("validation_method is 'external-script' but validation_external_script is not set; "
                              "set it to the command to run, e.g. 'python eval.py {local_checkpoint_path}'")
         self._options = options
-        self._runner = runner or ScriptRunner(on_event=_log_event)
+        self._runner = runner or ScriptRunner(on_event=self._report)
+        self._on_event: Callable[[dict[str, Any]], None] | None = None
 
     def run(self, context: ValidationContext) -> ValidationResult:
         """Run the command for ``context.step``."""
@@ -43,6 +45,7 @@ class ExternalScriptValidation(ValidationMethod):
             "lora_type": context.lora_type,
             "huggingface_path": context.options.get("hub_model_id"),
         })
+        self._on_event = context.on_event
         background = self._options.validation_external_background
         result = self._runner.run("validation", self._options.validation_external_script, values,
                                   timeout=self._options.validation_external_timeout, background=background)
@@ -57,8 +60,10 @@ class ExternalScriptValidation(ValidationMethod):
         """Wait for commands started in the background."""
         self._runner.wait()
 
-
-def _log_event(event: dict[str, Any]) -> None:
-    if event["event"] == "script_finished":
-        logger.info("external validation finished: %s", " ".join(event["argv"]))
+    def _report(self, event: dict[str, Any]) -> None:
+        """Log a command's outcome and pass it to the run's event stream (background failures included)."""
+        if event["event"] == "script_finished":
+            logger.info("external validation finished: %s", " ".join(event["argv"]))
+        if self._on_event is not None:
+            self._on_event(event)
 

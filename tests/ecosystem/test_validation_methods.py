@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from PIL import Image
 
@@ -197,11 +198,25 @@ def test_external_script_in_the_background(tmp_path: Path, load_config: Callable
     config = load_config({"validation_external_script": shlex.join([sys.executable, str(script)]) + " {global_step}",
                           "validation_external_background": True})
     method = build_method(registry, config, "external-script")
-    result = method.run(context(tmp_path, all_options(config), step=7))
+    events: list[dict[str, Any]] = []
+    result = method.run(attrs.evolve(context(tmp_path, all_options(config), step=7), on_event=events.append))
     assert result.message.startswith("started ") and not done.exists()
     gate.write_text("go")
     method.wait()
     assert done.read_text() == "7"
+    assert [e["event"] for e in events] == ["script_started", "script_finished"]
+
+
+def test_a_failing_background_script_reaches_the_event_stream(tmp_path: Path, load_config: Callable,
+                                                             registry: Registry) -> None:
+    config = load_config({"validation_external_script": shlex.join([sys.executable, "-c", "raise SystemExit(3)"]),
+                          "validation_external_background": True})
+    method = build_method(registry, config, "external-script")
+    events: list[dict[str, Any]] = []
+    method.run(attrs.evolve(context(tmp_path, all_options(config)), on_event=events.append))
+    method.wait()
+    (failed,) = [e for e in events if e["event"] == "script_failed"]
+    assert failed["purpose"] == "validation" and "3" in failed["error"]
 
 
 def test_external_script_method_without_a_command_is_a_clear_error(load_config: Callable,

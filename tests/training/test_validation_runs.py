@@ -72,3 +72,22 @@ def test_trackers_receive_images_under_their_group_names(tmp_path: Path) -> None
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     (images,) = [row for row in rows if row["type"] == "images"]
     assert images["step"] == 7 and sorted(images["images"]) == ["cat", "dog"]
+
+
+def test_a_background_command_reports_its_failure_to_the_run_before_it_ends(tmp_path: Path) -> None:
+    import shlex
+    import sys
+
+    registry = Registry()
+    command = shlex.join([sys.executable, "-c", "raise SystemExit(4)"])
+    config, _ = build_schema(registry).load(
+        [Layer("env:t", {"model_family": "flux", "validation_method": "external-script",
+                         "validation_external_script": command, "validation_external_background": True})],
+        own_source="env:t")
+    events = EventWriter(tmp_path / "events.jsonl")
+    validator = Validator(config, registry, events, Tracking({}), tmp_path)
+    assert validator.run(3, tmp_path, None, "flux")["event"] == "validation"
+    validator.wait()
+    events.close()
+    names = [json.loads(line)["event"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert names[-1] == "script_failed" and "validation" in names
