@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hub_server import HubState, fake_hub
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
@@ -18,8 +19,6 @@ from simpletuner.core.config.checks import check_config
 from simpletuner.core.plugins import Registry
 from simpletuner.core.publishing import Publishing
 from simpletuner.core.scripts import HookScripts
-
-from .fake_hub import HubState, fake_hub
 
 LORA_BYTES = b"\x00safetensors-bytes\xff" * 50
 

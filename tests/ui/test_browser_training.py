@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hub_server import HubState, fake_hub
 from playwright.sync_api import Page, expect
 
 from .conftest import LiveUi, csrf_headers, first_admin, log_in, needs_chromium
-from .hub_stub import StubHub, stub_hub
 
 pytestmark = needs_chromium
 TOKEN = "hf_demoUserWriteToken0123456789"
@@ -30,17 +30,17 @@ RECORDER = """() => {
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubHub]:
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubState]:
     # The server inherits this environment: no HF_TOKEN (the stored token must be the one used), not offline.
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with stub_hub() as stub:
+    with fake_hub() as stub:
         stub.tokens = {TOKEN: ("demo-user", "write")}
         yield stub
 
 
 @pytest.fixture
-def live(tmp_path: Path, hub: StubHub) -> Iterator[LiveUi]:
+def live(tmp_path: Path, hub: HubState) -> Iterator[LiveUi]:
     server = LiveUi(tmp_path / "ws", {"HF_ENDPOINT": hub.base_url, "HF_HUB_DISABLE_TELEMETRY": "1"}, workers=2)
     yield server
     server.stop()
@@ -66,7 +66,7 @@ def wizard_to(page: Page, heading: str) -> None:
     raise AssertionError(f"the wizard has no step {heading!r}")
 
 
-def test_training_journey_and_viewer(live: LiveUi, hub: StubHub, chromium_browser,  # type: ignore[no-untyped-def]
+def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_browser,  # type: ignore[no-untyped-def]
                                      tmp_path: Path) -> None:
     url, workspace = live.url, live.workspace
     shots = tmp_path / "screenshots"

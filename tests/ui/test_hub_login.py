@@ -8,30 +8,30 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hub_server import HubState, fake_hub
 
 from simpletuner.ui.jobs.launch import job_environment
 from simpletuner.ui.jobs.models import Job
 from simpletuner.ui.workflow.hub_login import TOKEN_FILE_ENV, token_path
 
 from .conftest import Client, UiServer
-from .hub_stub import StubHub, stub_hub
 
 WRITE_TOKEN = "hf_writeTokenOfRita0123456789"
 READ_TOKEN = "hf_readOnlyToken0123456789"
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubHub]:
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubState]:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    with stub_hub() as stub:
+    with fake_hub() as stub:
         stub.tokens = {WRITE_TOKEN: ("rita-hf", "write"), READ_TOKEN: ("rita-hf", "read")}
         yield stub
 
 
 @pytest.fixture
-def env_on_stub(ui: UiServer, admin: Client, hub: StubHub) -> str:
+def env_on_stub(ui: UiServer, admin: Client, hub: HubState) -> str:
     assert admin.post("/api/environments", {"name": "alpha", "example": "flux-lora"}).status_code == 201
     saved = admin.patch("/api/environments/alpha/config", {"values": {"hub_endpoint": hub.base_url}})
     assert saved.status_code == 200, saved.text
@@ -39,7 +39,7 @@ def env_on_stub(ui: UiServer, admin: Client, hub: StubHub) -> str:
 
 
 def test_token_is_checked_against_the_configured_hub_and_never_returned(
-        ui: UiServer, admin: Client, hub: StubHub, env_on_stub: str) -> None:
+        ui: UiServer, admin: Client, hub: HubState, env_on_stub: str) -> None:
     rita = ui.user(admin, "rita", ["researcher"])
     before = rita.get("/api/hub/login?environment=alpha")
     assert before.status_code == 200
@@ -74,7 +74,7 @@ def test_token_is_checked_against_the_configured_hub_and_never_returned(
     ("short", 400, "8-512 characters"),
     ("hf with spaces inside", 400, "no spaces"),
 ])
-def test_refused_tokens_are_not_stored(ui: UiServer, admin: Client, hub: StubHub, env_on_stub: str, token: str,
+def test_refused_tokens_are_not_stored(ui: UiServer, admin: Client, hub: HubState, env_on_stub: str, token: str,
                                        status: int, words: str) -> None:
     result = admin.put("/api/hub/login", {"token": token, "environment": "alpha"})
     assert result.status_code == status, result.text
@@ -84,7 +84,7 @@ def test_refused_tokens_are_not_stored(ui: UiServer, admin: Client, hub: StubHub
     assert admin.get("/api/hub/login").json["logged_in"] is False
 
 
-def test_an_unreachable_hub_and_a_broken_config_are_explained(ui: UiServer, admin: Client, hub: StubHub,
+def test_an_unreachable_hub_and_a_broken_config_are_explained(ui: UiServer, admin: Client, hub: HubState,
                                                               env_on_stub: str) -> None:
     import socket
 
@@ -100,14 +100,14 @@ def test_an_unreachable_hub_and_a_broken_config_are_explained(ui: UiServer, admi
     assert not token_path(ui.workspace, 1).exists()
 
 
-def test_viewers_cannot_store_a_token(ui: UiServer, admin: Client, hub: StubHub) -> None:
+def test_viewers_cannot_store_a_token(ui: UiServer, admin: Client, hub: HubState) -> None:
     viewer = ui.user(admin, "vera", ["viewer"])
     assert viewer.put("/api/hub/login", {"token": WRITE_TOKEN}).status_code == 403
     assert viewer.get("/api/hub/login").status_code == 403
     assert hub.requests == []
 
 
-def test_jobs_get_their_owners_token_file(ui: UiServer, admin: Client, hub: StubHub, env_on_stub: str) -> None:
+def test_jobs_get_their_owners_token_file(ui: UiServer, admin: Client, hub: HubState, env_on_stub: str) -> None:
     assert admin.put("/api/hub/login", {"token": WRITE_TOKEN, "environment": "alpha"}).status_code == 200
     owned = job_environment(Job(id=7, owner=1, launcher_args=None, gpu_ids=None), ui.workspace, base={})
     assert owned[TOKEN_FILE_ENV] == str(token_path(ui.workspace, 1))
@@ -124,7 +124,7 @@ def _checkpoint(tmp_path: Path) -> Path:
     return folder
 
 
-def test_publisher_uses_the_stored_token_unless_hf_token_is_set(hub: StubHub, tmp_path: Path,
+def test_publisher_uses_the_stored_token_unless_hf_token_is_set(hub: HubState, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from simpletuner.publishers.hf_hub import HubOptions
     from simpletuner.publishers.hf_hub.publisher import HubPublisher
@@ -136,9 +136,9 @@ def test_publisher_uses_the_stored_token_unless_hf_token_is_set(hub: StubHub, tm
     HubPublisher(options).publish_checkpoint(_checkpoint(tmp_path), 3, {"hub_model_id": "rita-hf/cats"})
     assert set(hub.auth_of("/api/")) == {f"Bearer {WRITE_TOKEN}"}
     assert hub.repos["rita-hf/cats"]["visibility"] == "private"
-    assert hub.commits[0][1] == {"checkpoints/checkpoint-3/pytorch_lora_weights.safetensors": b"weights"}
+    assert hub.commits[0].files == {"checkpoints/checkpoint-3/pytorch_lora_weights.safetensors": b"weights"}
 
-    hub.requests.clear()
+    hub.auth_by_path.clear()
     monkeypatch.setenv("HF_TOKEN", "hf_operatorToken000000")
     public = HubOptions(hub_endpoint=hub.base_url, hub_upload_retries=0, hub_private=False)
     HubPublisher(public).publish_checkpoint(tmp_path / "checkpoint-3", 3, {"hub_model_id": "rita-hf/public"})
@@ -146,7 +146,7 @@ def test_publisher_uses_the_stored_token_unless_hf_token_is_set(hub: StubHub, tm
     assert hub.repos["rita-hf/public"]["visibility"] == "public"
 
 
-def test_deleting_a_user_removes_their_token_sessions_and_keys(ui: UiServer, admin: Client, hub: StubHub,
+def test_deleting_a_user_removes_their_token_sessions_and_keys(ui: UiServer, admin: Client, hub: HubState,
                                                                 env_on_stub: str) -> None:
     from simpletuner.ui.auth.apikeys import create_api_key
     from simpletuner.ui.db.models import ApiKey, Session, User
@@ -175,7 +175,7 @@ def test_deleting_a_user_removes_their_token_sessions_and_keys(ui: UiServer, adm
     assert remy.get("/api/hub/login?environment=alpha").json["logged_in"] is False
 
 
-def test_a_token_that_cannot_be_removed_keeps_the_user(ui: UiServer, admin: Client, hub: StubHub,
+def test_a_token_that_cannot_be_removed_keeps_the_user(ui: UiServer, admin: Client, hub: HubState,
                                                         env_on_stub: str) -> None:
     rita = ui.user(admin, "rita", ["researcher"])
     assert rita.put("/api/hub/login", {"token": WRITE_TOKEN, "environment": "alpha"}).status_code == 200

@@ -1,8 +1,10 @@
-"""A loopback HTTP server speaking the few Hub endpoints huggingface_hub's ``HfApi`` uses to publish a model.
+"""A loopback HTTP server standing in for the Hugging Face Hub, shared by the publishing and Hub-login tests.
 
-It answers ``POST /api/repos/create``, ``POST /api/models/<repo>/preupload/<rev>`` (every file "regular", i.e. sent
-inline), ``POST /api/models/<repo>/commit/<rev>`` (NDJSON: a header line then one line per file, base64) and
-``POST /api/validate-yaml``, records every request, and can answer the next requests with given error statuses.
+It answers ``GET /api/whoami-v2`` for the tokens in ``HubState.tokens``, ``POST /api/repos/create``,
+``POST /api/models/<repo>/preupload/<rev>`` (every file "regular", i.e. sent inline),
+``POST /api/models/<repo>/commit/<rev>`` (NDJSON: a header line then one line per file, base64) and
+``POST /api/validate-yaml``, records every request with its Authorization header, and can answer the next commits
+with given error statuses.
 """
 
 from __future__ import annotations
@@ -34,7 +36,16 @@ class HubState:
     requests: list[tuple[str, str]] = attrs.field(factory=list)
     #: Statuses to answer the next commit requests with, first one first (e.g. [503, 503] then success).
     commit_failures: list[int] = attrs.field(factory=list)
+    #: Authorization header of every POST
     authorization: list[str | None] = attrs.field(factory=list)
+    #: token -> (account name, token role) known to ``whoami-v2``
+    tokens: dict[str, tuple[str, str]] = attrs.field(factory=dict)
+    #: (path, Authorization header) of every request
+    auth_by_path: list[tuple[str, str | None]] = attrs.field(factory=list)
+
+    def auth_of(self, path_part: str) -> list[str | None]:
+        """The Authorization headers of the requests whose path contains ``path_part``."""
+        return [auth for path, auth in self.auth_by_path if path_part in path]
 
 
 def _handler(state: HubState) -> type[BaseHTTPRequestHandler]:
@@ -55,11 +66,21 @@ def _handler(state: HubState) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             state.requests.append(("GET", self.path))
-            self._reply(404, {"error": f"not served by the test hub: {self.path}"})
+            auth = self.headers.get("Authorization")
+            state.auth_by_path.append((self.path, auth))
+            if self.path.split("?")[0] != "/api/whoami-v2":
+                return self._reply(404, {"error": f"not served by the test hub: {self.path}"})
+            token = (auth or "").removeprefix("Bearer ")
+            if token not in state.tokens:
+                return self._reply(401, {"error": "Invalid credentials in Authorization header"})
+            name, role = state.tokens[token]
+            self._reply(200, {"type": "user", "name": name, "auth": {
+                "type": "access_token", "accessToken": {"displayName": "test", "role": role}}})
 
         def do_POST(self) -> None:  # noqa: N802
             state.requests.append(("POST", self.path))
             state.authorization.append(self.headers.get("Authorization"))
+            state.auth_by_path.append((self.path, self.headers.get("Authorization")))
             body = self._body()
             parts = self.path.split("?")[0].strip("/").split("/")
             if parts == ["api", "repos", "create"]:
