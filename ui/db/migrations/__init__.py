@@ -17,7 +17,13 @@ import attrs
 import peewee
 
 from simpletuner.core.errors import SimpleTunerError
-from simpletuner.ui.db.migrations import m0001_initial, m0002_jobs, m0003_workflow, m0004_job_end_index
+from simpletuner.ui.db.migrations import (
+    m0001_initial,
+    m0002_jobs,
+    m0003_workflow,
+    m0004_job_end_index,
+    m0005_environment_records,
+)
 
 
 class MigrationError(SimpleTunerError):
@@ -40,7 +46,7 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration.from_module(m0001_initial), Migration.from_module(m0002_jobs), Migration.from_module(m0003_workflow),
-    Migration.from_module(m0004_job_end_index),
+    Migration.from_module(m0004_job_end_index), Migration.from_module(m0005_environment_records),
 )
 
 
