@@ -12,8 +12,15 @@ Example::
     @attrs.define
     class WandbOptions:
         wandb_entity: str | None = option(None, help="W&B team or user to log under", section="publishing")
+        wandb_hook: str | None = option(None, help="Command run after each log call", section="publishing",
+                                        trust=PRIVILEGED)
 
-    [info.key for info in describe_options(WandbOptions)]  # ['wandb_entity']
+    [info.key for info in describe_options(WandbOptions)]  # ['wandb_entity', 'wandb_hook']
+
+Trust classes: on a shared server, configuration is written by partly trusted users. An option that runs a program,
+chooses where credentials or data are sent, or loads a file that can hold code is :data:`PRIVILEGED`: only users
+allowed to set privileged values may change it, and a job does not start until an admin approved the values. An
+option that names a file or folder is a :data:`PATH`: it must resolve inside the workspace or an admin-allowed root.
 """
 
 from __future__ import annotations
@@ -26,6 +33,14 @@ from typing import Any, Union
 import attrs
 
 METADATA_KEY = "simpletuner"
+
+#: Trust class of an ordinary value.
+PLAIN = "plain"
+#: Trust class of a value naming a file or folder: confined to the workspace and the admin-allowed roots.
+PATH = "path"
+#: Trust class of a value that runs a program, chooses where credentials or data are sent, or loads code.
+PRIVILEGED = "privileged"
+TRUST_CLASSES = (PLAIN, PATH, PRIVILEGED)
 
 #: The web UI's configuration tabs, in display order, with their titles.
 SECTIONS: dict[str, str] = {
@@ -52,6 +67,8 @@ class OptionMeta:
     secret: bool = False
     #: Where the set of valid values comes from at run time, e.g. ``"model_family"`` (registered plugin names).
     choices_from: str | None = None
+    #: :data:`PLAIN`, :data:`PATH` or :data:`PRIVILEGED`.
+    trust: str = PLAIN
 
 
 def option(
@@ -65,6 +82,7 @@ def option(
     label: str | None = None,
     secret: bool = False,
     choices_from: str | None = None,
+    trust: str = PLAIN,
     factory: Callable[[], Any] | None = None,
 ) -> Any:
     """An attrs field describing one config option.
@@ -78,9 +96,13 @@ def option(
         label: a short UI label; defaults to the key with spaces.
         secret: the value is never echoed back by the API (tokens, passwords).
         choices_from: a plugin kind whose registered names are the allowed values (``"model_family"``, ...).
+        trust: :data:`PRIVILEGED` for a command, an endpoint that receives credentials or data, or a file that can
+            hold code; :data:`PATH` for a file or folder; :data:`PLAIN` (the default) for everything else.
     """
     if section not in SECTIONS:
         raise ValueError(f"unknown option section {section!r}; expected one of {', '.join(SECTIONS)}")
+    if trust not in TRUST_CLASSES:
+        raise ValueError(f"unknown trust class {trust!r}; expected one of {', '.join(TRUST_CLASSES)}")
     meta = OptionMeta(
         help=help,
         section=section,
@@ -90,6 +112,7 @@ def option(
         label=label,
         secret=secret,
         choices_from=choices_from,
+        trust=trust,
     )
     if factory is not None:
         return attrs.field(factory=factory, metadata={METADATA_KEY: meta})
@@ -113,6 +136,7 @@ class OptionInfo:
     secret: bool = False
     choices_from: str | None = None
     nullable: bool = False
+    trust: str = PLAIN
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (choices as a list)."""
@@ -170,6 +194,7 @@ def describe_options(cls: type, owner: str = "core") -> list[OptionInfo]:
                 secret=meta.secret,
                 choices_from=meta.choices_from,
                 nullable=is_nullable(tp),
+                trust=meta.trust,
             )
         )
     return infos

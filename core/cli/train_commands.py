@@ -13,6 +13,7 @@ import attrs
 
 from simpletuner.core.cli.context import CliContext
 from simpletuner.core.config import load_environment
+from simpletuner.core.config.job_guard import job_guard_problems
 from simpletuner.core.distributed import launch_arguments, needs_launcher, uses_deepspeed
 from simpletuner.core.environments import CONFIG_FILE, EnvironmentStore
 from simpletuner.core.errors import ConfigError, SimpleTunerError
@@ -53,6 +54,9 @@ def train_command(args: argparse.Namespace, context: CliContext) -> int:
     store, name = _store_and_name(args, context)
     try:
         loaded = load_environment(context.workspace, store, name, context.registry)
+        problems = job_guard_problems(context.workspace, store, loaded, context.registry)
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as exc:
         print(f"Environment {name!r} has {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from simpletuner.core.options import option
+from simpletuner.core.options import PATH, PRIVILEGED, option
 from simpletuner.core.scripts import RUN_PLACEHOLDERS, UPLOAD_PLACEHOLDERS, check_command
 
 OPTIMIZERS = ("adamw", "adamw_bf16", "adafactor")
@@ -36,10 +36,10 @@ class CoreOptions:
     )
     pretrained_model_name_or_path: str | None = option(
         None, help="Hugging Face repository or local diffusers folder of the base model; the flavour's if unset.",
-        section="model",
+        section="model", trust=PATH,
     )
     pretrained_vae_model_name_or_path: str | None = option(
-        None, help="A different VAE to use instead of the base model's own.", section="model"
+        None, help="A different VAE to use instead of the base model's own.", section="model", trust=PATH
     )
     lora_type: str = option(
         "standard", help="standard = PEFT LoRA; lycoris = LyCORIS algorithms configured by lycoris_config.",
@@ -56,9 +56,11 @@ class CoreOptions:
         "the family's default if unset.", section="model",
     )
     lycoris_config: str | None = option(
-        None, help="Path of the LyCORIS JSON config; the environment's lycoris_config.json if unset.", section="model"
+        None, help="Path of the LyCORIS JSON config; the environment's lycoris_config.json if unset.", section="model",
+        trust=PATH,
     )
-    init_lora: str | None = option(None, help="Start from the weights of an existing LoRA file.", section="model")
+    init_lora: str | None = option(None, help="Start from the weights of an existing LoRA file.", section="model",
+                                   trust=PATH)
     base_model_precision: str = option(
         "no_change", help="Quantise the frozen base model (e.g. int8-quanto); no_change keeps its dtype.",
         section="memory", choices_from="precision",
@@ -76,9 +78,10 @@ class CoreOptions:
 
     # --- training --------------------------------------------------------------------------------------------
     output_dir: str = option("output/models", help="Where checkpoints and the final model are written.",
-                             section="validation")
+                             section="validation", trust=PATH)
     data_backend_config: str | None = option(
-        None, help="Path of the datasets file; the environment's multidatabackend.json if unset.", section="dataset"
+        None, help="Path of the datasets file; the environment's multidatabackend.json if unset.", section="dataset",
+        trust=PATH,
     )
     train_batch_size: int = option(1, help="Samples per device per step.", section="training", minimum=1)
     gradient_accumulation_steps: int = option(
@@ -152,7 +155,7 @@ class CoreOptions:
         None, help="Keep at most this many checkpoints, pruning the oldest.", section="validation", minimum=1
     )
     resume_from_checkpoint: str | None = option(
-        None, help="'latest' or a checkpoint folder to resume from.", section="validation"
+        None, help="'latest' or a checkpoint folder to resume from.", section="validation", trust=PATH
     )
     validation_prompt: str | None = option(None, help="Prompt rendered at each validation.", section="validation")
     validation_negative_prompt: str | None = option(None, help="Negative prompt for families that use one.",
@@ -182,11 +185,11 @@ class CoreOptions:
         None, help="Command run after each checkpoint is on disk, e.g. 'python eval.py {local_checkpoint_path} "
         "{global_step}'. Split into arguments, never run by a shell; placeholders: {local_checkpoint_path}, "
         "{global_step}, {tracker_run_name}, {tracker_project_name}, {model_family}, {model_type}, {lora_type}, "
-        "{huggingface_path} and validation_* options.", section="validation",
+        "{huggingface_path} and validation_* options.", section="validation", trust=PRIVILEGED,
     )
     post_upload_script: str | None = option(
         None, help="Command run after each upload; the placeholders of post_checkpoint_script plus "
-        "{remote_checkpoint_path}.", section="publishing",
+        "{remote_checkpoint_path}.", section="publishing", trust=PRIVILEGED,
     )
     script_timeout: float = option(
         3600, help="Seconds a post-checkpoint or post-upload command may run before it is killed and reported.",
@@ -212,15 +215,15 @@ class CoreOptions:
     machine_rank: int = option(0, help="This machine's rank in a multi-node run (0 = the main machine).",
                                section="environment", minimum=0)
     main_process_ip: str | None = option(None, help="Address of the main machine in a multi-node run.",
-                                         section="environment")
+                                         section="environment", trust=PRIVILEGED)
     main_process_port: int = option(29500, help="Port of the main machine in a multi-node run.",
                                     section="environment", minimum=1, maximum=65535)
     deepspeed_config: str | None = option(
         None, help="DeepSpeed ZeRO: a preset (zero1, zero2, zero2-offload, zero3, zero3-offload, zero3-nvme), a "
-        "JSON file or an inline JSON object.", section="memory",
+        "JSON file or an inline JSON object.", section="memory", trust=PATH,
     )
     offload_param_path: str | None = option(None, help="NVMe folder for DeepSpeed's zero3-nvme offload.",
-                                            section="memory")
+                                            section="memory", trust=PATH)
     fsdp_enable: bool = option(False, help="Shard the model with PyTorch FSDP2 through accelerate.",
                                section="memory")
     fsdp_reshard_after_forward: bool = option(

@@ -24,7 +24,7 @@ from simpletuner.core.config.converter import ValueTypeError, make_converter, st
 from simpletuner.core.config.core_options import RESOLUTION_TYPES
 from simpletuner.core.config.legacy import DATA_BACKEND_ALIASES, LEGACY_DATASET_KEYS, NO_EFFECT
 from simpletuner.core.errors import ConfigError
-from simpletuner.core.options import option
+from simpletuner.core.options import PATH, option
 
 DATASET_TYPES = ("image", "text_embeds", "image_embeds")
 CAPTION_STRATEGIES = ("textfile", "filename", "instanceprompt")
@@ -39,7 +39,7 @@ class DatasetEntry:
                        choices_from="data_backend")
     dataset_type: str = option("image", help="image (training images) or text_embeds (the text-embedding cache).",
                                section="dataset", choices=DATASET_TYPES)
-    instance_data_dir: str | None = option(None, help="Folder of the images.", section="dataset")
+    instance_data_dir: str | None = option(None, help="Folder of the images.", section="dataset", trust=PATH)
     caption_strategy: str = option(
         "textfile", help="Where captions come from: a .txt beside each image, the file name, or instance_prompt.",
         section="dataset", choices=CAPTION_STRATEGIES,
@@ -62,10 +62,10 @@ class DatasetEntry:
     probability: float = option(1.0, help="Relative chance of drawing a batch from this dataset.",
                                 section="dataset", minimum=0, maximum=1)
     cache_dir_vae: str | None = option(None, help="Folder of cached latents; inside the output folder if unset.",
-                                       section="dataset")
+                                       section="dataset", trust=PATH)
     text_embeds: str | None = option(None, help="Id of the text_embeds dataset caching this one's captions; "
                                      "the default one if unset.", section="dataset")
-    cache_dir: str | None = option(None, help="Folder of a text_embeds dataset's cache.", section="dataset")
+    cache_dir: str | None = option(None, help="Folder of a text_embeds dataset's cache.", section="dataset", trust=PATH)
     default: bool = option(False, help="The text_embeds dataset used when an image dataset names none.",
                            section="dataset")
     disabled: bool = option(False, help="Skip this dataset.", section="dataset")
@@ -74,6 +74,11 @@ class DatasetEntry:
 
 _ENTRY_FIELDS = {f.name for f in attrs.fields(DatasetEntry) if not f.metadata.get("simpletuner_internal")}
 _ENTRY_TYPES = typing.get_type_hints(DatasetEntry)
+
+
+def entry_keys_of_trust(trust: str) -> frozenset[str]:
+    """Keys of dataset entries declared with the given trust class (see :mod:`simpletuner.core.options`)."""
+    return frozenset(key for key in _ENTRY_FIELDS if _field_meta(key).trust == trust)
 
 
 def _field_meta(name: str) -> Any:

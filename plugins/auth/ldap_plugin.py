@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.options import option
+from simpletuner.core.options import PATH, PRIVILEGED, option
 from simpletuner.core.specs import AuthProviderSpec
 
 _SECTION = "environment"
@@ -20,7 +20,7 @@ class LdapOptions:
 
     ldap_server_url: str = option(
         "ldap://localhost:389", section=_SECTION, label="Server URL",
-        help="ldap://host:port, or ldaps://host:port for TLS from the first byte.",
+        help="ldap://host:port, or ldaps://host:port for TLS from the first byte.", trust=PRIVILEGED,
     )
     ldap_start_tls: bool = option(
         False, section=_SECTION, label="Use StartTLS",
@@ -32,7 +32,7 @@ class LdapOptions:
     )
     ldap_ca_file: str | None = option(
         None, section=_SECTION, label="CA file",
-        help="PEM file of the CA that signed the server certificate; empty uses the system's trusted CAs.",
+        help="PEM file of the CA that signed the server certificate; empty uses the system's trusted CAs.", trust=PATH,
     )
     ldap_bind_dn: str | None = option(
         None, section=_SECTION, label="Bind DN",

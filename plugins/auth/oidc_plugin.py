@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.options import option
+from simpletuner.core.options import PATH, PRIVILEGED, option
 from simpletuner.core.specs import AuthProviderSpec
 
 _SECTION = "environment"
@@ -21,7 +21,7 @@ class OidcOptions:
     oidc_issuer: str = option(
         "", section=_SECTION, label="Issuer URL",
         help="The provider's issuer, e.g. https://login.example.org/realms/ml; its discovery document is read from "
-             "<issuer>/.well-known/openid-configuration (giving that full URL works too).",
+             "<issuer>/.well-known/openid-configuration (giving that full URL works too).", trust=PRIVILEGED,
     )
     oidc_client_id: str = option(
         "", section=_SECTION, label="Client ID", help="The client ID registered for this server at the provider.",
@@ -45,6 +45,7 @@ class OidcOptions:
     oidc_ca_file: str | None = option(
         None, section=_SECTION, label="CA file",
         help="PEM file of the CA that signed the provider's certificate; empty uses the system's trusted CAs.",
+        trust=PATH,
     )
     oidc_timeout: float = option(
         10.0, section=_SECTION, label="Timeout (s)", minimum=0.5, maximum=120.0,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import attrs
 
 from simpletuner.core.errors import DataBackendError
-from simpletuner.core.options import option
+from simpletuner.core.options import PRIVILEGED, option
 
 
 @attrs.define(kw_only=True)
@@ -25,7 +25,7 @@ class S3Options:
         "cache_dir are key prefixes under it.", section="dataset", label="S3 key prefix")
     aws_endpoint_url: str | None = option(
         None, help="Endpoint of S3-compatible storage (MinIO, Ceph, R2, ...), e.g. https://minio.example:9000; "
-        "AWS S3 itself if unset.", section="dataset", label="S3 endpoint URL")
+        "AWS S3 itself if unset.", section="dataset", label="S3 endpoint URL", trust=PRIVILEGED)
     aws_region_name: str | None = option(
         None, help="Region of the bucket; AWS_DEFAULT_REGION or the profile's if unset.", section="dataset",
         label="S3 region")

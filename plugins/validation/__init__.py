@@ -12,7 +12,7 @@ import attrs
 
 from simpletuner.core.config.core_options import CoreOptions
 from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.options import option
+from simpletuner.core.options import PRIVILEGED, option
 from simpletuner.core.scripts import RUN_PLACEHOLDERS, check_command
 from simpletuner.core.specs import ValidationMethodSpec
 from simpletuner.plugins.validation.prompt_library import check_library
@@ -42,7 +42,7 @@ class ExternalScriptOptions:
         None, help="Command run at each validation, e.g. 'python eval.py {local_checkpoint_path} {global_step}'. "
         "Split into arguments, never run by a shell. Placeholders: {local_checkpoint_path}, {global_step}, "
         "{tracker_run_name}, {tracker_project_name}, {model_family}, {model_type}, {lora_type}, "
-        "{huggingface_path} and any {validation_*} option.", section="validation",
+        "{huggingface_path} and any {validation_*} option.", section="validation", trust=PRIVILEGED,
     )
     validation_external_background: bool = option(
         False, help="Start the command and train on without waiting for it; its outcome is logged.",

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.options import option
+from simpletuner.core.options import PRIVILEGED, option
 from simpletuner.core.specs import PublisherSpec
 
 
@@ -31,7 +31,7 @@ class HubOptions:
     hub_tags: list[str] = option(factory=list, help="Extra tags of the model card.", section="publishing")
     hub_endpoint: str | None = option(
         None, help="Hub address for a private Hub or mirror; huggingface.co (or HF_ENDPOINT) if unset.",
-        section="publishing",
+        section="publishing", trust=PRIVILEGED,
     )
     hub_upload_retries: int = option(
         5, help="Retries of an upload that failed for a transient reason (network, server error, rate limit).",

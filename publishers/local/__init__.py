@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.options import option
+from simpletuner.core.options import PATH, option
 from simpletuner.core.specs import PublisherSpec
 
 
@@ -20,7 +20,7 @@ class LocalPublisherOptions:
 
     local_publish_dir: str = option(
         "published", help="Folder the local publisher writes to, relative to output_dir (or absolute).",
-        section="publishing",
+        section="publishing", trust=PATH,
     )
 
     @local_publish_dir.validator

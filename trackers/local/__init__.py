@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.options import option
+from simpletuner.core.options import PATH, option
 from simpletuner.core.specs import TrackerSpec
 
 
@@ -20,7 +20,7 @@ class LocalTrackerOptions:
 
     local_metrics_file: str = option(
         "metrics.jsonl", help="File of the local tracker, relative to output_dir (or absolute): one JSON object "
-        "per line with the step, the time and the values.", section="validation",
+        "per line with the step, the time and the values.", section="validation", trust=PATH,
     )
 
     @local_metrics_file.validator

@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.options import option
+from simpletuner.core.options import PATH, option
 from simpletuner.core.specs import TrackerSpec
 
 
@@ -20,7 +20,7 @@ class TensorBoardOptions:
 
     logging_dir: str = option(
         "logs", help="Folder of TensorBoard event files, relative to output_dir (or absolute); each run writes "
-        "into <logging_dir>/<tracker_run_name>.", section="validation",
+        "into <logging_dir>/<tracker_run_name>.", section="validation", trust=PATH,
     )
     tensorboard_flush_seconds: float = option(
         10, help="How often buffered TensorBoard events are written to disk.", section="validation", minimum=0.1,

@@ -15,7 +15,11 @@ import attrs
 #: Every permission a level can grant, with what it allows.
 PERMISSIONS: Mapping[str, str] = {
     "config.view": "See training environments, configurations, jobs and results",
-    "config.edit": "Create, edit and delete training environments",
+    "config.edit": "Create environments, and edit, rename, delete and start one's own and those shared with one",
+    "config.edit.default": "Edit the default environment that other environments merge",
+    "config.edit.all": "Edit, rename, delete, share and start anyone's environments",
+    "config.trusted": "Set, change and approve privileged options: commands, and endpoints that receive credentials "
+                      "or data",
     "dataset.upload": "Upload and delete datasets",
     "job.start": "Start training jobs",
     "job.stop.own": "Stop one's own training jobs",
@@ -31,7 +35,7 @@ PERMISSIONS: Mapping[str, str] = {
 
 _VIEWER = ("config.view",)
 _RESEARCHER = _VIEWER + ("config.edit", "dataset.upload", "job.start", "job.stop.own", "apikeys.own")
-_LEAD = _RESEARCHER + ("job.stop.all", "job.reorder")
+_LEAD = _RESEARCHER + ("config.edit.default", "job.stop.all", "job.reorder")
 
 #: Built-in levels in rank order; admin has every permission.
 BUILTIN_LEVEL_PERMISSIONS: Mapping[str, frozenset[str]] = {

@@ -10,6 +10,7 @@ from typing import Any
 
 from simpletuner.core.events import EVENTS_FILE
 from simpletuner.core.workspace import Workspace
+from simpletuner.ui.jobs.guard import guard_environ
 from simpletuner.ui.jobs.models import Job
 from simpletuner.ui.jobs.queue import JobRequest
 from simpletuner.ui.workflow.hub_login import TOKEN_FILE_ENV, token_path
@@ -55,6 +56,8 @@ def job_environment(job: Job, workspace: Workspace, base: dict[str, str] | None 
     env.update(SIMPLETUNER_WORKSPACE=str(workspace.root), SIMPLETUNER_JOB_ID=str(job.id), PYTHONUNBUFFERED="1")
     if job.launcher_args is None and job.gpu_ids is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(job.gpu_ids)
+    if job.owner_id is not None:  # a user's job checks paths and approvals again as it starts
+        env.update(guard_environ(workspace, job.environment))
     if job.owner_id is not None and token_path(workspace, job.owner_id).is_file():
         env[TOKEN_FILE_ENV] = str(token_path(workspace, job.owner_id))  # the owner's Hub login
     return env

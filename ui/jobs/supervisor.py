@@ -288,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     from simpletuner.ui.db.connection import open_database
     from simpletuner.ui.db.models import bind_models
     from simpletuner.ui.jobs.models import bind_job_models
+    from simpletuner.ui.workflow.models import bind_workflow_models
 
     parser = argparse.ArgumentParser(prog="simpletuner-supervisor")
     parser.add_argument("--workspace", required=True, type=Path)
@@ -299,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     database = open_database(os.environ.get("SIMPLETUNER_DATABASE_URL") or None, workspace.root)
     bind_models(database)
     bind_job_models(database)
+    bind_workflow_models(database)
     supervisor = Supervisor(database, workspace, grace_s=args.grace)
     supervisor.run(parent_pid=os.getppid(), ready=sys.stdout)
     return 0

@@ -9,9 +9,11 @@ from typing import Any
 import falcon
 
 from simpletuner.core.atomic import atomic_write_json
+from simpletuner.core.config.confinement import datasets_path_problems
 from simpletuner.core.config.datasets import parse_datasets
 from simpletuner.core.config.loading import backend_has_local_paths, build_schema, datasets_path, load_config
 from simpletuner.core.config.schema import strip_key
+from simpletuner.core.config.trust import CONFIG_PART, DATASETS_PART, PrivilegedValues, datasets_privileged
 from simpletuner.core.environments import DEFAULT_DATASETS_FILE
 from simpletuner.core.environments import read_json as read_json_file
 from simpletuner.core.errors import ConfigError, SimpleTunerError
@@ -19,8 +21,17 @@ from simpletuner.core.presets import apply_memory_preset
 from simpletuner.core.specs import normalize_name
 from simpletuner.ui.http import bad_request, field, only_keys, read_json
 from simpletuner.ui.resources.base import Resource, send_json
-from simpletuner.ui.resources.environments import get_environment, store_of, user_error
+from simpletuner.ui.resources.environments import (
+    changeable_environment,
+    get_environment,
+    privileged_of,
+    store_of,
+    user_error,
+    write_rules,
+)
+from simpletuner.ui.workflow import ownership
 from simpletuner.ui.workflow.config_forms import config_view, validate_change
+from simpletuner.ui.workflow.path_policy import server_path_policy
 from simpletuner.ui.workflow.remote_datasets import keep_secrets, mask_secrets
 
 
@@ -57,16 +68,20 @@ class EnvironmentConfig(Resource):
             send_json(resp, {"environment": name, "errors": exc.problems, "unreadable": True}, 422)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        env = get_environment(self, name)
+        env = changeable_environment(self, req, name)
+        principal = self.principal(req)
         values, unset = _change(read_json(req, self.ctx.settings.max_body_bytes))
         try:
-            result = validate_change(store_of(self), env, self.ctx.registry, values, unset)
+            result = validate_change(store_of(self), env, self.ctx.registry, values, unset,
+                                     rules=write_rules(self, principal))
         except ConfigError as exc:
             raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
         if not result.ok:
             send_json(resp, result.to_json(), 422)
             return
+        before = privileged_of(self, env)
         env.write_config(result.raw)
+        ownership.after_trusted_write(env.name, before, privileged_of(self, env), principal, self.ctx.now())
         self.audit(req, "config_saved", target=name, detail={"set": sorted(values), "unset": sorted(unset)})
         send_json(resp, result.to_json() | {"saved": True})
 
@@ -83,7 +98,8 @@ class ConfigValidate(Resource):
         env = get_environment(self, name)
         values, unset = _change(read_json(req, self.ctx.settings.max_body_bytes))
         try:
-            result = validate_change(store_of(self), env, self.ctx.registry, values, unset, review=True)
+            result = validate_change(store_of(self), env, self.ctx.registry, values, unset, review=True,
+                                     rules=write_rules(self, self.principal(req)))
         except ConfigError as exc:
             raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
         schema = build_schema(self.ctx.registry)
@@ -97,8 +113,7 @@ class MemoryPresets(Resource):
 
     permissions = {"GET": "config.view", "POST": "config.edit"}
 
-    def _family(self, name: str):  # type: ignore[no-untyped-def]
-        env = get_environment(self, name)
+    def _family(self, env):  # type: ignore[no-untyped-def]
         try:
             config, _ = load_config(store_of(self), env, self.ctx.registry)
         except ConfigError as exc:
@@ -110,20 +125,24 @@ class MemoryPresets(Resource):
         return env, family
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        _, family = self._family(name)
+        _, family = self._family(get_environment(self, name))
         send_json(resp, {"family": family.name, "presets": [
             {"name": p.name, "tradeoff": p.tradeoff, "settings": dict(p.settings)} for p in family.memory_presets]})
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         data = read_json(req, self.ctx.settings.max_body_bytes)
         only_keys(data, {"preset"})
-        env, family = self._family(name)
+        env, family = self._family(changeable_environment(self, req, name))
+        principal = self.principal(req)
+        before = privileged_of(self, env)
         try:
+            # a preset comes from the family plugin; privileged values it might write wait for approval at start
             changes = apply_memory_preset(env, family, field(data, "preset") or "", build_schema(self.ctx.registry))
         except ConfigError as exc:
             raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
         except SimpleTunerError as exc:
             raise user_error(exc) from None
+        ownership.after_trusted_write(env.name, before, privileged_of(self, env), principal, self.ctx.now())
         self.audit(req, "memory_preset_applied", target=name, detail={"preset": data["preset"]})
         send_json(resp, {"changes": {k: {"old": old, "new": new} for k, (old, new) in changes.items()}})
 
@@ -140,7 +159,11 @@ class EnvironmentDatasets(Resource):
             config, _ = load_config(store_of(self), env, self.ctx.registry)
         except ConfigError:
             config = None
-        return datasets_path(self.ctx.workspace, env, config) or env.path / DEFAULT_DATASETS_FILE
+        path = datasets_path(self.ctx.workspace, env, config) or env.path / DEFAULT_DATASETS_FILE
+        problem = server_path_policy(self.ctx.workspace).problem("data_backend_config", str(path), path)
+        if problem:
+            raise falcon.HTTPForbidden(title="Outside the allowed roots", description=problem)
+        return path
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         env = get_environment(self, name)
@@ -149,11 +172,14 @@ class EnvironmentDatasets(Resource):
             datasets = read_json_file(path) if path.is_file() else []
         except ConfigError as exc:
             raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
+        if not isinstance(datasets, list):  # not a datasets file: say so without showing what it holds
+            raise falcon.HTTPUnprocessableEntity(description=f"{path.name} is not a datasets file (a JSON list)")
         datasets, secrets_set = mask_secrets(self.ctx.registry, datasets)
         send_json(resp, {"file": str(path), "datasets": datasets, "secrets_set": secrets_set})
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        env = get_environment(self, name)
+        env = changeable_environment(self, req, name)
+        principal = self.principal(req)
         data = read_json(req, self.ctx.settings.max_body_bytes)
         only_keys(data, {"datasets"})
         datasets = data.get("datasets")
@@ -161,17 +187,34 @@ class EnvironmentDatasets(Resource):
             raise bad_request("datasets must be a list of dataset objects")
         workspace = self.ctx.workspace
         path = self._path(env)
+        if env.path.resolve() not in path.resolve().parents and ownership.EDIT_ALL not in principal.permissions:
+            raise falcon.HTTPConflict(
+                title="Shared datasets file",
+                description=f"this environment reads its datasets from {path}, outside its own folder, where other "
+                            "environments may read it too; set data_backend_config to a file in the environment's "
+                            "folder (or unset it) to edit its datasets here")
         try:  # secrets come back masked (null): those keep the file's values
-            datasets = keep_secrets(self.ctx.registry, datasets, read_json_file(path) if path.is_file() else [])
+            stored = read_json_file(path) if path.is_file() else []
         except ConfigError:
-            pass
+            stored = []
+        datasets = keep_secrets(self.ctx.registry, datasets, stored)
+        before = privileged_of(self, env)
+        after = PrivilegedValues({CONFIG_PART: before.parts[CONFIG_PART],
+                                  DATASETS_PART: datasets_privileged(datasets, self.ctx.registry)})
+        ownership.require_privileged_unchanged(principal, before, after)
         try:
-            parse_datasets(datasets, backend_option_types=lambda n: backend_option_types(self.ctx.registry, n),
-                           resolve_path=lambda p: workspace.resolve_config_path(p, env.path), source="datasets",
-                           local_paths=lambda n: backend_has_local_paths(self.ctx.registry, n))
+            entries, _ = parse_datasets(
+                datasets, backend_option_types=lambda n: backend_option_types(self.ctx.registry, n),
+                resolve_path=lambda p: workspace.resolve_config_path(p, env.path), source="datasets",
+                local_paths=lambda n: backend_has_local_paths(self.ctx.registry, n))
         except ConfigError as exc:
             send_json(resp, {"ok": False, "errors": exc.problems}, 422)
             return
+        confined = datasets_path_problems(workspace, env, entries, self.ctx.registry, server_path_policy(workspace))
+        if confined:
+            send_json(resp, {"ok": False, "errors": confined}, 422)
+            return
         atomic_write_json(path, datasets)
+        ownership.after_trusted_write(env.name, before, privileged_of(self, env), principal, self.ctx.now())
         self.audit(req, "datasets_saved", target=name)
         send_json(resp, {"ok": True, "file": str(path)})

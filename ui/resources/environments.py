@@ -9,13 +9,17 @@ from typing import Any
 
 import falcon
 
+from simpletuner.core.config.trust import PrivilegedValues, own_privileged
 from simpletuner.core.environments import DEFAULT_ENVIRONMENT, MAX_IMPORT_BYTES, Environment, EnvironmentStore
 from simpletuner.core.errors import ConfigError, SimpleTunerError
-from simpletuner.ui.auth.permissions import AUTHENTICATED
+from simpletuner.ui.auth.permissions import AUTHENTICATED, Principal
 from simpletuner.ui.http import bad_request, boolean, field, only_keys, read_json
 from simpletuner.ui.resources.base import Resource, send_json
+from simpletuner.ui.workflow import ownership
+from simpletuner.ui.workflow.config_forms import WriteRules
 from simpletuner.ui.workflow.examples import bootstrap, get_example
 from simpletuner.ui.workflow.models import active_environment, set_active_environment
+from simpletuner.ui.workflow.path_policy import server_path_policy
 from simpletuner.ui.workflow.uploads import UploadError, stream_to_file
 
 
@@ -39,6 +43,47 @@ def get_environment(resource: Resource, name: str) -> Environment:
         raise user_error(exc) from None
 
 
+def privileged_of(resource: Resource, env: Environment) -> PrivilegedValues:
+    """The privileged values an approval of ``env`` covers, as its files say now."""
+    return own_privileged(resource.ctx.workspace, store_of(resource), env, resource.ctx.registry)
+
+
+def write_rules(resource: Resource, principal: Principal) -> WriteRules:
+    """What ``principal`` may write into a configuration on this server."""
+    return WriteRules(resource.ctx.workspace, server_path_policy(resource.ctx.workspace),
+                      trusted=ownership.TRUSTED in principal.permissions)
+
+
+def changeable_environment(resource: Resource, req: falcon.Request, name: str) -> Environment:
+    """The named environment, when the requesting user may change it (else 404/403 saying why)."""
+    env = get_environment(resource, name)
+    ownership.require_change(resource.principal(req), env.name)
+    return env
+
+
+def copy_environment(resource: Resource, principal: Principal, source_name: str, target: str) -> Environment:
+    """Copy an environment for ``principal``, who owns the copy. The copy keeps an approval of exactly the same
+    privileged values; values its source was still waiting for wait on the copy too."""
+    source = get_environment(resource, source_name)
+    values = privileged_of(resource, source)
+    record = ownership.record_of(source.name)
+    approved = values.empty or (record is not None and record.approved_digest == values.digest)
+    try:
+        env = store_of(resource).copy(source.name, target)
+    except SimpleTunerError as exc:
+        raise user_error(exc) from None
+    copied = privileged_of(resource, env)
+    ownership.claim(env.name, principal.user_id, resource.ctx.now(),
+                    approved=copied if approved and copied.digest == values.digest else None,
+                    approved_by=record.approved_by if record is not None else None)
+    return env
+
+
+def _require_default_rights(principal: Principal, name: str) -> None:
+    if name == DEFAULT_ENVIRONMENT and not ownership.may_change(principal, DEFAULT_ENVIRONMENT):
+        ownership.require_change(principal, DEFAULT_ENVIRONMENT)
+
+
 def merges_default(store: EnvironmentStore, env: Environment) -> bool:
     """Whether the environment takes unset keys from ``default`` ("Use environment defaults")."""
     try:
@@ -59,9 +104,14 @@ def pick_active(store: EnvironmentStore, user_id: int) -> str | None:
     return others[0] if others else (names[0] if names else None)
 
 
-def environment_json(store: EnvironmentStore, env: Environment) -> dict[str, Any]:
-    """An environment's summary for lists."""
-    return env.summary() | {"is_default": env.name == DEFAULT_ENVIRONMENT, "merges_default": merges_default(store, env)}
+def environment_json(store: EnvironmentStore, env: Environment, principal: Principal | None = None) -> dict[str, Any]:
+    """An environment's summary for lists: with its owner and whether ``principal`` may change it."""
+    record = ownership.record_of(env.name)
+    data = env.summary() | {"is_default": env.name == DEFAULT_ENVIRONMENT, "merges_default": merges_default(store, env),
+                            "owner": record.owner.username if record is not None and record.owner else None}
+    if principal is not None:
+        data["can_change"] = ownership.may_change(principal, env.name, record)
+    return data
 
 
 class Environments(Resource):
@@ -71,7 +121,8 @@ class Environments(Resource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         store = store_of(self)
-        send_json(resp, {"environments": [environment_json(store, e) for e in store.list()],
+        principal = self.principal(req)
+        send_json(resp, {"environments": [environment_json(store, e, principal) for e in store.list()],
                          "active": pick_active(store, self.principal(req).user_id),
                          "configs_dir": str(store.configs_dir)})
 
@@ -82,27 +133,31 @@ class Environments(Resource):
         example_name = field(data, "example", required=False)
         copy_of = field(data, "copy_of", required=False)
         steps = data.get("demo_steps", 60)
-        if not isinstance(steps, int) or not 1 <= steps <= 100_000:
+        if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 100_000:
             raise bad_request("demo_steps must be a whole number from 1 to 100000")
-        try:
-            if example_name is not None and get_example(example_name).builder == "demo":
-                env = bootstrap(get_example(example_name), "", self.ctx.workspace, store, demo_steps=steps)
-            else:
-                name = field(data, "name")
-                assert name is not None
-                if example_name is not None:
-                    env = bootstrap(get_example(example_name), name, self.ctx.workspace, store)
-                elif copy_of is not None:
-                    env = store.copy(copy_of, name)
+        principal = self.principal(req)
+        if isinstance(data.get("name"), str):
+            _require_default_rights(principal, data["name"])
+        if copy_of is not None:
+            env = copy_environment(self, principal, copy_of, field(data, "name") or "")
+        else:
+            try:
+                if example_name is not None and get_example(example_name).builder == "demo":
+                    env = bootstrap(get_example(example_name), "", self.ctx.workspace, store, demo_steps=steps)
+                elif example_name is not None:
+                    env = bootstrap(get_example(example_name), field(data, "name") or "", self.ctx.workspace, store)
                 else:
                     merge = boolean(data, "merge_defaults", default=False)
-                    env = store.create(name, {"merge_environment_config": True} if merge else {})
-        except SimpleTunerError as exc:
-            raise user_error(exc) from None
-        principal = self.principal(req)
+                    env = store.create(field(data, "name") or "", {"merge_environment_config": True} if merge else {})
+            except SimpleTunerError as exc:
+                raise user_error(exc) from None
+            # what a trusted user writes is approved as written; anyone else's privileged values wait
+            trusted = ownership.TRUSTED in principal.permissions
+            ownership.claim(env.name, principal.user_id, self.ctx.now(),
+                            approved=privileged_of(self, env) if trusted else None, approved_by=principal.username)
         set_active_environment(principal.user_id, env.name, self.ctx.now())
         self.audit(req, "environment_created", target=env.name)
-        send_json(resp, environment_json(store, env), 201)
+        send_json(resp, environment_json(store, env, principal), 201)
 
 
 class EnvironmentItem(Resource):
@@ -115,21 +170,26 @@ class EnvironmentItem(Resource):
         only_keys(data, {"name"})
         new_name = field(data, "name")
         store = store_of(self)
+        changeable_environment(self, req, name)
+        principal = self.principal(req)
+        _require_default_rights(principal, new_name or "")
         try:
             env = store.rename(name, new_name or "")
         except SimpleTunerError as exc:
             raise user_error(exc) from None
-        principal = self.principal(req)
+        ownership.rename_record(name, env.name)
         if active_environment(principal.user_id) == name:
             set_active_environment(principal.user_id, env.name, self.ctx.now())
         self.audit(req, "environment_renamed", target=name, detail={"to": env.name})
-        send_json(resp, environment_json(store, env))
+        send_json(resp, environment_json(store, env, principal))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        changeable_environment(self, req, name)
         try:
             store_of(self).delete(name)
         except SimpleTunerError as exc:
             raise user_error(exc) from None
+        ownership.forget(name)
         self.audit(req, "environment_deleted", target=name)
         resp.status = falcon.HTTP_204
 
@@ -143,12 +203,12 @@ class EnvironmentCopy(Resource):
         data = read_json(req, self.ctx.settings.max_body_bytes)
         only_keys(data, {"name"})
         store = store_of(self)
-        try:
-            env = store.copy(name, field(data, "name") or "")
-        except SimpleTunerError as exc:
-            raise user_error(exc) from None
+        principal = self.principal(req)
+        target = field(data, "name") or ""
+        _require_default_rights(principal, target)
+        env = copy_environment(self, principal, name, target)
         self.audit(req, "environment_copied", target=name, detail={"to": env.name})
-        send_json(resp, environment_json(store, env), 201)
+        send_json(resp, environment_json(store, env, principal), 201)
 
 
 class EnvironmentExport(Resource):
@@ -176,6 +236,9 @@ class EnvironmentImport(Resource):
                                                                           "application/octet-stream"):
             raise falcon.HTTPUnsupportedMediaType(description="send the ZIP as application/zip")
         name = req.get_param("name") or None
+        principal = self.principal(req)
+        if name is not None:
+            _require_default_rights(principal, name)
         store = store_of(self)
         store.configs_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=store.configs_dir, prefix=".import-") as scratch:
@@ -188,8 +251,13 @@ class EnvironmentImport(Resource):
                                        description=str(exc)) from None
             except SimpleTunerError as exc:
                 raise user_error(exc) from None
+        if env.name == DEFAULT_ENVIRONMENT and not ownership.may_change(principal, DEFAULT_ENVIRONMENT):
+            store.delete(env.name)  # the archive named itself "default"
+            ownership.require_change(principal, DEFAULT_ENVIRONMENT)
+        # an imported archive's privileged values wait for a trusted user's approval, whoever imported it
+        ownership.claim(env.name, principal.user_id, self.ctx.now())
         self.audit(req, "environment_imported", target=env.name)
-        send_json(resp, environment_json(store, env), 201)
+        send_json(resp, environment_json(store, env, principal), 201)
 
 
 class ActiveEnvironment(Resource):

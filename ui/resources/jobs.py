@@ -10,10 +10,12 @@ import falcon
 from simpletuner.core.errors import ConfigError, WorkspaceError
 from simpletuner.ui.http import bad_request, int_param, only_keys, read_json
 from simpletuner.ui.jobs import queue
+from simpletuner.ui.jobs.guard import check_job
 from simpletuner.ui.jobs.launch import LOG_FILE, job_dir, job_request, tail_lines
 from simpletuner.ui.jobs.models import ACTIVE, STATUSES, Job
 from simpletuner.ui.jobs.views import detail, summary
 from simpletuner.ui.resources.base import Resource, send_json
+from simpletuner.ui.workflow import ownership
 
 VIEW = "config.view"
 STOP = ("job.stop.own", "job.stop.all")
@@ -54,6 +56,8 @@ class TrainingStart(Resource):
         try:
             request = job_request(self.ctx.workspace, self.ctx.registry, name, principal.user_id,
                                   principal.username)
+            ownership.require_change(principal, name)
+            guard = check_job(self.ctx.workspace, self.ctx.registry, name)
         except ConfigError as exc:
             send_json(resp, {"title": "Invalid configuration",
                              "description": f"environment {name!r} has {len(exc.problems)} problem(s); fix them "
@@ -61,6 +65,20 @@ class TrainingStart(Resource):
             return
         except WorkspaceError as exc:
             raise falcon.HTTPNotFound(description=str(exc)) from None
+        if guard.path_problems:
+            send_json(resp, {"title": "Paths outside the allowed roots",
+                             "description": f"environment {name!r} names files or folders the server does not allow",
+                             "problems": guard.path_problems}, status=422)
+            return
+        if guard.pending:
+            self.audit(req, "job_held_for_approval", target=name, success=False,
+                       detail={"pending": [env for env, _ in guard.pending]})
+            send_json(resp, {"title": "Approval needed",
+                             "description": "privileged values wait for approval by a user holding config.trusted",
+                             "problems": guard.approval_problems,
+                             "pending": [{"environment": env, "keys": keys} for env, keys in guard.pending]},
+                      status=409)
+            return
         job = queue.submit(self.ctx.database, request, self.ctx.now())
         self.audit(req, "job_start", target=name, detail={"job_id": job.id})
         position = queue.positions().get(job.id)

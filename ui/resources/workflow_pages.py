@@ -8,7 +8,16 @@ import falcon
 
 from simpletuner.core.options import SECTIONS
 from simpletuner.ui.context import AppContext
-from simpletuner.ui.resources import config, datasets, environments, hub, onboarding, training_history, wizard
+from simpletuner.ui.resources import (
+    access,
+    config,
+    datasets,
+    environments,
+    hub,
+    onboarding,
+    training_history,
+    wizard,
+)
 from simpletuner.ui.resources.pages import Page
 
 
@@ -55,6 +64,11 @@ def workflow_api_routes(ctx: AppContext) -> list[tuple[str, object]]:
         ("/api/environments/{name}/config/validate", config.ConfigValidate),
         ("/api/environments/{name}/presets", config.MemoryPresets),
         ("/api/environments/{name}/datasets", config.EnvironmentDatasets),
+        ("/api/environments/{name}/access", access.EnvironmentAccess),
+        ("/api/environments/{name}/approve", access.EnvironmentApproval),
+        ("/api/environments/{name}/sharing", access.EnvironmentSharing),
+        ("/api/environments/{name}/owner", access.EnvironmentOwner),
+        ("/api/settings/paths", access.AllowedRoots),
         ("/api/environment-import", environments.EnvironmentImport),
         ("/api/active-environment", environments.ActiveEnvironment),
         ("/api/onboarding", onboarding.Onboarding),

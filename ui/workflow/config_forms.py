@@ -10,14 +10,17 @@ from typing import Any
 import attrs
 
 from simpletuner.core.config.checks import check_config
+from simpletuner.core.config.confinement import PathPolicy, config_path_problems
 from simpletuner.core.config.converter import ValueTypeError
 from simpletuner.core.config.loading import build_schema, config_layers, env_source, flavour_layer
 from simpletuner.core.config.schema import DEFAULT_SOURCE, ConfigSchema, Layer, TrainingConfig, strip_key
+from simpletuner.core.config.trust import config_privileged
 from simpletuner.core.environments import Environment, EnvironmentStore
 from simpletuner.core.errors import ConfigError
-from simpletuner.core.options import SECTIONS
+from simpletuner.core.options import PRIVILEGED, SECTIONS
 from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import Kind
+from simpletuner.core.workspace import Workspace
 
 _PROBLEM = re.compile(r"^(?:\[(?P<layer>[^\]]+)\] )?\$\.(?P<key>[A-Za-z0-9_]+): (?P<message>.*)$", re.S)
 #: The plugin kind whose registered names a ``choices_from`` option accepts.
@@ -137,15 +140,42 @@ def split_problems(problems: Iterable[str]) -> tuple[dict[str, list[str]], list[
     return by_key, general
 
 
+@attrs.frozen
+class WriteRules:
+    """What the writer of a change may do: set privileged options (``trusted``), and which roots paths may
+    resolve into (``policy``)."""
+
+    workspace: Workspace
+    policy: PathPolicy
+    trusted: bool
+
+    def problems(self, schema: ConfigSchema, env: Environment, before: Mapping[str, Any], after: Mapping[str, Any],
+                 config: TrainingConfig | None) -> list[str]:
+        """``$.key: message`` lines for privileged values the writer may not change and paths outside the roots."""
+        problems: list[str] = []
+        if not self.trusted:
+            keys = {info.key for info in schema.options if info.trust == PRIVILEGED}
+            old, new = config_privileged(before, keys), config_privileged(after, keys)
+            problems += [f"$.{key}: {PRIVILEGED_MESSAGE}" for key in sorted(set(old) | set(new))
+                         if old.get(key) != new.get(key)]
+        if config is not None:
+            problems += config_path_problems(self.workspace, env, config, self.policy)
+        return problems
+
+
+PRIVILEGED_MESSAGE = ("a privileged option (it runs a program or chooses where credentials or data are sent); only "
+                      "users holding config.trusted may set, change or unset it")
+
+
 def _own_layer(layers: list[Layer], env: Environment) -> Layer:
     return next(layer for layer in layers if layer.source == env_source(env.name))
 
 
 def validate_change(store: EnvironmentStore, env: Environment, registry: Registry, values: Mapping[str, Any],
-                    unset: Iterable[str] = (), review: bool = False) -> Validation:
+                    unset: Iterable[str] = (), review: bool = False, rules: WriteRules | None = None) -> Validation:
     """Apply ``values`` (set) and ``unset`` (removed) to the environment's own file in memory and check the result
-    exactly as loading it would; nothing is written. With ``review``, also compare the effective settings before
-    and after."""
+    exactly as loading it would, and against the writer's ``rules``; nothing is written. With ``review``, also
+    compare the effective settings before and after."""
     schema = build_schema(registry)
     layers = config_layers(store, env)
     own = dict(_own_layer(layers, env).values)
@@ -168,6 +198,8 @@ def validate_change(store: EnvironmentStore, env: Environment, registry: Registr
     new_layers = [layer if layer.source != env_source(env.name) else Layer(layer.source, own) for layer in layers]
     after = effective_settings(schema, registry, new_layers, env)
     problems = after.problems if after.config is None else check_config(after.config, registry)[0]
+    if rules is not None:
+        problems = [*problems, *rules.problems(schema, env, _own_layer(layers, env).values, own, after.config)]
     by_key, errors = split_problems(problems)
     for key, messages in by_key.items():
         field_errors.setdefault(key, []).extend(messages)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import peewee
 
 from simpletuner.ui.db.models import BaseModel, User
+from simpletuner.ui.workflow.ownership import EnvironmentRecord
 
 
 class UserPreference(BaseModel):
@@ -18,7 +19,7 @@ class UserPreference(BaseModel):
         table_name = "user_preferences"
 
 
-WORKFLOW_MODELS: tuple[type[BaseModel], ...] = (UserPreference,)
+WORKFLOW_MODELS: tuple[type[BaseModel], ...] = (UserPreference, EnvironmentRecord)
 
 
 def active_environment(user_id: int) -> str | None:
