@@ -110,6 +110,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, held_site: Path, tiny_flux: P
     workspace = tmp_path_factory.mktemp("live") / "ws"
     workspace.mkdir()
     server = LiveServer(workspace, make_users(workspace), {"PYTHONPATH": str(held_site)})
+    server.allow_roots(tiny_flux)
     server.model = tiny_flux  # type: ignore[attr-defined]
     yield server
     server.stop()

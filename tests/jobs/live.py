@@ -81,6 +81,16 @@ class LiveServer:
         except ValueError:
             return response.status, raw
 
+    def adopt(self, environment: str, owner: str) -> None:
+        """As the admin, give an environment written on disk to ``owner`` (who may then start it)."""
+        status, body = self.call("PUT", f"/api/environments/{environment}/owner", {"owner": owner}, "root")
+        assert status == 200, body
+
+    def allow_roots(self, *roots: Path) -> None:
+        """As the admin, let configured paths reach these folders (e.g. where the test models live)."""
+        status, body = self.call("PUT", "/api/settings/paths", {"roots": [str(r) for r in roots]}, "root")
+        assert status == 200, body
+
     def read_events(self, user: str, until: Callable[[dict[str, Any]], bool], *, since: int | None = 0,
                     job: int | None = None, timeout: float = 180) -> list[dict[str, Any]]:
         """Follow ``/api/events`` (resuming after ``since`` with Last-Event-ID) until ``until(event)`` is true;

@@ -21,6 +21,7 @@ def finished(job_id: int):  # type: ignore[no-untyped-def]
 
 
 def start(live: LiveServer, environment: str, user: str = "rita") -> int:
+    live.adopt(environment, user)
     status, body = live.call("POST", "/api/training/start", {"environment": environment}, user)
     assert status == 202, body
     return body["job_id"]
@@ -31,6 +32,7 @@ def test_demo_trains_through_the_api_and_its_lora_is_served(live: LiveServer) ->
 
     shutil.copytree(live.model, live.workspace / "models" / "tiny-flux")  # type: ignore[attr-defined]
     create_demo(Workspace(live.workspace), Registry(), steps=1)
+    live.adopt(DEMO_ENV, "rita")
     status, body = live.call("POST", "/api/training/start", {"environment": DEMO_ENV}, "rita")
     assert status == 202 and body["status"] == "running" and body["position"] is None, body
     job_id = body["job_id"]

@@ -11,6 +11,7 @@ from .live import SIMPLETUNER_BIN, LiveServer
 
 
 def start(live: LiveServer, environment: str, user: str) -> dict:
+    live.adopt(environment, user)
     status, body = live.call("POST", "/api/training/start", {"environment": environment}, user)
     assert status == 202, body
     return body

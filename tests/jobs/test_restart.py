@@ -25,7 +25,9 @@ def test_restart_adopts_live_jobs_and_fails_dead_ones(tmp_path: Path, held_site:
     first = LiveServer(workspace, keys, env)
     try:
         ids = {}
+        first.allow_roots(tiny_flux)
         for name in ("keep", "lose"):
+            first.adopt(name, "rita")
             status, body = first.call("POST", "/api/training/start", {"environment": name}, "rita")
             assert status == 202 and body["status"] == "running"
             ids[name] = body["job_id"]
