@@ -15,6 +15,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -206,8 +207,12 @@ class EnvironmentStore:
             return
         atomic_remove_tree(env.path)
 
-    def export(self, name: str, target: Path) -> Path:
-        """Write a zip of the environment's files (a folder named after it at the top) to ``target``."""
+    def export(self, name: str, target: Path,
+               redact: Callable[[str, Any], Any] | None = None) -> Path:
+        """Write a zip of the environment's files (a folder named after it at the top) to ``target``.
+
+        ``redact(file_name, data)`` rewrites the decoded JSON of ``config.json`` and the datasets files on the way
+        (e.g. to leave secrets out of an archive others download)."""
         env = self.get(name)
         files = [env.config_path, *env.datasets_files()]
         if env.lycoris_file():
@@ -217,7 +222,11 @@ class EnvironmentStore:
         staging = target.with_name(f".{target.name}.tmp")
         with zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for file in sorted(files):
-                archive.write(file, f"{name}/{file.relative_to(env.path).as_posix()}")
+                entry = f"{name}/{file.relative_to(env.path).as_posix()}"
+                if redact is not None and (file.name == CONFIG_FILE or file.match(DATASETS_GLOB)):
+                    archive.writestr(entry, json.dumps(redact(file.name, read_json(file)), indent=2))
+                else:
+                    archive.write(file, entry)
         staging.replace(target)
         return target
 

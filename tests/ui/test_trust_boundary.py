@@ -231,3 +231,46 @@ def test_admin_roots_must_be_existing_absolute_folders(team: Team, tmp_path: Pat
     assert team.rita.put("/api/settings/paths", {"roots": [str(tmp_path)]}).status_code == 403
     assert team.admin.put("/api/settings/paths", {"roots": [str(tmp_path)]}).status_code == 200
     assert str(tmp_path.resolve()) in team.admin.get("/api/settings/paths").json["effective_roots"]
+
+
+def test_exports_leave_secrets_out(team: Team) -> None:
+    team.create(team.rita, "mine")
+    datasets = team.rita.get("/api/environments/mine/datasets").json["datasets"]
+    bucket = {"id": "bucket", "type": "s3", "aws_bucket_name": "b", "aws_secret_access_key": "s3cr3t-key"}
+    assert team.rita.put("/api/environments/mine/datasets", {"datasets": [*datasets, bucket]}).status_code == 200
+    assert team.admin.patch("/api/environments/mine/config",
+                            {"values": {"oidc_client_secret": "client-s3cr3t"}}).status_code == 200
+    archive = team.vic.get("/api/environments/mine/export").content
+    with zipfile.ZipFile(io.BytesIO(archive)) as exported:
+        text = "".join(exported.read(n).decode() for n in exported.namelist())
+    assert "s3cr3t" not in text and "aws_bucket_name" in text
+
+
+def test_a_token_is_never_sent_to_an_unapproved_hub_endpoint(team: Team) -> None:
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        team.create(team.rita, "mine")
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        (team.env_dir("mine") / "config.json").write_text(json.dumps(team.config("mine")
+                                                                     | {"hub_endpoint": endpoint}))
+        refused = team.admin.put("/api/hub/login", {"token": "hf_admin_token_123", "environment": "mine"})
+        assert refused.status_code == 409 and "approval" in refused.json["description"]
+        assert seen == []
+    finally:
+        server.shutdown()
+        server.server_close()

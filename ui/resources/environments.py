@@ -9,8 +9,16 @@ from typing import Any
 
 import falcon
 
+from simpletuner.core.config.loading import build_schema
+from simpletuner.core.config.schema import strip_key
 from simpletuner.core.config.trust import PrivilegedValues, own_privileged
-from simpletuner.core.environments import DEFAULT_ENVIRONMENT, MAX_IMPORT_BYTES, Environment, EnvironmentStore
+from simpletuner.core.environments import (
+    CONFIG_FILE,
+    DEFAULT_ENVIRONMENT,
+    MAX_IMPORT_BYTES,
+    Environment,
+    EnvironmentStore,
+)
 from simpletuner.core.errors import ConfigError, SimpleTunerError
 from simpletuner.ui.auth.permissions import AUTHENTICATED, Principal
 from simpletuner.ui.http import bad_request, boolean, field, only_keys, read_json
@@ -20,6 +28,7 @@ from simpletuner.ui.workflow.config_forms import WriteRules
 from simpletuner.ui.workflow.examples import bootstrap, get_example
 from simpletuner.ui.workflow.models import active_environment, set_active_environment
 from simpletuner.ui.workflow.path_policy import server_path_policy
+from simpletuner.ui.workflow.remote_datasets import mask_secrets
 from simpletuner.ui.workflow.uploads import UploadError, stream_to_file
 
 
@@ -220,10 +229,20 @@ class EnvironmentExport(Resource):
         env = get_environment(self, name)
         with tempfile.TemporaryDirectory() as scratch:
             target = Path(scratch) / f"{env.name}.zip"
-            store_of(self).export(env.name, target)
+            store_of(self).export(env.name, target, redact=self._without_secrets)
             resp.data = target.read_bytes()
         resp.content_type = "application/zip"
         resp.downloadable_as = f"{env.name}.zip"
+
+
+    def _without_secrets(self, file_name: str, data: Any) -> Any:
+        """Leave stored secrets (tokens, keys) out of the archive: anyone who may view may download it."""
+        if file_name != CONFIG_FILE:
+            return mask_secrets(self.ctx.registry, data)[0]
+        if not isinstance(data, dict):
+            return data
+        secret = {info.key for info in build_schema(self.ctx.registry).options if info.secret}
+        return {key: value for key, value in data.items() if strip_key(str(key)) not in secret}
 
 
 class EnvironmentImport(Resource):

@@ -12,11 +12,14 @@ from typing import Any
 import falcon
 
 from simpletuner.core.config.loading import load_config
+from simpletuner.core.config.trust import unapproved
+from simpletuner.core.environments import DEFAULT_ENVIRONMENT
 from simpletuner.core.errors import ConfigError
 from simpletuner.ui.http import bad_request, field, only_keys, read_json
 from simpletuner.ui.resources.base import Resource, send_json
 from simpletuner.ui.resources.environments import get_environment, store_of
 from simpletuner.ui.workflow.hub_login import HubLoginError, account, default_endpoint, log_in, log_out
+from simpletuner.ui.workflow.ownership import approved_digests
 
 PERMISSION = "job.start"  # the token publishes the caller's own jobs
 
@@ -38,7 +41,16 @@ class HubLogin(Resource):
             raise falcon.HTTPUnprocessableEntity(
                 description=f"fix the configuration of {name} first (its hub_endpoint decides which Hub to log in "
                             "to): " + "; ".join(exc.problems)) from None
-        return config.get("hub_endpoint") or default_endpoint()
+        endpoint = config.get("hub_endpoint")
+        if endpoint:  # a token goes there: only to an endpoint a trusted user approved
+            store = store_of(self)
+            approvals = approved_digests([env.name, DEFAULT_ENVIRONMENT])
+            if unapproved(self.ctx.workspace, store, env, self.ctx.registry, approvals):
+                raise falcon.HTTPConflict(
+                    title="Approval needed",
+                    description=f"{name}'s hub_endpoint ({endpoint}) waits for approval by a user holding "
+                                "config.trusted; no token is sent to it before")
+        return endpoint or default_endpoint()
 
     def _state(self, user_id: int, endpoint: str) -> dict[str, Any]:
         found = account(self.ctx.workspace, user_id)
