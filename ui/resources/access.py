@@ -41,7 +41,7 @@ class EnvironmentAccess(Resource):
         values = privileged_of(self, env)
         shared = record.shared_with if record is not None else []
         names = [u.username for u in User.select().where(User.id.in_(shared))] if shared else []
-        approved = values.empty or (record is not None and record.approved_digest == values.digest)
+        approved = ownership.is_approved(values, record)
         send_json(resp, {
             "environment": env.name,
             "owner": record.owner.username if record is not None and record.owner else None,

@@ -76,7 +76,7 @@ def copy_environment(resource: Resource, principal: Principal, source_name: str,
     source = get_environment(resource, source_name)
     values = privileged_of(resource, source)
     record = ownership.record_of(source.name)
-    approved = values.empty or (record is not None and record.approved_digest == values.digest)
+    approved = ownership.is_approved(values, record)
     try:
         env = store_of(resource).copy(source.name, target)
     except SimpleTunerError as exc:
@@ -123,6 +123,14 @@ def environment_json(store: EnvironmentStore, env: Environment, principal: Princ
     return data
 
 
+def approval_state(resource: Resource, env: Environment) -> str:
+    """``none`` (no privileged value set), ``approved`` or ``waiting`` (for a trusted user's approval)."""
+    values = privileged_of(resource, env)
+    if values.empty:
+        return "none"
+    return "approved" if ownership.is_approved(values, ownership.record_of(env.name)) else "waiting"
+
+
 class Environments(Resource):
     """``GET /api/environments``; ``POST`` ``{name, example?, copy_of?, merge_defaults?, demo_steps?}``."""
 
@@ -131,7 +139,8 @@ class Environments(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         store = store_of(self)
         principal = self.principal(req)
-        send_json(resp, {"environments": [environment_json(store, e, principal) for e in store.list()],
+        send_json(resp, {"environments": [environment_json(store, e, principal) | {"approval": approval_state(self, e)}
+                                           for e in store.list()],
                          "active": pick_active(store, self.principal(req).user_id),
                          "configs_dir": str(store.configs_dir)})
 

@@ -1,4 +1,5 @@
-// Manage Configs: list, create, duplicate, rename, download, upload and delete environments.
+// Manage Configs: list, create, duplicate, rename, download, upload and delete environments; review and approve
+// their privileged values; share them.
 "use strict";
 
 (function () {
@@ -17,16 +18,71 @@
     else window.location.reload();
   }
 
+  const APPROVAL = { none: "none", approved: "approved", waiting: "waiting for approval" };
+  let reviewed = null;
+
+  async function review(name) {
+    const result = await api("GET", "/api/environments/" + encodeURIComponent(name) + "/access");
+    if (!result.ok) { say("env-status", message(result), true); return; }
+    const access = result.data;
+    reviewed = access;
+    document.getElementById("review-name").textContent = name;
+    const rows = [];
+    Object.entries(access.privileged).forEach(([part, values]) => Object.entries(values).forEach(([key, value]) =>
+      rows.push(el("tr", {}, el("td", { text: part }), el("td", {}, el("code", { text: key })),
+        el("td", {}, el("code", { text: typeof value === "string" ? value : JSON.stringify(value) }))))));
+    document.querySelector("#review-table tbody").replaceChildren(...rows);
+    say("review-state", access.approved ? "Approved by " + access.approved_by + "." : "Waiting for approval.", false);
+    document.getElementById("env-review").hidden = false;
+    document.getElementById("env-review").scrollIntoView();
+  }
+
+  const approve = document.getElementById("review-approve");
+  if (approve) {
+    approve.addEventListener("click", async () => {
+      const result = await api("POST", "/api/environments/" + encodeURIComponent(reviewed.environment) + "/approve",
+        { digest: reviewed.digest });
+      if (result.ok) window.location.reload();
+      else say("review-state", message(result), true);
+    });
+  }
+  document.getElementById("review-close").addEventListener("click", () => { document.getElementById("env-review").hidden = true; });
+
+  let sharing = null;
+  async function share(name) {
+    const result = await api("GET", "/api/environments/" + encodeURIComponent(name) + "/access");
+    if (!result.ok) { say("env-status", message(result), true); return; }
+    sharing = name;
+    document.getElementById("share-name").textContent = name;
+    document.getElementById("share-users").value = result.data.shared_with.join(", ");
+    document.getElementById("env-share").hidden = false;
+    document.getElementById("share-users").focus();
+  }
+  document.getElementById("share-close").addEventListener("click", () => { document.getElementById("env-share").hidden = true; });
+  document.getElementById("share-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const users = document.getElementById("share-users").value.split(",").map((u) => u.trim()).filter(Boolean);
+    const result = await api("PUT", "/api/environments/" + encodeURIComponent(sharing) + "/sharing", { users: users });
+    if (result.ok) window.location.reload();
+    else say(document.querySelector("#share-form .status"), message(result), true);
+  });
+
   function row(env) {
     const name = encodeURIComponent(env.name);
     const actions = [el("a", { href: "/config?env=" + name, text: "Open" }), " ",
       el("a", { href: "/api/environments/" + name + "/export", text: "Download", download: env.name + ".zip" })];
+    if (env.approval !== "none") {
+      actions.push(" ", action("Review", () => review(env.name), { "aria-label": "Review privileged values of " + env.name }));
+    }
     if (canEdit) {
       actions.push(" ", action("Duplicate", () => {
         const target = window.prompt("Name of the copy", env.name + "-copy");
         if (target) run(api("POST", "/api/environments/" + name + "/copy", { name: target }));
       }, { "aria-label": "Duplicate " + env.name }));
+    }
+    if (canEdit && env.can_change) {
       if (!env.is_default) {
+        actions.push(" ", action("Share", () => share(env.name), { "aria-label": "Share " + env.name }));
         actions.push(" ", action("Rename", () => {
           const target = window.prompt("New name", env.name);
           if (target && target !== env.name) run(api("PATCH", "/api/environments/" + name, { name: target }));
@@ -40,9 +96,11 @@
     }
     return el("tr", { dataset: { env: env.name } },
       el("td", {}, el("strong", { text: env.name }), env.is_default ? el("span", { class: "badge", text: " shared" }) : null),
+      el("td", { text: env.owner || "—" }),
       el("td", { text: env.datasets_files.join(", ") || "none" }),
       el("td", { text: env.lycoris_config || "none" }),
       el("td", { text: env.is_default ? "—" : (env.merges_default ? "yes" : "no") }),
+      el("td", {}, APPROVAL[env.approval]),
       el("td", {}, actions));
   }
 
@@ -52,7 +110,7 @@
     if (!result.ok) { say("env-status", message(result), true); return; }
     body.replaceChildren(...result.data.environments.map(row));
     if (!result.data.environments.length) {
-      body.append(el("tr", {}, el("td", { colspan: "5", text: "No environment yet: create one below." })));
+      body.append(el("tr", {}, el("td", { colspan: "7", text: "No environment yet: create one below." })));
     }
     const from = document.getElementById("new-from");
     if (from) {

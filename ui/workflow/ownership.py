@@ -51,6 +51,11 @@ def record_of(name: str) -> EnvironmentRecord | None:
     return EnvironmentRecord.get_or_none(EnvironmentRecord.name == name)
 
 
+def is_approved(values: PrivilegedValues, record: EnvironmentRecord | None) -> bool:
+    """Whether ``values`` need no approval or are exactly what the record says a trusted user approved."""
+    return values.empty or (record is not None and record.approved_digest == values.digest)
+
+
 def may_change(principal: Principal, name: str, record: EnvironmentRecord | None = None) -> bool:
     """Whether ``principal`` may edit, rename, delete or start the environment ``name``."""
     if EDIT_ALL in principal.permissions:
@@ -122,9 +127,7 @@ def after_trusted_write(name: str, before: PrivilegedValues, after: PrivilegedVa
     wrote the new ones themselves. Values pending approval stay pending (approving is a deliberate act)."""
     if before.digest == after.digest or TRUSTED not in principal.permissions:
         return
-    record = record_of(name)
-    approved_before = before.empty or (record is not None and record.approved_digest == before.digest)
-    if approved_before:
+    if is_approved(before, record_of(name)):
         approve(name, after, principal.username, now)
 
 

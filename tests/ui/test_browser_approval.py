@@ -1,0 +1,58 @@
+"""Browser journey of an approval in headless Chromium: a researcher's environment carries a command written on
+disk; the Manage Configs page shows it waiting, a researcher can review but not approve it, the admin reviews the
+exact value and approves it, and the researcher's start is then accepted. Screenshots go to the test's folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import LiveUi, first_admin, log_in, needs_chromium
+from .test_browser_training import api
+
+pytestmark = [needs_chromium, pytest.mark.timeout(180)]
+COMMAND = "python eval.py {local_checkpoint_path} {global_step}"
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveUi]:
+    server = LiveUi(tmp_path / "ws")
+    yield server
+    server.stop()
+
+
+def test_a_waiting_environment_is_reviewed_and_approved_in_the_browser(live: LiveUi, chromium_browser,
+                                                                      tmp_path: Path) -> None:
+    admin = chromium_browser.new_page()
+    first_admin(admin, live.url)
+    assert api(admin, "POST", "/api/users", {"username": "rita", "email": "rita@example.org",
+                                              "password": "correct horse battery", "levels": ["researcher"]})[0] == 201
+    researcher = chromium_browser.new_context().new_page()
+    log_in(researcher, live.url, "rita")
+    assert api(researcher, "POST", "/api/environments", {"name": "mine", "example": "flux-lora"})[0] == 201
+    config_file = live.workspace / "configs" / "mine" / "config.json"
+    config_file.write_text(json.dumps(json.loads(config_file.read_text()) | {"post_checkpoint_script": COMMAND}))
+
+    status, body = api(researcher, "POST", "/api/training/start", {"environment": "mine"})
+    assert status == 409 and body["title"] == "Approval needed"
+    researcher.goto(live.url + "/environments")
+    row = researcher.locator("tr[data-env=mine]")
+    expect(row).to_contain_text("waiting for approval")
+    expect(row).to_contain_text("rita")
+    row.get_by_role("button", name="Review privileged values of mine").click()
+    expect(researcher.locator("#review-table")).to_contain_text(COMMAND)
+    expect(researcher.locator("#review-approve")).to_have_count(0)  # researchers cannot approve
+
+    admin.goto(live.url + "/environments")
+    admin.locator("tr[data-env=mine]").get_by_role("button", name="Review privileged values of mine").click()
+    expect(admin.locator("#review-table")).to_contain_text("post_checkpoint_script")
+    admin.screenshot(path=tmp_path / "review.png", full_page=True)
+    admin.get_by_role("button", name="Approve these values").click()
+    expect(admin.locator("tr[data-env=mine]")).to_contain_text("approved")
+    admin.screenshot(path=tmp_path / "approved.png", full_page=True)
+
+    assert api(researcher, "POST", "/api/training/start", {"environment": "mine"})[0] == 202
