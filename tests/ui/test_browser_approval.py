@@ -56,3 +56,16 @@ def test_a_waiting_environment_is_reviewed_and_approved_in_the_browser(live: Liv
     admin.screenshot(path=tmp_path / "approved.png", full_page=True)
 
     assert api(researcher, "POST", "/api/training/start", {"environment": "mine"})[0] == 202
+
+    # the admin allows a models folder outside the workspace on the Allowed roots page
+    models = tmp_path / "models"
+    models.mkdir()
+    admin.goto(live.url + "/admin/paths")
+    admin.fill("#roots", f"{models}, relative/folder")
+    admin.get_by_role("button", name="Save").click()
+    expect(admin.locator(".status")).to_contain_text("not an absolute path")
+    admin.fill("#roots", str(models))
+    with admin.expect_navigation():  # saved: the page reloads with the new roots in effect
+        admin.get_by_role("button", name="Save").click()
+    expect(admin.locator("table").first).to_contain_text(str(models.resolve()))
+    admin.screenshot(path=tmp_path / "roots.png", full_page=True)

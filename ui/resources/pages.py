@@ -23,6 +23,7 @@ from simpletuner.ui.resources.base import Resource
 from simpletuner.ui.resources.redirect_login import enabled_providers, safe_next
 from simpletuner.ui.resources.system import plugins_json
 from simpletuner.ui.resources.users import all_user_levels
+from simpletuner.ui.workflow.path_policy import allowed_roots, server_path_policy
 
 Builder = Callable[[AppContext, falcon.Request], dict[str, Any]]
 
@@ -120,6 +121,10 @@ def _registration(ctx: AppContext, req: falcon.Request) -> dict[str, Any]:
     return {"registration": Setting.get(Setting.key == "registration").value, "levels": _levels()}
 
 
+def _paths(ctx: AppContext, req: falcon.Request) -> dict[str, Any]:
+    return {"roots": allowed_roots(), "policy": server_path_policy(ctx.workspace)}
+
+
 def _plugins(ctx: AppContext, req: falcon.Request) -> dict[str, Any]:
     return {"plugins": plugins_json(ctx.registry)}
 
@@ -136,5 +141,6 @@ def page_routes(ctx: AppContext) -> list[tuple[str, Page]]:
         ("/admin/levels", Page(ctx, "levels.html", "Levels", "levels.manage", _level_page)),
         ("/admin/providers", Page(ctx, "providers.html", "Auth Providers", "providers.manage", _providers)),
         ("/admin/registration", Page(ctx, "registration.html", "Registration", "settings.manage", _registration)),
+        ("/admin/paths", Page(ctx, "paths.html", "Allowed roots", "settings.manage", _paths)),
         ("/admin/audit", Page(ctx, "audit.html", "Audit log", "audit.view", _audit)),
     ]
