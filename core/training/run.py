@@ -130,7 +130,7 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
         start_step = int(ckpt.load_state(resume)["global_step"])
         ckpt.load_rng(resume, accelerator.process_index, generator)
         if ema is not None:
-            ema.load_state_dict(torch.load(resume / EMA_FILE, map_location="cpu", weights_only=False))
+            ckpt.load_ema(resume / EMA_FILE, ema)
     model, optimizer = accelerator.prepare(transformer, optimizer)
     if resume is not None:
         # after prepare: sharded optimizer state only fits the prepared (sharded) parameters

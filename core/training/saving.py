@@ -15,8 +15,9 @@ from typing import Any
 from simpletuner.core.training.acceleration import is_sharded
 from simpletuner.core.training.checkpoints import CheckpointWriter
 from simpletuner.core.training.outputs import LORA_FILE, read_lora, save_full, save_lora
+from simpletuner.core.training.state_files import write_state
 
-EMA_FILE = "ema.pt"
+EMA_FILE = "ema.safetensors"
 FULL_WEIGHTS_FILE = "model.safetensors"
 #: Sub-folder of a checkpoint holding accelerate's sharded model and optimizer state (FSDP2, DeepSpeed).
 ACCELERATE_STATE = "accelerate_state"
@@ -57,10 +58,8 @@ class WeightSaver:
         return self.accelerator.get_state_dict(self.model)
 
     def _write(self, folder: Path, step: int, full: dict[str, Any] | None) -> None:
-        import torch
-
         if self.ema is not None:
-            torch.save(self.ema.state_dict(), folder / EMA_FILE)
+            write_state(folder / EMA_FILE, self.ema.state_dict())
         if full is not None:
             from safetensors.torch import save_file
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from training_helpers import events_of
 
-from simpletuner.core.training.checkpoints import complete_checkpoints
+from simpletuner.core.training.checkpoints import OPTIMIZER_FILE, STATE_FILE, complete_checkpoints, rng_file
 from simpletuner.core.workspace import Workspace
 
 
@@ -81,8 +81,8 @@ def test_two_gloo_processes_train_full_rank_from_the_environment(make_env: Calla
                                       "(train_batch_size 1 × 2 process(es)" in w for w in warnings)
     assert [e["step"] for e in events_of(output, "step")] == [1, 2, 3]
     [(_, checkpoint)] = complete_checkpoints(output)
-    assert {p.name for p in checkpoint.iterdir()} >= {"model.safetensors", "rng_state_0.pt", "rng_state_1.pt",
-                                                       "optimizer.pt", "training_state.json"}
+    assert {p.name for p in checkpoint.iterdir()} >= {"model.safetensors", rng_file(0), rng_file(1), OPTIMIZER_FILE,
+                                                       STATE_FILE}
     trained = FluxTransformer2DModel.from_pretrained(str(output / "transformer"))
     base = FluxTransformer2DModel.from_pretrained(str(tiny_flux), subfolder="transformer")
     assert _max_difference(base, trained) > 1e-5

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from simpletuner.core.training.outputs import read_lora
+from simpletuner.core.training.saving import EMA_FILE
 
 
 def test_init_lora_starts_from_the_given_weights(make_env: Callable[..., str], run_env: Callable[..., Any]) -> None:
@@ -23,7 +24,7 @@ def test_ema_is_checkpointed_and_becomes_the_final_model(make_env: Callable[...,
     plain = run_env(make_env("plain", max_train_steps=4, learning_rate=1e-2))
     averaged = run_env(make_env("ema", max_train_steps=4, learning_rate=1e-2, use_ema=True, ema_decay=0.9,
                                 checkpointing_steps=2))
-    assert (averaged.output_dir / "checkpoint-2" / "ema.pt").is_file()
+    assert (averaged.output.parent / "checkpoint-2" / EMA_FILE).is_file()  # beside the final model
     live, _ = read_lora(plain.output, "transformer")
     ema, _ = read_lora(averaged.output, "transformer")
     key = next(k for k in live if "lora_B" in k)
