@@ -72,7 +72,7 @@ class Publishing:
         publishers: dict[str, Publisher] = {}
         for name in publisher_names(config):
             spec = registry.get(Kind.PUBLISHER, name)
-            publishers[name] = spec.factory(config.options_for(spec))
+            publishers[name] = spec.build(config.options_for(spec))
         settings = {info.key: config.schema.unstructure(info.key, value)
                     for info, value, _source in config.effective() if not info.secret}
         settings["output_dir"] = str(output_dir)

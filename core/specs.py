@@ -1,18 +1,34 @@
 """The frozen spec objects that plugins pass to ``register`` (see :mod:`simpletuner.core.hookspecs`).
 
 A spec is pure metadata plus a lazy ``factory``: everything the CLI, the config checker and the web UI need to know
-about a plugin is readable without importing the heavy implementation behind it.
+about a plugin is readable without importing the heavy implementation behind it. Each kind has a typed factory
+protocol (what the factory is called with and returns) and a ``build`` method, the one place the engine and the server
+call a factory. :func:`lazy` makes a factory from a ``"module:attribute"`` string, so an entry module imports nothing
+of its implementation.
 """
 
 from __future__ import annotations
 
 import enum
+import importlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import attrs
+
+if TYPE_CHECKING:
+    from simpletuner.core.interfaces import (
+        AuthProvider,
+        DataBackend,
+        ModelFamily,
+        Publisher,
+        Quantizer,
+        Tracker,
+        ValidationMethod,
+    )
+    from simpletuner.core.interfaces.auth_provider import AccountStore
 
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
 
@@ -22,7 +38,7 @@ def normalize_name(name: str) -> str:
     return re.sub(r"[\s_]+", "-", name.strip().lower())
 
 
-def _valid_name(instance: object, attribute: attrs.Attribute, value: str) -> None:
+def _valid_name(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if not isinstance(value, str) or not _NAME_PATTERN.match(normalize_name(value)):
         raise ValueError(
             f"{type(instance).__name__}.{attribute.name} must be a name of letters, digits, '-', '_' or '.', "
@@ -30,8 +46,78 @@ def _valid_name(instance: object, attribute: attrs.Attribute, value: str) -> Non
         )
 
 
+def _as_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(value)
+
+
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
+
+
+def lazy(target: str) -> Callable[..., Any]:
+    """A factory that imports ``"package.module:attribute"`` (the attribute may be dotted, e.g.
+    ``Class.from_options``) when it is called and calls that with the same arguments; the entry module that
+    registers it stays free of the implementation's imports.
+
+    >>> make = lazy("datetime:date.fromisoformat")
+    >>> make("2026-12-03")
+    datetime.date(2026, 12, 3)
+    """
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"lazy() takes 'package.module:attribute', got {target!r}")
+
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        found: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+        return found(*args, **kwargs)
+
+    factory.__qualname__ = factory.__name__ = f"lazy({target!r})"
+    return factory
+
+
+class ModelFamilyFactory(Protocol):
+    """Builds the family of one run: ``factory(spec, flavour=..., options=...)`` — usually the family class."""
+
+    def __call__(self, spec: ModelFamilySpec, *, flavour: Flavour | None, options: Any) -> ModelFamily: ...
+
+
+class QuantizerFactory(Protocol):
+    """Builds a quantizer from its options instance (None when it declares none)."""
+
+    def __call__(self, options: Any) -> Quantizer: ...
+
+
+class DataBackendFactory(Protocol):
+    """Builds the storage of one dataset: its root (a folder, or a key prefix of remote storage) and the entry's
+    backend options as a dict."""
+
+    def __call__(self, root: str, options: Mapping[str, Any]) -> DataBackend: ...
+
+
+class TrackerFactory(Protocol):
+    """Builds a tracker from its options instance."""
+
+    def __call__(self, options: Any) -> Tracker: ...
+
+
+class PublisherFactory(Protocol):
+    """Builds a publisher from its options instance."""
+
+    def __call__(self, options: Any) -> Publisher: ...
+
+
+class AuthProviderFactory(Protocol):
+    """Builds a login provider from its options and the server's local accounts (which most providers ignore)."""
+
+    def __call__(self, options: Any, accounts: AccountStore) -> AuthProvider: ...
+
+
+class ValidationMethodFactory(Protocol):
+    """Builds a validation method from its options instance."""
+
+    def __call__(self, options: Any) -> ValidationMethod: ...
 
 
 class Kind(enum.Enum):
@@ -91,7 +177,8 @@ class PluginSpec:
         name: the name users write in configs (normalised: lowercase, ``-``).
         title: a short human-readable name for the UI.
         description: one or two sentences for ``plugins list`` and the UI.
-        factory: called lazily to build the implementation; import heavy libraries inside it, not at module top.
+        factory: (on each kind's spec) builds the implementation when it is needed; see the kind's factory
+            protocol. Import heavy libraries inside it, not at module top (:func:`lazy` does that).
         options: an attrs class of this plugin's own options (built with :func:`simpletuner.core.options.option`),
             or None. Its fields become config keys, so name them with a prefix of the plugin (``wandb_entity``).
         provider: filled in by the core when the spec is registered; plugins leave it None.
@@ -100,7 +187,6 @@ class PluginSpec:
     name: str = attrs.field(validator=_valid_name, converter=normalize_name)
     title: str
     description: str
-    factory: Callable[..., Any] = attrs.field(eq=False, repr=False)
     options: type | None = None
     provider: Provider | None = None
 
@@ -109,6 +195,12 @@ class PluginSpec:
     def __attrs_post_init__(self) -> None:
         if self.options is not None and not attrs.has(self.options):
             raise TypeError(f"{type(self).__name__}({self.name!r}).options must be an attrs class")
+
+    def options_or_default(self, options: Any) -> Any:
+        """``options``, or an instance of the options class with every default when None is given."""
+        if options is None and self.options is not None:
+            return self.options()
+        return options
 
 
 @attrs.frozen(kw_only=True)
@@ -151,15 +243,21 @@ class ModelFamilySpec(PluginSpec):
         memory_presets: light / balanced / aggressive presets.
     """
 
-    flavours: tuple[Flavour, ...] = attrs.field(converter=tuple)
+    flavours: tuple[Flavour, ...] = attrs.field(converter=_as_tuple)
     default_flavour: str | None = None
     model_types: tuple[str, ...] = ("lora", "full")
     lora_types: tuple[str, ...] = ("standard", "lycoris")
     precisions: tuple[str, ...] = ("no_change",)
     discouraged_precisions: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
-    memory_presets: tuple[MemoryPreset, ...] = attrs.field(default=(), converter=tuple)
+    memory_presets: tuple[MemoryPreset, ...] = attrs.field(default=(), converter=_as_tuple)
+
+    factory: ModelFamilyFactory = attrs.field(eq=False, repr=False)
 
     kind = Kind.MODEL_FAMILY
+
+    def build(self, flavour: Flavour | None, options: Any) -> ModelFamily:
+        """The family for a run of ``flavour`` with the family's options instance."""
+        return self.factory(self, flavour=flavour, options=self.options_or_default(options))
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -186,9 +284,15 @@ class ModelFamilySpec(PluginSpec):
 class QuantizerSpec(PluginSpec):
     """Registers a quantizer; ``precisions`` are the ``base_model_precision`` values it provides."""
 
-    precisions: tuple[str, ...] = attrs.field(converter=tuple)
+    precisions: tuple[str, ...] = attrs.field(converter=_as_tuple)
+
+    factory: QuantizerFactory = attrs.field(eq=False, repr=False)
 
     kind = Kind.QUANTIZER
+
+    def build(self, options: Any) -> Quantizer:
+        """The quantizer, with its options instance."""
+        return self.factory(self.options_or_default(options))
 
 
 @attrs.frozen(kw_only=True)
@@ -204,7 +308,13 @@ class DataBackendSpec(PluginSpec):
 
     local_paths: bool = True
 
+    factory: DataBackendFactory = attrs.field(eq=False, repr=False)
+
     kind = Kind.DATA_BACKEND
+
+    def build(self, root: str, options: Mapping[str, Any]) -> DataBackend:
+        """The storage of one dataset."""
+        return self.factory(root, options)
 
 
 @attrs.frozen(kw_only=True)
@@ -213,7 +323,13 @@ class TrackerSpec(PluginSpec):
 
     sends_data: bool = False
 
+    factory: TrackerFactory = attrs.field(eq=False, repr=False)
+
     kind = Kind.TRACKER
+
+    def build(self, options: Any) -> Tracker:
+        """The tracker, with its options instance."""
+        return self.factory(self.options_or_default(options))
 
 
 @attrs.frozen(kw_only=True)
@@ -222,7 +338,13 @@ class PublisherSpec(PluginSpec):
 
     sends_data: bool = False
 
+    factory: PublisherFactory = attrs.field(eq=False, repr=False)
+
     kind = Kind.PUBLISHER
+
+    def build(self, options: Any) -> Publisher:
+        """The publisher, with its options instance."""
+        return self.factory(self.options_or_default(options))
 
 
 @attrs.frozen(kw_only=True)
@@ -231,14 +353,26 @@ class AuthProviderSpec(PluginSpec):
 
     style: Literal["password", "redirect"] = attrs.field(validator=attrs.validators.in_(("password", "redirect")))
 
+    factory: AuthProviderFactory = attrs.field(eq=False, repr=False)
+
     kind = Kind.AUTH_PROVIDER
+
+    def build(self, options: Any, accounts: AccountStore) -> AuthProvider:
+        """The provider, with its options instance and the server's local accounts."""
+        return self.factory(self.options_or_default(options), accounts)
 
 
 @attrs.frozen(kw_only=True)
 class ValidationMethodSpec(PluginSpec):
     """Registers a validation method; ``validation_method`` names it."""
 
+    factory: ValidationMethodFactory = attrs.field(eq=False, repr=False)
+
     kind = Kind.VALIDATION_METHOD
+
+    def build(self, options: Any) -> ValidationMethod:
+        """The validation method, with its options instance."""
+        return self.factory(self.options_or_default(options))
 
 
 SPEC_CLASSES: Mapping[Kind, type[PluginSpec]] = MappingProxyType(

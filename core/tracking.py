@@ -54,7 +54,7 @@ class Tracking:
         for name in dict.fromkeys(names):
             try:
                 spec = registry.get(Kind.TRACKER, name)
-                tracking._trackers[name] = spec.factory(config.options_for(spec))
+                tracking._trackers[name] = spec.build(config.options_for(spec))
             except Exception as exc:  # an unusable tracker is reported like one that fails later
                 tracking._fail(name, "create", exc)
         info = RunInfo(

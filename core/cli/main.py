@@ -14,15 +14,14 @@ from simpletuner.core.cli import (
     job_commands,
     plugin_commands,
     preset_commands,
-    server_commands,
     train_commands,
-    user_commands,
 )
 from simpletuner.core.cli.context import CliContext
+from simpletuner.core.cli.registry import installed_command_modules
 from simpletuner.core.errors import SimpleTunerError
 
 _COMMAND_MODULES = (plugin_commands, env_commands, config_commands, preset_commands, train_commands, demo_commands,
-                    server_commands, user_commands, job_commands)
+                    job_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"simpletuner {__version__}")
     parser.add_argument("--workspace", metavar="PATH", help="workspace folder (configs/, datasets/, output/)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in _COMMAND_MODULES:
+    for module in (*_COMMAND_MODULES, *installed_command_modules()):
         module.add_parser(commands)
     return parser
 

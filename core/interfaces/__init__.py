@@ -1,6 +1,7 @@
 """One interface per plugin kind; each docstring holds a runnable example."""
 
 from simpletuner.core.interfaces.auth_provider import (
+    AccountStore,
     AuthProvider,
     ExternalIdentity,
     PasswordAuthProvider,
@@ -15,6 +16,7 @@ from simpletuner.core.interfaces.tracker import RunInfo, Tracker
 from simpletuner.core.interfaces.validation_method import ValidationContext, ValidationMethod, ValidationResult
 
 __all__ = [
+    "AccountStore",
     "AuthProvider",
     "DataBackend",
     "ExternalIdentity",

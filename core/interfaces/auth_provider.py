@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import Protocol
 
 import attrs
 
@@ -24,6 +25,28 @@ class RedirectStart:
 
     url: str
     state: Mapping[str, str]
+
+
+class AccountStore(Protocol):
+    """The server's local accounts, as the server hands them to login providers: the ``local`` provider checks
+    passwords through it, so it needs no knowledge of the server's database.
+
+    Example::
+
+        >>> class OneAccount:
+        ...     def verify(self, username, password):
+        ...         return ExternalIdentity(username="ada") if (username, password) == ("ada", "pw") else None
+        ...     def count_usable(self): return 1
+        >>> OneAccount().verify("ada", "pw").username
+        'ada'
+    """
+
+    def verify(self, username: str, password: str) -> ExternalIdentity | None:
+        """The identity of an active local account whose password matches; None otherwise (unknown names,
+        deactivated accounts and wrong passwords answer alike and take as long)."""
+
+    def count_usable(self) -> int:
+        """How many active local accounts have a password."""
 
 
 class AuthProvider(ABC):  # noqa: B024 - the two styles below declare the abstract methods

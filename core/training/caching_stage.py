@@ -45,7 +45,7 @@ def _quantize_encoders(encoders: dict[str, Any], family: Any, config: Any, regis
             continue
         spec = registry.quantizer_for(precision)
         assert spec is not None, "config check guarantees an installed quantizer"
-        spec.factory(config.options_for(spec)).quantize(encoders[name], precision)
+        spec.build(config.options_for(spec)).quantize(encoders[name], precision)
 
 
 def fill_caches(data: TrainingData, family: Any, components: Components, config: Any, registry: Any,

@@ -62,7 +62,7 @@ def resolve_run(loaded: LoadedEnvironment, workspace: Workspace, registry: Regis
         problems = lycoris_problems(loaded.lycoris_config)
         if problems:
             raise TrainingSetupError("lycoris config: " + "; ".join(problems))
-    family: ModelFamily = spec.factory(spec, flavour=flavour, options=loaded.config.options_for(spec))
+    family: ModelFamily = spec.build(flavour, loaded.config.options_for(spec))
     family.configure(core)
     pretrained = _local_or_hub(core.pretrained_model_name_or_path or flavour.pretrained, workspace,
                                loaded.environment.path)

@@ -98,7 +98,7 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
     if core.base_model_precision != "no_change":
         quantizer_spec = registry.quantizer_for(core.base_model_precision)
         assert quantizer_spec is not None, "config check guarantees an installed quantizer"
-        quantizer = quantizer_spec.factory(config.options_for(quantizer_spec))
+        quantizer = quantizer_spec.build(config.options_for(quantizer_spec))
         quantizer.quantize(transformer, core.base_model_precision, exclude=family.quantization_exclusions)
     try:
         attach_adapter(transformer, family, core, loaded.lycoris_config)

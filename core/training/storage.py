@@ -73,11 +73,11 @@ class DatasetStorage:
                 if spec is None:
                     raise SimpleTunerError(f"dataset {entry.id!r}: its cache has no folder set and the local "
                                            "backend is not installed; set cache_dir_vae / cache_dir")
-                return spec.factory(str(default_folder), {})
-            return spec.factory(str(default_folder), self.options(entry))
+                return spec.build(str(default_folder), {})
+            return spec.build(str(default_folder), self.options(entry))
         if spec.local_paths:
-            return spec.factory(str(self.resolve_path(path or "")), self.options(entry))
-        return spec.factory(path or "", self.options(entry))
+            return spec.build(str(self.resolve_path(path or "")), self.options(entry))
+        return spec.build(path or "", self.options(entry))
 
     def images(self, entry: DatasetEntry) -> DataBackend:
         """Where an image dataset's images (and caption files) are."""

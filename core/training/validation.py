@@ -42,7 +42,7 @@ class Validator:
         self.output_dir = output_dir
         self.name = normalize_name(config.core.validation_method)
         spec = registry.get(Kind.VALIDATION_METHOD, self.name)
-        self.method = spec.factory(config.options_for(spec))
+        self.method = spec.build(config.options_for(spec))
         #: Whether the method wants the live pipeline (methods that run elsewhere may say False).
         self.needs_pipeline = bool(getattr(self.method, "needs_pipeline", True))
 

@@ -6,10 +6,8 @@ by the factory when a run starts.
 
 from __future__ import annotations
 
-from typing import Any
-
-from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec
+from simpletuner.core.hookspecs import RegisterModelFamily, hookimpl
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, lazy
 from simpletuner.model_families.flux.options import FluxOptions
 
 FLAVOURS = (
@@ -32,17 +30,11 @@ MEMORY_PRESETS = (
 )
 
 
-def _family(spec: ModelFamilySpec, flavour: Flavour | None, options: Any) -> Any:
-    from simpletuner.model_families.flux.family import FluxFamily
-
-    return FluxFamily(spec, flavour=flavour, options=options)
-
-
 SPEC = ModelFamilySpec(
     name="flux",
     title="Flux",
     description="Black Forest Labs' FLUX.1 rectified-flow transformer with CLIP-L and T5-XXL text encoders.",
-    factory=_family,
+    factory=lazy("simpletuner.model_families.flux.family:FluxFamily"),
     options=FluxOptions,
     flavours=FLAVOURS,
     default_flavour="dev",
@@ -55,6 +47,6 @@ SPEC = ModelFamilySpec(
 
 
 @hookimpl
-def register_model_families(register):  # type: ignore[no-untyped-def]
+def register_model_families(register: RegisterModelFamily) -> None:
     """Register the Flux family."""
     register(SPEC)

@@ -6,10 +6,8 @@ imported by the factory when a run starts.
 
 from __future__ import annotations
 
-from typing import Any
-
-from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec
+from simpletuner.core.hookspecs import RegisterModelFamily, hookimpl
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, lazy
 from simpletuner.model_families.pixart.options import PixArtOptions
 
 FLAVOURS = (
@@ -50,18 +48,12 @@ DISCOURAGED_PRECISIONS = {
 }
 
 
-def _family(spec: ModelFamilySpec, flavour: Flavour | None, options: Any) -> Any:
-    from simpletuner.model_families.pixart.family import PixArtFamily
-
-    return PixArtFamily(spec, flavour=flavour, options=options)
-
-
 SPEC = ModelFamilySpec(
     name="pixart",
     title="PixArt-Sigma",
     description="PixArt-Sigma diffusion transformer (600M and 900M) with the SDXL VAE and a T5-XXL text encoder, "
     "trained by DDPM epsilon prediction.",
-    factory=_family,
+    factory=lazy("simpletuner.model_families.pixart.family:PixArtFamily"),
     options=PixArtOptions,
     flavours=FLAVOURS,
     default_flavour="600m-1024",
@@ -74,6 +66,6 @@ SPEC = ModelFamilySpec(
 
 
 @hookimpl
-def register_model_families(register):  # type: ignore[no-untyped-def]
+def register_model_families(register: RegisterModelFamily) -> None:
     """Register the PixArt family."""
     register(SPEC)

@@ -6,10 +6,8 @@ by the factory when a run starts.
 
 from __future__ import annotations
 
-from typing import Any
-
-from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec
+from simpletuner.core.hookspecs import RegisterModelFamily, hookimpl
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, lazy
 from simpletuner.model_families.sana.options import SanaOptions
 
 FLAVOURS = (
@@ -49,18 +47,12 @@ DISCOURAGED_PRECISIONS = {
 }
 
 
-def _family(spec: ModelFamilySpec, flavour: Flavour | None, options: Any) -> Any:
-    from simpletuner.model_families.sana.family import SanaFamily
-
-    return SanaFamily(spec, flavour=flavour, options=options)
-
-
 SPEC = ModelFamilySpec(
     name="sana",
     title="Sana",
     description="NVIDIA's Sana linear-attention diffusion transformer with the 32× DC-AE autoencoder and a Gemma-2 "
     "text encoder, trained by flow matching.",
-    factory=_family,
+    factory=lazy("simpletuner.model_families.sana.family:SanaFamily"),
     options=SanaOptions,
     flavours=FLAVOURS,
     default_flavour="sana1.0-1.6b-1024",
@@ -73,6 +65,6 @@ SPEC = ModelFamilySpec(
 
 
 @hookimpl
-def register_model_families(register):  # type: ignore[no-untyped-def]
+def register_model_families(register: RegisterModelFamily) -> None:
     """Register the Sana family."""
     register(SPEC)

@@ -5,18 +5,12 @@ This module is the entry point; it imports nothing heavy. LDAP and OIDC provider
 
 from __future__ import annotations
 
-from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.specs import AuthProviderSpec
-
-
-def _local_provider(options: object = None) -> object:
-    from simpletuner.plugins.auth.local import LocalPasswordProvider
-
-    return LocalPasswordProvider(options)
+from simpletuner.core.hookspecs import RegisterAuthProvider, hookimpl
+from simpletuner.core.specs import AuthProviderSpec, lazy
 
 
 @hookimpl
-def register_auth_providers(register):  # type: ignore[no-untyped-def]
+def register_auth_providers(register: RegisterAuthProvider) -> None:
     """Register the local-accounts provider."""
     register(
         AuthProviderSpec(
@@ -24,6 +18,6 @@ def register_auth_providers(register):  # type: ignore[no-untyped-def]
             title="Local accounts",
             description="Usernames and bcrypt-hashed passwords kept in SimpleTuner's own database.",
             style="password",
-            factory=_local_provider,
+            factory=lazy("simpletuner.plugins.auth.local:LocalPasswordProvider"),
         )
     )

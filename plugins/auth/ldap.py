@@ -21,8 +21,8 @@ from ldap3.operation.search import parse_filter
 from ldap3.utils.conv import escape_filter_chars
 
 from simpletuner.core.errors import ConfigError, SimpleTunerError
-from simpletuner.core.interfaces.auth_provider import ExternalIdentity, PasswordAuthProvider
-from simpletuner.plugins.auth.ldap_plugin import LdapOptions
+from simpletuner.core.interfaces.auth_provider import AccountStore, ExternalIdentity, PasswordAuthProvider
+from simpletuner.plugins.auth.ldap_options import LdapOptions
 
 _log = logging.getLogger(__name__)
 
@@ -128,7 +128,8 @@ class LdapAuthProvider(PasswordAuthProvider):
         provider.authenticate("ada", "secret")  # ExternalIdentity('ada', 'ada@example.org', 'Ada', ('ml',))
     """
 
-    def __init__(self, options: LdapOptions) -> None:
+    def __init__(self, options: LdapOptions, accounts: AccountStore | None = None) -> None:
+        # ``accounts`` (the server's local accounts) goes unused: these accounts live in the directory or provider
         problems = validate_options(options)
         if problems:
             raise ConfigError(problems, source="LDAP provider options")

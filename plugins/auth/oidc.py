@@ -25,8 +25,13 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import httpx
 
 from simpletuner.core.errors import ConfigError, SimpleTunerError
-from simpletuner.core.interfaces.auth_provider import ExternalIdentity, RedirectAuthProvider, RedirectStart
-from simpletuner.plugins.auth.oidc_plugin import OidcOptions
+from simpletuner.core.interfaces.auth_provider import (
+    AccountStore,
+    ExternalIdentity,
+    RedirectAuthProvider,
+    RedirectStart,
+)
+from simpletuner.plugins.auth.oidc_options import OidcOptions
 from simpletuner.plugins.auth.oidc_tokens import TokenRefused, UnknownKey, claim_path, group_names, verify_id_token
 
 _log = logging.getLogger(__name__)
@@ -112,7 +117,8 @@ class OidcAuthProvider(RedirectAuthProvider):
         identity = provider.complete(callback_query_params, start.state)        # ExternalIdentity or None
     """
 
-    def __init__(self, options: OidcOptions) -> None:
+    def __init__(self, options: OidcOptions, accounts: AccountStore | None = None) -> None:
+        # ``accounts`` (the server's local accounts) goes unused: these accounts live in the directory or provider
         problems = validate_options(options)
         if problems:
             raise ConfigError(problems, source="OpenID Connect provider options")

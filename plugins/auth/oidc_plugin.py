@@ -3,64 +3,15 @@ Imports nothing heavy; the HTTP and JWT libraries are loaded only when a provide
 
 from __future__ import annotations
 
-from typing import Any
+from simpletuner.core.hookspecs import RegisterAuthProvider, hookimpl
+from simpletuner.core.specs import AuthProviderSpec, lazy
+from simpletuner.plugins.auth.oidc_options import OidcOptions
 
-import attrs
-
-from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.options import PATH, PRIVILEGED, option
-from simpletuner.core.specs import AuthProviderSpec
-
-_SECTION = "environment"
-
-
-@attrs.define
-class OidcOptions:
-    """Where the identity provider is, who this server is to it, and which claims say who the user is."""
-
-    oidc_issuer: str = option(
-        "", section=_SECTION, label="Issuer URL",
-        help="The provider's issuer, e.g. https://login.example.org/realms/ml; its discovery document is read from "
-             "<issuer>/.well-known/openid-configuration (giving that full URL works too).", trust=PRIVILEGED,
-    )
-    oidc_client_id: str = option(
-        "", section=_SECTION, label="Client ID", help="The client ID registered for this server at the provider.",
-    )
-    oidc_client_secret: str | None = option(
-        None, section=_SECTION, label="Client secret", secret=True,
-        help="The client secret; empty for a public client (PKCE still protects the code).",
-    )
-    oidc_scopes: str = option(
-        "openid email profile", section=_SECTION, label="Scopes",
-        help="Space-separated scopes to ask for; must include openid. Add groups or roles if your provider needs it.",
-    )
-    oidc_username_claim: str = option(
-        "preferred_username", section=_SECTION, label="Username claim",
-        help="Claim used as the login name; when the provider sends none, the stable subject (sub) is used.",
-    )
-    oidc_groups_claim: str = option(
-        "groups", section=_SECTION, label="Groups claim",
-        help="Claim listing the user's groups or roles; dots reach into objects, e.g. realm_access.roles.",
-    )
-    oidc_ca_file: str | None = option(
-        None, section=_SECTION, label="CA file",
-        help="PEM file of the CA that signed the provider's certificate; empty uses the system's trusted CAs.",
-        trust=PATH,
-    )
-    oidc_timeout: float = option(
-        10.0, section=_SECTION, label="Timeout (s)", minimum=0.5, maximum=120.0,
-        help="Seconds to wait for each request to the provider.",
-    )
-
-
-def _build(options: OidcOptions | None = None) -> Any:
-    from simpletuner.plugins.auth.oidc import OidcAuthProvider
-
-    return OidcAuthProvider(options if options is not None else OidcOptions())
+__all__ = ["OidcOptions", "register_auth_providers"]
 
 
 @hookimpl
-def register_auth_providers(register):  # type: ignore[no-untyped-def]
+def register_auth_providers(register: RegisterAuthProvider) -> None:
     """Register the OpenID Connect redirect provider."""
     register(
         AuthProviderSpec(
@@ -69,6 +20,6 @@ def register_auth_providers(register):  # type: ignore[no-untyped-def]
             description="Single sign-on through an OpenID Connect provider (Keycloak, Okta, Entra ID, Google, ...).",
             style="redirect",
             options=OidcOptions,
-            factory=_build,
+            factory=lazy("simpletuner.plugins.auth.oidc:OidcAuthProvider"),
         )
     )

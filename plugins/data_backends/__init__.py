@@ -5,32 +5,20 @@ This module is the entry point; it imports nothing heavy.
 
 from __future__ import annotations
 
-from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.specs import DataBackendSpec
+from simpletuner.core.hookspecs import RegisterDataBackend, hookimpl
+from simpletuner.core.specs import DataBackendSpec, lazy
 from simpletuner.plugins.data_backends.s3_options import S3Options
 
 
-def _local_backend(root: str, options: object = None) -> object:
-    from simpletuner.plugins.data_backends.local import LocalDataBackend
-
-    return LocalDataBackend(root)
-
-
-def _s3_backend(root: str, options: object = None) -> object:
-    from simpletuner.plugins.data_backends.s3 import S3DataBackend
-
-    return S3DataBackend.from_options(root, options)  # type: ignore[arg-type]
-
-
 @hookimpl
-def register_data_backends(register):  # type: ignore[no-untyped-def]
+def register_data_backends(register: RegisterDataBackend) -> None:
     """Register the local-folder and S3 backends."""
     register(
         DataBackendSpec(
             name="local",
             title="Local folder",
             description="Images, captions and caches in folders on this machine.",
-            factory=_local_backend,
+            factory=lazy("simpletuner.plugins.data_backends.local:LocalDataBackend"),
         )
     )
     register(
@@ -39,7 +27,7 @@ def register_data_backends(register):  # type: ignore[no-untyped-def]
             title="S3-compatible storage",
             description="Images, captions and caches in a bucket of AWS S3 or an S3-compatible server (MinIO, "
                         "Ceph, R2, ...).",
-            factory=_s3_backend,
+            factory=lazy("simpletuner.plugins.data_backends.s3:S3DataBackend.from_options"),
             options=S3Options,
             local_paths=False,
         )

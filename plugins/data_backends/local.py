@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from simpletuner.core.atomic import atomic_write_bytes
 from simpletuner.core.interfaces import DataBackend
@@ -20,7 +21,8 @@ class LocalDataBackend(DataBackend):
     (['a/b.txt'], b'hi', False)
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> None:
+        # a local folder has no options of its own; ``options`` is the entry's (empty) backend options
         self.root = Path(root).resolve()
 
     def _path(self, relative: str) -> Path:

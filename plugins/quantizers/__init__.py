@@ -5,8 +5,8 @@ This module is the entry point; it imports nothing heavy.
 
 from __future__ import annotations
 
-from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.specs import QuantizerSpec
+from simpletuner.core.hookspecs import RegisterQuantizer, hookimpl
+from simpletuner.core.specs import QuantizerSpec, lazy
 
 #: ``base_model_precision`` values → optimum-quanto weight qtype names.
 QUANTO_PRECISIONS = {
@@ -18,14 +18,8 @@ QUANTO_PRECISIONS = {
 }
 
 
-def _make_quanto(options: object = None) -> object:
-    from simpletuner.plugins.quantizers.quanto import QuantoQuantizer
-
-    return QuantoQuantizer()
-
-
 @hookimpl
-def register_quantizers(register):  # type: ignore[no-untyped-def]
+def register_quantizers(register: RegisterQuantizer) -> None:
     """Register optimum-quanto's precisions."""
     register(
         QuantizerSpec(
@@ -34,6 +28,6 @@ def register_quantizers(register):  # type: ignore[no-untyped-def]
             description="Weight-only quantisation of the frozen base model to int8, int4, int2 or fp8; "
             "activations stay in the compute dtype.",
             precisions=tuple(QUANTO_PRECISIONS),
-            factory=_make_quanto,
+            factory=lazy("simpletuner.plugins.quantizers.quanto:QuantoQuantizer"),
         )
     )

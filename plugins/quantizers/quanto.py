@@ -17,6 +17,9 @@ class QuantoQuantizer(Quantizer):
     afterwards wrap the ``QLinear`` modules (they subclass ``nn.Linear``) and train in full precision.
     """
 
+    def __init__(self, options: Any = None) -> None:
+        self.options = options  # quanto declares no options of its own
+
     def quantize(self, module: Any, precision: str, exclude: Sequence[str] = ()) -> Any:
         """Quantise ``module`` in place to ``precision``, freeze it and return it."""
         from optimum.quanto import freeze, qtypes, quantize

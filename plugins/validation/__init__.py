@@ -11,10 +11,10 @@ from typing import Any
 import attrs
 
 from simpletuner.core.config.core_options import CoreOptions
-from simpletuner.core.hookspecs import hookimpl
+from simpletuner.core.hookspecs import RegisterValidationMethod, hookimpl
 from simpletuner.core.options import PRIVILEGED, option
 from simpletuner.core.scripts import RUN_PLACEHOLDERS, check_command
-from simpletuner.core.specs import ValidationMethodSpec
+from simpletuner.core.specs import ValidationMethodSpec, lazy
 from simpletuner.plugins.validation.prompt_library import check_library
 
 
@@ -64,28 +64,17 @@ def validation_option_keys() -> frozenset[str]:
     return frozenset(f.name for cls in classes for f in attrs.fields(cls) if f.name.startswith("validation_"))
 
 
-def _pipeline(options: PipelineValidationOptions | None) -> Any:
-    from simpletuner.plugins.validation.pipeline import PipelineValidation
-
-    return PipelineValidation(options or PipelineValidationOptions())
-
-
-def _external(options: ExternalScriptOptions | None) -> Any:
-    from simpletuner.plugins.validation.external_script import ExternalScriptValidation
-
-    return ExternalScriptValidation(options or ExternalScriptOptions())
-
-
 @hookimpl
-def register_validation_methods(register):  # type: ignore[no-untyped-def]
+def register_validation_methods(register: RegisterValidationMethod) -> None:
     """Register ``pipeline`` and ``external-script``."""
     register(ValidationMethodSpec(
         name="pipeline", title="Generate images",
         description="Renders validation_prompt and the named validation_prompts with the model being trained.",
-        options=PipelineValidationOptions, factory=_pipeline,
+        options=PipelineValidationOptions, factory=lazy("simpletuner.plugins.validation.pipeline:PipelineValidation"),
     ))
     register(ValidationMethodSpec(
         name="external-script", title="External script",
         description="Runs validation_external_script on each checkpoint (e.g. inference on another GPU).",
-        options=ExternalScriptOptions, factory=_external,
+        options=ExternalScriptOptions,
+        factory=lazy("simpletuner.plugins.validation.external_script:ExternalScriptValidation"),
     ))

@@ -11,9 +11,9 @@ from typing import Any
 
 import attrs
 
-from simpletuner.core.hookspecs import hookimpl
+from simpletuner.core.hookspecs import RegisterPublisher, hookimpl
 from simpletuner.core.options import PRIVILEGED, option
-from simpletuner.core.specs import PublisherSpec
+from simpletuner.core.specs import PublisherSpec, lazy
 
 
 @attrs.define(kw_only=True)
@@ -54,18 +54,13 @@ class HubOptions:
                              f"got {value!r}")
 
 
-def _make(options: HubOptions | None) -> Any:
-    from simpletuner.publishers.hf_hub.publisher import HubPublisher
-
-    return HubPublisher(options or HubOptions())
-
-
 @hookimpl
-def register_publishers(register):  # type: ignore[no-untyped-def]
+def register_publishers(register: RegisterPublisher) -> None:
     """Register the Hugging Face Hub publisher."""
     register(PublisherSpec(
         name="hf-hub", title="Hugging Face Hub",
         description="Uploads the final model, config, validation images and a model card (and optionally "
         "checkpoints) to a Hub repository.",
-        options=HubOptions, factory=_make, sends_data=True,
+        options=HubOptions, sends_data=True,
+        factory=lazy("simpletuner.publishers.hf_hub.publisher:HubPublisher"),
     ))

@@ -9,9 +9,9 @@ from typing import Any
 
 import attrs
 
-from simpletuner.core.hookspecs import hookimpl
+from simpletuner.core.hookspecs import RegisterPublisher, hookimpl
 from simpletuner.core.options import PATH, option
-from simpletuner.core.specs import PublisherSpec
+from simpletuner.core.specs import PublisherSpec, lazy
 
 
 @attrs.define(kw_only=True)
@@ -29,17 +29,12 @@ class LocalPublisherOptions:
             raise ValueError(f"$.{attribute.name}: give a folder, e.g. 'published' or '/srv/models/my-lora'")
 
 
-def _make(options: LocalPublisherOptions | None) -> Any:
-    from simpletuner.publishers.local.publisher import LocalPublisher
-
-    return LocalPublisher(options or LocalPublisherOptions())
-
-
 @hookimpl
-def register_publishers(register):  # type: ignore[no-untyped-def]
+def register_publishers(register: RegisterPublisher) -> None:
     """Register the ``local`` folder publisher."""
     register(PublisherSpec(
         name="local", title="Local folder",
         description="Copies the final model, its config, validation images and model card to a folder.",
-        options=LocalPublisherOptions, factory=_make, sends_data=False,
+        options=LocalPublisherOptions, sends_data=False,
+        factory=lazy("simpletuner.publishers.local.publisher:LocalPublisher"),
     ))

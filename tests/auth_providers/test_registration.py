@@ -20,10 +20,10 @@ def test_both_providers_register_from_their_entry_points_with_options_and_style(
         "password", LdapOptions, "simpletuner.plugins.auth.ldap_plugin")
     assert (oidc.style, oidc.options, oidc.provider.entry_point.split(" = ")[1]) == (  # type: ignore[union-attr]
         "redirect", OidcOptions, "simpletuner.plugins.auth.oidc_plugin")
-    built = ldap.factory(LdapOptions(ldap_user_search_base="ou=people,dc=example,dc=org"))
+    built = ldap.build(LdapOptions(ldap_user_search_base="ou=people,dc=example,dc=org"), accounts=None)
     assert isinstance(built, LdapAuthProvider)
-    assert isinstance(oidc.factory(OidcOptions(oidc_issuer="https://idp.example.org", oidc_client_id="st")),
-                      OidcAuthProvider)
+    options = OidcOptions(oidc_issuer="https://idp.example.org", oidc_client_id="st")
+    assert isinstance(oidc.build(options, accounts=None), OidcAuthProvider)
 
 
 def test_secrets_are_marked_so_the_server_never_returns_them() -> None:

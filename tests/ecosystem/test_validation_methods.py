@@ -29,7 +29,7 @@ def context(tmp_path: Path, options: dict[str, Any], pipeline: Any = None, step:
 
 def build_method(registry: Registry, config: Any, name: str) -> Any:
     spec = registry.get(Kind.VALIDATION_METHOD, name)
-    return spec.factory(config.options_for(spec))
+    return spec.build(config.options_for(spec))
 
 
 def all_options(config: Any) -> dict[str, Any]:

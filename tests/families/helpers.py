@@ -15,7 +15,7 @@ from simpletuner.core.plugins import Registry
 def make_family(registry: Registry, name: str, **options: Any) -> Any:
     """The family ``name`` built by its spec's factory, with its options class overridden by ``options``."""
     spec = registry.model_family(name)
-    return spec.factory(spec, flavour=spec.flavour(None), options=spec.options(**options))
+    return spec.build(spec.flavour(None), spec.options(**options))
 
 
 def without(folder: Path, component: str, target: Path) -> Path:

@@ -92,3 +92,17 @@ def test_train_started_by_a_server_refuses_a_path_outside_before_loading_anythin
     assert done.returncode == 1
     assert "$.output_dir" in done.stderr and "outside the allowed roots" in done.stderr
     assert not (tmp_path / "exfiltrate").exists()
+
+
+def test_a_run_name_never_leads_tensorboard_out_of_its_log_folder(tmp_path: Path) -> None:
+    from simpletuner.core.interfaces import RunInfo
+    from simpletuner.trackers.tensorboard import TensorBoardOptions
+    from simpletuner.trackers.tensorboard.tracker import TensorBoardTracker
+
+    tracker = TensorBoardTracker(TensorBoardOptions(logging_dir="logs"))
+    tracker.start(RunInfo(project_name="p", run_name="../../../escape", output_dir=tmp_path / "run", config={}))
+    try:
+        assert tracker.log_dir is not None and tracker.log_dir.parent == tmp_path / "run" / "logs"
+    finally:
+        tracker.finish("completed")
+    assert not (tmp_path / "escape").exists()

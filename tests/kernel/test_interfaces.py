@@ -13,7 +13,8 @@ import simpletuner.core.interfaces as interfaces
 MODULES = [m.name for m in pkgutil.iter_modules(interfaces.__path__, "simpletuner.core.interfaces.")]
 
 
-@pytest.mark.parametrize("name", MODULES + ["simpletuner.plugins.data_backends.local"])
+@pytest.mark.parametrize("name", MODULES + ["simpletuner.plugins.data_backends.local", "simpletuner.core.hookspecs",
+                                            "simpletuner.core.specs", "simpletuner.plugins.auth.local"])
 def test_docstring_examples_run(name: str) -> None:
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -42,7 +42,7 @@ def quantizer():  # type: ignore[no-untyped-def]
     registry = Registry()
     spec = registry.quantizer_for("int8-quanto")
     assert spec is not None and spec.name == "quanto"
-    return spec.factory()
+    return spec.build(None)
 
 
 def test_register_quantizers_from_the_installed_plugin() -> None:

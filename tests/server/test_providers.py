@@ -10,8 +10,14 @@ from urllib.parse import parse_qs, urlparse
 import attrs
 import pytest
 
-from simpletuner.core.hookspecs import hookimpl
-from simpletuner.core.interfaces import ExternalIdentity, PasswordAuthProvider, RedirectAuthProvider, RedirectStart
+from simpletuner.core.hookspecs import RegisterAuthProvider, hookimpl
+from simpletuner.core.interfaces import (
+    AccountStore,
+    ExternalIdentity,
+    PasswordAuthProvider,
+    RedirectAuthProvider,
+    RedirectStart,
+)
 from simpletuner.core.options import option
 from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import AuthProviderSpec
@@ -31,7 +37,7 @@ class DirOptions:
 
 
 class DirProvider(PasswordAuthProvider):
-    def __init__(self, options: DirOptions) -> None:
+    def __init__(self, options: DirOptions, accounts: AccountStore) -> None:
         self.options = options
 
     def authenticate(self, username: str, password: str) -> ExternalIdentity | None:
@@ -47,7 +53,7 @@ class DirProvider(PasswordAuthProvider):
 
 
 class SsoProvider(RedirectAuthProvider):
-    def __init__(self, options: object) -> None:
+    def __init__(self, options: object, accounts: AccountStore) -> None:
         pass
 
     def begin(self, redirect_uri: str) -> RedirectStart:
@@ -61,7 +67,7 @@ class SsoProvider(RedirectAuthProvider):
 
 class FakePlugins:
     @hookimpl
-    def register_auth_providers(self, register):  # type: ignore[no-untyped-def]
+    def register_auth_providers(self, register: RegisterAuthProvider) -> None:
         register(AuthProviderSpec(name="fakedir", title="Fake directory", description="test", style="password",
                                   options=DirOptions, factory=DirProvider))
         register(AuthProviderSpec(name="fakesso", title="Fake SSO", description="test", style="redirect",
@@ -196,7 +202,7 @@ def test_local_provider_cannot_be_disabled_or_removed(server: Server, admin: Cli
 def test_plugins_api_lists_kinds_and_failures(tmp_path: Path) -> None:
     class Broken:
         @hookimpl
-        def register_auth_providers(self, register):  # type: ignore[no-untyped-def]
+        def register_auth_providers(self, register: RegisterAuthProvider) -> None:
             raise RuntimeError("broken on purpose")
 
     registry = Registry()

@@ -9,9 +9,9 @@ from typing import Any
 
 import attrs
 
-from simpletuner.core.hookspecs import hookimpl
+from simpletuner.core.hookspecs import RegisterTracker, hookimpl
 from simpletuner.core.options import PATH, option
-from simpletuner.core.specs import TrackerSpec
+from simpletuner.core.specs import TrackerSpec, lazy
 
 
 @attrs.define(kw_only=True)
@@ -29,17 +29,12 @@ class LocalTrackerOptions:
             raise ValueError(f"$.{attribute.name}: give a file name such as 'metrics.jsonl', got {value!r}")
 
 
-def _make(options: LocalTrackerOptions | None) -> Any:
-    from simpletuner.trackers.local.tracker import JsonlTracker
-
-    return JsonlTracker(options or LocalTrackerOptions())
-
-
 @hookimpl
-def register_trackers(register):  # type: ignore[no-untyped-def]
+def register_trackers(register: RegisterTracker) -> None:
     """Register the ``local`` JSON-lines tracker."""
     register(TrackerSpec(
         name="local", title="Local metrics file",
         description="Scalars and image paths as JSON lines in the output folder; the web UI charts read it.",
-        options=LocalTrackerOptions, factory=_make, sends_data=False,
+        options=LocalTrackerOptions, sends_data=False,
+        factory=lazy("simpletuner.trackers.local.tracker:JsonlTracker"),
     ))

@@ -5,13 +5,11 @@ This module is the entry point; it imports nothing heavy.
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
-from simpletuner.core.hookspecs import hookimpl
+from simpletuner.core.hookspecs import RegisterTracker, hookimpl
 from simpletuner.core.options import PATH, option
-from simpletuner.core.specs import TrackerSpec
+from simpletuner.core.specs import TrackerSpec, lazy
 
 
 @attrs.define(kw_only=True)
@@ -27,17 +25,12 @@ class TensorBoardOptions:
     )
 
 
-def _make(options: TensorBoardOptions | None) -> Any:
-    from simpletuner.trackers.tensorboard.tracker import TensorBoardTracker
-
-    return TensorBoardTracker(options or TensorBoardOptions())
-
-
 @hookimpl
-def register_trackers(register):  # type: ignore[no-untyped-def]
+def register_trackers(register: RegisterTracker) -> None:
     """Register the ``tensorboard`` tracker."""
     register(TrackerSpec(
         name="tensorboard", title="TensorBoard",
         description="Scalars and validation images in TensorBoard event files under the output folder.",
-        options=TensorBoardOptions, factory=_make, sends_data=False,
+        options=TensorBoardOptions, sends_data=False,
+        factory=lazy("simpletuner.trackers.tensorboard.tracker:TensorBoardTracker"),
     ))

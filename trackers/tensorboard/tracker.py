@@ -20,6 +20,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from simpletuner.core.interfaces import RunInfo, Tracker
 
 _UNSAFE_TAG = re.compile(r"[^A-Za-z0-9_./-]+")
+_UNSAFE_FOLDER = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class TensorBoardTracker(Tracker):
@@ -34,7 +35,7 @@ class TensorBoardTracker(Tracker):
         """Open an event file; on resume, mark the resumed step so later steps of the old attempt are purged."""
         base = Path(self._options.logging_dir).expanduser()
         base = base if base.is_absolute() else Path(run.output_dir) / base
-        self.log_dir = base / _UNSAFE_TAG.sub("_", run.run_name)
+        self.log_dir = base / _folder_name(run.run_name)
         self._writer = EventFileWriter(str(self.log_dir), flush_secs=self._options.tensorboard_flush_seconds)
         if run.resumed_step > 0:
             self._add(Event(wall_time=time.time(), step=run.resumed_step + 1,
@@ -77,6 +78,11 @@ class TensorBoardTracker(Tracker):
         if self._writer is None:
             raise RuntimeError("the tensorboard tracker was not started")
         return self._writer
+
+
+def _folder_name(run_name: str) -> str:
+    """The run name as one folder name: no separators and no leading dots, so it never leaves the log folder."""
+    return _UNSAFE_FOLDER.sub("_", run_name).lstrip(".") or "run"
 
 
 def _tag(name: str) -> str:

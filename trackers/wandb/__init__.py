@@ -5,13 +5,11 @@ This module is the entry point; it imports nothing heavy (wandb is imported when
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
-from simpletuner.core.hookspecs import hookimpl
+from simpletuner.core.hookspecs import RegisterTracker, hookimpl
 from simpletuner.core.options import option
-from simpletuner.core.specs import TrackerSpec
+from simpletuner.core.specs import TrackerSpec, lazy
 
 
 @attrs.define(kw_only=True)
@@ -28,18 +26,13 @@ class WandbOptions:
     wandb_tags: list[str] = option(factory=list, help="Tags added to the W&B run.", section="validation")
 
 
-def _make(options: WandbOptions | None) -> Any:
-    from simpletuner.trackers.wandb.tracker import WandbTracker
-
-    return WandbTracker(options or WandbOptions())
-
-
 @hookimpl
-def register_trackers(register):  # type: ignore[no-untyped-def]
+def register_trackers(register: RegisterTracker) -> None:
     """Register the ``wandb`` tracker."""
     register(TrackerSpec(
         name="wandb", title="Weights & Biases",
         description="Loss, learning rate, grad norm, speed and validation images in a W&B run; resuming "
         "continues the same run.",
-        options=WandbOptions, factory=_make, sends_data=True,
+        options=WandbOptions, sends_data=True,
+        factory=lazy("simpletuner.trackers.wandb.tracker:WandbTracker"),
     ))

@@ -15,6 +15,7 @@ from simpletuner.core.options import describe_options
 from simpletuner.core.plugins import Registry
 from simpletuner.core.plugins.registry import suggest
 from simpletuner.core.specs import AuthProviderSpec
+from simpletuner.ui.auth.local_accounts import LocalAccounts
 from simpletuner.ui.auth.permissions import ADMIN_LEVEL
 from simpletuner.ui.auth.users import AccountError, find_user, levels_by_name, set_user_levels, user_level_names
 from simpletuner.ui.db.models import AuthProviderConfig, Level, User
@@ -129,7 +130,7 @@ class ProviderInstances:
             if key not in self._cache:
                 spec = self.spec(config)
                 options = spec.options(**config.options, **config.secrets) if spec.options else None
-                instance = spec.factory(options)
+                instance = spec.build(options, LocalAccounts())
                 for old in [k for k in self._cache if k[0] == config.id]:
                     del self._cache[old]
                 self._cache[key] = instance

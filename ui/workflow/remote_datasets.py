@@ -82,7 +82,7 @@ def typed_options(spec: DataBackendSpec, raw: Any) -> dict[str, Any]:
 
 def open_backend(spec: DataBackendSpec, options: Mapping[str, Any], path: str) -> DataBackend:
     """The backend at ``path`` after a cheap check; :class:`DataBackendError` (one line) when unusable."""
-    backend = spec.factory(path, dict(options))
+    backend = spec.build(path, dict(options))
     backend.check()
     return backend
 

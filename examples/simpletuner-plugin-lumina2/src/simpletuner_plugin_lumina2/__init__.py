@@ -1,18 +1,17 @@
 """Lumina-Image 2.0 for SimpleTuner: the plugin's entry point.
 
 Only declarations live here (no torch, no diffusers), so ``simpletuner plugins list`` and the web UI stay fast;
-:mod:`simpletuner_plugin_lumina2.family` is imported by the factory when a run starts.
+:mod:`simpletuner_plugin_lumina2.family` is imported (through :func:`~simpletuner.core.specs.lazy`) when a run
+starts.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
-from simpletuner.core.hookspecs import hookimpl
+from simpletuner.core.hookspecs import RegisterModelFamily, hookimpl
 from simpletuner.core.options import option
-from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, lazy
 
 #: Where the ``tiny`` flavour's random-weight pipeline is built on first use (relative to the workspace).
 TINY_FOLDER = "./models/lumina2-tiny"
@@ -50,19 +49,14 @@ MEMORY_PRESETS = (
 )
 
 
-def _family(spec: ModelFamilySpec, flavour: Flavour | None, options: Any) -> Any:
-    from simpletuner_plugin_lumina2.family import Lumina2Family
-
-    return Lumina2Family(spec, flavour=flavour, options=options)
-
-
 @hookimpl
-def register_model_families(register):  # type: ignore[no-untyped-def]
+def register_model_families(register: RegisterModelFamily) -> None:
     """Register the Lumina 2 family."""
     register(ModelFamilySpec(
         name="lumina2", title="Lumina-Image 2.0",
         description="Alpha-VLLM's Lumina-Image 2.0 flow-matching transformer with a Gemma-2 text encoder.",
-        factory=_family, options=Lumina2Options, flavours=FLAVOURS, default_flavour="2.0",
+        factory=lazy("simpletuner_plugin_lumina2.family:Lumina2Family"),
+        options=Lumina2Options, flavours=FLAVOURS, default_flavour="2.0",
         model_types=("lora", "full"), lora_types=("standard",),
         precisions=("no_change", "int8-quanto", "fp8-quanto"), memory_presets=MEMORY_PRESETS,
     ))
