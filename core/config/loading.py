@@ -12,6 +12,7 @@ import attrs
 
 from simpletuner.core.config.checks import check_config
 from simpletuner.core.config.datasets import DatasetEntry, parse_datasets
+from simpletuner.core.config.lycoris_config import lycoris_problems
 from simpletuner.core.config.schema import ConfigSchema, Layer, TrainingConfig, strip_key
 from simpletuner.core.environments import (
     DEFAULT_DATASETS_FILE,
@@ -187,8 +188,6 @@ def _lycoris(workspace: Workspace, env: Environment, config: TrainingConfig) -> 
     if not isinstance(data, dict) or "algo" not in data:
         return None, [f"{path.name}: expected an object with at least 'algo' (lokr, locon, loha, full)"]
     if using:
-        from simpletuner.core.training.lycoris import lycoris_problems
-
         problems = [f"{path.name}: {problem}" for problem in lycoris_problems(data)]
         if problems:
             return None, problems
