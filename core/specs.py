@@ -13,6 +13,7 @@ import enum
 import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -231,6 +232,21 @@ class MemoryPreset:
 
 
 @attrs.frozen(kw_only=True)
+class TinyModel:
+    """A tiny random-weight pipeline of a family, built on this machine with no download: what ``simpletuner demo``,
+    the web UI's onboarding and the tests train, so a family added by a plugin gets them too.
+
+    Attributes:
+        build: called with a folder; writes a diffusers pipeline folder there (``model_index.json``, components)
+            that the family's ``from_pretrained`` path loads, and returns it. Usually ``lazy("pkg.tiny:build")``.
+        settings: config values a run on it needs (its flavour, token limits, ...).
+    """
+
+    build: Callable[[Path], Path] = attrs.field(eq=False, repr=False)
+    settings: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
+
+
+@attrs.frozen(kw_only=True)
 class ModelFamilySpec(PluginSpec):
     """Registers a model family.
 
@@ -241,6 +257,7 @@ class ModelFamilySpec(PluginSpec):
         precisions: ``base_model_precision`` values the family accepts (``no_change`` always included).
         discouraged_precisions: precision → why it is a bad idea for this family (a warning at config check).
         memory_presets: light / balanced / aggressive presets.
+        tiny: the family's tiny random-weight pipeline (for the demo and tests), if it offers one.
     """
 
     flavours: tuple[Flavour, ...] = attrs.field(converter=_as_tuple)
@@ -250,6 +267,7 @@ class ModelFamilySpec(PluginSpec):
     precisions: tuple[str, ...] = ("no_change",)
     discouraged_precisions: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
     memory_presets: tuple[MemoryPreset, ...] = attrs.field(default=(), converter=_as_tuple)
+    tiny: TinyModel | None = None
 
     factory: ModelFamilyFactory = attrs.field(eq=False, repr=False)
 

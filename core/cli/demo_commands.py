@@ -1,6 +1,6 @@
 """``simpletuner demo``: a working LoRA run from nothing — a tiny random-weight pipeline of a family (Flux by
-default; ``--family sana|pixart``), generated captioned images and an environment ``demo-<family>`` — trained on the
-CPU in a few minutes."""
+default; ``--family`` takes any installed family whose spec declares a tiny model), generated captioned images and an
+environment ``demo-<family>`` — trained on the CPU in a few minutes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from typing import Any
 
 from simpletuner.core.atomic import atomic_write_json
 from simpletuner.core.cli.context import CliContext
+from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.plugins import Registry
+from simpletuner.core.specs import TinyModel, normalize_name
 from simpletuner.core.workspace import Workspace
 
 DEMO_ENV = "demo-flux"  # the default (Flux) demo environment
@@ -20,15 +22,6 @@ _COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220),
 _SHAPES = ("circle", "square")
 #: (width, height) of the demo images: square, landscape and portrait buckets at 128 px.
 _SIZES = ((128, 128), (192, 128), (128, 192))
-#: Per family: the module and function building its tiny pipeline, and the family's own demo settings.
-_FAMILY_DEMOS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "flux": ("simpletuner.model_families.flux.tiny", "build_tiny_flux_pipeline",
-             {"model_flavour": "dev", "flux_t5_max_tokens": 32}),
-    "sana": ("simpletuner.model_families.sana.tiny", "build_tiny_sana_pipeline",
-             {"model_flavour": "sana1.0-600m-512"}),
-    "pixart": ("simpletuner.model_families.pixart.tiny", "build_tiny_pixart_pipeline",
-               {"model_flavour": "600m-512", "pixart_max_tokens": 32}),
-}
 
 
 def demo_env(family: str = "flux") -> str:
@@ -43,8 +36,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Create a tiny random-weight pipeline of a model family, generated images and the environment "
                     "'demo-<family>' in the workspace, then train a LoRA on it (a few minutes on a CPU).",
     )
-    demo.add_argument("--family", choices=sorted(_FAMILY_DEMOS), default="flux",
-                      help="model family of the demo (default flux)")
+    demo.add_argument("--family", default="flux",
+                      help="model family of the demo: any installed family with a tiny model (default flux)")
     demo.add_argument("--steps", type=int, default=60, help="training steps (default 60)")
     demo.add_argument("--no-train", action="store_true", help="only create the demo environment")
     demo.set_defaults(handler=demo_command)
@@ -73,7 +66,12 @@ def make_demo_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
     return written
 
 
-def demo_config(model_dir: Path, steps: int, validate: bool, family: str = "flux") -> dict[str, Any]:
+def demo_families(registry: Registry) -> dict[str, TinyModel]:
+    """The installed families that offer a tiny model, by name."""
+    return {name: spec.tiny for name, spec in registry.model_families().items() if spec.tiny is not None}
+
+
+def demo_config(model_dir: Path, steps: int, validate: bool, family: str, tiny: TinyModel) -> dict[str, Any]:
     """The demo environment's config.json."""
     env = demo_env(family)
     config: dict[str, Any] = {
@@ -83,7 +81,7 @@ def demo_config(model_dir: Path, steps: int, validate: bool, family: str = "flux
         "resolution": 128, "resolution_type": "pixel", "mixed_precision": "no", "max_grad_norm": 1.0,
         "checkpointing_steps": max(1, steps // 3), "checkpoints_total_limit": 2,
         "output_dir": f"output/{env}", "report_to": "none", "tracker_run_name": env,
-        **_FAMILY_DEMOS[family][2],
+        **tiny.settings,
     }
     if validate:
         config.update({"validation_prompt": "a red circle on a blue background", "validation_steps": steps // 2,
@@ -95,20 +93,20 @@ def create_demo(workspace: Workspace, registry: Registry, *, steps: int = 60, im
                 family: str = "flux") -> Path:
     """Create the family's tiny pipeline, the images and the ``demo-<family>`` environment; returns the
     environment folder."""
-    import importlib
-
-    if family not in _FAMILY_DEMOS:
-        raise ValueError(f"no demo for model family {family!r}; choose one of {', '.join(sorted(_FAMILY_DEMOS))}")
-    module, builder, _ = _FAMILY_DEMOS[family]
+    tiny = demo_families(registry).get(normalize_name(family))
+    if tiny is None:
+        choices = ", ".join(demo_families(registry)) or "none installed"
+        raise SimpleTunerError(f"no tiny model of the family {family!r} for a demo; choose one of {choices}")
+    family = normalize_name(family)
     model_dir = workspace.root / "models" / f"tiny-{family}"
     if not (model_dir / "model_index.json").is_file():
-        getattr(importlib.import_module(module), builder)(model_dir)
+        tiny.build(model_dir)
     env = demo_env(family)
     data_dir = workspace.datasets_dir / env
     make_demo_images(data_dir, images)
     env_dir = workspace.configs_dir / env
     validate = "pipeline" in registry.validation_methods()
-    atomic_write_json(env_dir / "config.json", demo_config(model_dir, steps, validate, family))
+    atomic_write_json(env_dir / "config.json", demo_config(model_dir, steps, validate, family, tiny))
     atomic_write_json(env_dir / "multidatabackend.json", [
         {"id": "shapes", "type": "local", "instance_data_dir": str(data_dir), "caption_strategy": "textfile",
          "resolution": 128, "resolution_type": "pixel", "minimum_image_size": 128,

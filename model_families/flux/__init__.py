@@ -7,7 +7,7 @@ by the factory when a run starts.
 from __future__ import annotations
 
 from simpletuner.core.hookspecs import RegisterModelFamily, hookimpl
-from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, lazy
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, TinyModel, lazy
 from simpletuner.model_families.flux.options import FluxOptions
 
 FLAVOURS = (
@@ -43,6 +43,8 @@ SPEC = ModelFamilySpec(
     precisions=("no_change", "int8-quanto", "int4-quanto", "fp8-quanto"),
     discouraged_precisions={"int4-quanto": "noticeably lower quality LoRAs than int8 for Flux"},
     memory_presets=MEMORY_PRESETS,
+    tiny=TinyModel(build=lazy("simpletuner.model_families.flux.tiny:build_tiny_flux_pipeline"),
+                   settings={"model_flavour": "dev", "flux_t5_max_tokens": 32}),
 )
 
 

@@ -7,7 +7,7 @@ imported by the factory when a run starts.
 from __future__ import annotations
 
 from simpletuner.core.hookspecs import RegisterModelFamily, hookimpl
-from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, lazy
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, TinyModel, lazy
 from simpletuner.model_families.pixart.options import PixArtOptions
 
 FLAVOURS = (
@@ -62,6 +62,8 @@ SPEC = ModelFamilySpec(
     precisions=("no_change", "int8-quanto", "fp8-quanto", "int4-quanto"),
     discouraged_precisions=DISCOURAGED_PRECISIONS,
     memory_presets=MEMORY_PRESETS,
+    tiny=TinyModel(build=lazy("simpletuner.model_families.pixart.tiny:build_tiny_pixart_pipeline"),
+                   settings={"model_flavour": "600m-512", "pixart_max_tokens": 32}),
 )
 
 

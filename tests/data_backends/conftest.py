@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from s3_helpers import ACCESS_KEY, SECRET_KEY
+from tiny_models import build_tiny
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +81,4 @@ def closed_endpoint() -> str:
 @pytest.fixture(scope="session")
 def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight Flux pipeline folder (built once per test session)."""
-    from simpletuner.model_families.flux.tiny import build_tiny_flux_pipeline
-
-    return build_tiny_flux_pipeline(tmp_path_factory.mktemp("tiny-flux") / "pipeline")
+    return build_tiny("flux", tmp_path_factory.mktemp("tiny-flux") / "pipeline")

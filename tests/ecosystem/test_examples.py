@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from tiny_models import build_tiny
 
 from simpletuner.core.scripts import ScriptRunner
 
@@ -64,9 +65,7 @@ def test_inference_example_renders_a_checkpoint(tmp_path: Path) -> None:
     from peft import LoraConfig, get_peft_model_state_dict
     from safetensors.torch import load_file, save_file
 
-    from simpletuner.model_families.flux.tiny import build_tiny_flux_pipeline
-
-    base = build_tiny_flux_pipeline(tmp_path / "base model")
+    base = build_tiny("flux", tmp_path / "base model")
     pipeline = FluxPipeline.from_pretrained(str(base))
     pipeline.transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k"]))
     checkpoint = tmp_path / "out dir" / "checkpoint-7"

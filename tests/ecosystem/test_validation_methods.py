@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 import pytest
 from PIL import Image
+from tiny_models import build_tiny
 
 from simpletuner.core.errors import ConfigError
 from simpletuner.core.interfaces import ValidationContext
@@ -43,9 +44,7 @@ def all_options(config: Any) -> dict[str, Any]:
 def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from diffusers import FluxPipeline
 
-    from simpletuner.model_families.flux.tiny import build_tiny_flux_pipeline
-
-    folder = build_tiny_flux_pipeline(tmp_path_factory.mktemp("tiny-flux"))
+    folder = build_tiny("flux", tmp_path_factory.mktemp("tiny-flux"))
     pipeline = FluxPipeline.from_pretrained(str(folder))
     pipeline.set_progress_bar_config(disable=True)
     return pipeline

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_models import build_tiny
 
 from simpletuner.core.plugins import Registry
 
@@ -17,13 +18,9 @@ def registry() -> Registry:
 
 @pytest.fixture(scope="session")
 def sana_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from simpletuner.model_families.sana.tiny import build_tiny_sana_pipeline
-
-    return build_tiny_sana_pipeline(tmp_path_factory.mktemp("tiny-sana"))
+    return build_tiny("sana", tmp_path_factory.mktemp("tiny-sana"))
 
 
 @pytest.fixture(scope="session")
 def pixart_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from simpletuner.model_families.pixart.tiny import build_tiny_pixart_pipeline
-
-    return build_tiny_pixart_pipeline(tmp_path_factory.mktemp("tiny-pixart"))
+    return build_tiny("pixart", tmp_path_factory.mktemp("tiny-pixart"))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_models import build_tiny
 
 from simpletuner.ui.jobs.processes import descendants, group_members, signal_tree
 
@@ -72,9 +73,7 @@ def held_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight Flux pipeline (built once per session)."""
-    from simpletuner.model_families.flux.tiny import build_tiny_flux_pipeline
-
-    return build_tiny_flux_pipeline(tmp_path_factory.mktemp("tiny-flux") / "pipeline")
+    return build_tiny("flux", tmp_path_factory.mktemp("tiny-flux") / "pipeline")
 
 
 def write_env(workspace: Path, model: Path, name: str, *, held: bool = False, images: int = 4,

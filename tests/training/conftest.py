@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_models import build_tiny
 
 from simpletuner.core.cli.demo_commands import make_demo_images
 from simpletuner.core.workspace import Workspace
@@ -16,9 +17,7 @@ from simpletuner.core.workspace import Workspace
 @pytest.fixture(scope="session")
 def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight Flux pipeline folder (built once per test session)."""
-    from simpletuner.model_families.flux.tiny import build_tiny_flux_pipeline
-
-    return build_tiny_flux_pipeline(tmp_path_factory.mktemp("tiny-flux") / "pipeline")
+    return build_tiny("flux", tmp_path_factory.mktemp("tiny-flux") / "pipeline")
 
 
 @pytest.fixture(autouse=True)

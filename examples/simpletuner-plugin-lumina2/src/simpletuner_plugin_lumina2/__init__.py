@@ -11,7 +11,7 @@ import attrs
 
 from simpletuner.core.hookspecs import RegisterModelFamily, hookimpl
 from simpletuner.core.options import option
-from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, lazy
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, TinyModel, lazy
 
 #: Where the ``tiny`` flavour's random-weight pipeline is built on first use (relative to the workspace).
 TINY_FOLDER = "./models/lumina2-tiny"
@@ -59,4 +59,7 @@ def register_model_families(register: RegisterModelFamily) -> None:
         options=Lumina2Options, flavours=FLAVOURS, default_flavour="2.0",
         model_types=("lora", "full"), lora_types=("standard",),
         precisions=("no_change", "int8-quanto", "fp8-quanto"), memory_presets=MEMORY_PRESETS,
+        # `simpletuner demo --family lumina2` and tests build this tiny pipeline, as they do the built-in families'
+        tiny=TinyModel(build=lazy("simpletuner_plugin_lumina2.tiny:build_tiny_lumina2_pipeline"),
+                       settings={"lumina2_max_tokens": 32}),
     ))
