@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.atomic import atomic_copy_tree, atomic_remove_tree, atomic_write_json
-from simpletuner.core.errors import ConfigError, WorkspaceError
+from simpletuner.core.errors import ConfigError, EnvironmentExists, EnvironmentNotFound, WorkspaceError
 
 CONFIG_FILE = "config.json"
 DATASETS_GLOB = "multidatabackend*.json"
@@ -149,7 +149,7 @@ class EnvironmentStore:
             if env.name == name:
                 return env
         names = ", ".join(e.name for e in self.list()) or "none yet"
-        raise WorkspaceError(
+        raise EnvironmentNotFound(
             f"no environment {name!r} in {self.configs_dir} (existing: {names}); create it with "
             f"'simpletuner env create {name}'"
         )
@@ -157,10 +157,10 @@ class EnvironmentStore:
     def _new_path(self, name: str) -> Path:
         validate_environment_name(name)
         if self.exists(name):
-            raise WorkspaceError(f"environment {name!r} already exists; choose another name or delete it first")
+            raise EnvironmentExists(f"environment {name!r} already exists; choose another name or delete it first")
         path = self.configs_dir / name
         if path.exists():
-            raise WorkspaceError(f"{path} already exists and is not an environment; move it away first")
+            raise EnvironmentExists(f"{path} already exists and is not an environment; move it away first")
         self.configs_dir.mkdir(parents=True, exist_ok=True)
         return path
 

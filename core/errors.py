@@ -31,8 +31,24 @@ class UnknownPluginError(SimpleTunerError):
     """A name was asked for that no installed plugin registered."""
 
 
+class NotFound(SimpleTunerError):
+    """Something asked for by name does not exist (the server answers 404)."""
+
+
+class AlreadyExists(SimpleTunerError):
+    """A name to create or rename to is taken (the server answers 409)."""
+
+
 class WorkspaceError(SimpleTunerError):
     """An environment operation failed (bad name, missing or existing environment, bad archive)."""
+
+
+class EnvironmentNotFound(WorkspaceError, NotFound):
+    """No environment of that name."""
+
+
+class EnvironmentExists(WorkspaceError, AlreadyExists):
+    """An environment of that name already exists."""
 
 
 class DataBackendError(SimpleTunerError):

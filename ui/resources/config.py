@@ -19,6 +19,7 @@ from simpletuner.core.environments import read_json as read_json_file
 from simpletuner.core.errors import ConfigError, SimpleTunerError
 from simpletuner.core.presets import apply_memory_preset
 from simpletuner.core.specs import normalize_name
+from simpletuner.ui.errors import http_error
 from simpletuner.ui.http import bad_request, field, only_keys, read_json
 from simpletuner.ui.resources.base import Resource, send_json
 from simpletuner.ui.resources.environments import (
@@ -26,7 +27,6 @@ from simpletuner.ui.resources.environments import (
     get_environment,
     privileged_of,
     store_of,
-    user_error,
     write_rules,
 )
 from simpletuner.ui.workflow import ownership
@@ -141,7 +141,7 @@ class MemoryPresets(Resource):
         except ConfigError as exc:
             raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
         except SimpleTunerError as exc:
-            raise user_error(exc) from None
+            raise http_error(exc) from None
         ownership.after_trusted_write(env.name, before, privileged_of(self, env), principal, self.ctx.now())
         self.audit(req, "memory_preset_applied", target=name, detail={"preset": data["preset"]})
         send_json(resp, {"changes": {k: {"old": old, "new": new} for k, (old, new) in changes.items()}})

@@ -21,6 +21,7 @@ from simpletuner.core.environments import (
 )
 from simpletuner.core.errors import ConfigError, SimpleTunerError
 from simpletuner.ui.auth.permissions import AUTHENTICATED, Principal
+from simpletuner.ui.errors import http_error
 from simpletuner.ui.http import bad_request, boolean, field, only_keys, read_json
 from simpletuner.ui.resources.base import Resource, send_json
 from simpletuner.ui.workflow import ownership
@@ -37,19 +38,12 @@ def store_of(resource: Resource) -> EnvironmentStore:
     return EnvironmentStore(resource.ctx.workspace.configs_dir)
 
 
-def user_error(exc: SimpleTunerError) -> falcon.HTTPError:
-    """400 (404 for a missing environment, 409 for an existing one) carrying the error's message."""
-    message = str(exc)
-    status = 404 if message.startswith("no environment") else 409 if "already exists" in message else 400
-    return falcon.HTTPError(falcon.code_to_http_status(status), title="Not possible", description=message)
-
-
 def get_environment(resource: Resource, name: str) -> Environment:
     """The named environment, or the HTTP error that says why not."""
     try:
         return store_of(resource).get(name)
     except SimpleTunerError as exc:
-        raise user_error(exc) from None
+        raise http_error(exc) from None
 
 
 def privileged_of(resource: Resource, env: Environment) -> PrivilegedValues:
@@ -80,7 +74,7 @@ def copy_environment(resource: Resource, principal: Principal, source_name: str,
     try:
         env = store_of(resource).copy(source.name, target)
     except SimpleTunerError as exc:
-        raise user_error(exc) from None
+        raise http_error(exc) from None
     copied = privileged_of(resource, env)
     ownership.claim(env.name, principal.user_id, resource.ctx.now(),
                     approved=copied if approved and copied.digest == values.digest else None,
@@ -168,7 +162,7 @@ class Environments(Resource):
                     merge = boolean(data, "merge_defaults", default=False)
                     env = store.create(field(data, "name") or "", {"merge_environment_config": True} if merge else {})
             except SimpleTunerError as exc:
-                raise user_error(exc) from None
+                raise http_error(exc) from None
             # what a trusted user writes is approved as written; anyone else's privileged values wait
             trusted = ownership.TRUSTED in principal.permissions
             ownership.claim(env.name, principal.user_id, self.ctx.now(),
@@ -194,7 +188,7 @@ class EnvironmentItem(Resource):
         try:
             env = store.rename(name, new_name or "")
         except SimpleTunerError as exc:
-            raise user_error(exc) from None
+            raise http_error(exc) from None
         ownership.rename_record(name, env.name)
         if active_environment(principal.user_id) == name:
             set_active_environment(principal.user_id, env.name, self.ctx.now())
@@ -206,7 +200,7 @@ class EnvironmentItem(Resource):
         try:
             store_of(self).delete(name)
         except SimpleTunerError as exc:
-            raise user_error(exc) from None
+            raise http_error(exc) from None
         ownership.forget(name)
         self.audit(req, "environment_deleted", target=name)
         resp.status = falcon.HTTP_204
@@ -278,7 +272,7 @@ class EnvironmentImport(Resource):
                 raise falcon.HTTPError(falcon.code_to_http_status(exc.status), title="Upload refused",
                                        description=str(exc)) from None
             except SimpleTunerError as exc:
-                raise user_error(exc) from None
+                raise http_error(exc) from None
         if env.name == DEFAULT_ENVIRONMENT and not ownership.may_change(principal, DEFAULT_ENVIRONMENT):
             store.delete(env.name)  # the archive named itself "default"
             ownership.require_change(principal, DEFAULT_ENVIRONMENT)
