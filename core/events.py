@@ -1,13 +1,14 @@
-"""The structured event stream of a training run: one JSON object per line in ``<output_dir>/events.jsonl``.
+"""The structured event stream of a training run: one JSON object per line in ``<run folder>/events.jsonl`` (see
+:mod:`simpletuner.core.training.run_folders`).
 
 The web UI, the job runner and trackers read it. Every line has ``event`` (its type), ``time`` (Unix seconds, float)
-and ``seq`` (0, 1, 2, … within the file's writer; a resumed run appends with a new ``run_started``). Types and
-their fields:
+and ``seq`` (0, 1, 2, … within the file's writer; a resumed run writes a file of its own in its new run folder).
+Types and their fields:
 
 ``run_started``
     ``run_name``, ``project_name``, ``model_family``, ``model_flavour``, ``model_type``, ``pretrained``,
-    ``output_dir``, ``num_processes``, ``total_steps``, ``steps_per_epoch``, ``resumed_from`` (checkpoint path or
-    null), ``start_step``.
+    ``output_dir`` (the configured root), ``run_dir`` (this run's folder), ``num_processes``, ``total_steps``,
+    ``steps_per_epoch``, ``resumed_from`` (the checkpoint folder resumed, or null), ``start_step``.
 ``datasets_scanned``
     ``datasets``: list of ``{"id", "images", "skipped": {reason: count}, "skipped_examples": [path, ...]}``;
     ``buckets``: ``{"WIDTHxHEIGHT": images}``; ``dropped``: ``{"dataset/bucket": samples left out of full batches}``.

@@ -6,7 +6,7 @@ on. ``report_to: ["none"]`` (the default) builds no tracker, so nothing leaves t
 
 The engine's calls, one line each::
 
-    tracking = Tracking.start(config, registry, output_dir, resumed_step=step, on_event=emit)
+    tracking = Tracking.start(config, registry, run_dir, resumed_step=step, resumed_from=old_run_dir, on_event=emit)
     tracking.log_scalars(step, {"loss": 0.12, "lr": 1e-4, "grad_norm": 0.8, "it_per_s": 1.9, "epoch": 1})
     tracking.log_images(step, {"cat": [Path("validation/step-000100-cat.png")]})
     tracking.finish("completed")
@@ -39,14 +39,15 @@ class Tracking:
 
     @classmethod
     def start(cls, config: Any, registry: Registry, output_dir: Path, *, resumed_step: int = 0,
-              on_event: EventCallback | None = None) -> Tracking:
+              resumed_from: Path | None = None, on_event: EventCallback | None = None) -> Tracking:
         """Build the trackers of ``config.core.report_to`` from the registry and start their run.
 
         Args:
             config: the loaded ``TrainingConfig`` (report_to, tracker names and each tracker's options).
             registry: the plugin registry the config was loaded with.
-            output_dir: the run's output folder (file-based trackers write under it).
+            output_dir: the run's own folder (file-based trackers write under it).
             resumed_step: the step training resumes from (0 for a fresh run); trackers continue the same run.
+            resumed_from: the run folder holding the checkpoint training resumes from (None for a fresh run).
             on_event: receives a ``tracker_failed`` event per tracker that fails.
         """
         tracking = cls({}, on_event)
@@ -63,6 +64,7 @@ class Tracking:
             output_dir=Path(output_dir),
             config=_plain_config(config),
             resumed_step=resumed_step,
+            resumed_from=resumed_from,
         )
         tracking._call("start", lambda t: t.start(info))
         return tracking

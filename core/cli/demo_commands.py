@@ -131,4 +131,4 @@ def demo_command(args: argparse.Namespace, context: CliContext) -> int:
         return 0
     from simpletuner.core.cli.train_commands import train_command
 
-    return train_command(argparse.Namespace(env=env, config=None, num_processes=1), context)
+    return train_command(argparse.Namespace(env=env, config=None, num_processes=1, run_dir=None), context)

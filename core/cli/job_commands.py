@@ -122,6 +122,8 @@ def show_job(args: argparse.Namespace, context: CliContext) -> int:
         print(f"  exit code: {job['exit_code']}   signal: {job['exit_signal']}")
     if job.get("error"):
         print(f"  error: {job['error']}")
+    if job.get("run_dir"):
+        print(f"  run folder: {job['run_dir']}")
     model = job["outputs"]["model"]
     if model:
         print(f"  model: {model['path']}" + (f"  ({args.server.rstrip('/')}{model['url']})" if model["url"] else ""))

@@ -23,8 +23,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register the ``train`` command."""
     train = commands.add_parser(
         "train", help="train an environment",
-        description="Train the model of an environment (configs/NAME/) or of a config.json file's folder. Progress "
-                    "goes to <output_dir>/events.jsonl and, on a terminal, to a progress bar.",
+        description="Train the model of an environment (configs/NAME/) or of a config.json file's folder. Each run "
+                    "writes into a new folder of its own under output_dir (<UTC start time>-<environment>); "
+                    "progress goes to events.jsonl there and, on a terminal, to a progress bar.",
     )
     target = train.add_mutually_exclusive_group(required=True)
     target.add_argument("--env", metavar="NAME", help="the environment to train")
@@ -33,6 +34,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--num_processes", "--num-processes", type=int, default=None, metavar="N",
                        help="processes to train with (one per GPU; on a CPU, N gloo processes) via accelerate "
                             "launch; the environment's num_processes if unset")
+    train.add_argument("--run-dir", metavar="PATH", type=Path, default=None,
+                       help="write into this run folder, made beforehand with its run.json and not used by any run "
+                            "yet (the server makes one per job); a new one under output_dir if unset")
     train.set_defaults(handler=train_command)
 
 
@@ -71,13 +75,23 @@ def train_command(args: argparse.Namespace, context: CliContext) -> int:
         return _launch(args, context, core)
     from simpletuner.core.training.run import train
 
-    result = train(loaded, context.workspace, context.registry)
-    if int(os.environ.get("RANK", "0")) == 0:
+    main = int(os.environ.get("RANK", "0")) == 0
+    result = train(loaded, context.workspace, context.registry, listeners=[_announce_resume] if main else None,
+                   run_dir=args.run_dir)
+    if main:
         print(f"Trained {result.step} steps. Model: {result.output}")
-        validation = result.output_dir / "validation"
+        print(f"Run folder: {result.run_dir}")
+        validation = result.run_dir / "validation"
         if validation.is_dir():
             print(f"Validation images: {validation}")
     return 0
+
+
+def _announce_resume(event: dict[str, Any]) -> None:
+    """Name the checkpoint a run resumes, as soon as it is loaded."""
+    if event["event"] == "run_started" and event.get("resumed_from"):
+        print(f"Resuming from {event['resumed_from']} (step {event['start_step']}); this run writes into "
+              f"{event['run_dir']}", flush=True)
 
 
 def _launch(args: argparse.Namespace, context: CliContext, core: Any) -> int:
@@ -86,6 +100,8 @@ def _launch(args: argparse.Namespace, context: CliContext, core: Any) -> int:
     import torch
 
     target = ["--env", args.env] if args.env else ["--config", str(args.config.expanduser().resolve())]
+    if args.run_dir is not None:
+        target += ["--run-dir", str(args.run_dir)]
     options = launch_arguments(core)
     if "--multi_gpu" not in options and (uses_deepspeed(core) or core.fsdp_enable):
         options.append("--multi_gpu")  # a distributed process group even for one process: DeepSpeed and FSDP need it

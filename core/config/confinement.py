@@ -107,7 +107,9 @@ def _resolve_option_path(workspace: Workspace, env: Environment, value: str, out
     if path.is_absolute():
         return path
     if output is not None:
-        return output / path  # trackers and publishers resolve relative paths against the run's output folder
+        # trackers and publishers resolve relative paths against the run's own folder, one level below output_dir;
+        # any name stands for it, as a name does not change where '..' leads
+        return output / "run" / path
     return workspace.resolve_config_path(value, env.path)
 
 

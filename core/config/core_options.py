@@ -77,7 +77,9 @@ class CoreOptions:
     )
 
     # --- training --------------------------------------------------------------------------------------------
-    output_dir: str = option("output/models", help="Where checkpoints and the final model are written.",
+    output_dir: str = option("output/models", help="Root of the runs' outputs: each run writes its checkpoints, "
+                             "final model, validation images and events into a new folder of its own here "
+                             "(<UTC start time>-<environment>[-job<id>]).",
                              section="validation", trust=PATH)
     data_backend_config: str | None = option(
         None, help="Path of the datasets file; the environment's multidatabackend.json if unset.", section="dataset",
@@ -152,10 +154,14 @@ class CoreOptions:
     checkpointing_steps: int = option(500, help="Save a checkpoint every N steps; 0 disables.", section="validation",
                                       minimum=0)
     checkpoints_total_limit: int | None = option(
-        None, help="Keep at most this many checkpoints, pruning the oldest.", section="validation", minimum=1
+        None, help="Keep at most this many checkpoints in the run's folder, pruning the oldest.", section="validation",
+        minimum=1,
     )
     resume_from_checkpoint: str | None = option(
-        None, help="'latest' or a checkpoint folder to resume from.", section="validation", trust=PATH
+        None, help="'latest' or a checkpoint folder to resume from. 'latest' takes the run folder of this "
+        "environment under output_dir started last that holds a complete checkpoint, and in it the highest step; "
+        "without one, output_dir/checkpoint-<step> of earlier versions. The resumed run writes into a new run "
+        "folder.", section="validation", trust=PATH
     )
     validation_prompt: str | None = option(None, help="Prompt rendered at each validation.", section="validation")
     validation_negative_prompt: str | None = option(None, help="Negative prompt for families that use one.",

@@ -12,13 +12,16 @@ import attrs
 
 @attrs.frozen
 class RunInfo:
-    """What a tracker knows about the run it records."""
+    """What a tracker knows about the run it records: ``output_dir`` is the run's own folder; a resumed run gets a
+    new one, and ``resumed_from`` is the run folder of the checkpoint it resumes (None for a fresh run), where a
+    tracker finds what it kept to continue the same remote run."""
 
     project_name: str
     run_name: str
     output_dir: Path
     config: Mapping[str, Any]
     resumed_step: int = 0
+    resumed_from: Path | None = None
 
 
 class Tracker(ABC):

@@ -1,6 +1,7 @@
-"""Checkpoints ``output_dir/checkpoint-<step>``: written aside, then renamed, so a folder with that name is always
-complete; ``latest`` only ever picks complete ones. Holds the trained weights, optimizer, scheduler, every rank's RNG
-states and the data position, so a resumed run continues exactly where the saved one was.
+"""Checkpoints ``<run folder>/checkpoint-<step>`` (see :mod:`~simpletuner.core.training.run_folders`): written
+aside, then renamed, so a folder with that name is always complete; ``latest`` only ever picks complete ones. Holds
+the trained weights, optimizer, scheduler, every rank's RNG states and the data position, so a resumed run continues
+exactly where the saved one was.
 
 Optimizer, scheduler, RNG and EMA states are :mod:`~simpletuner.core.training.state_files` (safetensors with a JSON
 structure), which load without running code: a checkpoint may come from a user who is not trusted to run code.
@@ -42,14 +43,14 @@ def complete_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def resolve_resume(output_dir: Path, value: str | None, resolve: Callable[[str], Path]) -> Path | None:
-    """The checkpoint to resume: ``latest`` (None when there is none yet) or a given folder, which must be complete
-    and not one of the pickled checkpoints of earlier versions."""
+def resolve_resume(latest: Callable[[], Path | None], value: str | None,
+                   resolve: Callable[[str], Path]) -> Path | None:
+    """The checkpoint to resume: ``latest`` (what the ``latest`` callable finds; None when there is none yet) or a
+    given folder, which must be complete and not one of the pickled checkpoints of earlier versions."""
     if not value:
         return None
     if value == "latest":
-        found = complete_checkpoints(output_dir)
-        path = found[-1][1] if found else None
+        path = latest()
     else:
         path = resolve(value)
         if not (path / STATE_FILE).is_file():

@@ -29,6 +29,7 @@ from simpletuner.core.training.optim import build_optimizer, build_scheduler
 from simpletuner.core.training.outputs import read_lora
 from simpletuner.core.training.prepare import prepare_data
 from simpletuner.core.training.resolve import ResolvedRun, TrainingSetupError, resolve_run
+from simpletuner.core.training.run_folders import latest_checkpoint, shared_run_folder
 from simpletuner.core.training.sampler import steps_per_epoch
 from simpletuner.core.training.saving import EMA_FILE, WeightSaver, restore_sharded_state, resume_weights
 from simpletuner.core.training.validation import Validator, validation_enabled
@@ -39,27 +40,31 @@ _DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 @attrs.frozen
 class TrainingResult:
-    """Where a finished run left its outputs."""
+    """Where a finished run left its outputs: ``output`` (the final model) inside ``run_dir``, the run's own folder
+    under the configured ``output_dir``."""
 
     output: Path
     output_dir: Path
+    run_dir: Path
     step: int
     encoder_calls: dict[str, int]
 
 
 def train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, *,
-          listeners: list[Listener] | None = None) -> TrainingResult:
-    """Run training for a loaded environment; raises :class:`~simpletuner.core.errors.SimpleTunerError` for input
-    problems (before heavy work wherever possible)."""
+          listeners: list[Listener] | None = None, run_dir: Path | None = None) -> TrainingResult:
+    """Run training for a loaded environment into a run folder of its own under ``output_dir``: ``run_dir`` when the
+    caller created it (the server does, per job), else a new one (see
+    :mod:`~simpletuner.core.training.run_folders`). Raises :class:`~simpletuner.core.errors.SimpleTunerError` for
+    input problems (before heavy work wherever possible)."""
     resolved = resolve_run(loaded, workspace, registry)
     accelerator = build_accelerator(loaded.config.core, resolved.family,
                                     lambda p: workspace.resolve_config_path(p, loaded.environment.path))
     main = accelerator.is_main_process
-    resolved.output_dir.mkdir(parents=True, exist_ok=True)
-    events = EventWriter(resolved.output_dir / EVENTS_FILE if main else None, listeners)
+    run = shared_run_folder(accelerator, resolved.output_dir, loaded.environment.name, run_dir)
+    events = EventWriter(run / EVENTS_FILE if main else None, listeners)
     step: int | None = None
     try:
-        result = _train(loaded, workspace, registry, resolved, accelerator, events)
+        result = _train(loaded, workspace, registry, resolved, run, accelerator, events)
         step = result.step
         return result
     except BaseException as exc:
@@ -70,7 +75,7 @@ def train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, *
         events.close()
 
 
-def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, resolved: ResolvedRun,
+def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, resolved: ResolvedRun, run: Path,
            accelerator: Any, events: EventWriter) -> TrainingResult:
     import torch
 
@@ -80,7 +85,8 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
     from accelerate.utils import set_seed
 
     set_seed(seed)  # Python, NumPy and torch: the LoRA's initial weights and dropout follow the seed
-    resume = ckpt.resolve_resume(resolved.output_dir, core.resume_from_checkpoint,
+    resume = ckpt.resolve_resume(lambda: latest_checkpoint(resolved.output_dir, loaded.environment.name),
+                                 core.resume_from_checkpoint,
                                  lambda p: workspace.resolve_config_path(p, loaded.environment.path))
     data = prepare_data(loaded, workspace, registry, resolved, accelerator.num_processes, seed, events)
 
@@ -88,7 +94,7 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
     sources = {"default": resolved.pretrained, "vae": resolved.vae_source}
     components = Components(family, sources, dtype, accelerator.device)
     calls = fill_caches(data, family, components, config, registry, events, accelerator)
-    validator = Validator(config, registry, events, None, resolved.output_dir) if validation_enabled(config) else None
+    validator = Validator(config, registry, events, None, run) if validation_enabled(config) else None
     keep = [n for n in family.components if n != family.trained_component] if validator else []
     components.park(keep)
     components.free([n for n in components.loaded if n not in keep])
@@ -140,16 +146,17 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
     events.emit("run_started", run_name=core.tracker_run_name, project_name=core.tracker_project_name,
                 model_family=resolved.spec.name, model_flavour=family.flavour.name if family.flavour else None,
                 model_type=core.model_type, pretrained=resolved.pretrained, output_dir=str(resolved.output_dir),
-                num_processes=accelerator.num_processes, total_steps=total, steps_per_epoch=per_epoch,
+                run_dir=str(run), num_processes=accelerator.num_processes, total_steps=total, steps_per_epoch=per_epoch,
                 resumed_from=str(resume) if resume else None, start_step=start_step)
-    tracking = Tracking.start(config, registry, resolved.output_dir, resumed_step=start_step,
+    tracking = Tracking.start(config, registry, run, resumed_step=start_step,
+                              resumed_from=resume.parent if resume else None,
                               on_event=events.forward) if accelerator.is_main_process else Tracking({})
     if validator is not None:
         validator.tracking = tracking
     scripts = HookScripts.from_config(config, on_event=events.forward, cwd=workspace.root)
-    publishing = Publishing.start(config, registry, resolved.output_dir, on_event=events.forward,
+    publishing = Publishing.start(config, registry, run, on_event=events.forward,
                                   on_uploaded=scripts.after_upload) if accelerator.is_main_process else None
-    writer = ckpt.CheckpointWriter(resolved.output_dir, rank=accelerator.process_index,
+    writer = ckpt.CheckpointWriter(run, rank=accelerator.process_index,
                                    is_main=accelerator.is_main_process, barrier=accelerator.wait_for_everyone,
                                    total_limit=core.checkpoints_total_limit)
     saver = WeightSaver(accelerator, model, family, core, _training_metadata(loaded, resolved), ema)
@@ -199,7 +206,7 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
         accelerator.wait_for_everyone()
         if ema is not None:
             ema.copy_to(params)  # the final model is the moving average
-        output = saver.final(resolved.output_dir, step)
+        output = saver.final(run, step)
         images = validate(step, None)
         published: dict[str, str] = {}
         if publishing is not None:
@@ -210,7 +217,8 @@ def _train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, 
             validator.wait()
     events.emit("finished", step=step, output=str(output), elapsed_s=round(time.time() - started, 3),
                 published=published)
-    return TrainingResult(output=output, output_dir=resolved.output_dir, step=step, encoder_calls=calls)
+    return TrainingResult(output=output, output_dir=resolved.output_dir, run_dir=run, step=step,
+                          encoder_calls=calls)
 
 
 def _published_files(output: Path, core: Any) -> list[Path]:

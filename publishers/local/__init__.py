@@ -19,7 +19,8 @@ class LocalPublisherOptions:
     """Options of the ``local`` publisher."""
 
     local_publish_dir: str = option(
-        "published", help="Folder the local publisher writes to, relative to output_dir (or absolute).",
+        "published", help="Folder the local publisher writes to, relative to the run's folder under output_dir "
+        "(or absolute).",
         section="publishing", trust=PATH,
     )
 

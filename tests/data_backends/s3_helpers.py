@@ -47,7 +47,9 @@ def write_env(configs_dir: Path, name: str, config: dict[str, Any], datasets: li
 
 
 def read_failed_event(output_dir: Path) -> str:
-    """The error of a run's ``failed`` event."""
+    """The error of the ``failed`` event of the one run under ``output_dir``."""
     from simpletuner.core.events import EVENTS_FILE, read_events
+    from simpletuner.core.training.run_folders import run_folders
 
-    return next(e["error"] for e in read_events(output_dir / EVENTS_FILE) if e["event"] == "failed")
+    [run] = run_folders(output_dir)
+    return next(e["error"] for e in read_events(run.path / EVENTS_FILE) if e["event"] == "failed")

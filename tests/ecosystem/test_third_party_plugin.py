@@ -127,7 +127,10 @@ def test_the_family_trains_end_to_end_on_cpu(site: Path, run_cli: Callable, work
     result = run_cli("train", "--env", "lumina", env=env_with(site, workspace), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    output = workspace.root / "output" / "lumina"
+    from simpletuner.core.training.run_folders import run_folders
+
+    [run] = run_folders(workspace.root / "output" / "lumina")
+    output = run.path
     rows = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
     losses = [row["values"]["loss"] for row in rows if row["type"] == "scalars"]
     assert len(losses) == 40 and sum(losses[-10:]) < sum(losses[:10]), losses

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import pytest
 from PIL import Image
 
@@ -101,6 +102,7 @@ def test_tensorboard_scalars_and_images_read_back(tmp_path: Path, images: Callab
     assert [(e.step, round(e.value, 6)) for e in acc.Scalars("loss")] == [(1, 1.0), (2, 0.5), (3, 0.9)]
 
 
+@pytest.mark.timeout(180)
 @pytest.mark.usefixtures("offline_wandb")
 def test_wandb_offline_run_holds_metrics_and_images_and_resume_continues_it(tmp_path: Path,
                                                                             images: Callable) -> None:
@@ -140,6 +142,13 @@ def test_wandb_offline_run_holds_metrics_and_images_and_resume_continues_it(tmp_
     assert len(files) == 2 and all(f.name == f"run-{tracker.run_id}.wandb" for f in files)
     newest = read_records(next(f for f in files if f != run_file))
     assert [(r["global_step"], r["loss"]) for r in history_rows(newest)] == [(3, 0.125)]
+
+    # a resumed training run writes into a run folder of its own: the id comes from the folder it resumes
+    moved = WandbTracker(WandbOptions())
+    moved.start(attrs.evolve(run_info(tmp_path / "next", resumed_step=3), resumed_from=out))
+    moved.finish("completed")
+    assert moved.run_id == tracker.run_id
+    assert (tmp_path / "next" / "wandb_run_id").read_text().strip() == tracker.run_id
 
     fresh = WandbTracker(WandbOptions())
     fresh.start(run_info(out))

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from simpletuner.core.training.run_folders import run_folders
 from simpletuner.core.workspace import Workspace
 
 
@@ -22,7 +23,9 @@ def test_demo_trains_the_family(run_cli: Callable[..., subprocess.CompletedProce
     assert config["model_family"] == family
     model_index = json.loads((workspace.root / "models" / f"tiny-{family}" / "model_index.json").read_text())
     assert model_index["transformer"][1] == model_class
-    lora = workspace.root / "output" / env / "pytorch_lora_weights.safetensors"
+    [run] = run_folders(workspace.root / "output" / env)
+    lora = run.path / "pytorch_lora_weights.safetensors"
+    assert f"Model: {lora}" in result.stdout
     assert lora.is_file() and lora.stat().st_size > 0
 
 

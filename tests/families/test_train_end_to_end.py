@@ -63,12 +63,12 @@ def _events(output_dir: Path, kind: str) -> list[dict[str, Any]]:
 
 
 def _check_run(result: Any) -> None:
-    losses = [e["loss"] for e in _events(result.output_dir, "step")]
+    losses = [e["loss"] for e in _events(result.run_dir, "step")]
     assert len(losses) == STEPS
     first, last = sum(losses[:30]) / 30, sum(losses[-30:]) / 30
     assert last < 0.85 * first, (first, last)  # a random σ per step keeps the average noisy
-    validations = _events(result.output_dir, "validation")
-    assert validations and validations[-1]["images"], _events(result.output_dir, "validation_failed")
+    validations = _events(result.run_dir, "validation")
+    assert validations and validations[-1]["images"], _events(result.run_dir, "validation_failed")
     assert all(Path(image).is_file() for image in validations[-1]["images"])
 
 
@@ -120,7 +120,7 @@ def test_lycoris_lokr_run(workspace: Workspace, sana_folder: Path, pixart_folder
     result = _train(workspace, name, {"model_family": family, "pretrained_model_name_or_path": str(folder),
                                       "lora_type": "lycoris"})
     _check_run(result)
-    assert json.loads((result.output_dir / LYCORIS_CONFIG_FILE).read_text()) == LOKR
+    assert json.loads((result.run_dir / LYCORIS_CONFIG_FILE).read_text()) == LOKR
     pipeline = (SanaPipeline if family == "sana" else PixArtSigmaPipeline).from_pretrained(folder)
     before = _render(pipeline)
     network = apply_lycoris_weights(pipeline.transformer, str(result.output))

@@ -1,5 +1,5 @@
 """Queue rules on the database alone: admission by GPU set and output folder, FIFO without overtaking, moves;
-the job tables match their models; outputs are served only from inside the output folder."""
+the job tables match their models; outputs are served only from inside the job's own run folder."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import peewee
 import pytest
 
 from simpletuner.core.plugins import Registry
+from simpletuner.core.training.run_folders import create_run_folder
 from simpletuner.core.workspace import Workspace
 from simpletuner.ui.app import create_app
 from simpletuner.ui.auth.apikeys import create_api_key
@@ -65,13 +66,22 @@ def test_admission_by_gpu_set_and_output_folder_in_order(database: peewee.Databa
         queue.move(database, submit(database, "g", ("1",)).id, 5)
 
 
-def test_files_are_served_only_from_the_output_folder(database: peewee.Database, tmp_path: Path) -> None:
+@pytest.mark.timeout(60)
+def test_files_are_served_only_from_the_jobs_own_run_folder(database: peewee.Database, tmp_path: Path) -> None:
     out = tmp_path / "output" / "run"
-    (out / "validation").mkdir(parents=True)
-    (out / "validation" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nimage")
-    (tmp_path / "secret.txt").write_text("secret")
-    (out / "escape.txt").symlink_to(tmp_path / "secret.txt")
     job = submit(database, "run", ("0",), output=str(out))
+    other = submit(database, "run", ("1",), output=str(out))
+    ours = create_run_folder(out, "run", job_id=job.id)
+    theirs = create_run_folder(out, "run", job_id=other.id)
+    Job.update(run_dir=str(ours), pid=1).where(Job.id == job.id).execute()
+    Job.update(run_dir=str(theirs), pid=2).where(Job.id == other.id).execute()
+    (ours / "validation").mkdir()
+    (ours / "validation" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nimage")
+    (theirs / "model.safetensors").write_bytes(b"theirs")
+    (out / "shared.txt").write_text("in the output folder, outside any run folder")
+    (tmp_path / "secret.txt").write_text("secret")
+    (ours / "escape.txt").symlink_to(tmp_path / "secret.txt")
+    (ours / "sideways.safetensors").symlink_to(theirs / "model.safetensors")
     with database.atomic():
         user = create_user(username="vic", email=None, password=None, levels=["viewer"], now=1.0, rounds=4)
         key = create_api_key(user=user, name="t", now=1.0)[0]
@@ -80,10 +90,21 @@ def test_files_are_served_only_from_the_output_folder(database: peewee.Database,
     image = client.simulate_get(f"/api/jobs/{job.id}/files/validation/a.png")
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
     assert image.content.endswith(b"image")
-    assert client.simulate_get(f"/api/jobs/{job.id}/files/escape.txt").status_code == 403
-    assert client.simulate_get(f"/api/jobs/{job.id}/files/validation/../../../secret.txt").status_code == 403
+    assert client.simulate_get(f"/api/jobs/{other.id}/files/model.safetensors").content == b"theirs"
+    for path in ("escape.txt", "validation/../../../secret.txt", "sideways.safetensors", "../shared.txt",
+                 f"../{theirs.name}/model.safetensors"):
+        assert client.simulate_get(f"/api/jobs/{job.id}/files/{path}").status_code == 403, path
     assert client.simulate_get(f"/api/jobs/{job.id}/files/missing.png").status_code == 404
-    assert client.simulate_get(f"/api/jobs/{job.id + 1}/files/a.png").status_code == 404
+    assert client.simulate_get(f"/api/jobs/{other.id + 1}/files/a.png").status_code == 404
+    assert client.simulate_get(f"/api/jobs/{job.id}").json["run_dir"] == str(ours)
+
+    # a job that never started has no files; one from before run folders serves its output folder, but not the
+    # run folders of later jobs in it
+    waiting = submit(database, "run", ("2",), output=str(out))
+    assert client.simulate_get(f"/api/jobs/{waiting.id}/files/shared.txt").status_code == 404
+    Job.update(pid=3).where(Job.id == waiting.id).execute()
+    assert client.simulate_get(f"/api/jobs/{waiting.id}/files/shared.txt").status_code == 200
+    assert client.simulate_get(f"/api/jobs/{waiting.id}/files/{theirs.name}/model.safetensors").status_code == 403
     assert client.simulate_get("/api/jobs?status=bogus").status_code == 400
     listed = client.simulate_get("/api/jobs?status=running").json["jobs"]
-    assert [j["id"] for j in listed] == [job.id]
+    assert [j["id"] for j in listed] == [job.id]  # the others wait for the output folder

@@ -24,17 +24,17 @@ def test_second_run_reuses_and_changes_rebuild_only_what_changed(make_env: Calla
     name = make_env("cache", images=6, max_train_steps=1)
     first = run_env(name)
     assert first.encoder_calls == {"text": 2, "latents": 3}  # 7 captions (6 + empty) in 4s; 3 buckets of 2 images
-    ready = _ready(first.output_dir)
+    ready = _ready(first.run_dir)
     assert ready["text"]["encoded"] == 7 and ready["latents"]["encoded"] == 6
 
     second = run_env(name)
     assert second.encoder_calls == {"text": 0, "latents": 0}
-    assert _ready(second.output_dir)["latents"]["reused"] == 6
+    assert _ready(second.run_dir)["latents"]["reused"] == 6
 
     caption = workspace.datasets_dir / name / "demo-002.txt"
     caption.write_text("a brand new caption")
     third = run_env(name)
-    ready = _ready(third.output_dir)
+    ready = _ready(third.run_dir)
     assert third.encoder_calls == {"text": 1, "latents": 0}
     assert ready["text"]["encoded"] == 1 and ready["latents"]["encoded"] == 0
 
@@ -47,7 +47,7 @@ def test_second_run_reuses_and_changes_rebuild_only_what_changed(make_env: Calla
     for text_file in (workspace.root / "cache" / name / "text").rglob("*.safetensors"):
         text_file.write_bytes(b"garbage")
     fourth = run_env(name)
-    ready = _ready(fourth.output_dir)
+    ready = _ready(fourth.run_dir)
     assert ready["latents"]["encoded"] == 1 and ready["text"]["encoded"] == 7
     from safetensors.torch import load
 
@@ -67,5 +67,5 @@ def test_changed_resolution_recomputes_latents_only(make_env: Callable[..., str]
     config_path.write_text(json.dumps(config))
     again = run_env(name)
     assert again.encoder_calls["text"] == 0 and again.encoder_calls["latents"] > 0
-    ready = _ready(again.output_dir)
+    ready = _ready(again.run_dir)
     assert ready["latents"]["encoded"] == 4

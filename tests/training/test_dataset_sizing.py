@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from training_helpers import events_of
+from training_helpers import events_of, only_run
 
 from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.training.sampler import DatasetPlan, EpochPlanner
@@ -72,16 +72,16 @@ def test_engine_refuses_before_caching_and_pads_when_allowed(make_env: Callable[
     name = make_env("sizing", images=6, train_batch_size=2, gradient_accumulation_steps=2, max_train_steps=2)
     with pytest.raises(SimpleTunerError, match=r"repeats ≥ 1 on shapes"):
         run_env(name)
-    output = workspace.root / "output" / name
     assert not (workspace.root / "cache" / name).exists()  # nothing was encoded
-    assert events_of(output)[-1]["event"] == "failed"
+    assert events_of(only_run(workspace.root / "output" / name))[-1]["event"] == "failed"
 
     config_path = workspace.configs_dir / name / "config.json"
     config_path.write_text(json.dumps({**json.loads(config_path.read_text()),
                                        "allow_dataset_oversubscription": True}))
     result = run_env(name)
-    warnings = [e["message"] for e in events_of(output, "warning")]
+    warnings = [e["message"] for e in events_of(result.run_dir, "warning")]
     assert len(warnings) == 3 and all("repeated 2× per epoch to fill the effective batch of 4" in w
                                       for w in warnings)
     assert result.step == 2
-    assert events_of(output, "run_started")[-1]["steps_per_epoch"] == 3  # 3 buckets × 4 samples / 2 per batch / 2
+    started = events_of(result.run_dir, "run_started")[-1]
+    assert started["steps_per_epoch"] == 3  # 3 buckets × 4 samples / 2 per batch / 2

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from training_helpers import events_of
+from training_helpers import events_of, only_run
 
 from simpletuner.core.training.checkpoints import OPTIMIZER_FILE, STATE_FILE, complete_checkpoints, rng_file
 from simpletuner.core.workspace import Workspace
@@ -35,11 +35,11 @@ def test_full_rank_run_saves_a_diffusers_folder_and_resumes(make_env: Callable[.
     settings = dict(images=2, train_batch_size=1, model_type="full", max_train_steps=4, checkpointing_steps=2,
                     learning_rate=1e-4, use_ema=True, ema_decay=0.5)
     straight = run_env(make_env("full-straight", **settings))
-    assert straight.output == straight.output_dir / "transformer"
+    assert straight.output == straight.run_dir / "transformer"
     base = FluxTransformer2DModel.from_pretrained(str(tiny_flux), subfolder="transformer")
     trained = FluxTransformer2DModel.from_pretrained(str(straight.output))
     assert _max_difference(base, trained) > 1e-4
-    assert (straight.output_dir / "checkpoint-2" / "model.safetensors").is_file()
+    assert (straight.run_dir / "checkpoint-2" / "model.safetensors").is_file()
 
     name = make_env("full-stopped", **settings)
 
@@ -52,7 +52,7 @@ def test_full_rank_run_saves_a_diffusers_folder_and_resumes(make_env: Callable[.
     config_path = workspace.configs_dir / name / "config.json"
     config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "resume_from_checkpoint": "latest"}))
     resumed = run_env(name)
-    assert events_of(resumed.output_dir, "run_started")[-1]["start_step"] == 2
+    assert events_of(resumed.run_dir, "run_started")[-1]["start_step"] == 2
     assert _max_difference(trained, FluxTransformer2DModel.from_pretrained(str(resumed.output))) < 1e-6
 
 
@@ -73,7 +73,7 @@ def test_two_gloo_processes_train_full_rank_from_the_environment(make_env: Calla
                     main_process_port=_free_port(), allow_dataset_oversubscription=True)
     result = run_cli("train", "--env", name, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    output = workspace.root / "output" / name
+    output = only_run(workspace.root / "output" / name)
     started = events_of(output, "run_started")[0]
     assert started["num_processes"] == 2 and started["model_type"] == "full"
     warnings = [e["message"] for e in events_of(output, "warning")]

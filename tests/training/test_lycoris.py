@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from training_helpers import events_of
+from training_helpers import events_of, only_run
 
 from simpletuner.core.training.checkpoints import complete_checkpoints
 from simpletuner.core.training.lycoris import (
@@ -128,12 +128,12 @@ def test_lokr_run_saves_its_config_and_changes_the_pipeline(make_env: Callable[.
     name = _lycoris_env(make_env, workspace, "lokr", LOKR, images=1, train_batch_size=1, max_train_steps=40,
                         learning_rate=1e-2, flow_schedule_shift=10.0, max_grad_norm=1.0)
     result = run_env(name)
-    losses = [e["loss"] for e in events_of(result.output_dir, "step")]
+    losses = [e["loss"] for e in events_of(result.run_dir, "step")]
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10, losses
 
     weights, header = read_lora(result.output, "transformer")
     assert json.loads(header[LYCORIS_METADATA_KEY]) == LOKR
-    assert json.loads((result.output_dir / LYCORIS_CONFIG_FILE).read_text()) == LOKR
+    assert json.loads((result.run_dir / LYCORIS_CONFIG_FILE).read_text()) == LOKR
     assert json.loads(header[TRAINING_METADATA_KEY])["config"]["lora_type"] == "lycoris"
     assert any(k.startswith("lycoris_transformer_blocks_0_ff_net_2.lokr_") for k in weights)
     assert any(k.startswith("lycoris_transformer_blocks_0_attn_to_q.lokr_") for k in weights)
@@ -170,14 +170,13 @@ def test_lycoris_resume_reaches_the_uninterrupted_weights(make_env: Callable[...
 
     with pytest.raises(Stop):
         run_env(name, listeners=[stop_after_checkpoint])
-    output = workspace.root / "output" / name
-    [(_, checkpoint)] = complete_checkpoints(output)
+    [(_, checkpoint)] = complete_checkpoints(only_run(workspace.root / "output" / name))
     assert json.loads((checkpoint / LYCORIS_CONFIG_FILE).read_text()) == config
     config_path = workspace.configs_dir / name / "config.json"
     settings_file = json.loads(config_path.read_text())
     config_path.write_text(json.dumps({**settings_file, "resume_from_checkpoint": "latest"}))
     resumed = run_env(name)
-    assert events_of(output, "run_started")[-1]["start_step"] == 2
+    assert events_of(resumed.run_dir, "run_started")[-1]["start_step"] == 2
     expected, _ = read_lora(straight.output, "transformer")
     actual, _ = read_lora(resumed.output, "transformer")
     assert expected.keys() == actual.keys()

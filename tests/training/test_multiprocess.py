@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from training_helpers import events_of
+from training_helpers import events_of, only_run
 
 from simpletuner.core.training.checkpoints import rng_file
 from simpletuner.core.training.loader import SAMPLE_LOG_ENV
@@ -24,7 +24,7 @@ def test_two_processes_split_each_epoch(make_env: Callable[..., str], run_cli: C
     result = run_cli("train", "--env", name, "--num_processes", "2",
                      env={SAMPLE_LOG_ENV: str(log), "OMP_NUM_THREADS": "1"}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    output = workspace.root / "output" / name
+    output = only_run(workspace.root / "output" / name)
     started = events_of(output, "run_started")[0]
     assert started["num_processes"] == 2 and started["total_steps"] == 6
     assert [e["step"] for e in events_of(output, "step")] == [1, 2, 3, 4, 5, 6]

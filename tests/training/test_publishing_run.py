@@ -24,7 +24,7 @@ def test_local_publisher_gets_checkpoints_and_the_final_model(make_env: Callable
                     validation_num_inference_steps=2, post_upload_script="touch {remote_checkpoint_path}.uploaded")
     (workspace.configs_dir / name / LYCORIS_CONFIG_FILE).write_text(json.dumps(lycoris))
     result = run_env(name)
-    target = result.output_dir / "published"
+    target = result.run_dir / "published"
 
     assert (target / "pytorch_lora_weights.safetensors").read_bytes() == result.output.read_bytes()
     assert json.loads((target / LYCORIS_CONFIG_FILE).read_text()) == lycoris
@@ -36,9 +36,9 @@ def test_local_publisher_gets_checkpoints_and_the_final_model(make_env: Callable
     assert "flux" in card.lower() and f"images/{images[0].name}" in card
     assert (target / "checkpoints" / "checkpoint-2" / "training_state.json").is_file()
 
-    published = events_of(result.output_dir, "published")
+    published = events_of(result.run_dir, "published")
     assert sorted((e["what"], e["step"]) for e in published) == [("checkpoint", 2), ("model", 4)]
-    assert events_of(result.output_dir, "finished")[-1]["published"] == {"local": str(target)}
+    assert events_of(result.run_dir, "finished")[-1]["published"] == {"local": str(target)}
     # the after-upload hook ran with each remote location
     assert (target.parent / "published.uploaded").is_file()
     assert (target / "checkpoints" / "checkpoint-2.uploaded").is_file()

@@ -39,7 +39,7 @@ def test_int8_quanto_run_quantises_all_but_the_exclusions(make_env: Callable[...
                     max_grad_norm=1.0, base_model_precision="int8-quanto", text_encoder_1_precision="int8-quanto",
                     text_encoder_2_precision="int8-quanto")
     result = run_env(name)
-    losses = [e["loss"] for e in events_of(result.output_dir, "step")]
+    losses = [e["loss"] for e in events_of(result.run_dir, "step")]
     assert sum(losses[-15:]) / 15 < 0.75 * sum(losses[:15]) / 15, losses
 
     linear = {n: t for n, t in seen["before"].items() if issubclass(t, torch.nn.Linear)}

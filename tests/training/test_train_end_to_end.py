@@ -21,15 +21,15 @@ def test_overfit_run_lowers_the_loss_and_the_lora_loads(make_env: Callable[..., 
                     flow_schedule_shift=10.0, lora_rank=16, lora_alpha=32, lora_target_preset="all-linear",
                     lr_scheduler="cosine", checkpointing_steps=40, max_grad_norm=1.0)
     result = run_env(name)
-    losses = [e["loss"] for e in events_of(result.output_dir, "step")]
+    losses = [e["loss"] for e in events_of(result.run_dir, "step")]
     assert len(losses) == 100
     initial, final = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
     assert final / initial < 0.7, (initial, final)
 
-    kinds = [e["event"] for e in events_of(result.output_dir)]
+    kinds = [e["event"] for e in events_of(result.run_dir)]
     assert kinds[0] == "datasets_scanned" and kinds[-1] == "finished"
     assert kinds.count("checkpoint_saved") == 2 and "run_started" in kinds
-    step = events_of(result.output_dir, "step")[-1]
+    step = events_of(result.run_dir, "step")[-1]
     assert {"loss", "lr", "grad_norm", "it_per_s", "eta_s", "data_wait_s", "epoch"} <= set(step)
     assert step["step"] == 100 and step["eta_s"] == 0
 

@@ -12,3 +12,11 @@ def events_of(output_dir: Path, kind: str | None = None) -> list[dict[str, Any]]
 
     events = read_events(output_dir / EVENTS_FILE)
     return [e for e in events if kind is None or e["event"] == kind]
+
+
+def only_run(output_dir: Path) -> Path:
+    """The one run folder under an output folder (of a test that ran one environment once)."""
+    from simpletuner.core.training.run_folders import run_folders
+
+    [run] = run_folders(output_dir)
+    return run.path

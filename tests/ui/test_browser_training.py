@@ -15,6 +15,8 @@ import pytest
 from hub_server import HubState, fake_hub
 from playwright.sync_api import Page, expect
 
+from simpletuner.core.training.run_folders import run_folders
+
 from .conftest import LiveUi, csrf_headers, first_admin, log_in, needs_chromium
 
 pytestmark = needs_chromium
@@ -142,7 +144,10 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
         page.get_by_role("link", name="Download pytorch_lora_weights.safetensors").click()
     download = download_info.value
     assert download.suggested_filename == "pytorch_lora_weights.safetensors"
-    lora = workspace / "output" / "demo-flux" / "pytorch_lora_weights.safetensors"
+    [run] = run_folders(workspace / "output" / "demo-flux")
+    lora = run.path / "pytorch_lora_weights.safetensors"
+    expect(page.locator("#run-folder")).to_be_visible()
+    assert Path(page.locator("#run-dir").inner_text()).resolve() == run.path.resolve()
     assert Path(download.path()).read_bytes() == lora.read_bytes()
     page.reload()
     expect(page.locator("#loss-chart")).to_have_attribute("data-points", "4")  # the curve comes back from the API

@@ -19,8 +19,8 @@ class LocalTrackerOptions:
     """Options of the ``local`` tracker."""
 
     local_metrics_file: str = option(
-        "metrics.jsonl", help="File of the local tracker, relative to output_dir (or absolute): one JSON object "
-        "per line with the step, the time and the values.", section="validation", trust=PATH,
+        "metrics.jsonl", help="File of the local tracker, relative to the run's folder under output_dir (or absolute): "
+        "one JSON object per line with the step, the time and the values.", section="validation", trust=PATH,
     )
 
     @local_metrics_file.validator

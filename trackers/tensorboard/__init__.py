@@ -17,8 +17,8 @@ class TensorBoardOptions:
     """Options of the ``tensorboard`` tracker."""
 
     logging_dir: str = option(
-        "logs", help="Folder of TensorBoard event files, relative to output_dir (or absolute); each run writes "
-        "into <logging_dir>/<tracker_run_name>.", section="validation", trust=PATH,
+        "logs", help="Folder of TensorBoard event files, relative to the run's folder under output_dir (or "
+        "absolute); each run writes into <logging_dir>/<tracker_run_name>.", section="validation", trust=PATH,
     )
     tensorboard_flush_seconds: float = option(
         10, help="How often buffered TensorBoard events are written to disk.", section="validation", minimum=0.1,

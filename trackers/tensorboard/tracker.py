@@ -24,7 +24,7 @@ _UNSAFE_FOLDER = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class TensorBoardTracker(Tracker):
-    """Writes scalars and images to ``<output_dir>/<logging_dir>/<run name>``."""
+    """Writes scalars and images to ``<run folder>/<logging_dir>/<run name>``."""
 
     def __init__(self, options: Any) -> None:
         self._options = options

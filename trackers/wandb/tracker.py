@@ -1,6 +1,7 @@
 """A W&B run per training run, continued on resume.
 
-The run id is kept in ``<output_dir>/wandb_run_id`` so that a resumed training run logs into the same W&B run.
+The run id is kept in ``<run folder>/wandb_run_id``; a resumed training run reads it from the folder of the run it
+resumes (``RunInfo.resumed_from``) and logs into the same W&B run.
 Values are plotted against ``global_step`` (logged with every row) rather than W&B's own step counter, so rows a
 resumed run logs again for steps W&B already saw are kept instead of being dropped as out of order.
 """
@@ -34,7 +35,8 @@ class WandbTracker(Tracker):
         output_dir = Path(run.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         id_file = output_dir / RUN_ID_FILE
-        stored = id_file.read_text(encoding="utf-8").strip() if id_file.is_file() else ""
+        previous = Path(run.resumed_from) / RUN_ID_FILE if run.resumed_from is not None else id_file
+        stored = previous.read_text(encoding="utf-8").strip() if previous.is_file() else ""
         resuming = run.resumed_step > 0 and bool(stored)
         self.run_id = stored if resuming else _new_run_id()
         id_file.write_text(self.run_id + "\n", encoding="utf-8")

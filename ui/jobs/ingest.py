@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from simpletuner.ui.jobs.launch import run_folder
 from simpletuner.ui.jobs.models import Job, JobEvent
 
 #: Most bytes read from one stream per pass (a pass that finds more comes back for the rest at once).
@@ -24,14 +25,16 @@ PHASE_AFTER = {
 }
 
 
-def file_url(job_id: int, output_dir: str, path: str) -> str | None:
-    """The download URL of a file inside the job's output folder (None for anything outside it)."""
-    root, target = Path(output_dir), Path(path)
+def file_url(job: Job, path: str) -> str | None:
+    """The download URL of a file inside the job's run folder (None for anything outside it)."""
+    root, target = run_folder(job), Path(path)
+    if root is None:
+        return None
     try:
         relative = target.relative_to(root)
     except ValueError:
         return None
-    return f"/api/jobs/{job_id}/files/{quote(relative.as_posix())}"
+    return f"/api/jobs/{job.id}/files/{quote(relative.as_posix())}"
 
 
 def read_new_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
@@ -66,9 +69,9 @@ def present(job: Job, record: dict[str, Any]) -> dict[str, Any]:
     data = {k: v for k, v in record.items() if k != "seq"}
     data["job_id"] = job.id
     if isinstance(data.get("images"), list):
-        data["image_urls"] = [file_url(job.id, job.output_dir, str(p)) for p in data["images"]]
+        data["image_urls"] = [file_url(job, str(p)) for p in data["images"]]
     if data["event"] == "finished" and isinstance(data.get("output"), str):
-        data["url"] = file_url(job.id, job.output_dir, data["output"]) if Path(data["output"]).is_file() else None
+        data["url"] = file_url(job, data["output"]) if Path(data["output"]).is_file() else None
     return data
 
 

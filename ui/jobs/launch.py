@@ -25,15 +25,24 @@ def job_dir(workspace: Workspace, job_id: int) -> Path:
     return workspace.root / JOBS_DIR / str(job_id)
 
 
+def run_folder(job: Job) -> Path | None:
+    """The folder holding the files the job made: its run folder; for a job that ran before run folders existed,
+    the output folder itself; None for a job that never started."""
+    if job.run_dir is not None:
+        return Path(job.run_dir)
+    return Path(job.output_dir) if job.pid is not None else None
+
+
 def events_path(job: Job) -> Path:
-    """The run's event stream."""
-    return Path(job.output_dir) / EVENTS_FILE
+    """The run's event stream (in its run folder once the job is launched)."""
+    return Path(job.run_dir or job.output_dir) / EVENTS_FILE
 
 
 def training_command(job: Job, workspace: Workspace, python: str = sys.executable) -> list[str]:
-    """``simpletuner train --env NAME`` in this interpreter, wrapped in ``accelerate launch`` when needed."""
+    """``simpletuner train --env NAME --run-dir FOLDER`` in this interpreter, wrapped in ``accelerate launch`` when
+    needed."""
     train = ["-m", "simpletuner.core.cli.main", "--workspace", str(workspace.root), "train", "--env",
-             job.environment]
+             job.environment, *(["--run-dir", job.run_dir] if job.run_dir is not None else [])]
     if job.launcher_args is None:
         return [python, *train]
     return [python, "-m", "accelerate.commands.launch", *job.launcher_args, *train]

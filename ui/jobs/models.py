@@ -25,8 +25,9 @@ class Job(BaseModel):
     """A training job: an environment to train, its owner, its place in the queue, its process and progress.
 
     ``gpu_ids`` is the list of GPU ids the job uses, or None for every visible GPU (it then excludes every other
-    job). ``pid`` is the job's wrapper process (leader of its process group); null while the job waits or before
-    the supervisor launched it.
+    job). ``run_dir`` is the run folder the job's process writes everything into (see
+    :mod:`simpletuner.core.training.run_folders`). ``pid`` is the job's wrapper process (leader of its process
+    group); null while the job waits or before the supervisor launched it.
     """
 
     environment = peewee.CharField(max_length=100, index=True)
@@ -36,7 +37,10 @@ class Job(BaseModel):
     phase = peewee.CharField(max_length=32, default="queued")
     queue_rank = peewee.DoubleField(default=0.0)
     gpu_ids = JSONTextField(null=True)
-    output_dir = peewee.TextField()
+    output_dir = peewee.TextField()  # the environment's output root, shared by its jobs
+    # The job's own folder under output_dir, made when it is launched; null before, and for jobs of versions
+    # without run folders (their files are in output_dir itself).
+    run_dir = peewee.TextField(null=True)
     launcher_args = JSONTextField(null=True)  # ``accelerate launch`` options, or null to run in one process
     created_at = peewee.DoubleField()
     started_at = peewee.DoubleField(null=True)

@@ -23,6 +23,7 @@ from typing import IO, Any
 import attrs
 import peewee
 
+from simpletuner.core.training.run_folders import create_run_folder
 from simpletuner.core.workspace import Workspace
 from simpletuner.ui.jobs import ingest
 from simpletuner.ui.jobs.launch import (
@@ -104,13 +105,17 @@ class Supervisor:
 
     # --- launching --------------------------------------------------------------------------------------------
     def launch(self, job: Job) -> None:
-        """Start an admitted job's wrapper in a new session, its output going to the job's log."""
+        """Make an admitted job's run folder (recorded before its process starts, so its files can be found
+        whatever happens next), then start its wrapper in a new session, its output going to the job's log."""
         folder = job_dir(self.workspace, job.id)
         folder.mkdir(parents=True, exist_ok=True)
-        path = events_path(job)
-        offset = path.stat().st_size if path.exists() else 0
         now = time.time()
         try:
+            if job.run_dir is None:
+                job.run_dir = str(create_run_folder(Path(job.output_dir), job.environment, job_id=job.id, now=now))
+                Job.update(run_dir=job.run_dir).where(Job.id == job.id).execute()
+            path = events_path(job)
+            offset = path.stat().st_size if path.exists() else 0
             with (folder / LOG_FILE).open("ab") as log:
                 process = subprocess.Popen(wrapped_command(job, self.workspace, self.python), stdout=log,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
@@ -126,7 +131,7 @@ class Supervisor:
         # their processes happen to launch the other way round.
         Job.update(pid=process.pid, process_start=ticks, phase="starting", events_offset=offset).where(
             Job.id == job.id).execute()
-        record_event(job.id, "job_started", now, pid=process.pid, environment=job.environment)
+        record_event(job.id, "job_started", now, pid=process.pid, environment=job.environment, run_dir=job.run_dir)
         record_event(job.id, "phase", now, phase="starting")
         logger.info("started job %s (%s) as pid %s", job.id, job.environment, process.pid)
 

@@ -97,7 +97,7 @@ def training_status() -> dict[str, Any]:
 def _files(job: Job, folder: Path) -> list[dict[str, Any]]:
     if not folder.is_dir():
         return []
-    return [{"name": p.name, "size": p.stat().st_size, "url": file_url(job.id, job.output_dir, str(p))}
+    return [{"name": p.name, "size": p.stat().st_size, "url": file_url(job, str(p))}
             for p in sorted(folder.iterdir()) if p.is_file()]
 
 
@@ -119,10 +119,10 @@ def outputs(job: Job) -> dict[str, Any]:
             for path in data.get("images") or []:
                 if Path(path).is_file():
                     images.append({"step": data.get("step"), "path": path,
-                                   "url": file_url(job.id, job.output_dir, path)})
+                                   "url": file_url(job, path)})
         elif isinstance(data.get("output"), str):
             path = Path(data["output"])
-            model = {"path": str(path), "url": file_url(job.id, job.output_dir, str(path)) if path.is_file()
+            model = {"path": str(path), "url": file_url(job, str(path)) if path.is_file()
                      else None, "size": path.stat().st_size if path.is_file() else None,
                      "files": _files(job, path) if path.is_dir() else []}
     saved = [{**c, "files": _files(job, Path(c["path"]))} for c in checkpoints.values() if Path(c["path"]).is_dir()]
@@ -130,12 +130,14 @@ def outputs(job: Job) -> dict[str, Any]:
 
 
 def detail(job: Job, workspace: Workspace, log_lines: int = 40) -> dict[str, Any]:
-    """``GET /api/jobs/{id}``: the summary plus stop request, output folder, log tail and outputs."""
+    """``GET /api/jobs/{id}``: the summary plus stop request, output folder, run folder (``run_dir``: where this job's
+    files are, null until it is launched), log tail and outputs."""
     position = positions().get(job.id) if job.status == "queued" else None
     log = job.log_tail if job.status in ENDED and job.log_tail is not None else \
         tail_lines(job_dir(workspace, job.id) / LOG_FILE, log_lines)
     return {
-        **summary(job, position), "output_dir": job.output_dir, "launcher_args": job.launcher_args,
+        **summary(job, position), "output_dir": job.output_dir, "run_dir": job.run_dir,
+        "launcher_args": job.launcher_args,
         "pid": job.pid, "stop_requested_at": job.stop_requested_at, "stop_requested_by": job.stop_requested_by,
         "log_tail": log[-log_lines:], "log_url": f"/api/jobs/{job.id}/log", "outputs": outputs(job),
     }

@@ -8,10 +8,11 @@ from pathlib import Path
 import falcon
 
 from simpletuner.core.errors import ConfigError, WorkspaceError
+from simpletuner.core.training.run_folders import read_run
 from simpletuner.ui.http import bad_request, int_param, only_keys, read_json
 from simpletuner.ui.jobs import queue
 from simpletuner.ui.jobs.guard import check_job
-from simpletuner.ui.jobs.launch import LOG_FILE, job_dir, job_request, tail_lines
+from simpletuner.ui.jobs.launch import LOG_FILE, job_dir, job_request, run_folder, tail_lines
 from simpletuner.ui.jobs.models import ACTIVE, STATUSES, Job
 from simpletuner.ui.jobs.views import detail, summary
 from simpletuner.ui.resources.base import Resource, send_json
@@ -191,26 +192,36 @@ class JobLog(Resource):
 
 
 class JobFile(Resource):
-    """``GET /api/jobs/{id}/files/{path}``: a file of the job's output folder (model, checkpoint, image).
+    """``GET /api/jobs/{id}/files/{path}``: a file of the job's run folder (model, checkpoint, image).
 
-    The path is resolved (symbolic links included) and must stay inside the output folder.
+    The path is resolved (symbolic links included) and must stay inside the job's own run folder, so a job's links
+    serve the files that job made and never another job's. A job that ran before run folders existed serves its
+    output folder, except the run folders of later jobs in it.
     """
 
     permissions = {"GET": VIEW}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: int, path: str) -> None:
         job = _job(job_id)
-        root = Path(job.output_dir).resolve()
+        folder = run_folder(job)
+        if folder is None:
+            raise falcon.HTTPNotFound(description=f"job {job.id} has not started: it has no files yet")
+        root = folder.resolve()
         if "\x00" in path or path.startswith("/"):
-            raise bad_request("path must be relative to the job's output folder")
+            raise bad_request("path must be relative to the job's run folder")
         target = (root / path).resolve()
-        if root not in target.parents:
-            raise falcon.HTTPForbidden(title="Outside the output folder",
-                                       description="only files inside the job's output folder can be downloaded")
+        if root not in target.parents or (job.run_dir is None and _in_run_folder(root, target)):
+            raise falcon.HTTPForbidden(title="Outside the job's run folder",
+                                       description="only files inside the job's own run folder can be downloaded")
         if not target.is_file():
-            raise falcon.HTTPNotFound(description=f"no file {path!r} in the job's output folder")
+            raise falcon.HTTPNotFound(description=f"no file {path!r} in the job's run folder")
         kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         resp.content_type = kind
         if not kind.startswith("image/"):
             resp.downloadable_as = target.name
         resp.stream, resp.content_length = target.open("rb"), target.stat().st_size
+
+
+def _in_run_folder(root: Path, target: Path) -> bool:
+    """Whether ``target`` lies in a run folder below ``root`` (a later job's, seen from an older job's folder)."""
+    return any(read_run(parent) is not None for parent in target.parents if root in parent.parents)

@@ -78,6 +78,8 @@
     const job = result.data;
     showJob(job);
     $("log-tail").textContent = (job.log_tail || []).join("\n");
+    $("run-dir").textContent = job.run_dir || "";
+    $("run-folder").hidden = !job.run_dir;
     $("gallery").replaceChildren(...job.outputs.validation_images.filter((i) => i.url).map((image) => el("figure", {},
       el("img", { src: image.url, alt: "validation image at step " + image.step }),
       el("figcaption", { text: "step " + image.step }))));

@@ -23,6 +23,7 @@ from simpletuner.ui.db.migrations import (
     m0003_workflow,
     m0004_job_end_index,
     m0005_environment_records,
+    m0006_job_run_folders,
 )
 
 
@@ -47,6 +48,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration.from_module(m0001_initial), Migration.from_module(m0002_jobs), Migration.from_module(m0003_workflow),
     Migration.from_module(m0004_job_end_index), Migration.from_module(m0005_environment_records),
+    Migration.from_module(m0006_job_run_folders),
 )
 
 
