@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from simpletuner.core.interfaces import ModelFamily
+from simpletuner.core.training.flow_matching import flow_sample, flow_shift
 from simpletuner.model_families.flux.options import FluxOptions
 
 _ATTENTION = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
@@ -77,11 +78,6 @@ class FluxFamily(ModelFamily):
             self._position_ids[key] = ids
         return ids
 
-    @property
-    def flow_shift(self) -> float:
-        """``flow_schedule_shift`` of the run (3.0 before :meth:`configure`)."""
-        return float(self.core.flow_schedule_shift) if self.core is not None else 3.0
-
     # -- text --------------------------------------------------------------------------------------------------
 
     def text_cache_settings(self) -> dict[str, Any]:
@@ -120,13 +116,6 @@ class FluxFamily(ModelFamily):
 
     # -- training ----------------------------------------------------------------------------------------------
 
-    def sample_sigmas(self, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        """Logit-normal σ, then shifted: σ' = s·σ / (1 + (s − 1)·σ) (more training at high noise for s > 1)."""
-        u = torch.randn(batch, generator=generator, device=generator.device).to(device)
-        sigmas = torch.sigmoid(u)
-        shift = self.flow_shift
-        return shift * sigmas / (1 + (shift - 1) * sigmas)
-
     def _guidance(self, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         opts = self.options
         if opts.flux_guidance_mode == "random-range":
@@ -138,18 +127,14 @@ class FluxFamily(ModelFamily):
         """Noisy packed latents, σ, position ids, guidance and the packed ``target`` ε − x₀."""
         b, _, h, w = latents.shape
         device, dtype = latents.device, latents.dtype
-        noise = torch.randn(latents.shape, generator=generator, device=generator.device, dtype=torch.float32)
-        noise = noise.to(device=device, dtype=dtype)
-        sigmas = self.sample_sigmas(b, generator, device)
-        s = sigmas.view(-1, 1, 1, 1).to(dtype)
-        noisy = (1 - s) * latents + s * noise
+        sample = flow_sample(latents, generator, flow_shift(self.core))
         return {
-            "hidden_states": pack_latents(noisy),
-            "timestep": sigmas.to(dtype),
+            "hidden_states": pack_latents(sample.noisy),
+            "timestep": sample.sigmas.to(dtype),
             "img_ids": self._ids("image", h, w, device, dtype),
             "guidance": self._guidance(b, generator, device),
-            "target": pack_latents(noise - latents),
-            "sigmas": sigmas,
+            "target": pack_latents(sample.target),
+            "sigmas": sample.sigmas,
         }
 
     def predict(self, components: Mapping[str, Any], inputs: Mapping[str, Any], text: Mapping[str, Any]) -> Any:

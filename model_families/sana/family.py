@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from simpletuner.core.interfaces import ModelFamily
+from simpletuner.core.training.flow_matching import flow_sample, flow_shift
 from simpletuner.model_families.sana.options import SanaOptions
 
 _ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")  # both the linear self-attention and the cross-attention
@@ -64,11 +65,6 @@ class SanaFamily(ModelFamily):
 
     def __init__(self, spec: Any, flavour: Any, options: Any) -> None:
         super().__init__(spec, flavour, options if options is not None else SanaOptions())
-
-    @property
-    def flow_shift(self) -> float:
-        """``flow_schedule_shift`` of the run (3.0, Sana's own shift, before :meth:`configure`)."""
-        return float(self.core.flow_schedule_shift) if self.core is not None else 3.0
 
     # -- loading -----------------------------------------------------------------------------------------------
 
@@ -131,24 +127,14 @@ class SanaFamily(ModelFamily):
 
     # -- training ----------------------------------------------------------------------------------------------
 
-    def sample_sigmas(self, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        """Logit-normal σ, then shifted: σ' = s·σ / (1 + (s − 1)·σ) (more training at high noise for s > 1)."""
-        sigmas = torch.sigmoid(torch.randn(batch, generator=generator, device=generator.device)).to(device)
-        shift = self.flow_shift
-        return shift * sigmas / (1 + (shift - 1) * sigmas)
-
     def training_inputs(self, latents: Any, text: Mapping[str, Any], generator: Any) -> dict[str, Any]:
         """Noisy latents x_t = (1−σ)·x₀ + σ·ε, the timestep σ·1000 and the ``target`` ε − x₀."""
-        device, dtype = latents.device, latents.dtype
-        noise = torch.randn(latents.shape, generator=generator, device=generator.device, dtype=torch.float32)
-        noise = noise.to(device=device, dtype=dtype)
-        sigmas = self.sample_sigmas(latents.shape[0], generator, device)
-        s = sigmas.view(-1, 1, 1, 1).to(dtype)
+        sample = flow_sample(latents, generator, flow_shift(self.core))
         return {
-            "hidden_states": (1 - s) * latents + s * noise,
-            "timestep": sigmas * _TIMESTEPS,
-            "target": noise - latents,
-            "sigmas": sigmas,
+            "hidden_states": sample.noisy,
+            "timestep": sample.sigmas * _TIMESTEPS,
+            "target": sample.target,
+            "sigmas": sample.sigmas,
         }
 
     def predict(self, components: Mapping[str, Any], inputs: Mapping[str, Any], text: Mapping[str, Any]) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from simpletuner.core.interfaces import ModelFamily
+from simpletuner.core.training.flow_matching import flow_sample, flow_shift
 from simpletuner_plugin_lumina2 import TINY_FOLDER, Lumina2Options
 
 _ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
@@ -86,14 +87,9 @@ class Lumina2Family(ModelFamily):
 
     def training_inputs(self, latents: Any, text: Mapping[str, Any], generator: Any) -> dict[str, Any]:
         """x_t, Lumina's time 1 − σ and the target x₀ − ε."""
-        device, dtype = latents.device, latents.dtype
-        noise = torch.randn(latents.shape, generator=generator, device=generator.device, dtype=torch.float32)
-        noise = noise.to(device=device, dtype=dtype)
-        sigmas = torch.sigmoid(torch.randn(latents.shape[0], generator=generator, device=generator.device)).to(device)
-        shift = float(self.core.flow_schedule_shift) if self.core is not None else 3.0
-        sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
-        s = sigmas.view(-1, 1, 1, 1).to(dtype)
-        return {"hidden_states": (1 - s) * latents + s * noise, "timestep": 1 - sigmas, "target": latents - noise}
+        sample = flow_sample(latents, generator, flow_shift(self.core))
+        # Lumina's transformer runs on time 1 − σ and predicts the reversed velocity x₀ − ε
+        return {"hidden_states": sample.noisy, "timestep": 1 - sample.sigmas, "target": -sample.target}
 
     def predict(self, components: Mapping[str, Any], inputs: Mapping[str, Any], text: Mapping[str, Any]) -> Any:
         """One transformer call with the caption mask."""
