@@ -46,6 +46,7 @@ Types and their fields:
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -90,7 +91,7 @@ class EventWriter:
         self._lock = threading.Lock()
         self._seq = 0
         self._handle: TextIO | None = None
-        self._last_flush = 0.0
+        self._last_flush = -math.inf  # the first event flushes at once, whatever the clock reads
         self._pending = threading.Event()  # written, not yet flushed
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None

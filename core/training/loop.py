@@ -11,12 +11,20 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from simpletuner.core.training.loader import BatchStream
 from simpletuner.core.training.sampler import steps_per_epoch
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
+
+    from simpletuner.core.config.core_options import CoreOptions
+    from simpletuner.core.interfaces import ModelFamily
+    from simpletuner.core.training.data import TrainingData
 
 
 @attrs.define
@@ -38,24 +46,25 @@ class StepMetrics:
                 "epoch": float(self.epoch)}
 
 
-@attrs.define
+@attrs.frozen
 class LoopState:
-    """Everything the loop needs; built by :mod:`simpletuner.core.training.run`."""
+    """Everything the loop needs, from the run's stages (:mod:`simpletuner.core.training.stages`)."""
 
-    accelerator: Any
-    family: Any
-    model: Any
-    params: list[Any]
-    optimizer: Any
-    scheduler: Any
-    generator: Any
-    data: Any
-    core: Any
+    accelerator: Accelerator
+    family: ModelFamily
+    model: torch.nn.Module
+    params: list[torch.nn.Parameter]
+    optimizer: Any  # accelerate's wrapper of the torch optimizer
+    scheduler: Any  # a torch learning-rate scheduler
+    generator: torch.Generator
+    data: TrainingData
+    core: CoreOptions
     batches_per_epoch: int
     total_steps: int
     start_step: int
-    dtype: Any
-    empty_text: dict[str, Any] | None = None
+    dtype: torch.dtype
+    #: The empty caption's cached embedding, for caption dropout (None when no dataset drops captions).
+    empty_text: dict[str, torch.Tensor] | None = None
 
 
 def position(step: int, batches: int, accumulation: int) -> tuple[int, int]:

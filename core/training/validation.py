@@ -9,9 +9,10 @@ from typing import Any
 import attrs
 
 from simpletuner.core.events import EventWriter
-from simpletuner.core.interfaces import ValidationContext
+from simpletuner.core.interfaces import ValidationContext, ValidationMethod
 from simpletuner.core.plugins import Registry
-from simpletuner.core.specs import Kind, normalize_name
+from simpletuner.core.specs import Kind, ValidationMethodSpec, normalize_name
+from simpletuner.core.tracking import Tracking
 
 
 def validation_enabled(config: Any) -> bool:
@@ -31,20 +32,29 @@ def context_options(config: Any) -> dict[str, Any]:
     return options
 
 
-class Validator:
-    """Builds the method once and runs it at each validation point."""
+def open_validation_method(config: Any, registry: Registry) -> ValidationMethod | None:
+    """The run's validation method, built before any heavy work so a misconfigured one fails at once (None when
+    the run does not validate)."""
+    if not validation_enabled(config):
+        return None
+    spec = registry.get(Kind.VALIDATION_METHOD, normalize_name(config.core.validation_method))
+    assert isinstance(spec, ValidationMethodSpec)
+    return spec.build(config.options_for(spec))
 
-    def __init__(self, config: Any, registry: Registry, events: EventWriter, tracking: Any,
+
+class Validator:
+    """Runs the run's validation method at each validation point and reports its images to the trackers."""
+
+    def __init__(self, config: Any, method: ValidationMethod, events: EventWriter, tracking: Tracking,
                  output_dir: Path) -> None:
         self.config = config
+        self.method = method
         self.events = events
         self.tracking = tracking
         self.output_dir = output_dir
         self.name = normalize_name(config.core.validation_method)
-        spec = registry.get(Kind.VALIDATION_METHOD, self.name)
-        self.method = spec.build(config.options_for(spec))
         #: Whether the method wants the live pipeline (methods that run elsewhere may say False).
-        self.needs_pipeline = bool(getattr(self.method, "needs_pipeline", True))
+        self.needs_pipeline = bool(getattr(method, "needs_pipeline", True))
 
     def wait(self) -> None:
         """Wait for work the method started in the background (e.g. external commands), if it has any."""

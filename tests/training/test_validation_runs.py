@@ -15,7 +15,7 @@ from simpletuner.core.interfaces import ValidationContext, ValidationMethod, Val
 from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import ValidationMethodSpec
 from simpletuner.core.tracking import Tracking
-from simpletuner.core.training.validation import Validator, validation_enabled
+from simpletuner.core.training.validation import Validator, open_validation_method, validation_enabled
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,9 @@ def test_trackers_receive_images_under_their_group_names(tmp_path: Path) -> None
         own_source="env:t")
     events = EventWriter(tmp_path / "events.jsonl")
     tracking = Tracking.start(config, registry, tmp_path)
-    validator = Validator(config, registry, events, tracking, tmp_path)
+    method = open_validation_method(config, registry)
+    assert method is not None
+    validator = Validator(config, method, events, tracking, tmp_path)
     event = validator.run(7, None, None, "flux")
     tracking.finish("completed")
     events.close()
@@ -85,7 +87,9 @@ def test_a_background_command_reports_its_failure_to_the_run_before_it_ends(tmp_
                          "validation_external_script": command, "validation_external_background": True})],
         own_source="env:t")
     events = EventWriter(tmp_path / "events.jsonl")
-    validator = Validator(config, registry, events, Tracking({}), tmp_path)
+    method = open_validation_method(config, registry)
+    assert method is not None
+    validator = Validator(config, method, events, Tracking({}), tmp_path)
     assert validator.run(3, tmp_path, None, "flux")["event"] == "validation"
     validator.wait()
     events.close()
