@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         ModelFamily,
         Publisher,
         Quantizer,
+        TokenAccount,
         Tracker,
         ValidationMethod,
     )
@@ -351,10 +352,34 @@ class TrackerSpec(PluginSpec):
 
 
 @attrs.frozen(kw_only=True)
+class UserToken:
+    """A publisher that publishes as each user with a token of their own, which they store through the web UI: the
+    server checks it with ``verify`` and hands the job owner's stored token to the training process.
+
+    Attributes:
+        title: the service, as users know it ("Hugging Face Hub").
+        file_env_var: the environment variable through which a job's process receives the path of its owner's
+            token file (one line).
+        verify: ``verify(endpoint, token) -> TokenAccount``; raises
+            :class:`~simpletuner.core.interfaces.TokenRefused` saying why it cannot publish with it.
+        default_endpoint: the service's endpoint when the run's config names none.
+        endpoint_option: the (privileged) option naming the service's endpoint in a config, if there is one.
+    """
+
+    title: str
+    file_env_var: str
+    verify: Callable[[str, str], TokenAccount] = attrs.field(eq=False, repr=False)
+    default_endpoint: Callable[[], str] = attrs.field(eq=False, repr=False)
+    endpoint_option: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class PublisherSpec(PluginSpec):
-    """Registers a publisher. ``sends_data`` is True when it sends data off this machine."""
+    """Registers a publisher. ``sends_data`` is True when it sends data off this machine; ``user_token`` declares
+    that it publishes as each user with their own token."""
 
     sends_data: bool = False
+    user_token: UserToken | None = None
 
     factory: PublisherFactory = attrs.field(eq=False, repr=False)
 

@@ -19,7 +19,7 @@ from simpletuner.ui.db.migrations import migrate
 from simpletuner.ui.db.models import User, bind_models
 from simpletuner.ui.settings import parse_networks
 from simpletuner.ui.setup import issue_setup_token
-from simpletuner.ui.workflow.hub_login import remove_orphans
+from simpletuner.ui.workflow.publisher_logins import remove_orphans
 
 LOG_FILE = "logs/server.log"
 

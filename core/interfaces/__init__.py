@@ -10,7 +10,7 @@ from simpletuner.core.interfaces.auth_provider import (
 )
 from simpletuner.core.interfaces.data_backend import DataBackend
 from simpletuner.core.interfaces.model_family import ModelFamily
-from simpletuner.core.interfaces.publisher import Publisher, PublishRequest
+from simpletuner.core.interfaces.publisher import Publisher, PublishRequest, TokenAccount, TokenRefused
 from simpletuner.core.interfaces.quantizer import Quantizer
 from simpletuner.core.interfaces.tracker import RunInfo, Tracker
 from simpletuner.core.interfaces.validation_method import ValidationContext, ValidationMethod, ValidationResult
@@ -28,6 +28,8 @@ __all__ = [
     "RedirectAuthProvider",
     "RedirectStart",
     "RunInfo",
+    "TokenAccount",
+    "TokenRefused",
     "Tracker",
     "ValidationContext",
     "ValidationMethod",

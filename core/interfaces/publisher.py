@@ -9,6 +9,8 @@ from typing import Any
 
 import attrs
 
+from simpletuner.core.errors import SimpleTunerError
+
 
 @attrs.frozen
 class PublishRequest:
@@ -21,6 +23,23 @@ class PublishRequest:
     model_type: str
     validation_images: Sequence[Path] = ()
     step: int = 0
+
+
+@attrs.frozen
+class TokenAccount:
+    """Who a user's token publishes as, as the service answered (never the token itself)."""
+
+    name: str
+    role: str | None = None
+
+
+class TokenRefused(SimpleTunerError):
+    """A token a publisher cannot publish with, or a service that could not check it; ``status`` is the HTTP
+    status that fits (400 malformed, 422 refused or read-only, 502/503/504 service trouble)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Publisher(ABC):

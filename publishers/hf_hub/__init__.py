@@ -13,7 +13,8 @@ import attrs
 
 from simpletuner.core.hookspecs import RegisterPublisher, hookimpl
 from simpletuner.core.options import PRIVILEGED, option
-from simpletuner.core.specs import PublisherSpec, lazy
+from simpletuner.core.specs import PublisherSpec, UserToken, lazy
+from simpletuner.publishers.hf_hub.tokens import TOKEN_FILE_ENV
 
 
 @attrs.define(kw_only=True)
@@ -63,4 +64,8 @@ def register_publishers(register: RegisterPublisher) -> None:
         "checkpoints) to a Hub repository.",
         options=HubOptions, sends_data=True,
         factory=lazy("simpletuner.publishers.hf_hub.publisher:HubPublisher"),
+        user_token=UserToken(title="Hugging Face Hub", file_env_var=TOKEN_FILE_ENV,
+                             verify=lazy("simpletuner.publishers.hf_hub.login:verify_token"),
+                             default_endpoint=lazy("simpletuner.publishers.hf_hub.login:default_endpoint"),
+                             endpoint_option="hub_endpoint"),
     ))

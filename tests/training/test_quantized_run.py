@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from training_helpers import events_of
 
-from simpletuner.core.training import caching_stage
-from simpletuner.core.training import run as run_module
+from simpletuner.core.training import caching_stage, stages
 
 
 def test_int8_quanto_run_quantises_all_but_the_exclusions(make_env: Callable[..., str],
@@ -20,7 +19,7 @@ def test_int8_quanto_run_quantises_all_but_the_exclusions(make_env: Callable[...
     from optimum.quanto import QLinear
 
     seen: dict[str, Any] = {}
-    attach = run_module.attach_adapter
+    attach = stages.attach_adapter
     quantize_encoders = caching_stage._quantize_encoders
 
     def spy_attach(model: Any, *args: Any, **kwargs: Any) -> None:
@@ -32,7 +31,7 @@ def test_int8_quanto_run_quantises_all_but_the_exclusions(make_env: Callable[...
         quantize_encoders(encoders, *args)
         seen["encoders"] = encoders
 
-    monkeypatch.setattr(run_module, "attach_adapter", spy_attach)
+    monkeypatch.setattr(stages, "attach_adapter", spy_attach)
     monkeypatch.setattr(caching_stage, "_quantize_encoders", spy_encoders)
     name = make_env("int8", images=1, train_batch_size=1, max_train_steps=60, learning_rate=1e-2,
                     flow_schedule_shift=10.0, lora_rank=16, lora_alpha=32, lora_target_preset="attention+mlp",

@@ -107,7 +107,7 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     expect(token_box).to_have_value("")
     page.screenshot(path=shots / "02-wizard-publishing.png", full_page=True)
     assert hub.auth_of("/api/whoami-v2") == ["Bearer hf_notAValidToken000000", f"Bearer {TOKEN}"]
-    assert (workspace / "secrets" / "hub" / "1.token").read_text().strip() == TOKEN
+    assert (workspace / "secrets" / "hf-hub" / "1.token").read_text().strip() == TOKEN
     assert TOKEN not in page.content()
 
     wizard_to(page, "Review")

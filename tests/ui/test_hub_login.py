@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from hub_server import HubState, fake_hub
 
+from simpletuner.publishers.hf_hub.tokens import TOKEN_FILE_ENV
 from simpletuner.ui.jobs.launch import job_environment
 from simpletuner.ui.jobs.models import Job
-from simpletuner.ui.workflow.hub_login import TOKEN_FILE_ENV, token_path
+from simpletuner.ui.workflow.publisher_logins import token_path
 
 from .conftest import Client, UiServer
 
@@ -52,7 +53,7 @@ def test_token_is_checked_against_the_configured_hub_and_never_returned(
     assert result.json["account"]["endpoint"] == hub.base_url
     assert hub.auth_of("/api/whoami-v2") == [f"Bearer {WRITE_TOKEN}"]
 
-    stored = token_path(ui.workspace, 2)
+    stored = token_path(ui.workspace, "hf-hub", 2)
     assert stored.read_text().strip() == WRITE_TOKEN
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600 and stat.S_IMODE(stored.parent.stat().st_mode) == 0o700
     for answer in (result, rita.get("/api/hub/login?environment=alpha"), rita.get("/api/hub/login"),
@@ -80,7 +81,7 @@ def test_refused_tokens_are_not_stored(ui: UiServer, admin: Client, hub: HubStat
     assert result.status_code == status, result.text
     assert words in result.json["description"]
     assert token not in result.text
-    assert not token_path(ui.workspace, 1).exists()
+    assert not token_path(ui.workspace, "hf-hub", 1).exists()
     assert admin.get("/api/hub/login").json["logged_in"] is False
 
 
@@ -97,7 +98,7 @@ def test_an_unreachable_hub_and_a_broken_config_are_explained(ui: UiServer, admi
     missing = admin.put("/api/hub/login", {"token": WRITE_TOKEN, "environment": "nope"})
     assert missing.status_code == 404
     assert admin.put("/api/hub/login", {"token": WRITE_TOKEN, "extra": 1}).status_code == 400
-    assert not token_path(ui.workspace, 1).exists()
+    assert not token_path(ui.workspace, "hf-hub", 1).exists()
 
 
 def test_viewers_cannot_store_a_token(ui: UiServer, admin: Client, hub: HubState) -> None:
@@ -110,7 +111,7 @@ def test_viewers_cannot_store_a_token(ui: UiServer, admin: Client, hub: HubState
 def test_jobs_get_their_owners_token_file(ui: UiServer, admin: Client, hub: HubState, env_on_stub: str) -> None:
     assert admin.put("/api/hub/login", {"token": WRITE_TOKEN, "environment": "alpha"}).status_code == 200
     owned = job_environment(Job(id=7, owner=1, launcher_args=None, gpu_ids=None), ui.workspace, base={})
-    assert owned[TOKEN_FILE_ENV] == str(token_path(ui.workspace, 1))
+    assert owned[TOKEN_FILE_ENV] == str(token_path(ui.workspace, "hf-hub", 1))
     other = job_environment(Job(id=8, owner=2, launcher_args=None, gpu_ids=None), ui.workspace, base={})
     assert TOKEN_FILE_ENV not in other
     server_job = job_environment(Job(id=9, owner=None, launcher_args=None, gpu_ids=None), ui.workspace, base={})
@@ -155,7 +156,7 @@ def test_deleting_a_user_removes_their_token_sessions_and_keys(ui: UiServer, adm
     assert rita.put("/api/hub/login", {"token": WRITE_TOKEN, "environment": "alpha"}).status_code == 200
     rita_id = rita.get("/api/auth/me").json["id"]
     create_api_key(user=User.get_by_id(rita_id), name="ci", now=1.0)
-    stored = token_path(ui.workspace, rita_id)
+    stored = token_path(ui.workspace, "hf-hub", rita_id)
     assert stored.is_file() and stored.with_suffix(".json").is_file()
     assert Session.select().where(Session.user == rita_id).count() == 1
     assert ApiKey.select().where(ApiKey.user == rita_id).count() == 1
@@ -167,7 +168,8 @@ def test_deleting_a_user_removes_their_token_sessions_and_keys(ui: UiServer, adm
     assert ApiKey.select().where(ApiKey.user == rita_id).count() == 0
     assert rita.get("/api/auth/me").status_code == 401
     event = admin.get("/api/audit").json["events"][0]
-    assert (event["event"], event["target"], event["detail"]) == ("user_deleted", "rita", {"hub_token_removed": True})
+    assert (event["event"], event["target"]) == ("user_deleted", "rita")
+    assert event["detail"] == {"tokens_removed": ["hf-hub"]}
 
     # SQLite gives the highest id again once its row is gone: the next account must start logged out.
     remy = ui.user(admin, "remy", ["researcher"])
@@ -180,7 +182,7 @@ def test_a_token_that_cannot_be_removed_keeps_the_user(ui: UiServer, admin: Clie
     rita = ui.user(admin, "rita", ["researcher"])
     assert rita.put("/api/hub/login", {"token": WRITE_TOKEN, "environment": "alpha"}).status_code == 200
     rita_id = rita.get("/api/auth/me").json["id"]
-    stored = token_path(ui.workspace, rita_id)
+    stored = token_path(ui.workspace, "hf-hub", rita_id)
     stored.unlink()
     stored.mkdir()  # unlink() of a folder fails: the removal cannot happen
     refused = admin.delete(f"/api/users/{rita_id}")
@@ -194,13 +196,35 @@ def test_tokens_of_users_deleted_earlier_are_removed_at_start(tmp_path: Path) ->
     from simpletuner.ui.serve import ServeOptions, prepare
 
     workspace = Workspace(tmp_path / "ws")
-    folder = token_path(workspace, 1).parent
+    folder = token_path(workspace, "hf-hub", 1).parent
     folder.mkdir(parents=True)
     for user_id in (1, 5):
-        token_path(workspace, user_id).write_text(WRITE_TOKEN)
-        token_path(workspace, user_id).with_suffix(".json").write_text("{}")
+        token_path(workspace, "hf-hub", user_id).write_text(WRITE_TOKEN)
+        token_path(workspace, "hf-hub", user_id).with_suffix(".json").write_text("{}")
     (folder / "notes.token").write_text("not a user's")
     prepare(ServeOptions(), workspace)  # a fresh database: no user exists
     assert sorted(p.name for p in folder.iterdir()) == ["notes.token"]
     assert "Removed the stored Hub tokens of 2 deleted user(s) (ids [1, 5])" in \
         (workspace.root / "logs" / "server.log").read_text()
+
+
+def test_tokens_stored_by_an_earlier_release_move_to_the_publishers_folder(tmp_path: Path) -> None:
+    from simpletuner.core.workspace import Workspace
+    from simpletuner.ui.db import bind_models, migrate, open_database
+    from simpletuner.ui.serve import ServeOptions, prepare
+
+    workspace = Workspace(tmp_path / "ws")
+    database = open_database(None, workspace.root)
+    with database:
+        migrate(database)
+        bind_models(database)
+        from simpletuner.ui.auth.users import create_user
+
+        kept = create_user(username="rita", email="rita@example.org", password=None, levels=["researcher"], now=1.0,
+                           rounds=4)
+    legacy = workspace.root / "secrets" / "hub"
+    legacy.mkdir(parents=True)
+    (legacy / f"{kept.id}.token").write_text(WRITE_TOKEN)
+    (legacy / f"{kept.id}.json").write_text("{}")
+    prepare(ServeOptions(), workspace)
+    assert token_path(workspace, "hf-hub", kept.id).read_text() == WRITE_TOKEN and not legacy.exists()

@@ -213,7 +213,7 @@ def test_symlinks_are_followed_when_saved_and_again_at_start(team: Team, tmp_pat
 
 def test_the_servers_private_files_are_out_of_reach_and_datasets_files_stay_confined(team: Team) -> None:
     team.create(team.rita, "mine")
-    for value in ("simpletuner.db", "logs/server.log", "secrets/hub/1.token", "workspace.json"):
+    for value in ("simpletuner.db", "logs/server.log", "secrets/hf-hub/1.token", "workspace.json"):
         saved = team.rita.patch("/api/environments/mine/config", {"values": {"data_backend_config": value}})
         assert saved.status_code == 422 and "private" in saved.json["field_errors"]["data_backend_config"][0]
     # a datasets file pointed outside on disk is neither read nor written

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from simpletuner.core.events import EVENTS_FILE
+from simpletuner.core.plugins import Registry
 from simpletuner.core.workspace import Workspace
 from simpletuner.ui.jobs.guard import guard_environ
 from simpletuner.ui.jobs.models import Job
 from simpletuner.ui.jobs.queue import JobRequest
-from simpletuner.ui.workflow.hub_login import TOKEN_FILE_ENV, token_path
+from simpletuner.ui.workflow.publisher_logins import token_files
 
 JOBS_DIR = "jobs"
 LOG_FILE = "output.log"
@@ -54,9 +55,11 @@ def wrapped_command(job: Job, workspace: Workspace, python: str = sys.executable
     return [python, "-m", "simpletuner.ui.jobs.shim", str(status), "--", *training_command(job, workspace, python)]
 
 
-def job_environment(job: Job, workspace: Workspace, base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment variables of the job: the server's, plus the workspace, the job id, its GPUs and the owner's
-    Hub token file (when they stored one through the Hub login).
+def job_environment(job: Job, workspace: Workspace, base: dict[str, str] | None = None,
+                    registry: Registry | None = None) -> dict[str, str]:
+    """Environment variables of the job: the server's, plus the workspace, the job id, its GPUs, the checks the
+    training process repeats, and the owner's token files of publishers that publish as each user (when they
+    stored one).
 
     A single-process job sees only its GPUs through ``CUDA_VISIBLE_DEVICES``; ``accelerate launch`` sets that
     itself from ``--gpu_ids``.
@@ -67,8 +70,8 @@ def job_environment(job: Job, workspace: Workspace, base: dict[str, str] | None 
         env["CUDA_VISIBLE_DEVICES"] = ",".join(job.gpu_ids)
     if job.owner_id is not None:  # a user's job checks paths and approvals again as it starts
         env.update(guard_environ(workspace, job.environment))
-    if job.owner_id is not None and token_path(workspace, job.owner_id).is_file():
-        env[TOKEN_FILE_ENV] = str(token_path(workspace, job.owner_id))  # the owner's Hub login
+    if job.owner_id is not None:  # the owner's publisher logins: they publish as themselves
+        env.update(token_files(workspace, registry or Registry(), job.owner_id))
     return env
 
 

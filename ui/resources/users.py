@@ -30,7 +30,7 @@ from simpletuner.ui.http import (
     read_json,
 )
 from simpletuner.ui.resources.base import Resource, http_error, send_json
-from simpletuner.ui.workflow import hub_login
+from simpletuner.ui.workflow import publisher_logins
 
 MANAGE = "users.manage"
 
@@ -136,15 +136,15 @@ class UserItem(Resource):
                 user.delete_instance()  # levels, sessions, API keys and preferences go by ON DELETE CASCADE
                 # Inside the transaction: when the token cannot be removed the user stays, so that a later
                 # account given the same id never inherits it.
-                hub_removed = hub_login.log_out(self.ctx.workspace, user.id)
+                tokens_removed = publisher_logins.log_out_everywhere(self.ctx.workspace, user.id)
         except AccountError as exc:
             raise http_error(exc) from None
         except OSError as exc:
             raise falcon.HTTPInternalServerError(
-                title="Hub token not removed",
-                description=f"could not remove the stored Hub token of {user.username} ({exc.strerror}); the user "
-                            "was not deleted: check the permissions of the workspace's secrets/hub folder") from None
-        self.audit(req, "user_deleted", target=user.username, detail={"hub_token_removed": hub_removed})
+                title="Publisher token not removed",
+                description=f"could not remove a stored publisher token of {user.username} ({exc.strerror}); the "
+                            "user was not deleted: check the permissions of the workspace's secrets folder") from None
+        self.audit(req, "user_deleted", target=user.username, detail={"tokens_removed": tokens_removed})
         send_json(resp, {"deleted": user_id})
 
 
