@@ -30,10 +30,10 @@ def main() -> None:
 
     from simpletuner.core.cli.demo_commands import make_demo_images
     from simpletuner.core.config.datasets import DatasetEntry
-    from simpletuner.core.training.buckets import ResolutionSettings
-    from simpletuner.core.training.cache_store import CacheStore
+    from simpletuner.core.datasets.buckets import ResolutionSettings
+    from simpletuner.core.datasets.cache_store import CacheStore
+    from simpletuner.core.datasets.scan import scan_dataset
     from simpletuner.core.training.caching import LatentJob, encode_latents, latent_key
-    from simpletuner.core.training.datasets import scan_dataset
     from simpletuner.model_families.flux.tiny import TINY_SIZES
     from simpletuner.plugins.data_backends.local import LocalDataBackend
 

@@ -7,8 +7,8 @@ import sys
 
 from simpletuner.core.cli.context import CliContext
 from simpletuner.core.config import load_environment
+from simpletuner.core.datasets.storage import DatasetStorage
 from simpletuner.core.errors import ConfigError
-from simpletuner.core.training.storage import DatasetStorage
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

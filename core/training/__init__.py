@@ -1,1 +1,1 @@
-"""The training engine: datasets, buckets, caches, the loop, checkpoints and outputs."""
+"""The training engine: caches, the model and its adapter, the loop, checkpoints, validation and outputs."""

@@ -12,9 +12,9 @@ from typing import Any
 
 import attrs
 
-from simpletuner.core.training.cache_store import CacheStore, cache_key
-from simpletuner.core.training.datasets import Sample, ScannedDataset
-from simpletuner.core.training.pixels import load_pixels
+from simpletuner.core.datasets.cache_store import CacheStore, cache_key
+from simpletuner.core.datasets.pixels import load_pixels
+from simpletuner.core.datasets.scan import Sample, ScannedDataset
 
 #: Called as ``progress(kind, done, total)`` with kind ``latents`` or ``text``.
 Progress = Callable[[str, int, int], None]

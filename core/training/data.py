@@ -9,11 +9,11 @@ from typing import Any
 import attrs
 
 from simpletuner.core.config.datasets import DatasetEntry, default_text_embeds
-from simpletuner.core.training.cache_store import CacheStore
+from simpletuner.core.datasets.cache_store import CacheStore
+from simpletuner.core.datasets.scan import ScannedDataset
+from simpletuner.core.datasets.storage import DatasetStorage
 from simpletuner.core.training.caching import LatentJob, TextJob, latent_key, text_key
-from simpletuner.core.training.datasets import ScannedDataset
 from simpletuner.core.training.sampler import DatasetPlan, EpochPlanner
-from simpletuner.core.training.storage import DatasetStorage
 
 
 @attrs.define
@@ -54,7 +54,7 @@ def build_training_data(
 
     Latents go to each dataset's ``cache_dir_vae`` (``cache_root/vae/<id>`` when unset); embeddings to the
     ``cache_dir`` of the dataset's text_embeds entry (``cache_root/text/<id>`` when unset); see
-    :mod:`simpletuner.core.training.storage` for which backend holds each.
+    :mod:`simpletuner.core.datasets.storage` for which backend holds each.
     """
     embeds_by_id = {e.id: e for e in entries if e.dataset_type == "text_embeds" and not e.disabled}
     default_embeds = default_text_embeds(entries)

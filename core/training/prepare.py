@@ -6,12 +6,12 @@ import logging
 from typing import Any
 
 from simpletuner.core.config.loading import LoadedEnvironment
+from simpletuner.core.datasets.scan import bucket_counts, scan_datasets
+from simpletuner.core.datasets.storage import DatasetStorage, check_storage
 from simpletuner.core.events import EventWriter
 from simpletuner.core.plugins import Registry
 from simpletuner.core.training.data import TrainingData, build_training_data
-from simpletuner.core.training.datasets import bucket_counts, scan_datasets
 from simpletuner.core.training.resolve import ResolvedRun
-from simpletuner.core.training.storage import DatasetStorage, check_storage
 from simpletuner.core.workspace import Workspace
 
 logger = logging.getLogger(__name__)

@@ -125,7 +125,7 @@ def test_training_stops_before_loading_models_when_the_bucket_is_missing(workspa
 
 def test_an_empty_prefix_names_its_location(workspace: Workspace, tiny_flux: Path, s3_endpoint: str,
                                             bucket: str) -> None:
-    from simpletuner.core.training.datasets import DatasetError
+    from simpletuner.core.datasets.scan import DatasetError
 
     write_env(workspace.configs_dir, "empty", tiny_config(tiny_flux, "empty"), [
         {"id": "pets", "type": "s3", "aws_bucket_name": bucket, "aws_endpoint_url": s3_endpoint,

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from simpletuner.core.config.datasets import DatasetEntry
-from simpletuner.core.training.buckets import ResolutionSettings, bucket_size, place, too_small
-from simpletuner.core.training.datasets import DatasetError, scan_dataset
+from simpletuner.core.datasets.buckets import ResolutionSettings, bucket_size, place, too_small
+from simpletuner.core.datasets.scan import DatasetError, scan_dataset
 from simpletuner.plugins.data_backends.local import LocalDataBackend
 
 

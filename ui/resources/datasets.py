@@ -12,8 +12,8 @@ import falcon
 
 from simpletuner.core.config.datasets import DatasetEntry
 from simpletuner.core.config.loading import load_config
+from simpletuner.core.datasets.storage import DatasetStorage
 from simpletuner.core.errors import ConfigError, DataBackendError, SimpleTunerError
-from simpletuner.core.training.storage import DatasetStorage
 from simpletuner.ui.http import bad_request, field, only_keys, read_json
 from simpletuner.ui.resources.base import Resource, send_json
 from simpletuner.ui.resources.environments import get_environment, store_of

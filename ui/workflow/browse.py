@@ -7,8 +7,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from simpletuner.core.config.datasets import CAPTION_STRATEGIES
+from simpletuner.core.datasets.buckets import ResolutionSettings, too_small
 from simpletuner.core.errors import SimpleTunerError
-from simpletuner.core.training.buckets import ResolutionSettings, too_small
 from simpletuner.ui.workflow.uploads import IMAGE_SUFFIXES
 
 MAX_LISTED = 2000

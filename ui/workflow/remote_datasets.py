@@ -15,13 +15,13 @@ import attrs
 
 from simpletuner.core.config.converter import ValueTypeError, make_converter, structure_value
 from simpletuner.core.config.datasets import CAPTION_STRATEGIES, DatasetEntry
+from simpletuner.core.datasets.buckets import ResolutionSettings, too_small
+from simpletuner.core.datasets.scan import IMAGE_EXTENSIONS, caption_for
 from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.interfaces import DataBackend
 from simpletuner.core.options import describe_options
 from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import DataBackendSpec, normalize_name
-from simpletuner.core.training.buckets import ResolutionSettings, too_small
-from simpletuner.core.training.datasets import IMAGE_EXTENSIONS, caption_for
 from simpletuner.ui.workflow.browse import PREVIEW_PAIRS
 from simpletuner.ui.workflow.config_forms import dynamic_choices
 

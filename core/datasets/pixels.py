@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from simpletuner.core.datasets.buckets import Placement
 from simpletuner.core.interfaces import DataBackend
-from simpletuner.core.training.buckets import Placement
 
 
 def load_pixels(backend: DataBackend, path: str, placement: Placement) -> Any:

@@ -17,9 +17,9 @@ from typing import Any
 import attrs
 
 from simpletuner.core.config.datasets import DatasetEntry
+from simpletuner.core.datasets.buckets import Placement, ResolutionSettings, place, too_small
 from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.interfaces import DataBackend
-from simpletuner.core.training.buckets import Placement, ResolutionSettings, place, too_small
 
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp"})
 
