@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from simpletuner.core.archives import DAMAGED_ARCHIVE, open_member
 from simpletuner.core.atomic import atomic_copy_tree, atomic_remove_tree, atomic_write_json
 from simpletuner.core.errors import ConfigError, EnvironmentExists, EnvironmentNotFound, WorkspaceError
 
@@ -238,7 +239,7 @@ class EnvironmentStore:
         """
         try:
             archive = zipfile.ZipFile(archive_path)
-        except (OSError, zipfile.BadZipFile) as exc:
+        except DAMAGED_ARCHIVE as exc:
             raise WorkspaceError(f"{archive_path} is not a readable zip file: {exc}") from exc
         with archive:
             members = [m for m in archive.infolist() if not m.is_dir()]
@@ -255,8 +256,9 @@ class EnvironmentStore:
                         relative = relative.relative_to(root)
                     destination = staging.joinpath(*relative.parts)
                     destination.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.open(member) as source, open(destination, "wb") as sink:
-                        shutil.copyfileobj(source, sink)
+                    with open_member(archive, member, _damaged) as read, open(destination, "wb") as sink:
+                        while chunk := read(1 << 20):
+                            sink.write(chunk)
                 if not (staging / CONFIG_FILE).is_file():
                     raise WorkspaceError(f"{archive_path} holds no {CONFIG_FILE} (at its top or in one folder)")
                 read_json(staging / CONFIG_FILE)
@@ -265,6 +267,10 @@ class EnvironmentStore:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
         return Environment(name, path)
+
+
+def _damaged(message: str) -> WorkspaceError:
+    return WorkspaceError(f"{message}; refusing the archive")
 
 
 def _check_members(members: list[zipfile.ZipInfo]) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import falcon
 
-from simpletuner.ui.http import bad_request, int_param
+from simpletuner.ui.http import int_param
 from simpletuner.ui.jobs.models import JobEvent
 from simpletuner.ui.jobs.service import WORKER_STOPPING
 from simpletuner.ui.resources.base import Resource
@@ -43,12 +43,10 @@ class Events(Resource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         last = req.get_header("Last-Event-ID") or req.get_param("since")
-        if last is not None and not last.strip().isdigit():
-            raise bad_request("Last-Event-ID (or since) must be an event id (a non-negative integer)")
         job_param = req.get_param("job")
         job_id = int_param(job_param, "job", 0, 2**62) if job_param is not None else None
-        after = int(last) if last is not None else (JobEvent.select(JobEvent.id).order_by(JobEvent.id.desc())
-                                                    .scalar() or 0)
+        after = int_param(last, "Last-Event-ID (or since)", 0, 2**62) if last is not None else (
+            JobEvent.select(JobEvent.id).order_by(JobEvent.id.desc()).scalar() or 0)
         resp.content_type = "text/event-stream"
         resp.set_header("X-Accel-Buffering", "no")  # nginx: pass events on at once
         resp.stream = self._stream(after, job_id)

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import attrs
 
+from simpletuner.core.archives import DAMAGED_ARCHIVE, open_member
 from simpletuner.core.errors import SimpleTunerError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
@@ -160,7 +161,7 @@ def extract_zip(archive_path: Path, folder: Path, limits: UploadLimits) -> list[
     """Check every entry of a ZIP, extract it into a staging folder, then move the files into ``folder``."""
     try:
         archive = zipfile.ZipFile(archive_path)
-    except (OSError, zipfile.BadZipFile) as exc:
+    except DAMAGED_ARCHIVE as exc:
         raise UploadError(f"the upload is not a readable ZIP archive: {exc}", 415) from None
     staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=folder))
     try:
@@ -197,13 +198,10 @@ def _extract_members(archive: zipfile.ZipFile, files: list[tuple[zipfile.ZipInfo
     for member, path in files:
         target = staging.joinpath(*path.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with archive.open(member) as source:
-                # Headers can lie: the bytes actually produced are counted against the same limits.
-                budget = min(limits.max_file_bytes, limits.max_total_bytes - total)
-                total += stream_to_file(source.read, target, budget, f"archive entry {member.filename!r}")
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise UploadError(f"archive entry {member.filename!r} cannot be read: {exc}") from None
+        with open_member(archive, member, UploadError) as read:
+            # Headers can lie: the bytes actually produced are counted against the same limits.
+            budget = min(limits.max_file_bytes, limits.max_total_bytes - total)
+            total += stream_to_file(read, target, budget, f"archive entry {member.filename!r}")
         with open(target, "rb") as handle:
             check_content(member.filename, handle.read(16))
         names.append(path.as_posix())
