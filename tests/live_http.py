@@ -74,6 +74,13 @@ class LiveHttp:
         """A request with a JSON body."""
         return self.request(method, path, json.dumps(value), {"Content-Type": "application/json", **(headers or {})})
 
+    def log_in(self, username: str, password: str) -> dict[str, str]:
+        """Log in; returns the headers of the session (its cookie and CSRF token), as the browser UI sends them."""
+        answer = self.json("POST", "/api/auth/login", {"username": username, "password": password})
+        assert answer.status == 200, answer.text
+        cookie = next(c for c in answer.cookies if c.startswith("st_session=")).split(";")[0]
+        return {"Cookie": cookie, "X-CSRF-Token": answer.json["csrf_token"]}
+
 
 @contextmanager
 def serve(app: Any) -> Iterator[LiveHttp]:

@@ -21,14 +21,6 @@ def live(server: Server) -> Iterator[LiveHttp]:
         yield http
 
 
-def log_in(live: LiveHttp) -> dict[str, str]:
-    """Headers of an admin's session (cookie and CSRF token)."""
-    answer = live.json("POST", "/api/auth/login", {"username": "root", "password": PASSWORD})
-    assert answer.status == 200, answer.text
-    cookie = next(c for c in answer.cookies if c.startswith("st_session=")).split(";")[0]
-    return {"Cookie": cookie, "X-CSRF-Token": answer.json["csrf_token"]}
-
-
 def damaged_zip(files: dict[str, bytes]) -> bytes:
     """A stored (uncompressed) ZIP whose last entry has one byte flipped: its CRC no longer matches."""
     buffer = io.BytesIO()
@@ -59,7 +51,7 @@ def test_json_python_accepts_but_nothing_can_store_is_refused(live: LiveHttp, bo
 
 def test_numbers_in_query_and_headers_must_be_ascii_digits(server: Server, live: LiveHttp) -> None:
     server.setup_admin()
-    auth = log_in(live)
+    auth = live.log_in("root", PASSWORD)
     for path in ("/api/jobs?limit=%C2%B2", "/api/audit?limit=%C2%B2", "/api/audit?before=%D9%A3",
                  "/api/jobs?limit=-1"):
         answer = live.request("GET", path, None, auth)
@@ -74,7 +66,7 @@ def test_numbers_in_query_and_headers_must_be_ascii_digits(server: Server, live:
 
 def test_damaged_archives_are_refused_naming_the_entry(server: Server, live: LiveHttp) -> None:
     server.setup_admin()
-    auth = log_in(live)
+    auth = live.log_in("root", PASSWORD)
     archive = damaged_zip({"pets/config.json": b'{"model_family": "flux"}', "pets/notes.txt": b"notes " * 20})
     imported = live.request("POST", "/api/environment-import", archive, {**auth, "Content-Type": "application/zip"})
     assert imported.status == 400 and "'pets/notes.txt' is damaged" in imported.json["description"], imported.text
@@ -113,7 +105,7 @@ def _concrete(template: str) -> str:
 
 def test_walking_the_route_table_with_hostile_input_gives_no_server_error(server: Server, live: LiveHttp) -> None:
     server.setup_admin()
-    auth = log_in(live)
+    auth = live.log_in("root", PASSWORD)
     # logging out last keeps the session for every other route
     routes = sorted(server.app.routes, key=lambda route: route.template == "/api/auth/logout")
     errors = []

@@ -75,9 +75,12 @@ class Folders(Resource):
         except OutsideDatasetsError as exc:
             raise _confined_error(exc) from None
         target = parent / (name or "")
-        if target.exists():
-            raise falcon.HTTPConflict(description=f"{relative_name(root, target)} already exists")
-        target.mkdir(parents=True)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            target.mkdir()  # never through a link: a link (even a dangling one) of that name is "already exists"
+        except (FileExistsError, NotADirectoryError):
+            raise falcon.HTTPConflict(description=f"{relative_name(root, target)} already exists, or a file is in "
+                                                  "its way") from None
         self.audit(req, "dataset_folder_created", target=relative_name(root, target))
         send_json(resp, {"path": relative_name(root, target)}, 201)
 

@@ -1,9 +1,11 @@
 """Dataset uploads: files streamed to disk and ZIP archives extracted safely.
 
-Every upload lands in a hidden staging file (or folder) beside its destination and is renamed into place only
+Every upload lands in a hidden staging file (or folder) beside its destination and is moved into place only
 when it passed every check, so a refused or interrupted upload leaves nothing behind. A ZIP is refused as a whole
 when any entry has an absolute path, a ``..`` component, a link or device type, a type that is neither an image nor
-a caption file, or when the archive exceeds the file-size, total-size, file-count or compression-ratio limits.
+a caption file, when it names a file twice, when the archive exceeds the file-size, total-size, file-count or
+compression-ratio limits, or when any destination is taken or lies behind a symbolic link in the folder (see
+:mod:`~simpletuner.ui.workflow.placement`).
 Sizes are counted while bytes are read, never taken from headers alone.
 """
 
@@ -21,6 +23,7 @@ import attrs
 
 from simpletuner.core.archives import DAMAGED_ARCHIVE, open_member
 from simpletuner.core.errors import SimpleTunerError
+from simpletuner.ui.workflow.placement import PlacementError, blocked, place
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 CAPTION_SUFFIXES = frozenset({".txt", ".jsonl", ".csv"})
@@ -122,10 +125,7 @@ def receive(read: Read, folder: Path, name: str, limits: UploadLimits) -> list[s
             return extract_zip(staging, folder, limits)
         with open(staging, "rb") as handle:
             check_content(name, handle.read(16))
-        destination = folder / name
-        if destination.exists():
-            raise UploadError(f"{name!r} already exists in this folder; delete it or rename the upload", 409)
-        staging.rename(destination)
+        _place_all({name: staging}, folder)
         return [name]
     finally:
         staging.unlink(missing_ok=True)
@@ -177,18 +177,40 @@ def extract_zip(archive_path: Path, folder: Path, limits: UploadLimits) -> list[
             if declared > limits.max_total_bytes:
                 raise UploadError(f"the archive expands to {declared} bytes; at most {limits.max_total_bytes} are "
                                   "allowed", 413)
+            _check_layout([p for _, p in files])
             names = _extract_members(archive, files, staging, limits)
-        conflicts = [n for n in names if (folder / n).exists()]
-        if conflicts:
-            raise UploadError(f"{len(conflicts)} file(s) already exist in this folder (e.g. {conflicts[0]!r}); "
-                              "upload into a new folder or delete them first", 409)
-        for name in names:
-            target = folder / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            (staging / name).rename(target)
+        _place_all({name: staging / name for name in names}, folder)
         return names
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_layout(paths: list[PurePosixPath]) -> None:
+    """Refuse an archive naming one file twice, or a file where another entry needs a folder."""
+    seen: set[PurePosixPath] = set()
+    for path in paths:
+        if path in seen:
+            raise UploadError(f"archive entry {path.as_posix()!r} appears twice; refusing the archive")
+        seen.add(path)
+    folders = {parent for path in paths for parent in path.parents}
+    clash = next((path for path in paths if path in folders), None)
+    if clash is not None:
+        raise UploadError(f"archive entry {clash.as_posix()!r} is a file, but other entries put files inside it; "
+                          "refusing the archive")
+
+
+def _place_all(sources: dict[str, Path], folder: Path) -> None:
+    """Move checked files into ``folder`` (``sources``: relative name → staged file). Every destination is looked at
+    before the first is written, so a blocked one refuses the whole upload; none is written through or over a link."""
+    problems = [problem for name in sources if (problem := blocked(folder, name.split("/")))]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UploadError(f"{problems[0]}{more}; upload into a new folder or remove what is in the way", 409)
+    try:
+        for name, source in sources.items():
+            place(source, folder, name.split("/"))
+    except PlacementError as exc:
+        raise UploadError(f"{exc}; upload into a new folder or remove what is in the way", 409) from None
 
 
 def _extract_members(archive: zipfile.ZipFile, files: list[tuple[zipfile.ZipInfo, PurePosixPath]], staging: Path,
