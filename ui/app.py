@@ -15,7 +15,7 @@ from simpletuner.core.workspace import Workspace
 from simpletuner.ui.auth.providers import ProviderInstances
 from simpletuner.ui.context import AppContext, TrainingStatus
 from simpletuner.ui.db.models import bind_models
-from simpletuner.ui.errors import handle_user_error
+from simpletuner.ui.errors import error_serializer, handle_user_error
 from simpletuner.ui.jobs.models import bind_job_models
 from simpletuner.ui.jobs.views import training_status as job_status
 from simpletuner.ui.middleware import (
@@ -72,6 +72,7 @@ def create_app(*, database: peewee.Database, registry: Registry, workspace: Work
     for route in routes:
         app.add_route(route.template, route.resource)
     app.add_error_handler(SimpleTunerError, handle_user_error)
+    app.set_error_serializer(error_serializer(context.templates))
     app.add_static_route("/static", str(STATIC_DIR))
     app.routes, app.app_context = routes, context
     return app

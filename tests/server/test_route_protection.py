@@ -203,6 +203,18 @@ def test_pages_send_anonymous_visitors_to_setup_before_the_first_admin(server: S
             assert answer.status == 303 and answer.headers["location"] == "/setup", case.id
 
 
+def test_refusals_are_a_page_for_browsers_and_json_for_api_clients(server: Server, admin: Client) -> None:
+    viewer = server.user(admin, "vera", ["viewer"])
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    page = viewer.get("/admin/users", headers=browser)
+    assert page.status_code == 403 and page.headers["content-type"].startswith("text/html")
+    assert "<h1>Not permitted</h1>" in page.text and "users.manage" in page.text and "vera" in page.text
+    assert "<h1>404 Not Found</h1>" in server.client().get("/api/nothing-here", headers=browser).text
+    for accept in ("application/json", "*/*"):
+        answer = viewer.get("/api/users", headers={"Accept": accept})
+        assert answer.status_code == 403 and answer.json["title"] == "Not permitted"
+
+
 def test_security_headers_on_every_answer(server: Server) -> None:
     for path in ("/health", "/login", "/api/auth/me", "/static/app.js"):
         headers = server.client().get(path).headers

@@ -39,6 +39,7 @@
     if (type === "secret" && raw === "") return undefined;
     if (raw === "" && input.dataset.optional !== undefined) return undefined;
     if (type === "number") return raw === "" ? null : Number(raw);
+    if (type === "nullable") return raw === "" ? null : raw;  // a "none" choice clears the value
     if (type === "list") return raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
     if (type === "json") return raw.trim() === "" ? {} : JSON.parse(raw);
     if (type === "multi") return Array.from(input.selectedOptions).map((o) => o.value);
