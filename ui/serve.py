@@ -14,9 +14,10 @@ from gunicorn.app.base import BaseApplication
 
 from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.workspace import Workspace
-from simpletuner.ui.db.connection import describe, open_database
+from simpletuner.ui.db.connection import database_file, describe, open_database
 from simpletuner.ui.db.migrations import migrate
 from simpletuner.ui.db.models import User, bind_models
+from simpletuner.ui.private_files import append_private, tighten_workspace
 from simpletuner.ui.settings import parse_networks
 from simpletuner.ui.setup import issue_setup_token
 from simpletuner.ui.workflow.publisher_logins import remove_orphans
@@ -69,10 +70,8 @@ def build_worker_app(options: ServeOptions, workspace: Workspace) -> Any:
 
 def _announce(workspace: Workspace, lines: list[str]) -> None:
     """Print to the console and append to the workspace's server log."""
-    log = workspace.root / LOG_FILE
-    log.parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    with log.open("a", encoding="utf-8") as handle:
+    with append_private(workspace.root / LOG_FILE) as handle:  # it holds the setup token
         for line in lines:
             handle.write(f"{stamp} {line}\n")
     for line in lines:
@@ -101,6 +100,10 @@ def prepare(options: ServeOptions, workspace: Workspace) -> dict[str, Any]:
         cert, key, created = ensure_self_signed(workspace.root)
         lines.append(f"{'Made' if created else 'Using'} the self-signed certificate {cert}")
     database = open_database(options.database_url, workspace.root)
+    tightened = tighten_workspace(workspace, database_file(database))
+    if tightened:
+        lines.append(f"Made {len(tightened)} file(s) and folder(s) holding secrets readable by this user only "
+                     f"(e.g. {tightened[0]})")
     try:
         database.connect()
         applied = migrate(database)

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from simpletuner.core.errors import SimpleTunerError
+from simpletuner.ui.private_files import private_dir
 
 TLS_FOLDER = "tls"
 KEY_FILE = "server.key"
@@ -53,7 +54,7 @@ def ensure_self_signed(workspace_root: Path) -> tuple[Path, Path, bool]:
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    key_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(key_path.parent)
     key_bytes = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption())
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

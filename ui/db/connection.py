@@ -8,6 +8,7 @@ from urllib.parse import unquote, urlparse
 import peewee
 
 from simpletuner.core.errors import SimpleTunerError
+from simpletuner.ui.private_files import private_file
 
 DEFAULT_SQLITE_NAME = "simpletuner.db"
 
@@ -58,6 +59,9 @@ def open_database(url: str | None, workspace_root: Path) -> peewee.Database:
 
 
 def _sqlite(path: str) -> peewee.SqliteDatabase:
+    if path != ":memory:":
+        # created owner-only before SQLite opens it: SQLite gives its -wal and -shm files the database's mode
+        private_file(Path(path))
     # IMMEDIATE transactions take the write lock up front, so two writers queue on busy_timeout instead of one
     # failing when it tries to upgrade a read lock.
     return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False)
@@ -96,6 +100,13 @@ def _redact(url: str) -> str:
     if parsed.password:
         return url.replace(f":{parsed.password}@", ":***@")
     return url
+
+
+def database_file(database: peewee.Database) -> Path | None:
+    """The file of a SQLite database; None for PostgreSQL and in-memory databases."""
+    if isinstance(database, peewee.SqliteDatabase) and database.database != ":memory:":
+        return Path(database.database)
+    return None
 
 
 def describe(database: peewee.Database) -> str:

@@ -24,6 +24,7 @@ from simpletuner.core.atomic import atomic_write_json, atomic_write_text
 from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import PublisherSpec, UserToken
 from simpletuner.core.workspace import Workspace
+from simpletuner.ui.private_files import PRIVATE_FILE, private_dir
 
 SECRETS_DIR = "secrets"
 #: Where Hub tokens were kept before tokens were stored per publisher; moved on server start.
@@ -78,10 +79,10 @@ def log_in(workspace: Workspace, spec: PublisherSpec, user_id: int, token: str, 
     assert spec.user_token is not None
     found = spec.user_token.verify(endpoint, token)
     path = token_path(workspace, spec.name, user_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
+    private_dir(workspace.root / SECRETS_DIR)
+    private_dir(path.parent)
     atomic_write_text(path, token + "\n")  # a fresh temporary file: created 0600
-    os.chmod(path, 0o600)
+    os.chmod(path, PRIVATE_FILE)
     login = StoredLogin(name=found.name, endpoint=endpoint, role=found.role, saved_at=now)
     atomic_write_json(_meta_path(workspace, spec.name, user_id), login.to_json())
     return login
