@@ -6,9 +6,10 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import postgres_server
 import pytest
 
 from simpletuner.core.workspace import WORKSPACE_ENV_VAR, Workspace
@@ -38,3 +39,25 @@ def run_cli(workspace: Workspace) -> Callable[..., subprocess.CompletedProcess[s
                               cwd=cwd or workspace.root, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL server for this test run (skipped, with the reason, where it cannot run)."""
+    reason = postgres_server.missing()
+    if reason:
+        pytest.skip(reason)
+    with postgres_server.run_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url: str) -> str:
+    """A new, empty database on the test run's PostgreSQL server."""
+    return postgres_server.create_database(postgres_url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """The URL of an empty database of each kind (None: SQLite in the workspace, as the server's default)."""
+    return request.getfixturevalue("fresh_postgres") if request.param == "postgresql" else None

@@ -22,8 +22,9 @@ from simpletuner.ui.jobs.models import JOB_MODELS, Job, bind_job_models
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> peewee.Database:
-    db = open_database(None, tmp_path)
+def database(tmp_path: Path, database_url: str | None) -> peewee.Database:
+    """The server's database, migrated: SQLite and PostgreSQL in turn."""
+    db = open_database(database_url, tmp_path)
     db.connect()
     migrate(db)
     bind_models(db)

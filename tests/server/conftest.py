@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +18,6 @@ from simpletuner.ui.db import open_database
 from simpletuner.ui.db.migrations import migrate
 from simpletuner.ui.settings import ServerSettings
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PASSWORD = "correct horse battery"
 
 
@@ -33,57 +28,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A private PostgreSQL server for this test run (skipped, with the reason, where the binaries are absent)."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"PostgreSQL binaries not found in {PG_BIN} (apt-get install postgresql)")
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
-        pytest.skip("psycopg2 is not installed (pip install psycopg2-binary)")
-    root = Path(tempfile.mkdtemp(prefix="st-pg-"))
-    data, sockets = root / "data", root / "sock"
-    sockets.mkdir()
-    run_as: dict[str, Any] = {}
-    if os.geteuid() == 0:  # initdb refuses root: run it as the postgres OS user
-        shutil.chown(root, "postgres")
-        shutil.chown(sockets, "postgres")
-        run_as = {"user": "postgres"}
-    port = free_port()
-    subprocess.run([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "st", "--no-sync"],
-                   check=True, capture_output=True, **run_as)
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
-    subprocess.run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"],
-                   check=True, capture_output=True, **run_as)
-    try:
-        subprocess.run([str(PG_BIN.parent / "bin" / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "st",
-                        "base"], check=True, capture_output=True, **run_as)
-        yield f"postgresql://st@127.0.0.1:{port}/base"
-    finally:
-        subprocess.run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True,
-                       **run_as)
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.fixture
-def fresh_postgres(postgres_url: str) -> str:
-    """A new, empty database on the test PostgreSQL server."""
-    import psycopg2
-
-    name = f"t{time.time_ns()}"
-    conn = psycopg2.connect(postgres_url)
-    conn.autocommit = True
-    conn.cursor().execute(f"CREATE DATABASE {name}")
-    conn.close()
-    return postgres_url.rsplit("/", 1)[0] + "/" + name
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_database(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+def any_database(database_url: str | None, tmp_path: Path):  # type: ignore[no-untyped-def]
     """An unmigrated database of each kind."""
-    url = request.getfixturevalue("fresh_postgres") if request.param == "postgresql" else None
-    database = open_database(url, tmp_path)
+    database = open_database(database_url, tmp_path)
     database.connect()
     yield database
     database.close()
@@ -140,11 +88,13 @@ class Client:
 
 
 class Server:
-    """An app on a fresh SQLite database with a settable clock, and helpers to make users."""
+    """An app on a fresh database (SQLite in ``root`` unless a URL is given) with a settable clock, and helpers to
+    make users."""
 
-    def __init__(self, root: Path, registry: Registry | None = None, **settings: Any) -> None:
+    def __init__(self, root: Path, registry: Registry | None = None, database_url: str | None = None,
+                 **settings: Any) -> None:
         self.clock = Clock()
-        self.database = open_database(None, root)
+        self.database = open_database(database_url, root)
         self.database.connect()
         migrate(self.database)
         self.registry = registry or Registry()
@@ -174,10 +124,16 @@ class Server:
         return client
 
 
+#: In a module's ``pytestmark``: each of its tests runs twice, its ``server`` on SQLite and on the test run's
+#: PostgreSQL (the core suites: setup, login, sessions, API keys, levels).
+on_both_databases = pytest.mark.usefixtures("database_url")
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """An app on a fresh workspace database."""
-    instance = Server(tmp_path)
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """An app on a fresh database: SQLite in the workspace, or each kind under ``on_both_databases``."""
+    url = request.getfixturevalue("database_url") if "database_url" in request.fixturenames else None
+    instance = Server(tmp_path, database_url=url)
     yield instance
     instance.database.close()
 

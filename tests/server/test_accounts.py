@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from simpletuner.ui.db.models import ApiKey, User
 
-from .conftest import PASSWORD, Client, Server
+from .conftest import PASSWORD, Client, Server, on_both_databases
+
+pytestmark = on_both_databases
 
 
 def uid(name: str) -> int:

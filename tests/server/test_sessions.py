@@ -9,7 +9,9 @@ import falcon.testing
 from simpletuner.ui.db.models import AuditEvent, Session, User
 from simpletuner.ui.setup import issue_setup_token
 
-from .conftest import PASSWORD, Client, Server
+from .conftest import PASSWORD, Client, Server, on_both_databases
+
+pytestmark = on_both_databases
 
 FIRST = {"username": "root", "email": "root@example.org", "password": PASSWORD}
 
