@@ -1,4 +1,4 @@
-"""Fixtures shared by every test folder."""
+"""Fixtures shared by every test folder, and the hooks that make a skipped test fail a CI run (ci_skips)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import postgres_server
 import pytest
+from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 (hooks: CI fails on skips)
 
 from simpletuner.core.workspace import WORKSPACE_ENV_VAR, Workspace
 
