@@ -37,7 +37,17 @@ class ServerSettings:
         bcrypt_rounds: cost of password hashes.
         session_hours: idle lifetime of an ordinary session; each use extends it.
         remember_days: lifetime of a "remember me" session.
-        account_failures / address_failures: failed logins allowed per account / per address in ``failure_window_s``.
+        pair_free_failures: failed logins to one account from one address (or from one known device) before each
+            further attempt has to wait.
+        address_free_failures: failed logins from one address, whatever the accounts, before each further attempt
+            from it has to wait. Loopback is exempt: SSH tunnels and undeclared local proxies make every client
+            loopback, and one of them would slow all the others.
+        failure_delay_s: the first wait; it doubles with each further failure...
+        max_failure_delay_s: ...up to this.
+        failure_window_s: a bucket of failures is forgotten once it stayed quiet this long after its last wait.
+        known_device_days: lifetime of the "known device" cookie a successful login sets for its account: a
+            browser holding it is throttled on its own failures only, so failures from elsewhere never keep the
+            account's owner out.
         max_body_bytes: largest JSON body accepted.
         touch_interval_s: the least time between two writes of a key's last-used time or a session's expiry.
     """
@@ -47,9 +57,12 @@ class ServerSettings:
     bcrypt_rounds: int = 12
     session_hours: float = 12.0
     remember_days: float = 30.0
-    account_failures: int = 5
-    address_failures: int = 20
+    pair_free_failures: int = 3
+    address_free_failures: int = 20
+    failure_delay_s: float = 1.0
+    max_failure_delay_s: float = 900.0
     failure_window_s: float = 900.0
+    known_device_days: float = 365.0
     max_body_bytes: int = 64 * 1024
     touch_interval_s: float = 60.0
     pending_login_s: float = 600.0

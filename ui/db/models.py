@@ -132,15 +132,17 @@ class PendingLogin(BaseModel):
         table_name = "pending_logins"
 
 
-class LoginFailure(BaseModel):
-    """Failed logins in the current window, per account (``user:<name>``) and per address (``addr:<ip>``)."""
+class LoginThrottle(BaseModel):
+    """A bucket of failed logins (see :mod:`simpletuner.ui.auth.throttle`): an account from one address
+    (``pair:``), an address (``addr:``) or a known device (``device:``)."""
 
     key = peewee.CharField(max_length=300, primary_key=True)
-    count = peewee.IntegerField(default=0)
-    window_start = peewee.DoubleField()
+    failures = peewee.IntegerField(default=0)
+    last_failure_at = peewee.DoubleField()
+    blocked_until = peewee.DoubleField()  # attempts before this time get 429
 
     class Meta:
-        table_name = "login_failures"
+        table_name = "login_throttle"
 
 
 class Setting(BaseModel):
@@ -176,7 +178,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     ApiKey,
     AuthProviderConfig,
     PendingLogin,
-    LoginFailure,
+    LoginThrottle,
     Setting,
     AuditEvent,
 )

@@ -7,9 +7,11 @@ from urllib.parse import urlparse
 import falcon
 
 from simpletuner.ui.auth.credentials import new_token, token_hash
+from simpletuner.ui.auth.devices import known_device, remember_device
 from simpletuner.ui.auth.permissions import PUBLIC
 from simpletuner.ui.auth.providers import ProviderInstances
 from simpletuner.ui.auth.sessions import LOGIN_STATE_COOKIE, clear_cookie
+from simpletuner.ui.auth.throttle import address_buckets, record_failure, wait_for
 from simpletuner.ui.auth.users import AccountError
 from simpletuner.ui.db.models import AuthProviderConfig, PendingLogin
 from simpletuner.ui.resources.base import Resource, http_error, send_json
@@ -90,18 +92,31 @@ class RedirectBegin(Resource):
 
 
 class RedirectCallback(Resource):
-    """``GET /api/auth/providers/{name}/callback``: finish the flow (once), then log in and go back to the app."""
+    """``GET /api/auth/providers/{name}/callback``: finish the flow (once), then log in and go back to the app.
+
+    A callback without its pending login, or one the provider refused, counts as a failed login of the client's
+    address (the provider throttles its own password checks); an address busy failing gets 429 here too. A
+    successful login marks the browser as a known device of the account, as a password login does.
+    """
 
     permissions = {"GET": PUBLIC}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         config = _redirect_config(self, name)
+        now, settings = self.ctx.now(), self.ctx.settings
+        buckets = address_buckets(req.context.client_ip, settings)
+        wait = wait_for(buckets, now, settings)
+        if wait is not None:
+            self.audit(req, "login_throttled", success=False, detail={"provider": name, "wait_s": wait})
+            raise falcon.HTTPTooManyRequests(description=f"too many failed logins; try again in {wait} s",
+                                             retry_after=wait)
         token = req.cookies.get(LOGIN_STATE_COOKIE)
         clear_cookie(resp, LOGIN_STATE_COOKIE, self.ctx.settings)
         pending = PendingLogin.get_or_none(PendingLogin.token_hash == token_hash(token)) if token else None
         if pending is not None:
             PendingLogin.delete().where(PendingLogin.token_hash == pending.token_hash).execute()  # single use
-        if pending is None or pending.provider != name or pending.expires_at <= self.ctx.now():
+        if pending is None or pending.provider != name or pending.expires_at <= now:
+            record_failure(buckets, now, settings, self.ctx.database)
             self.audit(req, "login_failed", success=False, detail={"provider": name, "reason": "no pending login"})
             raise falcon.HTTPBadRequest(title="Login expired", description="start the login again from the login page")
         params = {k: v for k, v in req.params.items() if isinstance(v, str)}
@@ -111,7 +126,9 @@ class RedirectCallback(Resource):
             self.audit(req, "login_error", success=False, detail={"provider": name, "error": str(exc)[:300]})
             raise falcon.HTTPBadGateway(description=f"the login provider {config.title!r} failed: {exc}") from None
         if identity is None:
+            record_failure(buckets, now, settings, self.ctx.database)
             self.audit(req, "login_failed", success=False, detail={"provider": name})
             raise falcon.HTTPUnauthorized(title="Login failed", description=f"{config.title} refused the login")
-        complete_login(self, req, resp, config, identity, pending.remember)
+        user = complete_login(self, req, resp, config, identity, pending.remember)
+        remember_device(resp, user.username, known_device(req.cookies, user.username, now, settings), now, settings)
         raise falcon.HTTPSeeOther(pending.next_url)

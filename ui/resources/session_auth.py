@@ -6,6 +6,7 @@ import falcon
 import peewee
 
 from simpletuner.ui.auth.credentials import PASSWORD_POLICY, hash_password, password_problem, verify_password
+from simpletuner.ui.auth.devices import known_device, remember_device
 from simpletuner.ui.auth.permissions import ADMIN_LEVEL, AUTHENTICATED, PUBLIC
 from simpletuner.ui.auth.sessions import (
     SESSION_COOKIE,
@@ -15,7 +16,7 @@ from simpletuner.ui.auth.sessions import (
     set_session_cookie,
     start_session,
 )
-from simpletuner.ui.auth.throttle import clear_account, record_failure, retry_after
+from simpletuner.ui.auth.throttle import admit, buckets_for, record_failure, record_success, release, wait_for
 from simpletuner.ui.auth.users import AccountError, create_user, find_user, user_to_json
 from simpletuner.ui.db.models import AuthProviderConfig, Setting, User
 from simpletuner.ui.http import EMAIL_RE, EMAIL_RULE, USERNAME_RE, USERNAME_RULE, bad_request, boolean, field, only_keys
@@ -89,8 +90,10 @@ class FirstAdmin(_Json):
 class Login(_Json):
     """``POST /api/auth/login``: ``{username, password[, provider][, remember]}`` → a session cookie.
 
-    Unknown users and wrong passwords get the same 401 (and cost the same bcrypt check); too many failures for the
-    account or the address give 429 with Retry-After.
+    Unknown users and wrong passwords get the same 401 (and cost the same bcrypt check). Failures slow further
+    attempts on the account from that address, and from the address, with growing waits (429 with Retry-After); a
+    browser that logged in to the account before is slowed by its own failures only (see
+    :mod:`simpletuner.ui.auth.throttle`).
     """
 
     permissions = {"POST": PUBLIC}
@@ -110,17 +113,36 @@ class Login(_Json):
             if isinstance(provider_name, str) else None
         if config is None or not config.enabled:
             raise bad_request(f"unknown login provider {provider_name!r}")
-        ip, now, settings = req.context.client_ip, self.ctx.now(), self.ctx.settings
-        wait = retry_after(username, ip, now, settings)
+        now, settings = self.ctx.now(), self.ctx.settings
+        device = known_device(req.cookies, username, now, settings)
+        buckets = buckets_for(username, req.context.client_ip, device, settings)
+        wait = admit(buckets, now, settings, self.ctx.database)
         if wait is not None:
-            self.audit(req, "login_throttled", actor=username, success=False)
+            self.audit(req, "login_throttled", actor=username, success=False, detail={"wait_s": wait})
             raise falcon.HTTPTooManyRequests(description=f"too many failed logins; try again in {wait} s",
                                              retry_after=wait)
+        try:
+            identity = self._authenticate(req, config, username, password)
+            user = complete_login(self, req, resp, config, identity, remember) if identity is not None else None
+        except falcon.HTTPError:
+            release(buckets, settings)  # the provider or the account refused otherwise: not a wrong password
+            raise
+        if user is None:
+            record_failure(buckets, now, settings, self.ctx.database)
+            self.audit(req, "login_failed", actor=username, success=False, detail={"provider": config.name})
+            raise falcon.HTTPUnauthorized(title="Login failed", description="wrong username or password")
+        record_success(buckets, settings)
+        remember_device(resp, username, device, now, settings)
+        send_json(resp, {"user": user_to_json(user), "csrf_token": req.context.new_csrf})
+
+    def _authenticate(self, req: falcon.Request, config: AuthProviderConfig, username: str,
+                      password: str):  # type: ignore[no-untyped-def]
+        """The provider's identity for the credentials (None when they are wrong); HTTP errors otherwise."""
         try:
             spec = self.ctx.providers.spec(config)
             if spec.style != "password":
                 raise bad_request(f"{config.title} logs in through its own page, not with a password")
-            identity = self.ctx.providers.get(config).authenticate(username, password)
+            return self.ctx.providers.get(config).authenticate(username, password)
         except AccountError as exc:
             raise http_error(exc) from None
         except falcon.HTTPError:
@@ -129,13 +151,6 @@ class Login(_Json):
             self.audit(req, "login_error", actor=username, success=False, detail={"provider": config.name,
                                                                                  "error": str(exc)[:300]})
             raise falcon.HTTPBadGateway(description=f"the login provider {config.title!r} failed: {exc}") from None
-        if identity is None:
-            record_failure(username, ip, self.ctx.database, now, settings)
-            self.audit(req, "login_failed", actor=username, success=False, detail={"provider": config.name})
-            raise falcon.HTTPUnauthorized(title="Login failed", description="wrong username or password")
-        user = complete_login(self, req, resp, config, identity, remember)
-        clear_account(username)
-        send_json(resp, {"user": user_to_json(user), "csrf_token": req.context.new_csrf})
 
 
 def complete_login(resource: Resource, req: falcon.Request, resp: falcon.Response, config: AuthProviderConfig,
@@ -234,7 +249,9 @@ class Register(_Json):
         username = field(data, "username", USERNAME_RE, what=USERNAME_RULE)
         email = field(data, "email", EMAIL_RE, what=EMAIL_RULE)
         assert username is not None
-        wait = retry_after(username, req.context.client_ip, self.ctx.now(), self.ctx.settings)
+        # an address busy failing logins registers no accounts either
+        wait = wait_for(buckets_for(username, req.context.client_ip, None, self.ctx.settings), self.ctx.now(),
+                        self.ctx.settings)
         if wait is not None:
             raise falcon.HTTPTooManyRequests(description=f"try again in {wait} s", retry_after=wait)
         problem = password_problem(data.get("password"), username, email)
