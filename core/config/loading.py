@@ -29,9 +29,15 @@ from simpletuner.core.workspace import Workspace
 CONFIG_LABEL = "config.json"
 
 
+#: Kinds whose options are server settings (configured on the server's own pages), not training options.
+SERVER_KINDS = frozenset({Kind.AUTH_PROVIDER})
+
+
 def build_schema(registry: Registry) -> ConfigSchema:
-    """The config schema of the core plus every installed plugin's options."""
-    return ConfigSchema.from_specs(spec for kind in Kind for spec in registry.specs(kind).values())
+    """The config schema of the core plus the options of every installed plugin a training run uses (login
+    providers' options are the server's, configured on the Auth Providers page)."""
+    return ConfigSchema.from_specs(spec for kind in Kind if kind not in SERVER_KINDS
+                                   for spec in registry.specs(kind).values())
 
 
 @attrs.frozen

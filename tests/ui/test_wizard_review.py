@@ -57,9 +57,9 @@ def test_review_of_a_broken_file_falls_back_to_the_file_and_defaults(ui: UiServe
 def test_review_never_echoes_a_secret(ui: UiServer, admin: Client) -> None:
     assert admin.post("/api/environments", {"name": "alpha", "example": "flux-lora"}).status_code == 201
     result = admin.post("/api/environments/alpha/config/validate",
-                        {"values": {"oidc_client_secret": "s3cret-value-123"}})
+                        {"values": {"aws_secret_access_key": "s3cret-value-123"}})
     assert "s3cret-value-123" not in result.text
     rows = {row["key"]: row for row in result.json["diff"]}
-    assert rows["oidc_client_secret"] == {"key": "oidc_client_secret", "old": None, "old_source": "default",
+    assert rows["aws_secret_access_key"] == {"key": "aws_secret_access_key", "old": None, "old_source": "default",
                                           "new": None, "new_source": "env:alpha", "secret": True}
-    assert result.json["config"]["oidc_client_secret"] is None
+    assert result.json["config"]["aws_secret_access_key"] is None
