@@ -19,7 +19,7 @@ from simpletuner.core.environments import Environment, EnvironmentStore
 from simpletuner.core.errors import ConfigError
 from simpletuner.core.options import PRIVILEGED, SECTIONS
 from simpletuner.core.plugins import Registry
-from simpletuner.core.specs import Kind
+from simpletuner.core.specs import Kind, normalize_name
 from simpletuner.core.workspace import Workspace
 
 _PROBLEM = re.compile(r"^(?:\[(?P<layer>[^\]]+)\] )?\$\.(?P<key>[A-Za-z0-9_]+): (?P<message>.*)$", re.S)
@@ -116,10 +116,14 @@ def dynamic_choices(registry: Registry, choices_from: str | None) -> list[str] |
     return ["none", *names] if choices_from == "tracker" else names
 
 
-def option_sections(schema: ConfigSchema, registry: Registry) -> list[dict[str, Any]]:
-    """The tabs in display order, each with its options' metadata (core first, then plugins)."""
+def option_sections(schema: ConfigSchema, registry: Registry, family: str | None = None) -> list[dict[str, Any]]:
+    """The tabs in display order, each with its options' metadata (core first, then plugins). Of the model
+    families' options only those of ``family`` (the environment's) are shown."""
     by_section: dict[str, list[dict[str, Any]]] = {key: [] for key in SECTIONS}
+    family_owner = f"{Kind.MODEL_FAMILY.value}:{normalize_name(family)}" if isinstance(family, str) else None
     for info in schema.options:
+        if info.owner.startswith(f"{Kind.MODEL_FAMILY.value}:") and info.owner != family_owner:
+            continue
         data = info.to_json()
         data["choices"] = data["choices"] or dynamic_choices(registry, info.choices_from)
         by_section.setdefault(info.section, []).append(data)
@@ -226,7 +230,7 @@ def config_view(store: EnvironmentStore, env: Environment, registry: Registry) -
     secrets = {info.key for info in schema.options if info.secret}
     return {
         "environment": env.name,
-        "sections": option_sections(schema, registry),
+        "sections": option_sections(schema, registry, values.get("model_family")),
         "values": {k: (None if k in secrets else v) for k, v in values.items()},
         "secrets_set": sorted(k for k in secrets if values.get(k)),
         "sources": sources,
