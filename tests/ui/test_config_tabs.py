@@ -15,7 +15,7 @@ from simpletuner.core.options import option
 from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import TrackerSpec
 
-from .conftest import UiServer
+from .conftest import Client, UiServer
 
 
 @attrs.define(kw_only=True)
@@ -86,14 +86,15 @@ def test_memory_preset_applies_the_family_settings(plugin_ui: UiServer) -> None:
     assert viewer.get("/api/environments/alpha/config").status_code == 200
 
 
-def test_an_environment_shows_only_its_own_familys_options_and_no_login_settings(ui, admin) -> None:  # type: ignore[no-untyped-def]
+def test_an_environment_shows_only_its_own_familys_options_and_no_login_settings(admin: Client) -> None:
     assert admin.post("/api/environments", {"name": "fluxy", "example": "flux-lora"}).status_code == 201
     view = admin.get("/api/environments/fluxy/config").json
     owners = {o["owner"] for s in view["sections"] for o in s["options"]}
     assert "model_family:flux" in owners
     assert not {"model_family:sana", "model_family:pixart"} & owners
     assert not any(owner.startswith("auth_provider:") for owner in owners)
-    changed = admin.patch("/api/environments/fluxy/config", {"values": {"model_family": "sana"}, "unset": ["model_flavour"]})
+    changed = admin.patch("/api/environments/fluxy/config",
+                          {"values": {"model_family": "sana"}, "unset": ["model_flavour"]})
     assert changed.status_code == 200, changed.text
     owners = {o["owner"] for s in admin.get("/api/environments/fluxy/config").json["sections"] for o in s["options"]}
     assert "model_family:sana" in owners and "model_family:flux" not in owners
