@@ -25,6 +25,10 @@
     }
     if (opt.secret) return el("input", Object.assign({ type: "password", autocomplete: "off",
       placeholder: view.secrets_set.includes(opt.key) ? "set (leave empty to keep)" : "not set" }, common));
+    if (opt.type === "object") {  // a JSON object (e.g. the validation prompt library): edited as JSON text
+      return el("textarea", Object.assign({ rows: 6, spellcheck: "false", class: "json",
+        text: value === null || value === undefined ? "" : JSON.stringify(value, null, 2) }, common));
+    }
     let shown = value;
     if (Array.isArray(value)) shown = value.join(", ");
     return el("input", Object.assign({ type: "text", value: shown === null || shown === undefined ? "" : String(shown),
@@ -35,6 +39,7 @@
     if (opt.type === "bool") return input.checked;
     const raw = input.value.trim();
     if (raw === "") return opt.nullable ? null : raw;
+    if (opt.type === "object") return JSON.parse(raw);  // a SyntaxError is shown beside the field
     if (opt.type.startsWith("list")) return raw.split(",").map((s) => s.trim()).filter((s) => s);
     if (/^(int|float)( or |$)/.test(opt.type) && !isNaN(Number(raw))) return Number(raw);
     return raw;
@@ -46,7 +51,13 @@
     const own = view.own_keys.includes(opt.key);
     const input = inputFor(opt, value);
     input.addEventListener(opt.type === "bool" || input.tagName === "SELECT" ? "change" : "input", () => {
-      changed[opt.key] = readInput(opt, input);
+      try {
+        changed[opt.key] = readInput(opt, input);
+      } catch (error) {
+        delete changed[opt.key];
+        say("err-" + opt.key, "not valid JSON yet: " + error.message, true);
+        return;
+      }
       clearTimeout(timer);
       timer = setTimeout(validate, 350);
     });
