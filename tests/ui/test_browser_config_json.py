@@ -45,3 +45,9 @@ def test_the_prompt_library_is_edited_as_json(live: LiveUi, chromium_browser, tm
     page.get_by_role("tab", name="Validations & Output").click()
     assert json.loads(page.locator("#opt-validation_prompts").input_value())["dog"]["seed"] == 7
     assert "[object Object]" not in page.content()
+
+    # what config check warns about shows on the page too
+    saved["torch_num_threads"] = 4  # a SimpleTuner key that has no effect here
+    config_file.write_text(json.dumps(saved))
+    page.reload()
+    expect(page.locator("#config-warnings")).to_contain_text("torch_num_threads")

@@ -99,6 +99,8 @@
       if (panel) panel.replaceChildren(...section.options.map(field));
     });
     showErrors(view.field_errors, view.errors);
+    // what `simpletuner config check` warns about (e.g. SimpleTuner keys that have no effect here)
+    say("config-warnings", (view.warnings || []).map((w) => "warning: " + w).join("\n"), false);
     loadPresets();
   }
 
