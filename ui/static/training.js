@@ -12,6 +12,7 @@
   let pinned = null; // a job chosen from the history (else the running or last finished one)
   let total = null;
   let active = false;
+  let announced = null; // the job whose start the message under Start reports
 
   function fmt(n, digits) { return n === null || n === undefined ? "—" : Number(n).toPrecision(digits || 4); }
 
@@ -56,6 +57,19 @@
     $("st-eta").textContent = eta(job && job.eta_s);
     const stop = $("train-stop");
     if (stop) stop.disabled = !active;
+    if (job && job.id === announced && !active && job.status !== "queued") {
+      say("train-message", "Job #" + job.id + " " + job.status + (job.error ? ": " + job.error : ""), job.status === "failed");
+      announced = null;
+    }
+  }
+
+  function allowStart(status) {
+    // one job of an environment at a time from this page: another click would silently queue a duplicate
+    const start = $("train-start");
+    if (!start) return;
+    const mine = [...(status.jobs || []), ...(status.queue || [])].find((j) => j.environment === root.dataset.env);
+    start.disabled = Boolean(mine);
+    start.title = mine ? "Job #" + mine.id + " of this environment is " + (mine.status || "queued") + "; stop it to start another" : "";
   }
 
   async function loadCurve(id) {
@@ -106,6 +120,7 @@
 
   async function refresh() {
     const status = (await api("GET", "/api/training/status")).data;
+    allowStart(status);
     const job = status.job || status.last_finished;
     await show(pinned !== null ? pinned : (job ? job.id : null));
     $("queue").replaceChildren(...(status.queue || []).map((j) => el("li", { text: "#" + j.id + " " + j.environment + " (" + (j.owner || "server") + "), place " + j.position })));
@@ -115,14 +130,23 @@
       $("history").querySelector("tbody").replaceChildren(...history.data.jobs.map((j) => {
         const open = el("button", { type: "button", text: "Show job #" + j.id });
         open.addEventListener("click", () => { pinned = j.id; refresh(); root.scrollIntoView(); });
-        return el("tr", {}, el("td", { text: "#" + j.id }), el("td", { text: j.environment }), el("td", { text: j.owner || "server" }),
-          el("td", { text: j.status + (j.error ? ": " + j.error : "") }), el("td", { text: String(j.step || 0) + (j.total_steps ? " / " + j.total_steps : "") }),
+        return el("tr", { dataset: { job: String(j.id), total: j.total_steps || "" } }, el("td", { text: "#" + j.id }),
+          el("td", { text: j.environment }), el("td", { text: j.owner || "server" }),
+          el("td", { text: j.status + (j.error ? ": " + j.error : "") }),
+          el("td", { class: "steps", text: String(j.step || 0) + (j.total_steps ? " / " + j.total_steps : "") }),
           el("td", {}, open));
       }));
     }
   }
 
+  function historyStep(data) {
+    // the history row follows the live steps too, so it never says less than the panel
+    const row = document.querySelector('#history tr[data-job="' + data.job_id + '"]');
+    if (row) row.querySelector(".steps").textContent = data.step + (row.dataset.total ? " / " + row.dataset.total : "");
+  }
+
   function onEvent(data) {
+    if (data.event === "step") historyStep(data);
     if (current === null || data.job_id !== current) { refresh(); return; }
     if (data.event === "step") {
       losses.push(data.loss);
@@ -146,11 +170,11 @@
     start.addEventListener("click", async () => {
       start.disabled = true;
       const result = await api("POST", "/api/training/start", { environment: root.dataset.env });
-      start.disabled = false;
       const where = result.ok && result.data.position ? " (place " + result.data.position + " in the queue)" : "";
       say("train-message", result.ok ? "Job #" + result.data.job_id + " " + result.data.status + where : message(result), !result.ok);
+      announced = result.ok ? result.data.job_id : null;
       pinned = null;
-      refresh();
+      refresh();  // enables Start again unless the job keeps this environment busy
     });
     $("train-stop").addEventListener("click", async () => {
       const result = await api("POST", "/api/training/stop", current ? { job_id: current } : {});
