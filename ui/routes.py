@@ -75,6 +75,7 @@ def api_routes(ctx: AppContext) -> list[Route]:
         ("/api/auth-providers/{provider_id:int}", providers.ProviderConfigItem),
         ("/api/auth-providers/{provider_id:int}/test", providers.ProviderTest),
         ("/api/settings/registration", system.Registration),
+        ("/api/settings/outbound", system.OutboundSettings),
         ("/api/audit", system.AuditLog),
         ("/api/training/status", system.TrainingStatus),
         ("/api/training/start", jobs.TrainingStart),

@@ -18,6 +18,7 @@ import attrs
 
 from simpletuner.core.errors import DataBackendError
 from simpletuner.core.interfaces import DataBackend
+from simpletuner.core.outbound import OutboundPolicy, active_policy, connect, refusal_in
 from simpletuner.plugins.data_backends.s3_options import S3Options
 
 #: Attempts per request (the first try included), for botocore's retry handler and for broken-off body reads.
@@ -49,8 +50,10 @@ def parse_options(options: Mapping[str, Any] | S3Options | None) -> S3Options:
     return S3Options(**values)
 
 
-def client_for(options: S3Options, timeouts: Mapping[str, int], attempts: int) -> Any:
-    """A boto3 S3 client for the options; credentials the options leave unset come from the AWS chain."""
+def client_for(options: S3Options, timeouts: Mapping[str, int], attempts: int,
+               policy: OutboundPolicy | None = None) -> Any:
+    """A boto3 S3 client for the options; credentials the options leave unset come from the AWS chain. With a
+    ``policy``, every connection the client makes (redirects included) is checked against it."""
     try:
         import boto3
         from botocore.config import Config
@@ -69,10 +72,42 @@ def client_for(options: S3Options, timeouts: Mapping[str, int], attempts: int) -
     config = Config(max_pool_connections=options.aws_max_pool_connections, s3=addressing,
                     retries={"mode": "standard", "total_max_attempts": attempts}, **timeouts)
     try:
-        return session.client("s3", endpoint_url=options.aws_endpoint_url, config=config)
+        client = session.client("s3", endpoint_url=options.aws_endpoint_url, config=config)
     except ValueError as exc:  # botocore refuses a malformed endpoint URL here
         raise DataBackendError(f"s3: aws_endpoint_url {options.aws_endpoint_url!r} is not usable ({exc}); "
                                "give a URL such as https://minio.example:9000") from None
+    if policy is not None:
+        _guard_connections(client, policy)
+    return client
+
+
+def _guard_connections(client: Any, policy: OutboundPolicy) -> None:
+    """Make the client open every connection through :func:`simpletuner.core.outbound.connect`: resolved, checked
+    and connected to the checked address. botocore offers no public hook for this, so its pool classes are
+    replaced; if that is not possible with this botocore, the backend is refused rather than left unchecked."""
+    from botocore import awsrequest
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    def guarded(pool: type) -> type:
+        class Connection(pool.ConnectionCls):  # type: ignore[name-defined, misc]
+            def _new_conn(self) -> Any:
+                timeout = self.timeout if isinstance(self.timeout, int | float) else None
+                try:
+                    return connect(self._dns_host, self.port, policy, timeout, self.source_address,
+                                   self.socket_options or ())
+                except TimeoutError as exc:  # the errors urllib3's own connection raises, for botocore's retries
+                    raise ConnectTimeoutError(self, f"connecting to {self.host} timed out") from exc
+                except OSError as exc:
+                    raise NewConnectionError(self, f"failed to connect: {exc}") from exc
+
+        return type(f"Guarded{pool.__name__}", (pool,), {"ConnectionCls": Connection})
+
+    pools = getattr(getattr(getattr(client, "_endpoint", None), "http_session", None), "_pool_classes_by_scheme", None)
+    if not isinstance(pools, dict) or set(pools) != {"http", "https"}:
+        raise DataBackendError("s3: this botocore version cannot be held to the server's outbound policy; install "
+                               "the botocore version SimpleTuner is tested with")
+    # the session's pool managers share this dict, so every pool made from now on is guarded
+    pools.update(http=guarded(awsrequest.AWSHTTPConnectionPool), https=guarded(awsrequest.AWSHTTPSConnectionPool))
 
 
 class S3DataBackend(DataBackend):
@@ -90,7 +125,9 @@ class S3DataBackend(DataBackend):
         self.options = options
         self.bucket = options.aws_bucket_name
         self.base = _clean(posixpath.join(_clean(options.aws_data_prefix), _clean(root)))
-        self.client = client_for(options, TIMEOUTS, MAX_ATTEMPTS)
+        # the policy of the request this backend is built for (None in the trainer: nothing to enforce there)
+        self.policy = active_policy()
+        self.client = client_for(options, TIMEOUTS, MAX_ATTEMPTS, self.policy)
 
     @classmethod
     def from_options(cls, root: str, options: Mapping[str, Any] | S3Options | None) -> S3DataBackend:
@@ -186,7 +223,7 @@ class S3DataBackend(DataBackend):
 
     def check(self) -> None:
         """A HeadBucket with short timeouts and no retries: endpoint, credentials and bucket in one request."""
-        probe = client_for(self.options, CHECK_TIMEOUTS, 1)
+        probe = client_for(self.options, CHECK_TIMEOUTS, 1, self.policy)
         try:
             probe.head_bucket(Bucket=self.bucket)
         except Exception as exc:
@@ -214,6 +251,9 @@ def explain(exc: BaseException, options: S3Options, what: str) -> str:
     bucket, endpoint = options.aws_bucket_name, options.aws_endpoint_url or "AWS S3"
     if isinstance(exc, DataBackendError):
         return str(exc)
+    refused = refusal_in(exc)
+    if refused is not None:
+        return f"{what}: {refused}"
     if isinstance(exc, b.NoCredentialsError | b.PartialCredentialsError):
         return (f"{what}: no AWS credentials; set aws_access_key_id and aws_secret_access_key, or the "
                 "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY environment variables, or an AWS profile")

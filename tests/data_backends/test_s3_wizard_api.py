@@ -20,9 +20,11 @@ PASSWORD = "correct horse battery"
 
 
 class Admin:
-    """A logged-in administrator of a fresh app, sending the session cookie and CSRF token like the browser."""
+    """A logged-in administrator of a fresh app, sending the session cookie and CSRF token like the browser, who
+    allowed the loopback S3 server in the outbound policy (outbound requests reach public addresses only unless an
+    admin allows more)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, s3_endpoint: str) -> None:
         from simpletuner.ui.app import create_app
         from simpletuner.ui.db import open_database
         from simpletuner.ui.db.migrations import migrate
@@ -41,14 +43,21 @@ class Admin:
         login = self.call("POST", "/api/auth/login", {"username": "root", "password": PASSWORD})
         self.headers = {"Cookie": f"st_session={login.cookies['st_session'].value}",
                         "X-CSRF-Token": login.json["csrf_token"]}
+        self.allow(s3_endpoint)
+
+    def allow(self, *endpoints: str) -> None:
+        """Allow these ``http://host:port`` endpoints in the outbound policy, as an admin would."""
+        hosts = [*self.call("GET", "/api/settings/outbound").json["allowed_hosts"],
+                 *(e.split("://", 1)[1] for e in endpoints)]
+        assert self.call("PATCH", "/api/settings/outbound", {"allowed_hosts": hosts}).status_code == 200
 
     def call(self, method: str, path: str, body: Any = None) -> falcon.testing.Result:
         return self.client.simulate_request(method, path, json=body, headers=self.headers, remote_addr="127.0.0.1")
 
 
 @pytest.fixture
-def admin(tmp_path: Path) -> Iterator[Admin]:
-    server = Admin(tmp_path / "ws")
+def admin(tmp_path: Path, s3_endpoint: str) -> Iterator[Admin]:
+    server = Admin(tmp_path / "ws", s3_endpoint)
     yield server
     server.database.close()
 
@@ -73,6 +82,7 @@ def test_connection_test_answers_ok_or_one_line(admin: Admin, s3_endpoint: str, 
     assert result.status_code == 200, result.text
     assert result.json == {"ok": True, "location": f"s3://{bucket}/images at {s3_endpoint}"}
 
+    admin.allow(closed_endpoint)
     cases = [
         ({**options, "aws_bucket_name": "not-there"}, "bucket 'not-there' does not exist"),
         ({**options, "aws_endpoint_url": closed_endpoint}, f"cannot reach {closed_endpoint}"),

@@ -4,9 +4,12 @@ storage (a backend plugin such as ``s3``): its options, a connection test and th
 
 from __future__ import annotations
 
+import math
 import mimetypes
 import re
-from typing import Any
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
 
 import falcon
 
@@ -14,6 +17,8 @@ from simpletuner.core.config.datasets import DatasetEntry
 from simpletuner.core.config.loading import load_config
 from simpletuner.core.datasets.storage import DatasetStorage
 from simpletuner.core.errors import ConfigError, DataBackendError, SimpleTunerError
+from simpletuner.core.interfaces import DataBackend
+from simpletuner.core.outbound import policy_scope, refusal_in
 from simpletuner.ui.http import bad_request, field, only_keys, read_json
 from simpletuner.ui.resources.base import Resource, send_json
 from simpletuner.ui.resources.environments import get_environment, store_of
@@ -25,17 +30,18 @@ from simpletuner.ui.workflow.browse import (
     relative_name,
     scan_folder,
 )
+from simpletuner.ui.workflow.outbound_policy import outbound_policy
 from simpletuner.ui.workflow.remote_datasets import (
     RemoteRequestError,
     backends_json,
     describe,
-    open_backend,
     remote_spec,
     scan_remote,
     typed_options,
 )
 from simpletuner.ui.workflow.uploads import UploadError, UploadLimits, receive
 
+T = TypeVar("T")
 _FOLDER = re.compile(r"^[\w][\w .()+,=@-]{0,99}$")
 
 
@@ -175,11 +181,12 @@ class DatasetFile(Resource):
         resp.content_length = path.stat().st_size
 
 
-def _remote_request(resource: Resource, req: falcon.Request, extra: set[str]) -> tuple[Any, dict[str, Any]]:
+def _remote_request(resource: Resource, req: falcon.Request, extra: set[str]) -> tuple[DataBackend, dict[str, Any]]:
     """The backend (already checked) a remote-dataset request names, and the request's other fields.
 
     The environment's own values of the backend's options (``config.json`` or the ``default`` environment) fill
-    what the request leaves empty, as they do at training time."""
+    what the request leaves empty, as they do at training time. Call it inside the admin's outbound policy
+    (:func:`_outbound_scope`): the backend is held to the policy it was built under."""
     data = read_json(req, resource.ctx.settings.max_body_bytes)
     only_keys(data, {"type", "options", "path", "env"} | extra)
     registry = resource.ctx.registry
@@ -201,9 +208,32 @@ def _remote_request(resource: Resource, req: falcon.Request, extra: set[str]) ->
     storage = DatasetStorage(registry, lambda p: resource.ctx.workspace.resolve_config_path(p), config)
     merged = storage.options(DatasetEntry(id="wizard", type=spec.name, backend_options=options))
     try:
-        return open_backend(spec, merged, path), data
-    except DataBackendError as exc:
+        backend = spec.build(path, dict(merged))
+    except DataBackendError as exc:  # the options alone are unusable: nothing was sent anywhere yet
         raise falcon.HTTPUnprocessableEntity(title="Storage unusable", description=str(exc)) from None
+    _reach(resource, req, backend, backend.check)
+    return backend, data
+
+
+def _outbound_scope() -> AbstractContextManager[None]:
+    """The admin's outbound policy, for the work of one request (see :mod:`simpletuner.core.outbound`)."""
+    return policy_scope(outbound_policy())
+
+
+def _reach(resource: Resource, req: falcon.Request, backend: DataBackend, action: Callable[[], T]) -> T:
+    """Run ``action``, which talks to the storage; 422 when it fails. Only users who may change the outbound
+    policy see why (what the storage answered would otherwise make the server a probe of whatever it can reach);
+    others see where and that it failed, or the policy's refusal, and the reason goes to the audit log."""
+    try:
+        return action()
+    except DataBackendError as exc:
+        resource.audit(req, "remote_dataset_failed", success=False,
+                       detail={"location": describe(backend), "error": str(exc)[:500]})
+        if refusal_in(exc) is not None or resource.principal(req).allows("settings.manage"):
+            raise falcon.HTTPUnprocessableEntity(title="Storage unusable", description=str(exc)) from None
+        raise falcon.HTTPUnprocessableEntity(
+            title="Storage unusable", description=f"the storage at {describe(backend)} could not be used; check "
+            "its settings, or ask an admin for the reason (recorded in the audit log)") from None
 
 
 class RemoteBackends(Resource):
@@ -223,7 +253,8 @@ class RemoteTest(Resource):
     permissions = {"POST": "config.edit"}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        backend, _ = _remote_request(self, req, set())
+        with _outbound_scope():
+            backend, _ = _remote_request(self, req, set())
         send_json(resp, {"ok": True, "location": describe(backend)})
 
 
@@ -235,33 +266,40 @@ class RemoteScan(Resource):
     permissions = {"POST": "config.edit"}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        backend, data = _remote_request(self, req, {"resolution", "resolution_type", "minimum_image_size",
-                                                    "caption_strategy", "instance_prompt"})
-        resolution_type = data.get("resolution_type") or "pixel"
-        if resolution_type not in ("pixel", "area", "pixel_area"):
-            raise bad_request("resolution_type must be pixel, area or pixel_area")
-        numbers = {}
-        for name, default in (("resolution", 1024.0), ("minimum_image_size", None)):
-            value = data.get(name)
-            if value in (None, ""):
-                numbers[name] = default
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float | str):
-                raise bad_request(f"{name} must be a number")
+        with _outbound_scope():
+            backend, data = _remote_request(self, req, {"resolution", "resolution_type", "minimum_image_size",
+                                                        "caption_strategy", "instance_prompt"})
+            resolution_type, numbers = _scan_settings(data)
+            prompt = data.get("instance_prompt")
             try:
-                numbers[name] = float(value)
-            except ValueError:
-                raise bad_request(f"{name} must be a number") from None
-            if numbers[name] < 0:  # type: ignore[operator]
-                raise bad_request(f"{name} must not be negative")
-        prompt = data.get("instance_prompt")
-        try:
-            result = scan_remote(backend, resolution=numbers["resolution"] or 0, resolution_type=resolution_type,
-                                 minimum_image_size=numbers["minimum_image_size"],
-                                 caption_strategy=data.get("caption_strategy") or "textfile",
-                                 instance_prompt=prompt if isinstance(prompt, str) else None)
-        except DataBackendError as exc:
-            raise falcon.HTTPUnprocessableEntity(title="Storage unusable", description=str(exc)) from None
-        except RemoteRequestError as exc:
-            raise bad_request(str(exc)) from None
+                result = _reach(self, req, backend, lambda: scan_remote(
+                    backend, resolution=numbers["resolution"] or 0, resolution_type=resolution_type,
+                    minimum_image_size=numbers["minimum_image_size"],
+                    caption_strategy=data.get("caption_strategy") or "textfile",
+                    instance_prompt=prompt if isinstance(prompt, str) else None))
+            except RemoteRequestError as exc:
+                raise bad_request(str(exc)) from None
         send_json(resp, result)
+
+
+def _scan_settings(data: dict[str, Any]) -> tuple[str, dict[str, float | None]]:
+    """The scan's resolution type and its numbers (``resolution``, ``minimum_image_size``), checked."""
+    resolution_type = data.get("resolution_type") or "pixel"
+    if resolution_type not in ("pixel", "area", "pixel_area"):
+        raise bad_request("resolution_type must be pixel, area or pixel_area")
+    numbers: dict[str, float | None] = {}
+    for name, default in (("resolution", 1024.0), ("minimum_image_size", None)):
+        value = data.get(name)
+        if value in (None, ""):
+            numbers[name] = default
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise bad_request(f"{name} must be a number")
+        try:
+            number = float(value)
+        except ValueError:
+            raise bad_request(f"{name} must be a number") from None
+        if not math.isfinite(number) or number < 0:
+            raise bad_request(f"{name} must be a non-negative number")
+        numbers[name] = number
+    return resolution_type, numbers

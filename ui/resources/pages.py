@@ -23,6 +23,7 @@ from simpletuner.ui.resources.base import Resource
 from simpletuner.ui.resources.redirect_login import enabled_providers, safe_next
 from simpletuner.ui.resources.system import plugins_json
 from simpletuner.ui.resources.users import all_user_levels
+from simpletuner.ui.workflow.outbound_policy import outbound_policy
 from simpletuner.ui.workflow.path_policy import allowed_roots, server_path_policy
 
 Builder = Callable[[AppContext, falcon.Request], dict[str, Any]]
@@ -121,6 +122,10 @@ def _registration(ctx: AppContext, req: falcon.Request) -> dict[str, Any]:
     return {"registration": Setting.get(Setting.key == "registration").value, "levels": _levels()}
 
 
+def _outbound(ctx: AppContext, req: falcon.Request) -> dict[str, Any]:
+    return {"outbound": outbound_policy().to_json()}
+
+
 def _paths(ctx: AppContext, req: falcon.Request) -> dict[str, Any]:
     return {"roots": allowed_roots(), "policy": server_path_policy(ctx.workspace)}
 
@@ -142,5 +147,6 @@ def page_routes(ctx: AppContext) -> list[tuple[str, Page]]:
         ("/admin/providers", Page(ctx, "providers.html", "Auth Providers", "providers.manage", _providers)),
         ("/admin/registration", Page(ctx, "registration.html", "Registration", "settings.manage", _registration)),
         ("/admin/paths", Page(ctx, "paths.html", "Allowed roots", "settings.manage", _paths)),
+        ("/admin/outbound", Page(ctx, "outbound.html", "Outbound connections", "settings.manage", _outbound)),
         ("/admin/audit", Page(ctx, "audit.html", "Audit log", "audit.view", _audit)),
     ]

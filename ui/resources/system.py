@@ -1,15 +1,17 @@
-"""Health, training status, the plugin registry, the audit log and the registration policy."""
+"""Health, training status, the plugin registry, the audit log, the registration and outbound policies."""
 
 from __future__ import annotations
 
 import falcon
 
+from simpletuner.core.outbound import OutboundPolicy
 from simpletuner.ui.auth import audit
 from simpletuner.ui.auth.permissions import AUTHENTICATED, PUBLIC
 from simpletuner.ui.auth.users import AccountError, levels_by_name
 from simpletuner.ui.db.models import AuditEvent, Setting
-from simpletuner.ui.http import boolean, int_param, only_keys, read_json
+from simpletuner.ui.http import bad_request, boolean, int_param, only_keys, read_json
 from simpletuner.ui.resources.base import Resource, http_error, send_json
+from simpletuner.ui.workflow.outbound_policy import outbound_policy, set_outbound_policy
 
 
 class Health(Resource):
@@ -92,3 +94,26 @@ class Registration(Resource):
         Setting.update(value=value).where(Setting.key == "registration").execute()
         self.audit(req, "registration_changed", detail=value)
         send_json(resp, value)
+
+
+class OutboundSettings(Resource):
+    """``GET/PATCH /api/settings/outbound`` ``{allow_private, allowed_hosts}``: where the server may connect for
+    requests such as remote dataset tests and scans (see :mod:`simpletuner.core.outbound`). Public addresses are
+    always allowed; ``allow_private`` adds private networks; ``allowed_hosts`` lists hosts (``name``,
+    ``name:port``, addresses) and networks (``10.0.0.0/8``), the only way to allow loopback or link-local ones."""
+
+    permissions = {"GET": "settings.manage", "PATCH": "settings.manage"}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send_json(resp, outbound_policy().to_json())
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = read_json(req, self.ctx.settings.max_body_bytes)
+        only_keys(data, {"allow_private", "allowed_hosts"})
+        try:
+            policy = OutboundPolicy.from_json(outbound_policy().to_json() | data)
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+        set_outbound_policy(policy)
+        self.audit(req, "outbound_policy_changed", detail=policy.to_json())
+        send_json(resp, policy.to_json())

@@ -80,13 +80,6 @@ def typed_options(spec: DataBackendSpec, raw: Any) -> dict[str, Any]:
     return values
 
 
-def open_backend(spec: DataBackendSpec, options: Mapping[str, Any], path: str) -> DataBackend:
-    """The backend at ``path`` after a cheap check; :class:`DataBackendError` (one line) when unusable."""
-    backend = spec.build(path, dict(options))
-    backend.check()
-    return backend
-
-
 def describe(backend: DataBackend) -> str:
     """Where a backend points, for the wizard (never its credentials)."""
     return str(getattr(backend, "location", type(backend).__name__))
@@ -121,7 +114,10 @@ def scan_remote(backend: DataBackend, *, resolution: float, resolution_type: str
     chosen = paths[:REMOTE_SCAN_LIMIT]
 
     def examine(path: str) -> tuple[str, str, Any]:
-        shown = _thumbnail(backend.read(path))
+        try:
+            shown = _thumbnail(backend.read(path))
+        except (FileNotFoundError, ValueError):  # gone since the listing, or a key no dataset path can name
+            shown = None
         if shown is None:
             return path, "unreadable", None
         if too_small(shown[1], shown[2], settings):
