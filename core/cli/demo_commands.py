@@ -11,6 +11,7 @@ from typing import Any
 
 from simpletuner.core.atomic import atomic_write_json
 from simpletuner.core.cli.context import CliContext
+from simpletuner.core.environments import validate_environment_name
 from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import TinyModel, normalize_name
@@ -39,6 +40,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--family", default="flux",
                       help="model family of the demo: any installed family with a tiny model (default flux)")
     demo.add_argument("--steps", type=int, default=60, help="training steps (default 60)")
+    demo.add_argument("--name", help="name of the demo environment (default demo-<family>)")
     demo.add_argument("--no-train", action="store_true", help="only create the demo environment")
     demo.set_defaults(handler=demo_command)
 
@@ -71,9 +73,10 @@ def demo_families(registry: Registry) -> dict[str, TinyModel]:
     return {name: spec.tiny for name, spec in registry.model_families().items() if spec.tiny is not None}
 
 
-def demo_config(model_dir: Path, steps: int, validate: bool, family: str, tiny: TinyModel) -> dict[str, Any]:
-    """The demo environment's config.json."""
-    env = demo_env(family)
+def demo_config(model_dir: Path, steps: int, validate: bool, family: str, tiny: TinyModel,
+                env: str | None = None) -> dict[str, Any]:
+    """The demo environment's config.json (environment ``env``, ``demo-<family>`` by default)."""
+    env = env or demo_env(family)
     config: dict[str, Any] = {
         "model_family": family, "pretrained_model_name_or_path": str(model_dir),
         "model_type": "lora", "lora_rank": 8, "lora_dropout": 0.0, "learning_rate": 1e-3,
@@ -90,9 +93,9 @@ def demo_config(model_dir: Path, steps: int, validate: bool, family: str, tiny: 
 
 
 def create_demo(workspace: Workspace, registry: Registry, *, steps: int = 60, images: int = 12,
-                family: str = "flux") -> Path:
-    """Create the family's tiny pipeline, the images and the ``demo-<family>`` environment; returns the
-    environment folder."""
+                family: str = "flux", name: str | None = None) -> Path:
+    """Create the family's tiny pipeline, the images and the environment ``name`` (``demo-<family>`` by default);
+    returns the environment folder."""
     tiny = demo_families(registry).get(normalize_name(family))
     if tiny is None:
         choices = ", ".join(demo_families(registry)) or "none installed"
@@ -101,12 +104,12 @@ def create_demo(workspace: Workspace, registry: Registry, *, steps: int = 60, im
     model_dir = workspace.root / "models" / f"tiny-{family}"
     if not (model_dir / "model_index.json").is_file():
         tiny.build(model_dir)
-    env = demo_env(family)
+    env = validate_environment_name(name) if name else demo_env(family)
     data_dir = workspace.datasets_dir / env
     make_demo_images(data_dir, images)
     env_dir = workspace.configs_dir / env
     validate = "pipeline" in registry.validation_methods()
-    atomic_write_json(env_dir / "config.json", demo_config(model_dir, steps, validate, family, tiny))
+    atomic_write_json(env_dir / "config.json", demo_config(model_dir, steps, validate, family, tiny, env))
     atomic_write_json(env_dir / "multidatabackend.json", [
         {"id": "shapes", "type": "local", "instance_data_dir": str(data_dir), "caption_strategy": "textfile",
          "resolution": 128, "resolution_type": "pixel", "minimum_image_size": 128,
@@ -123,8 +126,9 @@ def demo_command(args: argparse.Namespace, context: CliContext) -> int:
         print("error: --steps must be at least 1")
         return 1
     family = getattr(args, "family", "flux")
-    env = demo_env(family)
-    env_dir = create_demo(context.workspace, context.registry, steps=args.steps, family=family)
+    env_dir = create_demo(context.workspace, context.registry, steps=args.steps, family=family,
+                          name=getattr(args, "name", None))
+    env = env_dir.name
     print(f"Created the environment {env!r} at {env_dir}")
     if args.no_train:
         print(f"Train it with: simpletuner train --env {env}")

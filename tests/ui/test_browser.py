@@ -52,7 +52,7 @@ def test_journey(server: tuple[str, Path], chromium_browser, tmp_path: Path) -> 
 
     page.goto(url + "/onboarding")
     page.get_by_text("Flux.1 [dev] LoRA").click()
-    page.get_by_label("Name (for an example or a blank environment)").fill("pets")
+    page.get_by_label("Name of the new environment").fill("pets")
     page.screenshot(path=shots / "02-onboarding.png", full_page=True)
     page.get_by_role("button", name="Finish").click()
     page.wait_for_url("**/wizard")

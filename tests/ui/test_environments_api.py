@@ -6,6 +6,8 @@ import io
 import json
 import zipfile
 
+import pytest
+
 from simpletuner.core.config.loading import build_schema, load_config
 from simpletuner.core.environments import EnvironmentStore
 from simpletuner.ui.workflow.examples import example_files, list_examples
@@ -86,3 +88,13 @@ def test_every_shipped_example_loads_and_each_family_has_one(ui: UiServer, admin
         _, datasets = example_files(example, f"ex-{example.name}", ui.workspace)
         assert (ui.workspace.datasets_dir / f"ex-{example.name}").is_dir()
         assert datasets[0]["instance_data_dir"] == str(ui.workspace.datasets_dir / f"ex-{example.name}")
+
+
+@pytest.mark.timeout(180)
+def test_the_tiny_demo_takes_the_name_given_for_it(ui: UiServer, admin: Client) -> None:
+    created = admin.post("/api/environments", {"name": "shapes-demo", "example": "tiny-demo", "demo_steps": 3})
+    assert created.status_code == 201, created.text
+    assert created.json["name"] == "shapes-demo"
+    config = json.loads((ui.workspace.configs_dir / "shapes-demo" / "config.json").read_text())
+    assert config["max_train_steps"] == 3 and config["output_dir"] == "output/shapes-demo"
+    assert not (ui.workspace.configs_dir / "demo-flux").exists()

@@ -22,6 +22,15 @@
         el("input", { type: "radio", name: "first", value: example.name, checked: example.name === "tiny-demo" }),
         el("strong", { text: example.title }), el("p", { class: "muted", text: example.description })));
     });
+    // The name field suggests a name that fits the choice until the user types their own.
+    const nameInput = document.getElementById("first_name");
+    const suggested = (choice) => (choice === "tiny-demo" ? "demo-flux" : "my-lora");
+    const checked = choices.querySelector("input[name=first]:checked");
+    if (checked) nameInput.value = suggested(checked.value);
+    choices.addEventListener("change", (event) => {
+      if (event.target.name !== "first") return;
+      if (["demo-flux", "my-lora"].includes(nameInput.value)) nameInput.value = suggested(event.target.value);
+    });
     if (state.environments.length) {
       say("env-exists", "Environments found: " + state.environments.join(", ") + ". Pick one below only to add another.", false);
       choices.prepend(el("label", { class: "choice" }, el("input", { type: "radio", name: "first", value: "none", checked: true }),

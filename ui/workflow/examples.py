@@ -90,9 +90,9 @@ def example_files(example: Example, environment: str, workspace: Workspace) -> t
 
 def bootstrap(example: Example, name: str, workspace: Workspace, store: EnvironmentStore, *,
               demo_steps: int = 60) -> Environment:
-    """Create an environment from an example (the tiny demo always becomes ``demo-flux``)."""
+    """Create an environment from an example (the tiny demo is named ``demo-flux`` unless a name is given)."""
     if example.builder == "demo":
-        return _build_demo(workspace, store, demo_steps)
+        return _build_demo(workspace, store, demo_steps, name or None)
     config, datasets = example_files(example, name, workspace)
     env = store.create(name, config, datasets)
     dataset_dirs = [d.get("instance_data_dir") for d in datasets if d.get("instance_data_dir")]
@@ -101,12 +101,13 @@ def bootstrap(example: Example, name: str, workspace: Workspace, store: Environm
     return env
 
 
-def _build_demo(workspace: Workspace, store: EnvironmentStore, steps: int) -> Environment:
+def _build_demo(workspace: Workspace, store: EnvironmentStore, steps: int, name: str | None) -> Environment:
     executable = Path(sys.executable).parent / "simpletuner"
     command = [str(executable)] if executable.exists() else [sys.executable, "-m", "simpletuner.core.cli.main"]
     env = {**os.environ, WORKSPACE_ENV_VAR: str(workspace.root)}
     try:
-        done = subprocess.run([*command, "demo", "--no-train", "--steps", str(steps)], capture_output=True,
+        named = ["--name", name] if name else []
+        done = subprocess.run([*command, "demo", "--no-train", "--steps", str(steps), *named], capture_output=True,
                               text=True, env=env, timeout=DEMO_TIMEOUT_S, cwd=workspace.root)
     except subprocess.TimeoutExpired:
         raise SimpleTunerError(f"building the tiny demo took over {DEMO_TIMEOUT_S} s; try 'simpletuner demo "
@@ -114,4 +115,4 @@ def _build_demo(workspace: Workspace, store: EnvironmentStore, steps: int) -> En
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
         raise SimpleTunerError(f"building the tiny demo failed (exit {done.returncode}): {tail}")
-    return store.get(DEMO_ENVIRONMENT)
+    return store.get(name or DEMO_ENVIRONMENT)
