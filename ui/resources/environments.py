@@ -155,7 +155,8 @@ class Environments(Resource):
         else:
             try:
                 if example_name is not None and get_example(example_name).builder == "demo":
-                    env = bootstrap(get_example(example_name), "", self.ctx.workspace, store, demo_steps=steps)
+                    env = bootstrap(get_example(example_name), field(data, "name", required=False) or "",
+                                    self.ctx.workspace, store, demo_steps=steps)
                 elif example_name is not None:
                     env = bootstrap(get_example(example_name), field(data, "name") or "", self.ctx.workspace, store)
                 else:
