@@ -31,24 +31,32 @@ DEFAULT_DATASETS_FILE = "multidatabackend.json"
 LYCORIS_FILE = "lycoris_config.json"
 DEFAULT_ENVIRONMENT = "default"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+# SimpleTuner's own examples name folders with '+' ("flux.peft-lora+TREAD"); every character allowed here is literal
+# in a file name and in a URL path segment, so a name needs no quoting on disk, in a route or in a shell.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+\-]{0,99}$")
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 MAX_IMPORT_FILES = 1000
 
 
+def environment_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a safe environment (folder) name, or None when it is."""
+    if not isinstance(name, str) or not name:
+        return "environment name must not be empty"
+    if "/" in name or "\\" in name:
+        return f"environment name {name!r} must not contain path separators"
+    if name.startswith(".") or ".." in name:
+        return f"environment name {name!r} must not start with '.' or contain '..'"
+    if not _NAME.match(name):
+        return (f"environment name {name!r} may use letters, digits, '-', '_', '.' and '+' (up to 100 characters), "
+                "starting with a letter or digit")
+    return None
+
+
 def validate_environment_name(name: str) -> str:
     """Return ``name`` if it is a safe folder name, else raise :class:`WorkspaceError` saying why."""
-    if not isinstance(name, str) or not name:
-        raise WorkspaceError("environment name must not be empty")
-    if "/" in name or "\\" in name:
-        raise WorkspaceError(f"environment name {name!r} must not contain path separators")
-    if name.startswith(".") or ".." in name:
-        raise WorkspaceError(f"environment name {name!r} must not start with '.' or contain '..'")
-    if not _NAME.match(name):
-        raise WorkspaceError(
-            f"environment name {name!r} may use letters, digits, '-', '_' and '.' (up to 100 characters), "
-            "starting with a letter or digit"
-        )
+    problem = environment_name_problem(name)
+    if problem is not None:
+        raise WorkspaceError(problem)
     return name
 
 
@@ -97,15 +105,38 @@ class Environment:
         """Replace ``config.json`` atomically."""
         atomic_write_json(self.config_path, data)
 
+    def problem(self) -> str | None:
+        """Why its ``config.json`` cannot be read as a config (unreadable, not JSON, not an object), or None."""
+        try:
+            self.read_config()
+        except ConfigError as exc:
+            return "; ".join(exc.problems)
+        return None
+
     def summary(self) -> dict[str, Any]:
-        """Name, folder and files, JSON-ready."""
+        """Name, folder, files and :meth:`problem` (as ``error``), JSON-ready."""
         lycoris = self.lycoris_file()
         return {
             "name": self.name,
             "path": str(self.path),
             "datasets_files": [p.name for p in self.datasets_files()],
             "lycoris_config": lycoris.name if lycoris else None,
+            "error": self.problem(),
         }
+
+
+@attrs.frozen
+class UnloadableFolder:
+    """A folder of the configs folder that holds a ``config.json`` but cannot be used as an environment."""
+
+    name: str
+    path: Path
+    error: str
+
+    def summary(self) -> dict[str, Any]:
+        """The same keys as :meth:`Environment.summary`, with ``error`` saying why and what to do."""
+        return {"name": self.name, "path": str(self.path), "datasets_files": [], "lycoris_config": None,
+                "error": self.error}
 
 
 class EnvironmentStore:
@@ -131,12 +162,33 @@ class EnvironmentStore:
         default_path = self._default_path()
         if default_path is not None:
             found.append(Environment(DEFAULT_ENVIRONMENT, default_path))
-        if self.configs_dir.is_dir():
-            for child in sorted(self.configs_dir.iterdir()):
-                if child.name == DEFAULT_ENVIRONMENT or child.name.startswith("."):
-                    continue
-                if child.is_dir() and (child / CONFIG_FILE).is_file() and _NAME.match(child.name):
-                    found.append(Environment(child.name, child))
+        for child in self._candidates():
+            if child.name != DEFAULT_ENVIRONMENT and (child / CONFIG_FILE).is_file() and _NAME.match(child.name):
+                found.append(Environment(child.name, child))
+        return found
+
+    def _candidates(self) -> builtins.list[Path]:
+        # folders starting with '.' are the staging folders of create, copy and import, never environments
+        if not self.configs_dir.is_dir():
+            return []
+        return [child for child in sorted(self.configs_dir.iterdir())
+                if child.is_dir() and not child.name.startswith(".")]
+
+    def unloadable(self) -> builtins.list[UnloadableFolder]:
+        """Folders that look like environments but that :meth:`list` cannot offer, each with the reason: a name
+        that is not a valid environment name, a ``config.json`` that is not a file, or an environment nested one
+        level down (SimpleTuner's ``config/examples/<name>/`` layout)."""
+        found: list[UnloadableFolder] = []
+        for child in self._candidates():
+            config = child / CONFIG_FILE
+            if config.exists() and not config.is_file():
+                found.append(UnloadableFolder(child.name, child, f"{CONFIG_FILE} is not a file"))
+            elif config.is_file() and not _NAME.match(child.name):
+                found.append(UnloadableFolder(child.name, child, _rename_advice(child.name)))
+            elif not config.exists():
+                found += [UnloadableFolder(f"{child.name}/{nested.name}", nested, _nested_advice(child, nested))
+                          for nested in sorted(child.iterdir())
+                          if nested.is_dir() and (nested / CONFIG_FILE).is_file()]
         return found
 
     def exists(self, name: str) -> bool:
@@ -267,6 +319,16 @@ class EnvironmentStore:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
         return Environment(name, path)
+
+
+def _rename_advice(name: str) -> str:
+    suggestion = re.sub(r"[^A-Za-z0-9_.+\-]+", "-", name).strip("-.")[:100] or "my-environment"
+    return f"{environment_name_problem(name)}; rename the folder (e.g. to {suggestion!r}) to use it"
+
+
+def _nested_advice(parent: Path, nested: Path) -> str:
+    return (f"environments nested in a folder are not discovered; move {nested} to "
+            f"{parent.parent / (parent.name + '-' + nested.name)} (or another name) to use it")
 
 
 def _damaged(message: str) -> WorkspaceError:

@@ -60,19 +60,25 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def list_environments(args: argparse.Namespace, context: CliContext) -> int:
-    """Print the environments."""
+    """Print the environments, and every folder that cannot be used as one with the reason."""
     environments = context.store.list()
+    unloadable = context.store.unloadable()
     if args.json:
-        print_json([env.summary() for env in environments])
+        print_json([env.summary() for env in environments] + [folder.summary() for folder in unloadable])
         return 0
-    if not environments:
+    if not environments and not unloadable:
         print(f"No environments in {context.store.configs_dir}. Create one with 'simpletuner env create NAME'.")
         return 0
-    print_table(
-        [[e.name, ", ".join(p.name for p in e.datasets_files()) or "-",
-          e.lycoris_file().name if e.lycoris_file() else "-", str(e.path)] for e in environments],
-        ["NAME", "DATASETS", "LYCORIS", "PATH"],
-    )
+    if environments:
+        print_table(
+            [[e.name, ", ".join(p.name for p in e.datasets_files()) or "-",
+              e.lycoris_file().name if e.lycoris_file() else "-", str(e.path)] for e in environments],
+            ["NAME", "DATASETS", "LYCORIS", "PATH"],
+        )
+    problems = [(e.name, e.problem()) for e in environments] + [(f.name, f.error) for f in unloadable]
+    for name, problem in problems:
+        if problem is not None:
+            print(f"{name}: cannot be loaded: {problem}")
     return 0
 
 

@@ -126,7 +126,9 @@ def approval_state(resource: Resource, env: Environment) -> str:
 
 
 class Environments(Resource):
-    """``GET /api/environments``; ``POST`` ``{name, example?, copy_of?, merge_defaults?, demo_steps?}``."""
+    """``GET /api/environments``: the environments, and as ``unloadable`` the folders of the configs folder that
+    cannot be used as one, each with its ``error``; ``POST`` ``{name, example?, copy_of?, merge_defaults?,
+    demo_steps?}``."""
 
     permissions = {"GET": "config.view", "POST": "config.edit"}
 
@@ -135,6 +137,7 @@ class Environments(Resource):
         principal = self.principal(req)
         send_json(resp, {"environments": [environment_json(store, e, principal) | {"approval": approval_state(self, e)}
                                            for e in store.list()],
+                         "unloadable": [folder.summary() for folder in store.unloadable()],
                          "active": pick_active(store, self.principal(req).user_id),
                          "configs_dir": str(store.configs_dir)})
 

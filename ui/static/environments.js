@@ -95,7 +95,8 @@
       }, { "aria-label": "Delete " + env.name }));
     }
     return el("tr", { dataset: { env: env.name } },
-      el("td", {}, el("strong", { text: env.name }), env.is_default ? el("span", { class: "badge", text: " shared" }) : null),
+      el("td", {}, el("strong", { text: env.name }), env.is_default ? el("span", { class: "badge", text: " shared" }) : null,
+        env.error ? el("div", { class: "help", text: "Cannot be loaded: " + env.error }) : null),
       el("td", { text: env.owner || "—" }),
       el("td", { text: env.datasets_files.join(", ") || "none" }),
       el("td", { text: env.lycoris_config || "none" }),
@@ -104,12 +105,19 @@
       el("td", {}, actions));
   }
 
+  // a folder that is not a usable environment: shown with the reason, so nothing in the configs folder goes missing
+  function unloadableRow(folder) {
+    return el("tr", { dataset: { env: folder.name }, class: "unloadable" },
+      el("td", {}, el("strong", { text: folder.name })),
+      el("td", { colspan: "6", text: "Cannot be loaded: " + folder.error }));
+  }
+
   async function load() {
     const result = await api("GET", "/api/environments");
     const body = document.querySelector("#env-table tbody");
     if (!result.ok) { say("env-status", message(result), true); return; }
-    body.replaceChildren(...result.data.environments.map(row));
-    if (!result.data.environments.length) {
+    body.replaceChildren(...result.data.environments.map(row), ...result.data.unloadable.map(unloadableRow));
+    if (!result.data.environments.length && !result.data.unloadable.length) {
       body.append(el("tr", {}, el("td", { colspan: "7", text: "No environment yet: create one below." })));
     }
     const from = document.getElementById("new-from");
