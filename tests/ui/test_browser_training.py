@@ -116,14 +116,14 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     expect(diff.locator("tr", has_text="hub_model_id")).to_contain_text('none (default)"demo-user/tiny-lora" (this '
                                                                         'environment)')
     expect(diff.locator("tr", has_text="push_to_hub")).to_contain_text("false (default)true (this environment)")
-    expect(diff.locator("tr", has_text="hub_private")).to_contain_text("true (default)true (this environment)")
+    expect(diff.locator("tr", has_text="hub_private")).to_have_count(0)  # already private by default: not pinned
     expect(diff).not_to_contain_text("(unset)")
     expect(page.locator("#review-errors")).to_be_hidden()
     page.screenshot(path=shots / "03-wizard-review.png", full_page=True)
     page.get_by_role("button", name="Finish").click()
     page.wait_for_url("**/training")
     written = json.loads((workspace / "configs" / "demo-flux" / "config.json").read_text())
-    assert written["push_to_hub"] is True and written["hub_private"] is True and written["max_train_steps"] == 4
+    assert written["push_to_hub"] is True and "hub_private" not in written and written["max_train_steps"] == 4
 
     # Training: Start, live progress, a validation image, completion and the LoRA download.
     page.evaluate(RECORDER)

@@ -12,6 +12,7 @@
   let index = 0;
   let catalog = null;
   let currentValues = {};
+  let presetScheduler = null; // the learning-rate preset's scheduler, once one is chosen
 
   const checked = (name) => form.querySelector("input[name=" + name + "]:checked").value;
   const family = () => catalog.families.find((f) => f.name === (form.querySelector("input[name=family]:checked") || {}).value);
@@ -40,7 +41,15 @@
     say("precision-advice", advice ? "Not recommended for " + f.title + ": " + advice : "", false);
   }
 
+  // Only what the wizard changes is written: values equal to the effective ones (defaults, the flavour's, the
+  // default environment's) stay inherited instead of being pinned into this environment.
   function values() {
+    const chosen = chosenValues();
+    return Object.fromEntries(Object.entries(chosen)
+      .filter(([key, value]) => JSON.stringify(value) !== JSON.stringify(currentValues[key])));
+  }
+
+  function chosenValues() {
     const f = family();
     const v = { model_family: f.name, model_flavour: checked("flavour") };
     const adapter = checked("adapter");
@@ -64,6 +73,7 @@
     v.learning_rate = Number($("w-lr").value);
     v.train_batch_size = Number($("w-batch").value);
     v.optimizer = $("w-optimizer").value;
+    if (presetScheduler) v.lr_scheduler = presetScheduler;
     return v;
   }
 
@@ -141,6 +151,7 @@
       const button = el("button", { type: "button", text: p.title });
       button.addEventListener("click", () => {
         $("w-lr").value = p.values.learning_rate; $("w-batch").value = p.values.train_batch_size; $("w-optimizer").value = p.values.optimizer;
+        presetScheduler = p.values.lr_scheduler || null;  // the preset's schedule goes with its learning rate
       });
       return button;
     }));
