@@ -44,7 +44,11 @@ class Running:
             payload = json.loads(raw)
         except ValueError:
             payload = raw.decode()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, payload
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        # a login sets the session and known-device cookies: keep the session's
+        headers["set-cookie"] = next((c for c in response.headers.get_all("Set-Cookie") or []
+                                      if c.startswith("st_session=")), headers.get("set-cookie", ""))
+        return response.status, headers, payload
 
 
 def start(workspace: Path, *args: str) -> Running:
