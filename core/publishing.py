@@ -76,7 +76,7 @@ class Publishing:
         settings = {info.key: config.schema.unstructure(info.key, value)
                     for info, value, _source in config.effective() if not info.secret}
         settings["output_dir"] = str(output_dir)
-        family = registry.model_families().get(normalize_name(config.core.model_family or ""))
+        family = registry.find_model_family(config.core.model_family or "")
         flavour = family.flavour(config.core.model_flavour) if family else None
         base = {
             "config": settings,

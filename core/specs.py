@@ -52,6 +52,10 @@ def _as_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(value)
 
 
+def _normalized_names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(normalize_name(name) if isinstance(name, str) else name for name in value)
+
+
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
@@ -259,6 +263,8 @@ class ModelFamilySpec(PluginSpec):
         discouraged_precisions: precision → why it is a bad idea for this family (a warning at config check).
         memory_presets: light / balanced / aggressive presets.
         tiny: the family's tiny random-weight pipeline (for the demo and tests), if it offers one.
+        aliases: other names a config may give the family, e.g. SimpleTuner's (``pixart_sigma``); normalised like
+            the name, and, like names, never claimed by two families.
     """
 
     flavours: tuple[Flavour, ...] = attrs.field(converter=_as_tuple)
@@ -269,6 +275,8 @@ class ModelFamilySpec(PluginSpec):
     discouraged_precisions: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
     memory_presets: tuple[MemoryPreset, ...] = attrs.field(default=(), converter=_as_tuple)
     tiny: TinyModel | None = None
+    aliases: tuple[str, ...] = attrs.field(default=(), converter=_normalized_names,
+                                           validator=attrs.validators.deep_iterable(_valid_name))
 
     factory: ModelFamilyFactory = attrs.field(eq=False, repr=False)
 
@@ -287,6 +295,8 @@ class ModelFamilySpec(PluginSpec):
             raise ValueError(f"model family {self.name!r} declares a flavour twice: {names}")
         if self.default_flavour is not None and normalize_name(self.default_flavour) not in names:
             raise ValueError(f"model family {self.name!r}: default flavour {self.default_flavour!r} is not declared")
+        if self.name in self.aliases or len(set(self.aliases)) != len(self.aliases):
+            raise ValueError(f"model family {self.name!r} repeats a name among its aliases: {list(self.aliases)}")
 
     def flavour(self, name: str | None) -> Flavour | None:
         """The flavour called ``name`` (the default flavour for None), or None if the family has no such flavour."""

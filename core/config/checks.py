@@ -22,7 +22,7 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
         names = ", ".join(families) or "none installed"
         problems.append(f"$.model_family: required; one of {names}")
     else:
-        family = families.get(normalize_name(core.model_family))
+        family = registry.find_model_family(core.model_family)
         if family is None:
             names = ", ".join(families) or "none installed"
             problems.append(

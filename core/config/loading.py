@@ -82,7 +82,7 @@ def flavour_layer(registry: Registry, layers: list[Layer]) -> Layer | None:
     family_name = _raw_value(layers, "model_family")
     if not isinstance(family_name, str):
         return None
-    family = registry.model_families().get(normalize_name(family_name))
+    family = registry.find_model_family(family_name)
     if family is None:
         return None
     flavour_name = _raw_value(layers, "model_flavour")

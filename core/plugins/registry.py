@@ -173,13 +173,25 @@ class Registry:
                 collected[spec.name] = spec
         if kind is Kind.QUANTIZER:
             _check_precision_conflicts(collected.values())
+        if kind is Kind.MODEL_FAMILY:
+            _check_alias_conflicts(collected.values())
         self._hook_failures[kind] = failures
         return dict(sorted(collected.items()))
 
-    def get(self, kind: Kind, name: str) -> PluginSpec:
-        """The spec of ``kind`` called ``name``; :class:`UnknownPluginError` lists what exists otherwise."""
+    def find(self, kind: Kind, name: str) -> PluginSpec | None:
+        """The spec of ``kind`` called ``name`` or declaring it among its aliases, or None."""
+        wanted = normalize_name(name)
         specs = self.specs(kind)
-        spec = specs.get(normalize_name(name))
+        found = specs.get(wanted)
+        if found is None:
+            found = next((s for s in specs.values() if wanted in getattr(s, "aliases", ())), None)
+        return found
+
+    def get(self, kind: Kind, name: str) -> PluginSpec:
+        """The spec of ``kind`` called ``name`` (or by an alias); :class:`UnknownPluginError` lists what exists
+        otherwise."""
+        specs = self.specs(kind)
+        spec = self.find(kind, name)
         if spec is None:
             available = ", ".join(specs) or "none installed"
             raise UnknownPluginError(
@@ -219,9 +231,16 @@ class Registry:
         return self._typed(Kind.VALIDATION_METHOD, ValidationMethodSpec)
 
     def model_family(self, name: str) -> ModelFamilySpec:
-        """The model family called ``name`` (see :meth:`get`)."""
+        """The model family called ``name`` or by one of its aliases (see :meth:`get`)."""
         spec = self.get(Kind.MODEL_FAMILY, name)
         assert isinstance(spec, ModelFamilySpec)
+        return spec
+
+    def find_model_family(self, name: str) -> ModelFamilySpec | None:
+        """The model family called ``name`` or by one of its aliases, or None: every place that reads a family
+        name from a config looks it up here, so SimpleTuner's names work wherever a family is named."""
+        spec = self.find(Kind.MODEL_FAMILY, name)
+        assert spec is None or isinstance(spec, ModelFamilySpec)
         return spec
 
     def quantizer_for(self, precision: str) -> QuantizerSpec | None:
@@ -268,6 +287,23 @@ class Registry:
             for f in self.failures()
         ]
         return rows
+
+
+def _check_alias_conflicts(specs: Iterable[PluginSpec]) -> None:
+    families = list(specs)
+    claimed: dict[str, PluginSpec] = {spec.name: spec for spec in families}
+    for spec in families:
+        assert isinstance(spec, ModelFamilySpec)
+        for alias in spec.aliases:
+            other = claimed.get(alias)
+            if other is not None and other is not spec:
+                raise PluginConflictError(
+                    f"the model family name {alias!r} is claimed by {other.name!r} "
+                    f"({other.provider.describe() if other.provider else '?'}) and as an alias by {spec.name!r} "
+                    f"({spec.provider.describe() if spec.provider else '?'}); uninstall one of them or block one "
+                    "with SIMPLETUNER_DISABLE_PLUGINS"
+                )
+            claimed[alias] = spec
 
 
 def _check_precision_conflicts(quantizers: Iterable[PluginSpec]) -> None:

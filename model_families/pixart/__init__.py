@@ -50,6 +50,7 @@ DISCOURAGED_PRECISIONS = {
 
 SPEC = ModelFamilySpec(
     name="pixart",
+    aliases=("pixart_sigma",),  # SimpleTuner's name of the family
     title="PixArt-Sigma",
     description="PixArt-Sigma diffusion transformer (600M and 900M) with the SDXL VAE and a T5-XXL text encoder, "
     "trained by DDPM epsilon prediction.",

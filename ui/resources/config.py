@@ -119,7 +119,7 @@ class MemoryPresets(Resource):
         except ConfigError as exc:
             problems = "; ".join(exc.problems)
             raise falcon.HTTPUnprocessableEntity(description="fix the config first: " + problems) from None
-        family = self.ctx.registry.model_families().get(normalize_name(config.core.model_family or ""))
+        family = self.ctx.registry.find_model_family(config.core.model_family or "")
         if family is None:
             raise falcon.HTTPUnprocessableEntity(description="choose an installed model family first (Model tab)")
         return env, family

@@ -19,7 +19,7 @@ from simpletuner.core.environments import Environment, EnvironmentStore
 from simpletuner.core.errors import ConfigError
 from simpletuner.core.options import PRIVILEGED, SECTIONS
 from simpletuner.core.plugins import Registry
-from simpletuner.core.specs import Kind, normalize_name
+from simpletuner.core.specs import Kind
 from simpletuner.core.workspace import Workspace
 
 _PROBLEM = re.compile(r"^(?:\[(?P<layer>[^\]]+)\] )?\$\.(?P<key>[A-Za-z0-9_]+): (?P<message>.*)$", re.S)
@@ -120,7 +120,8 @@ def option_sections(schema: ConfigSchema, registry: Registry, family: str | None
     """The tabs in display order, each with its options' metadata (core first, then plugins). Of the model
     families' options only those of ``family`` (the environment's) are shown."""
     by_section: dict[str, list[dict[str, Any]]] = {key: [] for key in SECTIONS}
-    family_owner = f"{Kind.MODEL_FAMILY.value}:{normalize_name(family)}" if isinstance(family, str) else None
+    spec = registry.find_model_family(family) if isinstance(family, str) else None
+    family_owner = f"{Kind.MODEL_FAMILY.value}:{spec.name}" if spec is not None else None
     for info in schema.options:
         if info.owner.startswith(f"{Kind.MODEL_FAMILY.value}:") and info.owner != family_owner:
             continue
