@@ -76,14 +76,21 @@ class App:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[tuple[LiveHttp, dict[str, str], dict[str, str]]]:
-    """(server, admin headers, researcher headers)."""
+    """(server, admin headers, headers of a researcher who may choose endpoints); ``remy`` is a plain
+    researcher."""
     instance = App(tmp_path / "ws")
     with serve(instance.app) as live:
         first = {"username": "root", "email": "root@example.org", "password": PASSWORD}
         assert live.json("POST", "/api/auth/setup/first-admin", first).status == 201
         admin = live.log_in("root", PASSWORD)
-        rita = {"username": "rita", "email": "rita@example.org", "password": PASSWORD, "levels": ["researcher"]}
+        # rita may choose endpoints (config.trusted) but not the outbound policy (settings.manage)
+        trusted = {"name": "trusted-researcher", "permissions": ["config.view", "config.edit", "config.trusted"]}
+        assert live.json("POST", "/api/levels", trusted, admin).status == 201
+        rita = {"username": "rita", "email": "rita@example.org", "password": PASSWORD,
+                "levels": ["researcher", "trusted-researcher"]}
         assert live.json("POST", "/api/users", rita, admin).status == 201
+        remy = {"username": "remy", "email": "remy@example.org", "password": PASSWORD, "levels": ["researcher"]}
+        assert live.json("POST", "/api/users", remy, admin).status == 201
         yield live, admin, live.log_in("rita", PASSWORD)
     instance.database.close()
 
@@ -229,3 +236,16 @@ def test_a_non_admin_never_sees_what_the_remote_answered(app: tuple[LiveHttp, di
     events = [e for e in live.request("GET", "/api/audit", None, admin).json["events"]
               if e["event"] == "remote_dataset_failed"]
     assert events and all("418" in e["detail"]["error"] for e in events)
+
+
+def test_a_researcher_without_config_trusted_cannot_choose_an_endpoint(
+        app: tuple[LiveHttp, dict[str, str], dict[str, str]], site: Site) -> None:
+    live, admin, _ = app
+    assert allow(live, admin, allowed_hosts=[site.hostport]).status == 200
+    remy = live.log_in("remy", PASSWORD)
+    for path, extra in (("/api/datasets/remote/test", {}), ("/api/datasets/remote/scan", {"resolution": 128})):
+        answer = live.json("POST", path, {"type": "s3", "options": {"aws_bucket_name": "bucket-one",
+                                                                    "aws_endpoint_url": f"http://{site.hostport}"},
+                                          **extra}, remy)
+        assert answer.status == 403 and "config.trusted" in answer.json["description"]
+    assert site.hits == []

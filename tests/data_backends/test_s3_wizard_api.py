@@ -109,6 +109,10 @@ def test_the_environment_supplies_option_defaults(admin: Admin, s3_endpoint: str
     env.mkdir(parents=True)
     (env / "config.json").write_text(json.dumps({"model_family": "flux", "aws_endpoint_url": s3_endpoint}))
     body = {"type": "s3", "options": {"aws_bucket_name": bucket}}
+    # an endpoint written on disk waits for approval: the environment's credentials are not sent there before
+    assert admin.call("POST", "/api/datasets/remote/test", body | {"env": "pets"}).status_code == 409
+    digest = admin.call("GET", "/api/environments/pets/access").json["digest"]
+    assert admin.call("POST", "/api/environments/pets/approve", {"digest": digest}).status_code == 200
     assert admin.call("POST", "/api/datasets/remote/test", body | {"env": "pets"}).status_code == 200
     assert admin.call("GET", "/api/environments/pets/config").json["values"]["aws_endpoint_url"] == s3_endpoint
 

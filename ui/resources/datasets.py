@@ -15,10 +15,14 @@ import falcon
 
 from simpletuner.core.config.datasets import DatasetEntry
 from simpletuner.core.config.loading import load_config
+from simpletuner.core.config.trust import unapproved
 from simpletuner.core.datasets.storage import DatasetStorage
+from simpletuner.core.environments import DEFAULT_ENVIRONMENT
 from simpletuner.core.errors import ConfigError, DataBackendError, SimpleTunerError
 from simpletuner.core.interfaces import DataBackend
+from simpletuner.core.options import PRIVILEGED, describe_options
 from simpletuner.core.outbound import policy_scope, refusal_in
+from simpletuner.core.specs import DataBackendSpec
 from simpletuner.ui.http import bad_request, field, only_keys, read_json
 from simpletuner.ui.resources.base import Resource, send_json
 from simpletuner.ui.resources.environments import get_environment, store_of
@@ -31,6 +35,7 @@ from simpletuner.ui.workflow.browse import (
     scan_folder,
 )
 from simpletuner.ui.workflow.outbound_policy import outbound_policy
+from simpletuner.ui.workflow.ownership import TRUSTED, approved_digests
 from simpletuner.ui.workflow.remote_datasets import (
     RemoteRequestError,
     backends_json,
@@ -198,9 +203,21 @@ def _remote_request(resource: Resource, req: falcon.Request, extra: set[str]) ->
     path = data.get("path") or ""
     if not isinstance(path, str):
         raise bad_request("path must be a string (a key prefix under the dataset's prefix)")
+    principal = resource.principal(req)
+    privileged = sorted(key for key in options if key in _privileged_keys(spec) and options[key] is not None)
+    if privileged and TRUSTED not in principal.permissions:
+        # an endpoint chosen here would receive the request's (or the environment's) credentials
+        raise falcon.HTTPForbidden(title="Privileged options",
+                                   description=f"{', '.join(privileged)}: only users holding config.trusted may send "
+                                               "storage requests to an endpoint of their choice")
     config = None
     if data.get("env"):
         env = get_environment(resource, str(data["env"]))
+        if unapproved(resource.ctx.workspace, store_of(resource), env, registry,
+                      approved_digests([env.name, DEFAULT_ENVIRONMENT])):
+            raise falcon.HTTPConflict(title="Approval needed",
+                                      description=f"{env.name}'s privileged values wait for approval by a user "
+                                                  "holding config.trusted; its credentials are not used before")
         try:
             config, _ = load_config(store_of(resource), env, registry)
         except ConfigError:
@@ -213,6 +230,11 @@ def _remote_request(resource: Resource, req: falcon.Request, extra: set[str]) ->
         raise falcon.HTTPUnprocessableEntity(title="Storage unusable", description=str(exc)) from None
     _reach(resource, req, backend, backend.check)
     return backend, data
+
+
+def _privileged_keys(spec: DataBackendSpec) -> frozenset[str]:
+    return frozenset(i.key for i in describe_options(spec.options) if i.trust == PRIVILEGED) if spec.options else \
+        frozenset()
 
 
 def _outbound_scope() -> AbstractContextManager[None]:
