@@ -25,7 +25,7 @@ from typing import Any
 
 from simpletuner.core.interfaces import Publisher, PublishRequest
 from simpletuner.core.plugins import Registry
-from simpletuner.core.specs import Kind, normalize_name
+from simpletuner.core.specs import Kind, Usage, normalize_name
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class Publishing:
             "model_family": family.name if family else str(config.core.model_family),
             "model_type": config.core.model_type,
             "base_model": config.core.pretrained_model_name_or_path or (flavour.pretrained if flavour else ""),
+            "usage": family.usage if family else Usage(),
         }
         return cls(publishers, base, checkpoints=bool(config.core.push_checkpoints_to_hub), on_event=on_event,
                    on_uploaded=on_uploaded)

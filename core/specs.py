@@ -251,6 +251,38 @@ class TinyModel:
     settings: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
 
 
+_IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def _import_path(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not (isinstance(value, str) and _IMPORT_PATH.match(value)):
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be 'package.module:name', got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Usage:
+    """How a family's trained outputs load into its stock diffusers pipeline: the code model cards and the web UI's
+    job page show (see :mod:`simpletuner.core.usage`). Each entry is a ``"package.module:name"`` import path that
+    users' code imports, so a loader must be a public, documented function of an installed package.
+
+    Attributes:
+        pipeline: the pipeline class, loaded with ``from_pretrained`` on the base model.
+        lora: the LoRA loader, called as ``load(pipeline, source)`` (``source``: a Hub repository id, a folder or the
+            file); None when the pipeline loads LoRAs itself with ``pipeline.load_lora_weights(source)``.
+        lycoris: the LyCORIS loader, called the same way (diffusers reads no LyCORIS file).
+        full: the class whose ``from_pretrained(source, subfolder=<component>)`` loads a fully trained component,
+            which is then given to the pipeline under the component's name.
+
+    >>> Usage(pipeline="diffusers:PixArtSigmaPipeline", lora="simpletuner.model_families.pixart:load_lora").lycoris
+    'simpletuner.core.inference:load_lycoris'
+    """
+
+    pipeline: str = attrs.field(default="diffusers:DiffusionPipeline", validator=_import_path)
+    lora: str | None = attrs.field(default=None, validator=_import_path)
+    lycoris: str = attrs.field(default="simpletuner.core.inference:load_lycoris", validator=_import_path)
+    full: str = attrs.field(default="diffusers:AutoModel", validator=_import_path)
+
+
 @attrs.frozen(kw_only=True)
 class ModelFamilySpec(PluginSpec):
     """Registers a model family.
@@ -263,6 +295,8 @@ class ModelFamilySpec(PluginSpec):
         discouraged_precisions: precision → why it is a bad idea for this family (a warning at config check).
         memory_presets: light / balanced / aggressive presets.
         tiny: the family's tiny random-weight pipeline (for the demo and tests), if it offers one.
+        usage: how its LoRA, LyCORIS and full outputs load into a stock diffusers pipeline; the default suits a
+            family whose pipeline ``DiffusionPipeline`` finds and which loads LoRAs itself.
         aliases: other names a config may give the family, e.g. SimpleTuner's (``pixart_sigma``); normalised like
             the name, and, like names, never claimed by two families.
     """
@@ -275,6 +309,7 @@ class ModelFamilySpec(PluginSpec):
     discouraged_precisions: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
     memory_presets: tuple[MemoryPreset, ...] = attrs.field(default=(), converter=_as_tuple)
     tiny: TinyModel | None = None
+    usage: Usage = attrs.field(factory=Usage)
     aliases: tuple[str, ...] = attrs.field(default=(), converter=_normalized_names,
                                            validator=attrs.validators.deep_iterable(_valid_name))
 

@@ -2,12 +2,11 @@
 
 The front matter carries what the Hub indexes: base model, license (by family and flavour unless configured),
 tags, pipeline tag, library and widget images with their prompts. The body states how the model was trained and
-holds a usage snippet for diffusers.
+holds the code that loads the model into the family's diffusers pipeline (:mod:`simpletuner.core.usage`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.interfaces import PublishRequest
+from simpletuner.core.usage import output_kind, usage_code
 
 #: ``(license, license_name, license_link)`` of known base models, by family and then flavour (``*`` = any).
 FAMILY_LICENSES: Mapping[str, Mapping[str, tuple[str, str | None, str | None]]] = {
@@ -26,13 +26,16 @@ FAMILY_LICENSES: Mapping[str, Mapping[str, tuple[str, str | None, str | None]]] 
     "pixart": {"*": ("openrail++", None, None)},
 }
 _SECRET_HINTS = ("token", "password", "secret", "api_key")
+_WHAT = {"lora": "LoRA", "lycoris": "LyCORIS adapter", "full": "full fine-tune"}
 
 
 @attrs.frozen
 class CardSettings:
-    """What a publisher adds to the request's facts."""
+    """What a publisher adds to the request's facts; ``source`` is where the usage code loads the model from
+    (``repo_id`` when unset)."""
 
     repo_id: str | None = None
+    source: str | None = None
     license: str | None = None
     tags: Sequence[str] = ()
     note: str | None = None
@@ -91,7 +94,7 @@ def render_model_card(request: PublishRequest, settings: CardSettings, image_pat
     body = [
         f"# {title}",
         "",
-        f"A {'LoRA' if request.model_type == 'lora' else 'full fine-tune'} of "
+        f"A {_WHAT[output_kind(request.model_type, config.get('lora_type'))]} of "
         f"[{request.base_model}](https://huggingface.co/{request.base_model}) ({request.model_family}) "
         "trained with SimpleTuner.",
     ]
@@ -113,20 +116,9 @@ def render_model_card(request: PublishRequest, settings: CardSettings, image_pat
 
 
 def _usage(request: PublishRequest, settings: CardSettings) -> str:
-    source = settings.repo_id or "path/to/this/folder"
-    prompt = json.dumps(str(request.config.get("validation_prompt") or "a photo"))
-    steps = request.config.get("validation_num_inference_steps") or 20
-    guidance = request.config.get("validation_guidance")
-    call = f"pipeline({prompt}, num_inference_steps={steps}" + (
-        f", guidance_scale={guidance})" if guidance is not None else ")")
-    if request.model_type == "lora":
-        load = (f'pipeline = DiffusionPipeline.from_pretrained("{request.base_model}", torch_dtype=torch.bfloat16)\n'
-                f'pipeline.load_lora_weights("{source}")')
-        imports = "import torch\nfrom diffusers import DiffusionPipeline"
-    else:
-        load = (f'transformer = AutoModel.from_pretrained("{source}", subfolder="transformer", '
-                "torch_dtype=torch.bfloat16)\n"
-                f'pipeline = DiffusionPipeline.from_pretrained("{request.base_model}", transformer=transformer, '
-                "torch_dtype=torch.bfloat16)")
-        imports = "import torch\nfrom diffusers import AutoModel, DiffusionPipeline"
-    return f'{imports}\n\n{load}\npipeline.to("cuda")\nimage = {call}.images[0]\nimage.save("output.png")'
+    kind = output_kind(request.model_type, request.config.get("lora_type"))
+    # a full model's folder keeps the trained component's name (transformer/)
+    component = Path(request.files[0]).name if kind == "full" and request.files else "transformer"
+    return usage_code(request.usage, kind, base_model=request.base_model,
+                      source=settings.source or settings.repo_id or "path/to/this/folder", settings=request.config,
+                      component=component)

@@ -10,11 +10,13 @@ from typing import Any
 import attrs
 
 from simpletuner.core.errors import SimpleTunerError
+from simpletuner.core.specs import Usage
 
 
 @attrs.frozen
 class PublishRequest:
-    """What to publish: the model files, the config used, validation images and model-card facts."""
+    """What to publish: the model files, the config used, validation images and model-card facts; ``usage`` is the
+    family's (how its outputs load into diffusers)."""
 
     files: Sequence[Path]
     config: Mapping[str, Any]
@@ -23,6 +25,7 @@ class PublishRequest:
     model_type: str
     validation_images: Sequence[Path] = ()
     step: int = 0
+    usage: Usage = attrs.field(factory=Usage)
 
 
 @attrs.frozen

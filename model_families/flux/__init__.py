@@ -7,7 +7,7 @@ by the factory when a run starts.
 from __future__ import annotations
 
 from simpletuner.core.hookspecs import RegisterModelFamily, hookimpl
-from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, TinyModel, lazy
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, TinyModel, Usage, lazy
 from simpletuner.model_families.flux.options import FluxOptions
 
 FLAVOURS = (
@@ -45,6 +45,7 @@ SPEC = ModelFamilySpec(
     memory_presets=MEMORY_PRESETS,
     tiny=TinyModel(build=lazy("simpletuner.model_families.flux.tiny:build_tiny_flux_pipeline"),
                    settings={"model_flavour": "dev", "flux_t5_max_tokens": 32}),
+    usage=Usage(pipeline="diffusers:FluxPipeline"),
 )
 
 

@@ -1,13 +1,17 @@
 """The PixArt family (PixArt-Sigma 600M and the 900M fine-tunes): the entry point of the plugin.
 
-This module only declares the family; :mod:`simpletuner.model_families.pixart.family` (torch, diffusers) is
-imported by the factory when a run starts.
+This module only declares the family, and :func:`load_lora`, the LoRA loader its model cards show;
+:mod:`simpletuner.model_families.pixart.family` (torch, diffusers) is imported by the factory when a run starts.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from simpletuner.core.hookspecs import RegisterModelFamily, hookimpl
-from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, TinyModel, lazy
+from simpletuner.core.inference import LORA_FILE, weights_file
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, TinyModel, Usage, lazy
 from simpletuner.model_families.pixart.options import PixArtOptions
 
 FLAVOURS = (
@@ -65,7 +69,29 @@ SPEC = ModelFamilySpec(
     memory_presets=MEMORY_PRESETS,
     tiny=TinyModel(build=lazy("simpletuner.model_families.pixart.tiny:build_tiny_pixart_pipeline"),
                    settings={"model_flavour": "600m-512", "pixart_max_tokens": 32}),
+    # PixArtSigmaPipeline has no load_lora_weights
+    usage=Usage(pipeline="diffusers:PixArtSigmaPipeline", lora="simpletuner.model_families.pixart:load_lora"),
 )
+
+
+def load_lora(pipeline: Any, source: str | Path, *, weight_name: str = LORA_FILE, adapter_name: str = "default",
+              scale: float = 1.0) -> Any:
+    """Load a PixArt LoRA trained by SimpleTuner into a stock ``PixArtSigmaPipeline`` and activate it at ``scale``;
+    returns the pipeline. ``source`` is a Hub repository id, a folder holding ``weight_name``, or the file.
+
+    The pipeline's transformer is swapped for a copy that carries diffusers' adapter methods (same weights, dtype
+    and device); ``pipeline.transformer.set_adapters([adapter_name], weights=[s])`` changes the strength later.
+    Example::
+
+        from diffusers import PixArtSigmaPipeline
+        from simpletuner.model_families.pixart import load_lora
+
+        pipeline = PixArtSigmaPipeline.from_pretrained("PixArt-alpha/PixArt-Sigma-XL-2-1024-MS")
+        load_lora(pipeline, "your-name/your-pixart-lora")
+    """
+    from simpletuner.model_families.pixart.transformer import load_pixart_lora
+
+    return load_pixart_lora(pipeline, weights_file(source, weight_name), adapter_name, scale)
 
 
 @hookimpl

@@ -7,7 +7,7 @@ by the factory when a run starts.
 from __future__ import annotations
 
 from simpletuner.core.hookspecs import RegisterModelFamily, hookimpl
-from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, TinyModel, lazy
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, TinyModel, Usage, lazy
 from simpletuner.model_families.sana.options import SanaOptions
 
 FLAVOURS = (
@@ -63,6 +63,7 @@ SPEC = ModelFamilySpec(
     memory_presets=MEMORY_PRESETS,
     tiny=TinyModel(build=lazy("simpletuner.model_families.sana.tiny:build_tiny_sana_pipeline"),
                    settings={"model_flavour": "sana1.0-600m-512"}),
+    usage=Usage(pipeline="diffusers:SanaPipeline"),
 )
 
 

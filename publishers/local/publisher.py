@@ -27,14 +27,15 @@ class LocalPublisher(Publisher):
         return folder if folder.is_absolute() else Path(str(config.get("output_dir") or ".")) / folder
 
     def publish(self, request: PublishRequest) -> str:
-        """Copy the model files, images, config and model card; returns the folder."""
+        """Copy the model files, images, config and model card (whose code loads the model from this folder);
+        returns the folder."""
         target = self.target(request.config)
         files = model_files(request) + list(image_files(request).items())
         for source, inside in files:
             destination = target / inside
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination)
-        for inside, data in generated_files(request, CardSettings(repo_id=None)).items():
+        for inside, data in generated_files(request, CardSettings(source=str(target))).items():
             atomic_write_bytes(target / inside, data)
         return str(target)
 

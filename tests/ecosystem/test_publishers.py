@@ -96,9 +96,20 @@ def test_hub_publication_sends_the_repo_settings_files_and_card(
                    {"text": "a dog", "output": {"url": "images/dog-step000010-seed1-32x32.png"}}],
     }
     assert "Trained on my cat." in card
-    assert 'pipeline.load_lora_weights("me/my-lora")' in card
-    assert 'DiffusionPipeline.from_pretrained("black-forest-labs/FLUX.1-dev"' in card
-    assert 'pipeline("a red cat", num_inference_steps=20, guidance_scale=3.5)' in card
+    assert card.endswith("""## Usage
+
+```python
+import torch
+from diffusers import FluxPipeline
+
+pipeline = FluxPipeline.from_pretrained("black-forest-labs/FLUX.1-dev", dtype=torch.bfloat16)
+pipeline.load_lora_weights("me/my-lora")
+pipeline.to("cuda")
+image = pipeline("a red cat", num_inference_steps=20, guidance_scale=3.5, width=1024, height=1024, \
+generator=torch.manual_seed(42)).images[0]
+image.save("output.png")
+```
+""")
     assert [e["event"] for e in events] == ["published"]
 
 
@@ -194,7 +205,10 @@ def test_local_publisher_writes_the_publication_on_disk(tmp_path: Path, load_con
     assert (meta["base_model"], meta["license"], "lora" in meta["tags"], "full-finetune" in meta["tags"]) == (
         "/models/flux-schnell", "apache-2.0", False, True)
     assert "widget" not in meta
-    assert 'AutoModel.from_pretrained("path/to/this/folder", subfolder="transformer"' in card
+    assert f'transformer = AutoModel.from_pretrained("{target}", subfolder="transformer", dtype=torch.bfloat16)' \
+        in card  # the card loads the model from where it was published
+    assert ('pipeline = FluxPipeline.from_pretrained("/models/flux-schnell", transformer=transformer, '
+            'dtype=torch.bfloat16)') in card
     assert json.loads((target / "simpletuner_config.json").read_text())["model_type"] == "full"
 
 

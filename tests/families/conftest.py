@@ -1,4 +1,4 @@
-"""Tiny Sana and PixArt pipeline folders (built once per session)."""
+"""Tiny Flux, Sana and PixArt pipeline folders (built once per session)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from simpletuner.core.plugins import Registry
 def registry() -> Registry:
     """The registry of the installed plugins (the families register through their entry points)."""
     return Registry()
+
+
+@pytest.fixture(scope="session")
+def flux_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny("flux", tmp_path_factory.mktemp("tiny-flux"))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,172 @@
+"""The usage code of a model card runs as written: for every built-in family and every kind of output (LoRA, LyCORIS
+LoKr, full rank), a few training steps on the tiny pipeline are published to a local folder, the card's Python block
+is executed with only ``"cuda"`` turned into ``"cpu"``, and the image it saves differs from the base model's."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from simpletuner.core.cli.demo_commands import make_demo_images
+from simpletuner.core.plugins import Registry
+from simpletuner.core.specs import Usage
+from simpletuner.core.workspace import WORKSPACE_ENV_VAR, Workspace
+
+FAMILIES = ("flux", "sana", "pixart")
+KINDS = {"lora": {}, "lycoris": {"lora_type": "lycoris"}, "full": {"model_type": "full", "learning_rate": 1e-3}}
+LOKR = {"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 8,
+        "apply_preset": {"target_module": ["Attention", "FluxAttention", "FeedForward"]}}
+#: The example call the cards render from the training config below.
+CALL = ('image = pipeline("a photo", num_inference_steps=2, width=64, height=64, '
+        'generator=torch.manual_seed(42)).images[0]')
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _reset_accelerate() -> None:
+    """Each in-process run builds its own Accelerator; accelerate keeps process-wide singletons."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+
+
+def _train_and_publish(workspace: Workspace, registry: Registry, family: str, kind: str, model: Path) -> Path:
+    from simpletuner.core.config import load_environment
+    from simpletuner.core.environments import EnvironmentStore
+    from simpletuner.core.training.run import train
+
+    name = f"{family}-{kind}"
+    data_dir = workspace.datasets_dir / family
+    if not data_dir.is_dir():
+        make_demo_images(data_dir, 1)
+    env_dir = workspace.configs_dir / name
+    env_dir.mkdir(parents=True)
+    tiny = registry.model_family(family).tiny
+    assert tiny is not None
+    # a high learning rate: a few Adam steps move every trained weight (LoRA's B and LoKr's w2 start at zero)
+    (env_dir / "config.json").write_text(json.dumps({
+        **tiny.settings, "model_family": family, "pretrained_model_name_or_path": str(model),
+        "learning_rate": 5e-2, "max_train_steps": 3, "num_train_epochs": 0, "train_batch_size": 1, "seed": 7,
+        "resolution": 64, "resolution_type": "pixel", "mixed_precision": "no", "checkpointing_steps": 0,
+        "output_dir": f"output/{name}", "report_to": "none", "validation_resolution": "64",
+        "validation_num_inference_steps": 2, "publish_to": ["local"], **KINDS[kind],
+    }))
+    if kind == "lycoris":
+        (env_dir / "lycoris_config.json").write_text(json.dumps(LOKR))
+    (env_dir / "multidatabackend.json").write_text(json.dumps([
+        {"id": "shapes", "instance_data_dir": str(data_dir), "caption_strategy": "textfile",
+         "cache_dir_vae": f"cache/{family}/vae"},
+        {"id": "embeds", "dataset_type": "text_embeds", "default": True, "cache_dir": f"cache/{family}/text"},
+    ]))
+    try:
+        result = train(load_environment(workspace, EnvironmentStore(workspace.configs_dir), name, registry),
+                       workspace, registry)
+    finally:
+        _reset_accelerate()
+    return result.run_dir / "published"
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory: pytest.TempPathFactory, flux_folder: Path, sana_folder: Path,
+              pixart_folder: Path, registry: Registry) -> Iterator[Callable[[str, str], Path]]:
+    """``published(family, kind)``: the folder the local publisher wrote for that run, trained once per session."""
+    root = tmp_path_factory.mktemp("usage-workspace")
+    workspace = Workspace(root)
+    models = {"flux": flux_folder, "sana": sana_folder, "pixart": pixart_folder}
+    done: dict[tuple[str, str], Path] = {}
+
+    def get(family: str, kind: str) -> Path:
+        if (family, kind) not in done:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv(WORKSPACE_ENV_VAR, str(root))
+                done[family, kind] = _train_and_publish(workspace, registry, family, kind, models[family])
+        return done[family, kind]
+
+    yield get
+
+
+@pytest.fixture(scope="session")
+def base_image(flux_folder: Path, sana_folder: Path, pixart_folder: Path,
+               registry: Registry) -> Callable[[str], np.ndarray]:
+    """``base_image(family)``: the base model's image for :data:`CALL`, from the family's pipeline class."""
+    models = {"flux": flux_folder, "sana": sana_folder, "pixart": pixart_folder}
+    done: dict[str, np.ndarray] = {}
+
+    def get(family: str) -> np.ndarray:
+        if family not in done:
+            import diffusers
+            import torch
+
+            pipeline_class = getattr(diffusers, registry.model_family(family).usage.pipeline.partition(":")[2])
+            pipeline = pipeline_class.from_pretrained(str(models[family]), dtype=torch.bfloat16).to("cpu")
+            image = pipeline("a photo", num_inference_steps=2, width=64, height=64,
+                             generator=torch.manual_seed(42)).images[0]
+            done[family] = np.asarray(image, dtype=np.int16)
+        return done[family]
+
+    return get
+
+
+def _usage_block(card: str) -> str:
+    blocks = card.split("```python\n")
+    assert len(blocks) == 2, "the card holds one Python block"
+    return blocks[1].split("\n```", 1)[0]
+
+
+def _run_as_written(code: str, card: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarray,
+                                                                                                     list[Any]]:
+    """Execute the code on the CPU in ``workdir``; returns the image it saved and the warnings it raised."""
+    assert code.count('"cuda"') == 1
+    monkeypatch.chdir(workdir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(compile(code.replace('"cuda"', '"cpu"'), str(card), "exec"), {"__name__": "usage"})
+    return np.asarray(Image.open(workdir / "output.png"), dtype=np.int16), caught
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_cards_code_loads_the_output_into_the_stock_pipeline(
+        family: str, kind: str, published: Callable[[str, str], Path], base_image: Callable[[str], np.ndarray],
+        registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = published(family, kind)
+    card = folder / "README.md"
+    code = _usage_block(card.read_text())
+    pipeline_class = registry.model_family(family).usage.pipeline.partition(":")[2]
+    assert f"pipeline = {pipeline_class}.from_pretrained(" in code and CALL in code
+    assert "torch_dtype" not in code
+    assert ("pipeline.load_lora_weights(" in code) == (kind == "lora" and family != "pixart")
+    assert json.dumps(str(folder)) in code  # loads from where it was published
+
+    image, caught = _run_as_written(code, card, tmp_path, monkeypatch)
+    # diffusers announces a deprecated argument with a FutureWarning (torch_dtype did)
+    assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []
+    base = base_image(family)
+    assert image.shape == base.shape == (64, 64, 3) and image.std() > 1
+    # same seed, same pipeline: without the trained weights the image would be the same to the bit
+    assert np.abs(image - base).mean() > 0.5, f"the {kind} output leaves the {family} image unchanged"
+
+
+def test_every_installed_familys_usage_names_objects_that_exist(registry: Registry) -> None:
+    for spec in registry.model_families().values():
+        usage = spec.usage
+        for path in filter(None, (usage.pipeline, usage.lora, usage.lycoris, usage.full)):
+            module, _, name = path.partition(":")
+            assert callable(getattr(importlib.import_module(module), name)), f"{spec.name}: {path}"
+
+
+def test_a_usage_entry_must_be_an_import_path() -> None:
+    with pytest.raises(ValueError, match="Usage.lora must be 'package.module:name', got 'load_lora'"):
+        Usage(lora="load_lora")
+    with pytest.raises(ValueError, match="Usage.pipeline must be"):
+        Usage(pipeline="diffusers:FluxPipeline.from_pretrained")
