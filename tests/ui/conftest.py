@@ -168,6 +168,14 @@ class LiveUi:
 
 
 @pytest.fixture
+def live_ui(tmp_path: Path) -> Iterator[LiveUi]:
+    """``simpletuner server`` on a fresh workspace, stopped after the test."""
+    server = LiveUi(tmp_path / "ws")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def chromium_browser():  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 

@@ -5,7 +5,6 @@ exact value and approves it, and the researcher's start is then accepted. Screen
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,28 +17,21 @@ pytestmark = [needs_chromium, pytest.mark.timeout(180)]
 COMMAND = "python eval.py {local_checkpoint_path} {global_step}"
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveUi]:
-    server = LiveUi(tmp_path / "ws")
-    yield server
-    server.stop()
-
-
-def test_a_waiting_environment_is_reviewed_and_approved_in_the_browser(live: LiveUi, chromium_browser,
+def test_a_waiting_environment_is_reviewed_and_approved_in_the_browser(live_ui: LiveUi, chromium_browser,
                                                                       tmp_path: Path) -> None:
     admin = chromium_browser.new_page()
-    first_admin(admin, live.url)
+    first_admin(admin, live_ui.url)
     assert api(admin, "POST", "/api/users", {"username": "rita", "email": "rita@example.org",
                                               "password": "correct horse battery", "levels": ["researcher"]})[0] == 201
     researcher = chromium_browser.new_context().new_page()
-    log_in(researcher, live.url, "rita")
+    log_in(researcher, live_ui.url, "rita")
     assert api(researcher, "POST", "/api/environments", {"name": "mine", "example": "flux-lora"})[0] == 201
-    config_file = live.workspace / "configs" / "mine" / "config.json"
+    config_file = live_ui.workspace / "configs" / "mine" / "config.json"
     config_file.write_text(json.dumps(json.loads(config_file.read_text()) | {"post_checkpoint_script": COMMAND}))
 
     status, body = api(researcher, "POST", "/api/training/start", {"environment": "mine"})
     assert status == 409 and body["title"] == "Approval needed"
-    researcher.goto(live.url + "/environments")
+    researcher.goto(live_ui.url + "/environments")
     row = researcher.locator("tr[data-env=mine]")
     expect(row).to_contain_text("waiting for approval")
     expect(row).to_contain_text("rita")
@@ -47,7 +39,7 @@ def test_a_waiting_environment_is_reviewed_and_approved_in_the_browser(live: Liv
     expect(researcher.locator("#review-table")).to_contain_text(COMMAND)
     expect(researcher.locator("#review-approve")).to_have_count(0)  # researchers cannot approve
 
-    admin.goto(live.url + "/environments")
+    admin.goto(live_ui.url + "/environments")
     admin.locator("tr[data-env=mine]").get_by_role("button", name="Review privileged values of mine").click()
     expect(admin.locator("#review-table")).to_contain_text("post_checkpoint_script")
     admin.screenshot(path=tmp_path / "review.png", full_page=True)
@@ -60,7 +52,7 @@ def test_a_waiting_environment_is_reviewed_and_approved_in_the_browser(live: Liv
     # the admin allows a models folder outside the workspace on the Allowed roots page
     models = tmp_path / "models"
     models.mkdir()
-    admin.goto(live.url + "/admin/paths")
+    admin.goto(live_ui.url + "/admin/paths")
     admin.fill("#roots", f"{models}, relative/folder")
     admin.get_by_role("button", name="Save").click()
     expect(admin.locator(".status")).to_contain_text("not an absolute path")

@@ -4,7 +4,6 @@ Configuration page in Chromium, never as "[object Object]"; malformed JSON is fl
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,11 @@ from .test_browser_training import api
 pytestmark = [needs_chromium, pytest.mark.timeout(120)]
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveUi]:
-    server = LiveUi(tmp_path / "ws")
-    yield server
-    server.stop()
-
-
-def test_the_prompt_library_is_edited_as_json(live: LiveUi, chromium_browser, tmp_path: Path) -> None:
+def test_the_prompt_library_is_edited_as_json(live_ui: LiveUi, chromium_browser, tmp_path: Path) -> None:
     page = chromium_browser.new_page()
-    first_admin(page, live.url)
+    first_admin(page, live_ui.url)
     assert api(page, "POST", "/api/environments", {"name": "lib", "example": "flux-lora"})[0] == 201
-    page.goto(live.url + "/config?env=lib")
+    page.goto(live_ui.url + "/config?env=lib")
     page.get_by_role("tab", name="Validations & Output").click()
     library = page.locator("#opt-validation_prompts")
     expect(library).to_have_value("{}")
@@ -36,7 +28,7 @@ def test_the_prompt_library_is_edited_as_json(live: LiveUi, chromium_browser, tm
     library.fill('{"cat": "a photo of a cat", "dog": {"prompt": "a dog", "seed": 7}}')
     expect(page.locator("#err-validation_prompts")).to_be_hidden()
     page.get_by_role("button", name="Save").click()
-    config_file = live.workspace / "configs" / "lib" / "config.json"
+    config_file = live_ui.workspace / "configs" / "lib" / "config.json"
     expect(page.locator("#src-validation_prompts")).to_contain_text("set here")
     page.screenshot(path=tmp_path / "prompt-library.png", full_page=True)
     saved = json.loads(config_file.read_text())

@@ -4,8 +4,6 @@ source (defaults, the flavour, the default environment), and a learning-rate pre
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,20 +13,13 @@ from .test_browser_training import api, wizard_to
 pytestmark = [needs_chromium, pytest.mark.timeout(120)]
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveUi]:
-    server = LiveUi(tmp_path / "ws")
-    yield server
-    server.stop()
-
-
-def test_the_wizard_writes_only_its_changes_and_the_presets_scheduler(live: LiveUi, chromium_browser) -> None:
+def test_the_wizard_writes_only_its_changes_and_the_presets_scheduler(live_ui: LiveUi, chromium_browser) -> None:
     page = chromium_browser.new_page()
-    first_admin(page, live.url)
+    first_admin(page, live_ui.url)
     assert api(page, "POST", "/api/environments", {"name": "w", "example": "flux-lora"})[0] == 201
-    config_file = live.workspace / "configs" / "w" / "config.json"
+    config_file = live_ui.workspace / "configs" / "w" / "config.json"
     before = json.loads(config_file.read_text())
-    page.goto(live.url + "/wizard?env=w")
+    page.goto(live_ui.url + "/wizard?env=w")
     wizard_to(page, "Learning rate, batch and optimizer")
     page.get_by_role("button", name="Fast (strong style, watch for overfitting)").click()
     wizard_to(page, "Review")
