@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from usage_code import run_as_written
 
 REPO = Path(__file__).resolve().parents[2]
 KIT = REPO / "examples" / "simpletuner-plugin-lumina2"
@@ -119,7 +121,7 @@ def test_the_family_trains_end_to_end_on_cpu(site: Path, run_cli: Callable, work
         "max_train_steps": 40, "num_train_epochs": 0, "seed": 1, "resolution": 64, "mixed_precision": "no",
         "checkpointing_steps": 20, "output_dir": "output/lumina", "report_to": "local",
         "validation_prompt": "a red circle", "validation_steps": 0, "validation_resolution": "64",
-        "validation_num_inference_steps": 2, "lumina2_max_tokens": 64}))
+        "validation_num_inference_steps": 2, "lumina2_max_tokens": 64, "publish_to": ["local"]}))
     (env / "multidatabackend.json").write_text(json.dumps([
         {"id": "shapes", "instance_data_dir": str(workspace.datasets_dir / "shapes"), "caption_strategy": "textfile",
          "cache_dir_vae": "cache/vae"},
@@ -151,3 +153,10 @@ def test_the_family_trains_end_to_end_on_cpu(site: Path, run_cli: Callable, work
     before = render()
     pipeline.load_lora_weights(str(output), weight_name="pytorch_lora_weights.safetensors")
     assert (render() - before).abs().mean() > 1e-4
+
+    # the published card's code, run as written in the workspace (the tiny flavour's base model is relative to it)
+    code, image, future_warnings = run_as_written(output / "published" / "README.md", workspace.root)
+    assert "from diffusers import Lumina2Pipeline" in code and future_warnings == []
+    base = Lumina2Pipeline.from_pretrained(str(workspace.root / "models" / "lumina2-tiny"), dtype=torch.bfloat16)(
+        "a red circle", num_inference_steps=2, width=64, height=64, generator=torch.manual_seed(42)).images[0]
+    assert np.abs(image - np.asarray(base, dtype=np.int16)).mean() > 0.5

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import importlib
 import json
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from usage_code import run_as_written
 
 from simpletuner.core.cli.demo_commands import make_demo_images
 from simpletuner.core.plugins import Registry
@@ -117,40 +115,18 @@ def base_image(flux_folder: Path, sana_folder: Path, pixart_folder: Path,
     return get
 
 
-def _usage_block(card: str) -> str:
-    blocks = card.split("```python\n")
-    assert len(blocks) == 2, "the card holds one Python block"
-    return blocks[1].split("\n```", 1)[0]
-
-
-def _run_as_written(code: str, card: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarray,
-                                                                                                     list[Any]]:
-    """Execute the code on the CPU in ``workdir``; returns the image it saved and the warnings it raised."""
-    assert code.count('"cuda"') == 1
-    monkeypatch.chdir(workdir)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        exec(compile(code.replace('"cuda"', '"cpu"'), str(card), "exec"), {"__name__": "usage"})
-    return np.asarray(Image.open(workdir / "output.png"), dtype=np.int16), caught
-
-
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("family", FAMILIES)
 def test_the_cards_code_loads_the_output_into_the_stock_pipeline(
         family: str, kind: str, published: Callable[[str, str], Path], base_image: Callable[[str], np.ndarray],
-        registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        registry: Registry, tmp_path: Path) -> None:
     folder = published(family, kind)
-    card = folder / "README.md"
-    code = _usage_block(card.read_text())
+    code, image, future_warnings = run_as_written(folder / "README.md", tmp_path)
     pipeline_class = registry.model_family(family).usage.pipeline.partition(":")[2]
     assert f"pipeline = {pipeline_class}.from_pretrained(" in code and CALL in code
-    assert "torch_dtype" not in code
     assert ("pipeline.load_lora_weights(" in code) == (kind == "lora" and family != "pixart")
     assert json.dumps(str(folder)) in code  # loads from where it was published
-
-    image, caught = _run_as_written(code, card, tmp_path, monkeypatch)
-    # diffusers announces a deprecated argument with a FutureWarning (torch_dtype did)
-    assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []
+    assert future_warnings == []  # no deprecated argument (torch_dtype was one)
     base = base_image(family)
     assert image.shape == base.shape == (64, 64, 3) and image.std() > 1
     # same seed, same pipeline: without the trained weights the image would be the same to the bit

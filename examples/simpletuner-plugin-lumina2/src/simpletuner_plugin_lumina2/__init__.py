@@ -11,7 +11,7 @@ import attrs
 
 from simpletuner.core.hookspecs import RegisterModelFamily, hookimpl
 from simpletuner.core.options import option
-from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, TinyModel, lazy
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, TinyModel, Usage, lazy
 
 #: Where the ``tiny`` flavour's random-weight pipeline is built on first use (relative to the workspace).
 TINY_FOLDER = "./models/lumina2-tiny"
@@ -62,4 +62,6 @@ def register_model_families(register: RegisterModelFamily) -> None:
         # `simpletuner demo --family lumina2` and tests build this tiny pipeline, as they do the built-in families'
         tiny=TinyModel(build=lazy("simpletuner_plugin_lumina2.tiny:build_tiny_lumina2_pipeline"),
                        settings={"lumina2_max_tokens": 32}),
+        # what model cards show: Lumina2Pipeline loads the LoRA itself (load_lora_weights)
+        usage=Usage(pipeline="diffusers:Lumina2Pipeline"),
     ))
