@@ -83,8 +83,8 @@ def test_s3_dataset_through_the_wizard(live: tuple[str, Path], s3_endpoint: str,
         # outbound requests reach public addresses only, unless an admin allows more: allow the loopback server
         page.get_by_role("link", name="Outbound").click()
         page.get_by_label("Allowed hosts and networks").fill(s3_endpoint.split("://", 1)[1])
-        page.get_by_role("button", name="Save").click()
-        page.wait_for_load_state()
+        with page.expect_navigation():  # saved: the page reloads with the policy in effect
+            page.get_by_role("button", name="Save").click()
         expect(page.get_by_label("Allowed hosts and networks")).to_have_value(s3_endpoint.split("://", 1)[1])
 
         page.goto(url + "/datasets?env=pets")
