@@ -35,7 +35,8 @@ Types and their fields:
     ``message``: something the run works around but the user should know (e.g. oversubscribed buckets).
 ``finished``
     ``step``, ``output`` (the final model file or folder), ``elapsed_s``, ``published`` (``{publisher: location}``
-    of the final model's successful publications).
+    of the final model's successful publications), ``usage`` (Python code that loads the final model from the run
+    folder into the family's diffusers pipeline; see :mod:`simpletuner.core.usage`).
 ``published`` / ``publish_failed``
     forwarded from :mod:`simpletuner.core.publishing`: ``publisher``, ``what`` (``model`` or ``checkpoint``),
     ``step``, and ``location`` or ``error``.

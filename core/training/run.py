@@ -28,6 +28,7 @@ from simpletuner.core.training.resolve import resolve_run
 from simpletuner.core.training.run_folders import shared_run_folder
 from simpletuner.core.training.saving import WeightSaver
 from simpletuner.core.training.validation import Validator
+from simpletuner.core.usage import output_kind, usage_code
 from simpletuner.core.workspace import Workspace
 
 
@@ -99,9 +100,17 @@ def _run_stages(run: stages.Run) -> TrainingResult:
         images = hooks.validate(step, None)
         published = hooks.publish(output, images, step)
     run.events.emit("finished", step=step, output=str(output), elapsed_s=round(time.time() - started, 3),
-                    published=published)
+                    published=published, usage=_usage(run))
     return TrainingResult(output=output, output_dir=run.resolved.output_dir, run_dir=run.folder, step=step,
                           encoder_calls=cached.encoder_calls)
+
+
+def _usage(run: stages.Run) -> str:
+    """The code that loads the final model from the run folder (the job page shows it)."""
+    core = run.core
+    return usage_code(run.resolved.spec.usage, output_kind(core.model_type, core.lora_type),
+                      base_model=run.resolved.pretrained, source=str(run.folder), settings=attrs.asdict(core),
+                      component=run.family.trained_component)
 
 
 def _empty_text(training_data: TrainingData) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ import pytest
 from usage_code import run_as_written
 
 from simpletuner.core.cli.demo_commands import make_demo_images
+from simpletuner.core.events import EVENTS_FILE, read_events
 from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import Usage
 from simpletuner.core.workspace import WORKSPACE_ENV_VAR, Workspace
@@ -39,6 +40,7 @@ def _reset_accelerate() -> None:
 
 
 def _train_and_publish(workspace: Workspace, registry: Registry, family: str, kind: str, model: Path) -> Path:
+    """Train a few steps and publish to the run's ``published`` folder; returns the run folder."""
     from simpletuner.core.config import load_environment
     from simpletuner.core.environments import EnvironmentStore
     from simpletuner.core.training.run import train
@@ -71,13 +73,13 @@ def _train_and_publish(workspace: Workspace, registry: Registry, family: str, ki
                        workspace, registry)
     finally:
         _reset_accelerate()
-    return result.run_dir / "published"
+    return result.run_dir
 
 
 @pytest.fixture(scope="session")
-def published(tmp_path_factory: pytest.TempPathFactory, flux_folder: Path, sana_folder: Path,
+def runs(tmp_path_factory: pytest.TempPathFactory, flux_folder: Path, sana_folder: Path,
               pixart_folder: Path, registry: Registry) -> Iterator[Callable[[str, str], Path]]:
-    """``published(family, kind)``: the folder the local publisher wrote for that run, trained once per session."""
+    """``runs(family, kind)``: the run folder of that family and kind, trained and published once per session."""
     root = tmp_path_factory.mktemp("usage-workspace")
     workspace = Workspace(root)
     models = {"flux": flux_folder, "sana": sana_folder, "pixart": pixart_folder}
@@ -118,9 +120,10 @@ def base_image(flux_folder: Path, sana_folder: Path, pixart_folder: Path,
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("family", FAMILIES)
 def test_the_cards_code_loads_the_output_into_the_stock_pipeline(
-        family: str, kind: str, published: Callable[[str, str], Path], base_image: Callable[[str], np.ndarray],
+        family: str, kind: str, runs: Callable[[str, str], Path], base_image: Callable[[str], np.ndarray],
         registry: Registry, tmp_path: Path) -> None:
-    folder = published(family, kind)
+    run = runs(family, kind)
+    folder = run / "published"
     code, image, future_warnings = run_as_written(folder / "README.md", tmp_path)
     pipeline_class = registry.model_family(family).usage.pipeline.partition(":")[2]
     assert f"pipeline = {pipeline_class}.from_pretrained(" in code and CALL in code
@@ -131,6 +134,9 @@ def test_the_cards_code_loads_the_output_into_the_stock_pipeline(
     assert image.shape == base.shape == (64, 64, 3) and image.std() > 1
     # same seed, same pipeline: without the trained weights the image would be the same to the bit
     assert np.abs(image - base).mean() > 0.5, f"the {kind} output leaves the {family} image unchanged"
+    # the run's last event carries the same code for the run folder (the web UI's job page shows it)
+    [finished] = [e for e in read_events(run / EVENTS_FILE) if e["event"] == "finished"]
+    assert finished["usage"] == code.replace(json.dumps(str(folder)), json.dumps(str(run)))
 
 
 def test_every_installed_familys_usage_names_objects_that_exist(registry: Registry) -> None:

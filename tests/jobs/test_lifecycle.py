@@ -56,6 +56,8 @@ def test_demo_trains_through_the_api_and_its_lora_is_served(live: LiveServer) ->
     assert status == 200 and job["status"] == "completed" and job["owner"] == "rita" and job["step"] == 1
     model = job["outputs"]["model"]
     assert model["path"].endswith("pytorch_lora_weights.safetensors")
+    # the job page's "Use this model" code loads the LoRA from the run folder
+    assert f'pipeline.load_lora_weights("{Path(model["path"]).parent}")' in model["usage"]
     status, raw = live.call("GET", model["url"], user="vic")
     assert status == 200 and raw == Path(model["path"]).read_bytes()
     image = job["outputs"]["validation_images"][0]

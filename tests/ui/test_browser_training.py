@@ -155,6 +155,9 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     expect(page.locator("#run-folder")).to_be_visible()
     assert Path(page.locator("#run-dir").inner_text()).resolve() == run.path.resolve()
     assert Path(download.path()).read_bytes() == lora.read_bytes()
+    expect(page.get_by_role("heading", name="Use this model")).to_be_visible()
+    expect(page.locator("#usage-code")).to_contain_text("pipeline = FluxPipeline.from_pretrained(")
+    expect(page.locator("#usage-code")).to_contain_text("pipeline.load_lora_weights(")
     page.reload()
     expect(page.locator("#loss-chart")).to_have_attribute("data-points", "4")  # the curve comes back from the API
 

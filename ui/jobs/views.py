@@ -102,7 +102,8 @@ def _files(job: Job, folder: Path) -> list[dict[str, Any]]:
 
 
 def outputs(job: Job) -> dict[str, Any]:
-    """This job's outputs, from its own events: the final model, checkpoints still on disk, validation images."""
+    """This job's outputs, from its own events: the final model (with ``usage``, the code that loads it, from
+    runs that wrote one), checkpoints still on disk, validation images."""
     model: dict[str, Any] | None = None
     checkpoints: dict[str, dict[str, Any]] = {}
     images: list[dict[str, Any]] = []
@@ -124,7 +125,8 @@ def outputs(job: Job) -> dict[str, Any]:
             path = Path(data["output"])
             model = {"path": str(path), "url": file_url(job, str(path)) if path.is_file()
                      else None, "size": path.stat().st_size if path.is_file() else None,
-                     "files": _files(job, path) if path.is_dir() else []}
+                     "files": _files(job, path) if path.is_dir() else [],
+                     "usage": data["usage"] if isinstance(data.get("usage"), str) else None}
     saved = [{**c, "files": _files(job, Path(c["path"]))} for c in checkpoints.values() if Path(c["path"]).is_dir()]
     return {"model": model, "checkpoints": saved, "validation_images": images}
 

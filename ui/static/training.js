@@ -1,5 +1,6 @@
 // Training page: start / stop, the queue, live progress from the job runner's server-sent events, the loss chart,
-// validation gallery, checkpoints, log tail and job history (any past job can be opened in the panel).
+// validation gallery, checkpoints, the code that uses the final model, log tail and job history (any past job can be
+// opened in the panel).
 "use strict";
 
 (function () {
@@ -104,6 +105,9 @@
       files.filter((f) => f.url).forEach((f) => items.push(el("li", { class: "model" }, "LoRA: ", fileLink(f, "Download " + f.name))));
     }
     $("outputs").replaceChildren(...items);
+    const usage = job.outputs.model && job.outputs.model.usage;
+    $("usage-code").textContent = usage || "";
+    $("usage-panel").hidden = !usage;
     $("log-link").href = job.log_url;
     $("log-link").hidden = false;
   }
