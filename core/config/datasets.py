@@ -22,7 +22,9 @@ import attrs
 
 from simpletuner.core.config.converter import ValueTypeError, make_converter, structure_value
 from simpletuner.core.config.core_options import RESOLUTION_TYPES
-from simpletuner.core.config.legacy import DATA_BACKEND_ALIASES, LEGACY_DATASET_KEYS, NO_EFFECT
+from simpletuner.core.config.legacy import DATA_BACKEND_ALIASES, DATASET_ALIASES, LEGACY_DATASET_KEYS, NO_EFFECT
+from simpletuner.core.config.placeholders import expand_placeholders
+from simpletuner.core.config.refusals import REFUSED_DATASET_KEYS, dataset_refusals
 from simpletuner.core.errors import ConfigError
 from simpletuner.core.options import PATH, option
 
@@ -104,6 +106,7 @@ def parse_datasets(
     resolve_path: Callable[[str], Path],
     source: str | None = None,
     local_paths: Callable[[str], bool] | None = None,
+    placeholders: Mapping[str, str] | None = None,
 ) -> tuple[list[DatasetEntry], list[str]]:
     """Parse and validate a datasets file's JSON content; returns the entries and warnings.
 
@@ -115,6 +118,8 @@ def parse_datasets(
         local_paths: backend name → whether its entries' paths are local folders (a spec's ``local_paths``);
             all are when None. An image entry of a remote backend needs no ``instance_data_dir`` (its images
             may sit at the root of its storage).
+        placeholders: ``model_family`` and ``output_dir`` for SimpleTuner's placeholders in the entries' values
+            (see :mod:`simpletuner.core.config.placeholders`); values are taken as written when None.
 
     Raises :class:`ConfigError` listing every problem at once.
     """
@@ -122,6 +127,8 @@ def parse_datasets(
     if not isinstance(raw, list):
         raise ConfigError(["$: expected a list of dataset objects"], source=source)
     problems: list[str] = []
+    if placeholders is not None:
+        raw, problems = expand_placeholders(raw, placeholders)
     warnings: list[str] = []
     entries: list[DatasetEntry] = []
     for index, item in enumerate(raw):
@@ -141,13 +148,20 @@ def parse_datasets(
             backend_types = {}
         values: dict[str, Any] = {}
         backend_values: dict[str, Any] = {}
-        for key, value in item.items():
+        legacy: dict[str, Any] = {}
+        for raw_key, value in item.items():
+            key = raw_key if raw_key in backend_types else DATASET_ALIASES.get(raw_key, raw_key)
+            if key != raw_key and key in item:
+                problems.append(f"{where}.{key}: given twice (as {key!r} and {raw_key!r}); keep one")
+                continue
             if key in _ENTRY_FIELDS:
                 tp, target = _ENTRY_TYPES[key], values
             elif key in backend_types:
                 tp, target = backend_types[key], backend_values
             elif key in LEGACY_DATASET_KEYS:
-                warnings.append(f"{where}.{key}: {NO_EFFECT}")
+                legacy[key] = value
+                if key not in REFUSED_DATASET_KEYS:  # a refused key asking for something is an error below
+                    warnings.append(f"{where}.{key}: {NO_EFFECT}")
                 continue
             else:
                 close = difflib.get_close_matches(key, list(_ENTRY_FIELDS | set(backend_types)), n=1, cutoff=0.6)
@@ -160,6 +174,7 @@ def parse_datasets(
                 continue
             if target is values:
                 problems += _bounds_problems(where, key, target[key])
+        problems += dataset_refusals(where, legacy, item.get("resolution"))
         if "id" not in values:
             if "id" not in item:
                 problems.append(f"{where}: missing 'id'")

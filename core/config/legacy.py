@@ -1,22 +1,30 @@
-"""SimpleTuner key names this version reads without error but does not act on, and renamed keys.
+"""SimpleTuner key names this version reads but does not act on, and renamed keys.
 
-Existing SimpleTuner ``config.json`` and datasets files must load as they are, so their keys that have no meaning
-here are accepted with a warning naming them, never silently: the user learns the setting has no effect. A key that
-a core option or an installed plugin declares is never treated as legacy.
+Existing SimpleTuner ``config.json`` and datasets files must load as they are, and nothing may be trained differently
+from what they ask without the user knowing. So of the keys listed here that have no counterpart in this version,
+those that change *what* is trained are refused when they ask for something (see
+:mod:`simpletuner.core.config.refusals`), and those that only affect speed, memory, logging, validation images or
+publishing are accepted with a warning naming them. A key that a core option or an installed plugin declares is never
+treated as legacy.
 """
 
 from __future__ import annotations
 
 NO_EFFECT = "a SimpleTuner option that has no effect here; remove it to silence this warning"
 
-#: Newer SimpleTuner spellings of options this version knows under their established name.
+#: Newer (or other) SimpleTuner spellings of options this version knows under their established name; used when the
+#: target option is installed.
 ALIASES: dict[str, str] = {
     "checkpoint_step_interval": "checkpointing_steps",
     "validation_step_interval": "validation_steps",
+    "model_card_private": "hub_private",
 }
 
 #: SimpleTuner's names of data backends (a dataset entry's ``type``) that are registered here under another name.
 DATA_BACKEND_ALIASES: dict[str, str] = {"aws": "s3"}
+
+#: SimpleTuner's other spellings of dataset entry keys.
+DATASET_ALIASES: dict[str, str] = {"disable": "disabled"}
 
 _CONFIG_KEYS = """
 accelerator_cache_clear_interval adam_beta1 adam_beta2 adam_epsilon adam_weight_decay allow_dataset_oversubscription
@@ -69,7 +77,7 @@ soft_min_snr_sigma_data t5_padding target_downsample_size text_encoder_1_precisi
 text_encoder_3_precision text_encoder_4_precision text_encoder_limit text_encoder_lr timestep_bias_begin
 timestep_bias_end timestep_bias_multiplier timestep_bias_portion timestep_bias_strategy tokenizer_max_length
 torch_num_threads tracker_image_layout tracker_project_name tracker_run_name train_batch_size train_text_encoder
-training_scheduler_timestep_spacing tread_config unet_attention_slice use_dora use_ema use_soft_min_snr
+training_scheduler_timestep_spacing tread_config unet_attention_slice use_bitfit use_dora use_ema use_soft_min_snr
 user_prompt_library vae_cache_disable vae_cache_ondemand vae_cache_scan_behaviour vae_dtype
 vae_enable_patch_conv vae_enable_slicing vae_enable_tiling validation_adapter_config validation_adapter_mode
 validation_adapter_name validation_adapter_path validation_adapter_strength validation_disable
@@ -89,8 +97,8 @@ audio aws_access_key_id aws_bucket_name aws_data_prefix aws_endpoint_url aws_reg
 cache_dir cache_dir_conditioning_image_embeds cache_dir_vae caption_column caption_filter_list caption_shuffle
 caption_strategy conditioning conditioning_data conditioning_image_embed_batch_size conditioning_image_embeds
 conditioning_type config crop crop_aspect crop_aspect_buckets crop_style csv_cache_dir csv_caption_column csv_file
-dataset_name dataset_type default delete_nsfw_images delete_problematic_images delete_unwanted_images disable
-disable_multiline_split disabled end_epoch end_step grounding hash_filenames id image_column image_embeds
+dataset_name dataset_type default delete_nsfw_images delete_problematic_images delete_unwanted_images
+disable_multiline_split disabled end_epoch end_step grounding hash_filenames id ignore_epochs image_column image_embeds
 instance_data_dir instance_prompt is_regularisation_data is_regularization_data max_num_samples
 max_upscale_threshold maximum_aspect_ratio maximum_image_size memory_filesystem_path memory_filesystem_size
 memory_filesystem_sudo metadata metadata_backend metadata_update_interval minimum_aspect_ratio minimum_image_size
@@ -101,5 +109,5 @@ timestep_sampling_offset type vae_cache_clear_each_epoch vae_cache_disable vae_c
 write_batch_size
 """.split()
 
-LEGACY_KEYS: frozenset[str] = frozenset(_CONFIG_KEYS) - frozenset(ALIASES)
+LEGACY_KEYS: frozenset[str] = frozenset(_CONFIG_KEYS)
 LEGACY_DATASET_KEYS: frozenset[str] = frozenset(_DATASET_KEYS)

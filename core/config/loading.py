@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.config.checks import check_config
+from simpletuner.core.config.core_options import CoreOptions
 from simpletuner.core.config.datasets import DatasetEntry, parse_datasets
 from simpletuner.core.config.lycoris_config import lycoris_problems
 from simpletuner.core.config.schema import ConfigSchema, Layer, TrainingConfig, strip_key
@@ -27,6 +28,7 @@ from simpletuner.core.specs import Kind, normalize_name
 from simpletuner.core.workspace import Workspace
 
 CONFIG_LABEL = "config.json"
+_DEFAULT_OUTPUT_DIR: str = attrs.fields(CoreOptions).output_dir.default
 
 
 #: Kinds whose options are server settings (configured on the server's own pages), not training options.
@@ -101,6 +103,18 @@ def load_config(store: EnvironmentStore, env: Environment, registry: Registry,
                        file_label=str(env.config_path))
 
 
+def dataset_placeholders(store: EnvironmentStore, env: Environment) -> dict[str, str]:
+    """The values of SimpleTuner's ``{model_family}`` and ``{output_dir}`` in an environment's datasets file: its
+    config's values as written (so paths match SimpleTuner's), even when the config has other problems."""
+    try:
+        layers = config_layers(store, env)
+    except ConfigError:
+        layers = []
+    family, output = _raw_value(layers, "model_family"), _raw_value(layers, "output_dir")
+    return {"model_family": family if isinstance(family, str) else "",
+            "output_dir": output if isinstance(output, str) and output else _DEFAULT_OUTPUT_DIR}
+
+
 def datasets_path(workspace: Workspace, env: Environment, config: TrainingConfig | None) -> Path | None:
     """The datasets file an environment uses: ``data_backend_config`` or the file in its folder."""
     if config is not None and config.core.data_backend_config:
@@ -142,6 +156,7 @@ def load_environment(workspace: Workspace, store: EnvironmentStore, name: str,
                 resolve_path=lambda p: workspace.resolve_config_path(p, env.path),
                 source=str(path),
                 local_paths=lambda n: backend_has_local_paths(registry, n),
+                placeholders=dataset_placeholders(store, env),
             )
             warnings += [f"{path.name}: {w}" for w in dataset_warnings]
         except ConfigError as exc:

@@ -18,6 +18,7 @@ import cattrs
 from simpletuner.core.config.converter import ValueTypeError, make_converter, structure_value
 from simpletuner.core.config.core_options import CoreOptions
 from simpletuner.core.config.legacy import ALIASES, LEGACY_KEYS, NO_EFFECT
+from simpletuner.core.config.refusals import REFUSED_KEYS, config_refusals
 from simpletuner.core.errors import ConfigError, PluginConflictError
 from simpletuner.core.options import OptionInfo, describe_options
 from simpletuner.core.specs import Kind, PluginSpec
@@ -161,14 +162,16 @@ class ConfigSchema:
             if not isinstance(raw_key, str):
                 problems.append(f"$.{raw_key!r}: keys must be strings")
                 continue
-            key = strip_key(raw_key)
-            key = ALIASES.get(key, key) if not self.knows(key) else key
+            key = self._canonical(strip_key(raw_key))
             if key in seen_raw:
                 problems.append(f"$.{key}: given twice (as {seen_raw[key]!r} and {raw_key!r}); keep one")
                 continue
             seen_raw[key] = raw_key
             if not self.knows(key):
-                (legacy if key in LEGACY_KEYS else unknown).append(key)
+                if key not in LEGACY_KEYS:
+                    unknown.append(key)
+                elif key not in REFUSED_KEYS:  # a refused key asking for something is an error (see load)
+                    legacy.append(key)
                 continue
             try:
                 value = self.structure(key, raw_value)
@@ -182,6 +185,37 @@ class ConfigSchema:
             problems.append(f"$.{key}: unknown key" + (f" (did you mean {hint!r}?)" if hint else ""))
         warnings = [f"{key}: {NO_EFFECT}" for key in legacy]
         return values, problems, warnings
+
+    def _canonical(self, key: str) -> str:
+        """``key``, or the option it is SimpleTuner's other spelling of when that option is installed."""
+        target = ALIASES.get(key)
+        return target if target is not None and not self.knows(key) and self.knows(target) else key
+
+    def _is_legacy(self, key: str) -> bool:
+        return key in LEGACY_KEYS and not self.knows(self._canonical(key))
+
+    def _refusals(self, layers: Sequence[Layer], own_source: str, merged: Mapping[str, Any]) -> list[str]:
+        """Errors for SimpleTuner keys that ask for something this version does not train, with the layer that
+        sets each (the value of the highest layer counts, as for every key)."""
+        legacy: dict[str, Any] = {}
+        source: dict[str, str] = {}
+        for layer in layers:
+            for raw_key, raw_value in layer.values.items():
+                if isinstance(raw_key, str) and self._is_legacy(strip_key(raw_key)):
+                    legacy[strip_key(raw_key)] = raw_value
+                    source[strip_key(raw_key)] = layer.source
+
+        def lookup(key: str) -> Any:
+            if key in merged:
+                return merged[key]
+            return self.info(key).default if self.knows(key) else legacy.get(key)
+
+        problems = []
+        for problem in config_refusals(legacy, lookup):
+            key = problem[2:].split(":", 1)[0]
+            label = "" if source.get(key, own_source) == own_source else f"[{source[key]}] "
+            problems.append(label + problem)
+        return problems
 
     def _check_bounds(self, key: str, value: Any) -> list[str]:
         info = self.info(key)
@@ -223,6 +257,7 @@ class ConfigSchema:
             warnings += [f"{label}{w}" for w in layer_warnings]
             merged.update(values)
             sources.update(dict.fromkeys(values, layer.source))
+        problems += self._refusals(ordered, own_source, merged)
         if problems:
             raise ConfigError(problems, source=file_label)
         instances: dict[str, Any] = {}
@@ -239,7 +274,7 @@ class ConfigSchema:
         dash = bool(own and own.values and all(str(k).startswith("--") for k in own.values))
         ignored = {
             strip_key(k): v for k, v in (own.values.items() if own else ())
-            if isinstance(k, str) and strip_key(k) in LEGACY_KEYS and not self.knows(strip_key(k))
+            if isinstance(k, str) and self._is_legacy(strip_key(k))
         }
         config = TrainingConfig(
             core=instances.pop(CORE_OWNER),

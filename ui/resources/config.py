@@ -11,7 +11,13 @@ import falcon
 from simpletuner.core.atomic import atomic_write_json
 from simpletuner.core.config.confinement import datasets_path_problems
 from simpletuner.core.config.datasets import parse_datasets
-from simpletuner.core.config.loading import backend_has_local_paths, build_schema, datasets_path, load_config
+from simpletuner.core.config.loading import (
+    backend_has_local_paths,
+    build_schema,
+    dataset_placeholders,
+    datasets_path,
+    load_config,
+)
 from simpletuner.core.config.schema import strip_key
 from simpletuner.core.config.trust import CONFIG_PART, DATASETS_PART, PrivilegedValues, datasets_privileged
 from simpletuner.core.environments import DEFAULT_DATASETS_FILE
@@ -206,7 +212,8 @@ class EnvironmentDatasets(Resource):
             entries, _ = parse_datasets(
                 datasets, backend_option_types=lambda n: backend_option_types(self.ctx.registry, n),
                 resolve_path=lambda p: workspace.resolve_config_path(p, env.path), source="datasets",
-                local_paths=lambda n: backend_has_local_paths(self.ctx.registry, n))
+                local_paths=lambda n: backend_has_local_paths(self.ctx.registry, n),
+                placeholders=dataset_placeholders(store_of(self), env))
         except ConfigError as exc:
             send_json(resp, {"ok": False, "errors": exc.problems}, 422)
             return

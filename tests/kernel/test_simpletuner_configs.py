@@ -1,0 +1,162 @@
+"""A SimpleTuner checkout's environments through the CLI, as a user migrating would run it: listed ('+' names and
+folders that cannot be loaded, with the reason), checked (Flux, Sana and PixArt as SimpleTuner documents them load
+unchanged, keys without effect warn), and keys that change what is trained refused by name unless left at their
+default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import simpletuner_configs as st
+
+from simpletuner.core.config import load_environment
+from simpletuner.core.environments import EnvironmentStore
+from simpletuner.core.plugins import Registry
+from simpletuner.core.workspace import Workspace
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def configs(workspace: Workspace) -> Path:
+    return st.simpletuner_checkout(workspace)
+
+
+def check(run_cli, name: str):  # type: ignore[no-untyped-def]
+    return run_cli("config", "check", "--env", name)
+
+
+def test_every_folder_is_listed_and_unloadable_ones_say_why(run_cli, configs: Path) -> None:  # type: ignore[no-untyped-def]
+    st.write_environment(configs, "my pixart", st.PIXART_CONFIG)
+    st.write_environment(configs / "examples", "kontext.peft-lora", {"model_family": "flux"})
+    listed = run_cli("env", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row["error"] for row in json.loads(listed.stdout)}
+    assert {name: rows[name] for name in (st.FLUX, st.SANA, st.PIXART, st.TREAD, st.CONTROLNET)} == dict.fromkeys(
+        (st.FLUX, st.SANA, st.PIXART, st.TREAD, st.CONTROLNET))
+    assert "rename the folder (e.g. to 'my-pixart')" in rows["my pixart"]
+    assert "nested in a folder" in rows["examples/kontext.peft-lora"]
+
+
+@pytest.mark.parametrize(("name", "summary"), [
+    (st.FLUX, "flux (dev), lora, 2 image dataset(s)"),
+    (st.SANA, "sana (sana1.0-1.6b-1024), lora, 1 image dataset(s)"),
+    (st.PIXART, "pixart_sigma (600M-1024), full, 1 image dataset(s)"),
+])
+def test_documented_environments_pass_config_check(run_cli, configs: Path, name: str, summary: str) -> None:  # type: ignore[no-untyped-def]
+    result = check(run_cli, name)
+    assert result.returncode == 0, result.stderr
+    assert f"Environment {name!r} is valid: {summary}" in result.stdout
+
+
+def test_keys_without_effect_still_warn(run_cli, configs: Path) -> None:  # type: ignore[no-untyped-def]
+    warnings = check(run_cli, st.FLUX).stderr.splitlines()
+    assert "warning: disable_benchmark: a SimpleTuner option that has no effect here; remove it to silence this " \
+           "warning" in warnings
+    assert "warning: offload_during_startup: a SimpleTuner option that has no effect here; remove it to silence " \
+           "this warning" in warnings
+    assert any("(id 'text-embeds').write_batch_size: a SimpleTuner option that has no effect here" in line
+               for line in warnings)
+    # keys that change what is trained, left at their default, load without a word: nothing differs
+    assert not any("controlnet" in line or "flux_lora_target" in line for line in warnings)
+
+
+@pytest.mark.parametrize(("name", "refused"), [
+    (st.TREAD, {"$.tread_config": "asks for TREAD token routing",
+                "$.grad_clip_method": "set grad_clip_method to norm"}),
+    (st.CONTROLNET, {"$.controlnet: true asks for ControlNet training": "remove the key or set it to false",
+                     "$.flux_lora_target": "use lora_target_preset",
+                     "(id 'controlnet-128').conditioning": "trains on images and their captions only"}),
+    (st.REGULARISATION, {"(id 'pseudo-camera-10k-flux').is_regularisation_data: true": "prior preservation"}),
+])
+def test_simpletuner_examples_that_train_something_else_are_refused(run_cli, configs: Path, name: str,  # type: ignore[no-untyped-def]
+                                                                    refused: dict[str, str]) -> None:
+    result = check(run_cli, name)
+    assert result.returncode == 1
+    problems = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert len(problems) == len(refused), result.stderr
+    for key, advice in refused.items():
+        assert any(key in line and advice in line for line in problems), (key, result.stderr)
+
+
+WHAT_IS_TRAINED = {  # key: (a value asking for something, its default)
+    "use_dora": (True, False),
+    "snr_gamma": (5.0, None),
+    "loss_type": ("huber", "l2"),
+    "timestep_bias_strategy": ("later", "none"),
+    "lr_scale": ("true", "false"),
+    "train_text_encoder": (True, False),
+    "prediction_type": ("v_prediction", None),
+    "optimizer_config": ("beta1=0.9,weight_decay=0.1", ""),
+    "flow_schedule_auto_shift": (True, False),
+    "input_perturbation": (0.1, 0.0),
+    "ema_update_interval": (10, 1),
+}
+
+
+def test_each_key_that_changes_training_is_named_with_the_way_forward(run_cli, configs: Path) -> None:  # type: ignore[no-untyped-def]
+    asked = {**st.FLUX_CONFIG, "--use_ema": "true", **{f"--{k}": v for k, (v, _) in WHAT_IS_TRAINED.items()}}
+    st.write_environment(configs, "flux+everything", asked, st.FLUX_DATASETS)
+    result = check(run_cli, "flux+everything")
+    assert result.returncode == 1
+    problems = [line for line in result.stderr.splitlines() if line.startswith("  - config.json: $.")]
+    assert sorted(line.split(":")[1].strip()[2:] for line in problems) == sorted(WHAT_IS_TRAINED)
+    assert all("which this version does not do; " in line for line in problems)
+
+    defaults = {**st.FLUX_CONFIG, "--use_ema": "true", **{f"--{k}": d for k, (_, d) in WHAT_IS_TRAINED.items()}}
+    st.write_environment(configs, "flux+defaults", defaults, st.FLUX_DATASETS)
+    assert check(run_cli, "flux+defaults").returncode == 0
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("disable", True, None),  # SimpleTuner's spelling of disabled
+    ("slider_strength", 0.5, "asks for slider training"),
+    ("caption_shuffle", {"enable": True, "count": 3}, "asks for shuffled caption variants"),
+    ("target_downsample_size", 768, "downsampled to 768 before cropping to resolution 512"),
+    ("conditioning_data", "controlnet-128", "asks for a conditioning dataset"),
+    ("start_step", 300, "asks for this dataset only from or until a point of the training"),
+])
+def test_dataset_keys_that_change_training(run_cli, configs: Path, key: str, value, message) -> None:  # type: ignore[no-untyped-def]
+    first = {k: v for k, v in st.FLUX_DATASETS[0].items() if k != "disabled"}
+    datasets = [dict(first, **{key: value}), *st.FLUX_DATASETS[1:]]
+    st.write_environment(configs, "flux+dataset", {**st.FLUX_CONFIG, "--data_backend_config": None}, datasets)
+    result = check(run_cli, "flux+dataset")
+    if message is None:
+        assert result.returncode == 0, result.stderr
+        assert "flux (dev), lora, 1 image dataset(s)" in result.stdout  # the disabled dataset is left out
+    else:
+        assert result.returncode == 1
+        assert f"(id 'pseudo-camera-10k-flux').{key}: " in result.stderr and message in result.stderr
+
+
+def test_placeholders_expand_as_in_simpletuner(workspace: Workspace, configs: Path) -> None:
+    registry = Registry()
+    store = EnvironmentStore(workspace.configs_dir)
+    sana = load_environment(workspace, store, st.SANA, registry)
+    assert sana.datasets[0].instance_data_dir == "datasets/dreambooth-1024"
+    assert sana.datasets[0].cache_dir_vae == "output/examples/sana.lycoris-lokr/cache/vae/sana/dreambooth-1024"
+    pixart = load_environment(workspace, store, st.PIXART, registry)
+    assert pixart.datasets[0].instance_data_dir == "datasets/pixart_sigma/pseudo-camera-10k"
+    flux = load_environment(workspace, store, st.FLUX, registry)
+    assert [d.cache_dir_vae for d in flux.datasets[:2]] == ["cache/vae/flux/pseudo-camera-10k-flux",
+                                                             "cache/vae/flux/dreambooth-subject"]
+    assert flux.datasets_path == configs / st.FLUX / "multidatabackend.json"  # relative to the checkout
+
+
+def test_environment_variables_are_not_expanded(run_cli, configs: Path) -> None:  # type: ignore[no-untyped-def]
+    datasets = [dict(st.FLUX_DATASETS[0], cache_dir_vae="cache/{env:HOME}/vae"), *st.FLUX_DATASETS[1:]]
+    st.write_environment(configs, "flux+env", {**st.FLUX_CONFIG, "--data_backend_config": None}, datasets)
+    result = check(run_cli, "flux+env")
+    assert result.returncode == 1
+    assert "cache_dir_vae: {env:HOME} (an environment variable) is not expanded here" in result.stderr
+
+
+def test_model_card_private_sets_the_hub_publishers_privacy() -> None:
+    from simpletuner.core.config import Layer, build_schema
+
+    config, warnings = build_schema(Registry()).load(
+        [Layer("env:t", {"--model_card_private": "false", "--push_to_hub": "true"})], own_source="env:t")
+    assert config.get("hub_private") is False and warnings == []
+    assert config.to_file_dict() == {"--hub_private": False, "--push_to_hub": True}
