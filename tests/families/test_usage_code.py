@@ -152,3 +152,19 @@ def test_a_usage_entry_must_be_an_import_path() -> None:
         Usage(lora="load_lora")
     with pytest.raises(ValueError, match="Usage.pipeline must be"):
         Usage(pipeline="diffusers:FluxPipeline.from_pretrained")
+
+
+def test_a_loaded_lycoris_network_moves_with_the_pipeline(runs: Callable[[str, str], Path], flux_folder: Path,
+                                                          tmp_path: Path) -> None:
+    import torch
+    from diffusers import FluxPipeline
+
+    from simpletuner.core.inference import load_lycoris
+
+    pipeline = FluxPipeline.from_pretrained(str(flux_folder))
+    network = load_lycoris(pipeline, runs("flux", "lycoris"))
+    assert network.loras and {p.dtype for p in network.parameters()} == {torch.float32}
+    pipeline.to(torch.float16)  # the move pipeline.to("cuda") makes, checked where no GPU is
+    assert {p.dtype for p in network.parameters()} == {torch.float16}
+    with pytest.raises(FileNotFoundError, match="holds no pytorch_lora_weights.safetensors"):
+        load_lycoris(pipeline, tmp_path)
