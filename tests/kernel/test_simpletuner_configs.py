@@ -160,3 +160,10 @@ def test_model_card_private_sets_the_hub_publishers_privacy() -> None:
         [Layer("env:t", {"--model_card_private": "false", "--push_to_hub": "true"})], own_source="env:t")
     assert config.get("hub_private") is False and warnings == []
     assert config.to_file_dict() == {"--hub_private": False, "--push_to_hub": True}
+
+
+def test_the_migration_guide_names_every_refused_key() -> None:
+    from simpletuner.core.config.refusals import REFUSED_DATASET_KEYS, REFUSED_KEYS
+
+    guide = (Path(__file__).parents[2] / "docs" / "migrating.md").read_text(encoding="utf-8")
+    assert sorted(key for key in REFUSED_KEYS | REFUSED_DATASET_KEYS if f"`{key}`" not in guide) == []
