@@ -232,13 +232,12 @@ def write_environment(configs: Path, name: str, config: dict[str, Any], datasets
     return folder
 
 
-def simpletuner_checkout(workspace: Workspace) -> Path:
-    """Make the workspace look like a SimpleTuner checkout with the Flux, Sana and PixArt environments, a refused
-    TREAD, ControlNet and regularisation environment each, and the image folders their datasets name.
-
-    Returns the configs folder (``<workspace>/config``, which the workspace is pointed at).
-    """
-    configs = workspace.root / "config"
+def simpletuner_checkout(workspace: Workspace, root: Path | None = None) -> Path:
+    """Write a SimpleTuner checkout at ``root`` (the workspace's own folder if None) with the Flux, Sana and PixArt
+    environments, a refused TREAD, ControlNet and regularisation environment each, and the image folders their
+    datasets name; point the workspace's configs folder at its ``config/``, which is returned."""
+    root = root or workspace.root
+    configs = root / "config"
     workspace.update_settings(configs_dir=str(configs))
     write_environment(configs, FLUX, FLUX_CONFIG, FLUX_DATASETS)
     write_environment(configs, SANA, SANA_CONFIG, SANA_DATASETS, SANA_LYCORIS)
@@ -250,5 +249,5 @@ def simpletuner_checkout(workspace: Workspace) -> Path:
                                                 f"config/{REGULARISATION}/multidatabackend.json"}, regularised)
     write_json(configs / "user_prompt_library.json", {"nickname": "the prompt goes here"})
     for folder in ("pseudo-camera-10k", "dreambooth-subject", "dreambooth-1024", "pixart_sigma/pseudo-camera-10k"):
-        (workspace.root / "datasets" / folder).mkdir(parents=True)
+        (root / "datasets" / folder).mkdir(parents=True)
     return configs

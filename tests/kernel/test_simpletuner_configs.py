@@ -145,6 +145,18 @@ def test_placeholders_expand_as_in_simpletuner(workspace: Workspace, configs: Pa
     assert flux.datasets_path == configs / st.FLUX / "multidatabackend.json"  # relative to the checkout
 
 
+def test_paths_are_relative_to_a_checkout_outside_the_workspace(run_cli, workspace: Workspace,  # type: ignore[no-untyped-def]
+                                                                 tmp_path: Path) -> None:
+    checkout = tmp_path / "SimpleTuner"
+    configs = st.simpletuner_checkout(workspace, checkout)
+    for name in (st.FLUX, st.SANA, st.PIXART):
+        assert check(run_cli, name).returncode == 0, name
+    flux = load_environment(workspace, EnvironmentStore(configs), st.FLUX, Registry())
+    assert flux.datasets_path == configs / st.FLUX / "multidatabackend.json"
+    assert workspace.resolve_config_path(flux.datasets[0].instance_data_dir or "", flux.environment.path) == (
+        checkout / "datasets" / "pseudo-camera-10k")
+
+
 def test_environment_variables_are_not_expanded(run_cli, configs: Path) -> None:  # type: ignore[no-untyped-def]
     datasets = [dict(st.FLUX_DATASETS[0], cache_dir_vae="cache/{env:HOME}/vae"), *st.FLUX_DATASETS[1:]]
     st.write_environment(configs, "flux+env", {**st.FLUX_CONFIG, "--data_backend_config": None}, datasets)
