@@ -32,8 +32,10 @@ def normalized(value: Any) -> Any:
     ``false``, ``"L2"`` and ``"l2"`` compare equal."""
     if isinstance(value, bool) or value is None:
         return value
-    if isinstance(value, int | float):
-        return float(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return float(value) if abs(value) < 2**1023 else value  # beyond any float: compare as written
     if isinstance(value, str):
         text = value.strip().lower()
         if text in ("true", "false"):
@@ -171,7 +173,7 @@ CONFIG_REFUSALS: Mapping[str, Refusal] = {
     "revision": Refusal("the Hub revision {value!r} of the weights", "download that revision and set "
                         "pretrained_model_name_or_path to its folder"),
     "sana_complex_human_instruction": Refusal(
-        "a complex human instruction of your own for Sana's captions",
+        "a complex human instruction of your own (or none) for Sana's captions",
         "remove it and set sana_use_complex_human_instruction: true for diffusers' instruction (the default) or "
         "false for none", asks=_present),
     "scheduled_sampling_max_step_offset": Refusal("scheduled-sampling rollouts", "remove the key or set 0"),
