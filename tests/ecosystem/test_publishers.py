@@ -113,6 +113,41 @@ image.save("output.png")
     assert [e["event"] for e in events] == ["published"]
 
 
+@pytest.mark.timeout(120)
+def test_hub_publication_sends_a_model_over_10_mb_through_lfs(
+        hub: HubState, tmp_path: Path, load_config: Callable, registry: Registry,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+    import torch
+    from safetensors.torch import save_file
+
+    # The stand-in serves the LFS path, which huggingface_hub takes when Xet storage is off.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    out = tmp_path / "output"
+    out.mkdir()
+    lora = out / "pytorch_lora_weights.safetensors"
+    tensors = {"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": torch.randn(8, 64),
+               "transformer.single_transformer_blocks.0.attn.to_q.lora_B.weight": torch.randn(64, 8),
+               "padding": torch.randn(3 * 1024 * 1024)}  # 12 MiB of float32
+    save_file(tensors, str(lora))
+    assert lora.stat().st_size > 10 * 1024 * 1024
+    config = load_config({"model_family": "flux", "model_flavour": "dev", "push_to_hub": True,
+                          "hub_model_id": "me/big-lora", "hub_endpoint": hub.base_url, "lora_rank": 8})
+    publishing = Publishing.start(config, registry, out, on_event=lambda event: None)
+    publishing.final([lora], [], step=10)
+    assert publishing.wait() == {"hf-hub": f"{hub.base_url}/me/big-lora"}
+
+    (commit,) = hub.commits
+    assert commit.lfs_files == {"pytorch_lora_weights.safetensors"}  # the card and config stay inline
+    assert commit.files["pytorch_lora_weights.safetensors"] == lora.read_bytes()
+    paths = [path for method, path in hub.requests if method in ("POST", "PUT")]
+    assert "/me/big-lora.git/info/lfs/objects/batch" in paths
+    assert [path for path in paths if path.startswith("/lfs-storage/")] == [f"/lfs-storage/{oid}"
+                                                                            for oid in hub.lfs_objects]
+    assert paths.index("/me/big-lora.git/info/lfs/objects/batch") < paths.index("/api/models/me/big-lora/commit/main")
+    assert set(hub.auth_of(".git/info/lfs")) == {"Bearer hf_test_token"}
+
+
 def test_hub_uploads_retry_transient_errors_with_backoff_but_not_refusals(hub: HubState, tmp_path: Path) -> None:
     from huggingface_hub import HfApi
 
