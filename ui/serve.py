@@ -153,7 +153,7 @@ def run_server(options: ServeOptions, workspace: Workspace) -> int:
         service.check_environment(workspace, options.environment)
     config = prepare(options, workspace)
     os.environ.setdefault("SIMPLETUNER_WORKSPACE", str(workspace.root))
-    supervisor = service.start_supervisor(workspace, options.database_url, options.stop_grace)
-    config.update(service.gunicorn_hooks(supervisor, options.environment, options.database_url, workspace))
+    keeper = service.SupervisorKeeper(workspace, options.database_url, options.stop_grace)
+    config.update(service.gunicorn_hooks(keeper, options.environment, options.database_url, workspace))
     _Gunicorn(config, options, workspace).run()
     return 0

@@ -1,7 +1,8 @@
 """Wiring the job runner into ``simpletuner server``: the supervisor process and gunicorn's hooks.
 
-The supervisor is started by the server process before gunicorn forks any worker (so there is one per server) and
-is stopped from gunicorn's ``on_exit`` hook. It also watches its parent and exits when the server is gone. Workers
+The supervisor is started by the server process before gunicorn forks any worker (so there is one per server),
+started again by the server's master when it dies (:class:`SupervisorKeeper`), and stopped from gunicorn's
+``on_exit`` hook. It also watches its parent and exits when the server is gone. Workers
 get a ``post_worker_init`` hook that ends server-sent event streams as soon as the worker is asked to shut down,
 instead of holding the shutdown for the whole graceful timeout.
 """
@@ -96,17 +97,61 @@ def stop_supervisor(process: subprocess.Popen[str], timeout: float = 10.0) -> No
     process.kill()
 
 
-def gunicorn_hooks(process: subprocess.Popen[str], environment: str | None = None, database_url: str | None = None,
+def _alive(process: subprocess.Popen[str]) -> bool:
+    if process.poll() is not None:
+        return False
+    try:  # gunicorn's master may have reaped it already: ask about the pid itself
+        os.kill(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class SupervisorKeeper:
+    """Keeps one supervisor running for the life of the server: one that dies (killed, out of memory) is started
+    again within ``check_s`` seconds and adopts the jobs still running, as after a server restart."""
+
+    def __init__(self, workspace: Workspace, database_url: str | None, grace_s: float = DEFAULT_STOP_GRACE_S,
+                 check_s: float = 1.0) -> None:
+        self.workspace, self.database_url, self.grace_s, self.check_s = workspace, database_url, grace_s, check_s
+        self.process = start_supervisor(workspace, database_url, grace_s)
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    def watch(self) -> None:
+        """Start watching the supervisor (a daemon thread of the server's master process)."""
+        threading.Thread(target=self._watch, name="supervisor-keeper", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.check_s):
+            with self._lock:
+                if self._stopping.is_set() or _alive(self.process):
+                    continue
+                sys.stderr.write(f"the job supervisor (pid {self.process.pid}) ended; starting it again\n")
+                try:
+                    self.process = start_supervisor(self.workspace, self.database_url, self.grace_s)
+                except SimpleTunerError as exc:  # e.g. the old one still holds the lock: try again next round
+                    sys.stderr.write(f"{exc}\n")
+
+    def stop(self) -> None:
+        """Stop watching, then stop the supervisor (running jobs go on, to be adopted by the next server)."""
+        self._stopping.set()
+        with self._lock:
+            stop_supervisor(self.process)
+
+
+def gunicorn_hooks(keeper: SupervisorKeeper, environment: str | None = None, database_url: str | None = None,
                    workspace: Workspace | None = None) -> dict[str, Any]:
-    """gunicorn settings: queue ``environment`` once the server listens; stop the supervisor when the master
-    exits; end event streams when a worker stops."""
+    """gunicorn settings: keep the supervisor running and queue ``environment`` once the server listens; stop the
+    supervisor when the master exits; end event streams when a worker stops."""
     def when_ready(server: Any) -> None:
+        keeper.watch()
         if environment and workspace is not None:
             job_id = queue_environment(workspace, database_url, environment)
             print(f"Queued training of {environment!r} as job {job_id}", flush=True)
 
     def on_exit(server: Any) -> None:
-        stop_supervisor(process)
+        keeper.stop()
 
     def post_worker_init(worker: Any) -> None:
         previous = signal.getsignal(signal.SIGTERM)
