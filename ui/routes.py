@@ -76,6 +76,7 @@ def api_routes(ctx: AppContext) -> list[Route]:
         ("/api/auth-providers/{provider_id:int}/test", providers.ProviderTest),
         ("/api/settings/registration", system.Registration),
         ("/api/settings/outbound", system.OutboundSettings),
+        ("/api/settings/retention", system.RetentionSettings),
         ("/api/audit", system.AuditLog),
         ("/api/training/status", system.TrainingStatus),
         ("/api/training/start", jobs.TrainingStart),

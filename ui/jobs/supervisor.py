@@ -38,6 +38,7 @@ from simpletuner.ui.jobs.launch import (
 from simpletuner.ui.jobs.models import ACTIVE, COMPLETED, FAILED, RUNNING, STOPPED, STOPPING, Job
 from simpletuner.ui.jobs.processes import describe_exit, is_running, signal_tree, start_ticks
 from simpletuner.ui.jobs.queue import admit_ready, finish_unlaunched, record_event
+from simpletuner.ui.jobs.retention import APPLY_EVERY_S, apply_retention
 from simpletuner.ui.jobs.shim import PID_FILE_SUFFIX
 
 logger = logging.getLogger("simpletuner.jobs")
@@ -247,7 +248,7 @@ class Supervisor:
         if ready is not None:
             ready.write("ready\n")
             ready.flush()
-        next_db = 0.0
+        next_db = next_retention = 0.0
         while not self._stopping:
             if parent_pid is not None and os.getppid() != parent_pid:
                 logger.info("the server exited; the supervisor stops (running jobs go on)")
@@ -257,6 +258,11 @@ class Supervisor:
                 if time.monotonic() >= next_db:
                     self.apply_requests()
                     next_db = time.monotonic() + self.db_every_s
+                if time.monotonic() >= next_retention:
+                    removed = apply_retention(self.database, time.time())
+                    if any(removed.values()):
+                        logger.info("retention removed %s", removed)
+                    next_retention = time.monotonic() + APPLY_EVERY_S
             except (peewee.OperationalError, peewee.InterfaceError) as exc:
                 logger.error("database error (retrying): %s", exc)
                 self.database.close()

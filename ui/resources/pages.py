@@ -18,6 +18,7 @@ from simpletuner.ui.auth.providers import config_to_json, provider_types
 from simpletuner.ui.auth.users import user_to_json
 from simpletuner.ui.context import AppContext
 from simpletuner.ui.db.models import ApiKey, AuditEvent, AuthProviderConfig, Level, Setting, User
+from simpletuner.ui.jobs.retention import retention_settings
 from simpletuner.ui.middleware import is_loopback
 from simpletuner.ui.resources.base import Resource
 from simpletuner.ui.resources.redirect_login import enabled_providers, safe_next
@@ -122,6 +123,10 @@ def _registration(ctx: AppContext, req: falcon.Request) -> dict[str, Any]:
     return {"registration": Setting.get(Setting.key == "registration").value, "levels": _levels()}
 
 
+def _retention(ctx: AppContext, req: falcon.Request) -> dict[str, Any]:
+    return {"retention": retention_settings().to_json()}
+
+
 def _outbound(ctx: AppContext, req: falcon.Request) -> dict[str, Any]:
     return {"outbound": outbound_policy().to_json()}
 
@@ -148,5 +153,6 @@ def page_routes(ctx: AppContext) -> list[tuple[str, Page]]:
         ("/admin/registration", Page(ctx, "registration.html", "Registration", "settings.manage", _registration)),
         ("/admin/paths", Page(ctx, "paths.html", "Allowed roots", "settings.manage", _paths)),
         ("/admin/outbound", Page(ctx, "outbound.html", "Outbound connections", "settings.manage", _outbound)),
+        ("/admin/retention", Page(ctx, "retention.html", "History retention", "settings.manage", _retention)),
         ("/admin/audit", Page(ctx, "audit.html", "Audit log", "audit.view", _audit)),
     ]

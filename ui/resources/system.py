@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import falcon
 
+from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.outbound import OutboundPolicy
 from simpletuner.ui.auth import audit
 from simpletuner.ui.auth.permissions import AUTHENTICATED, PUBLIC
 from simpletuner.ui.auth.users import AccountError, levels_by_name
 from simpletuner.ui.db.models import AuditEvent, Setting
 from simpletuner.ui.http import bad_request, boolean, int_param, only_keys, read_json
+from simpletuner.ui.jobs.retention import parse_retention, retention_settings, save_retention
 from simpletuner.ui.resources.base import Resource, http_error, send_json
 from simpletuner.ui.workflow.outbound_policy import outbound_policy, set_outbound_policy
 
@@ -117,3 +119,23 @@ class OutboundSettings(Resource):
         set_outbound_policy(policy)
         self.audit(req, "outbound_policy_changed", detail=policy.to_json())
         send_json(resp, policy.to_json())
+
+
+class RetentionSettings(Resource):
+    """``GET/PATCH /api/settings/retention`` ``{audit_days, audit_max_events, steps_per_finished_job,
+    events_per_finished_job}``: how much history the server keeps (see :mod:`simpletuner.ui.jobs.retention`)."""
+
+    permissions = {"GET": "settings.manage", "PATCH": "settings.manage"}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send_json(resp, retention_settings().to_json())
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = read_json(req, self.ctx.settings.max_body_bytes)
+        try:
+            settings = parse_retention(data)
+        except SimpleTunerError as exc:
+            raise bad_request(str(exc)) from None
+        save_retention(settings)
+        self.audit(req, "retention_changed", detail=settings.to_json())
+        send_json(resp, settings.to_json())

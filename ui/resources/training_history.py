@@ -12,6 +12,7 @@ import falcon
 
 from simpletuner.ui.http import int_param
 from simpletuner.ui.jobs.models import Job, JobEvent
+from simpletuner.ui.jobs.retention import evenly_spaced
 from simpletuner.ui.resources.base import Resource, send_json
 
 MAX_POINTS = 2000
@@ -19,12 +20,7 @@ MAX_POINTS = 2000
 
 def thin(rows: list[dict[str, Any]], points: int) -> list[dict[str, Any]]:
     """At most ``points`` rows, evenly spaced, keeping the first and the last."""
-    if len(rows) <= points:
-        return rows
-    if points == 1:
-        return rows[-1:]
-    stride = (len(rows) - 1) / (points - 1)
-    return [rows[round(i * stride)] for i in range(points)]
+    return [rows[index] for index in sorted(evenly_spaced(len(rows), points))]
 
 
 class JobMetrics(Resource):
