@@ -129,12 +129,12 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     page.evaluate(RECORDER)
     page.get_by_role("button", name="Start training demo-flux").click()
     expect(page.locator("#train-message")).to_have_text(re.compile(r"^Job #1 running"))
-    start = page.get_by_role("button", name="Start training demo-flux")
-    expect(start).to_be_disabled()  # a second click would queue a duplicate of the running job
+    start = page.locator("#train-start")
+    expect(start).to_have_text("Queue another run of demo-flux")  # a second click queues another, and says so
     expect(start).to_have_attribute("title", re.compile("Job #1 of this environment"))
     expect(page.locator("#st-status")).to_have_text("completed", timeout=150_000)
     expect(page.locator("#train-message")).to_have_text("Job #1 completed")  # not "running" any more
-    expect(start).to_be_enabled()
+    expect(start).to_have_text("Start training demo-flux")
     expect(page.locator("#history tbody tr", has_text="#1").locator(".steps")).to_have_text("4 / 4")
     seen = page.evaluate("window.seen")
     assert {"caching", "training"} <= set(seen["phase"]), seen

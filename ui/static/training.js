@@ -65,12 +65,12 @@
   }
 
   function allowStart(status) {
-    // one job of an environment at a time from this page: another click would silently queue a duplicate
+    // While a job of this environment runs or waits, Start says what another click does: queue another run.
     const start = $("train-start");
-    if (!start) return;
+    if (!start || !root.dataset.env) return;
     const mine = [...(status.jobs || []), ...(status.queue || [])].find((j) => j.environment === root.dataset.env);
-    start.disabled = Boolean(mine);
-    start.title = mine ? "Job #" + mine.id + " of this environment is " + (mine.status || "queued") + "; stop it to start another" : "";
+    start.textContent = (mine ? "Queue another run of " : "Start training ") + root.dataset.env;
+    start.title = mine ? "Job #" + mine.id + " of this environment is " + (mine.status || "queued") : "";
   }
 
   async function loadCurve(id) {
@@ -172,13 +172,14 @@
   const start = $("train-start");
   if (start) {
     start.addEventListener("click", async () => {
-      start.disabled = true;
+      start.disabled = true;  // one request per click
       const result = await api("POST", "/api/training/start", { environment: root.dataset.env });
+      start.disabled = false;
       const where = result.ok && result.data.position ? " (place " + result.data.position + " in the queue)" : "";
       say("train-message", result.ok ? "Job #" + result.data.job_id + " " + result.data.status + where : message(result), !result.ok);
       announced = result.ok ? result.data.job_id : null;
       pinned = null;
-      refresh();  // enables Start again unless the job keeps this environment busy
+      refresh();
     });
     $("train-stop").addEventListener("click", async () => {
       const result = await api("POST", "/api/training/stop", current ? { job_id: current } : {});
