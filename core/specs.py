@@ -373,9 +373,13 @@ class DataBackendSpec(PluginSpec):
     local_paths: bool = True
 
     factory: DataBackendFactory = attrs.field(eq=False, repr=False)
+        local_caches: True for a backend that only reads a dataset (``huggingface``): its entries' cache folders
+            (``cache_dir_vae``, ``cache_dir``) are folders on this machine, resolved against the workspace and kept
+            by the ``local`` backend.
 
     kind = Kind.DATA_BACKEND
 
+    local_caches: bool = False
     def build(self, root: str, options: Mapping[str, Any]) -> DataBackend:
         """The storage of one dataset."""
         return self.factory(root, options)

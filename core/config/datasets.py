@@ -29,7 +29,7 @@ from simpletuner.core.errors import ConfigError
 from simpletuner.core.options import PATH, option
 
 DATASET_TYPES = ("image", "text_embeds", "image_embeds")
-CAPTION_STRATEGIES = ("textfile", "filename", "instanceprompt")
+CAPTION_STRATEGIES = ("textfile", "filename", "instanceprompt", "huggingface")
 
 
 @attrs.define(kw_only=True)
@@ -43,7 +43,8 @@ class DatasetEntry:
                                section="dataset", choices=DATASET_TYPES)
     instance_data_dir: str | None = option(None, help="Folder of the images.", section="dataset", trust=PATH)
     caption_strategy: str = option(
-        "textfile", help="Where captions come from: a .txt beside each image, the file name, or instance_prompt.",
+        "textfile", help="Where captions come from: a .txt beside each image, the file name, instance_prompt, or "
+        "(huggingface) a Hugging Face dataset's caption column.",
         section="dataset", choices=CAPTION_STRATEGIES,
     )
     instance_prompt: str | None = option(None, help="Caption of every image with caption_strategy instanceprompt.",

@@ -94,6 +94,7 @@ def caption_for(entry: DatasetEntry, backend: DataBackend, path: str) -> str | N
     stem = PurePosixPath(path).with_suffix("")
     if entry.caption_strategy == "filename":
         return stem.name.replace("_", " ").replace("-", " ").strip()
+    # textfile, and huggingface: its backend serves each row's caption column as the row's .txt
     caption_path = str(stem) + ".txt"
     if not backend.exists(caption_path):
         return None

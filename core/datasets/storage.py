@@ -67,17 +67,25 @@ class DatasetStorage:
         """The backend of ``path`` (one of the entry's paths); when it is unset and ``default_folder`` is given,
         a local folder there."""
         spec = self.spec(entry)
+        if default_folder is not None and spec.local_caches:
+            local = self._local_spec(entry)
+            return local.build(str(self.resolve_path(path)) if path else str(default_folder), {})
         if path is None and default_folder is not None:
             if not spec.local_paths:
-                spec = self.registry.data_backends().get(LOCAL)  # type: ignore[assignment]
-                if spec is None:
-                    raise SimpleTunerError(f"dataset {entry.id!r}: its cache has no folder set and the local "
-                                           "backend is not installed; set cache_dir_vae / cache_dir")
-                return spec.build(str(default_folder), {})
+                return self._local_spec(entry).build(str(default_folder), {})
             return spec.build(str(default_folder), self.options(entry))
         if spec.local_paths:
             return spec.build(str(self.resolve_path(path or "")), self.options(entry))
         return spec.build(path or "", self.options(entry))
+
+    def _local_spec(self, entry: DatasetEntry) -> DataBackendSpec:
+        """The ``local`` backend, for caches kept on this machine."""
+        spec = self.registry.data_backends().get(LOCAL)
+        if spec is None:
+            raise SimpleTunerError(f"dataset {entry.id!r}: its cache is kept on this machine and the local backend "
+                                   "is not installed; install it or set cache_dir_vae / cache_dir on a backend "
+                                   "that stores files")
+        return spec
 
     def images(self, entry: DatasetEntry) -> DataBackend:
         """Where an image dataset's images (and caption files) are."""

@@ -64,7 +64,8 @@ def test_listing_plugins_imports_nothing_heavy(third_party_site: Path) -> None:
         "    assert main(['plugins', 'list']) == 0\n"
         "from simpletuner.core.plugins import Registry\n"
         "Registry().rows()\n"
-        "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'peft', 'accelerate') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'peft', 'accelerate', 'datasets',\n"
+        "                           'pyarrow') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(third_party_site)}

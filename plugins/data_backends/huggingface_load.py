@@ -1,0 +1,125 @@
+"""Opening a Hugging Face dataset for the ``huggingface`` data backend, and saying in one line why it cannot be.
+
+Imports ``datasets`` and ``huggingface_hub``: only the backend's methods import this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simpletuner.core.errors import DataBackendError
+from simpletuner.plugins.data_backends.huggingface import local_copy, subset
+from simpletuner.plugins.data_backends.huggingface_options import HuggingFaceOptions
+
+ROW_COLUMN = "__row__"
+
+
+def _offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` is set, as the Hugging Face libraries read it."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def open_split(options: HuggingFaceOptions) -> Any:
+    """The whole split as a ``datasets.Dataset`` (downloading a Hub dataset's files unless cached)."""
+    import datasets
+
+    name = options.dataset_name or ""
+    local = local_copy(name)
+    if local is not None and local.is_file():
+        return datasets.load_dataset("parquet", data_files=str(local), split=options.split)
+    if local is not None:
+        return datasets.load_dataset(str(local), split=options.split)
+    return datasets.load_dataset(name, split=options.split, revision=options.revision)
+
+
+def check_columns(features: Any, options: HuggingFaceOptions, where: str) -> None:
+    """Refuse options naming columns (or nested fields) the dataset lacks, naming the columns it has."""
+    names = [options.image_column, *options.caption_column, options.fallback_caption_column, options.width_column,
+             options.height_column]
+    for column in (c for c in names if c):
+        if column in features:
+            continue
+        top, _, rest = column.partition(".")
+        if top in features and rest and _has_path(features[top], rest):
+            continue
+        raise DataBackendError(f"{where}: no column {column!r}; its columns are {', '.join(features)}")
+
+
+def _has_path(feature: Any, path: str) -> bool:
+    for part in path.split("."):
+        if not isinstance(feature, dict) or part not in feature:
+            return False
+        feature = feature[part]
+    return True
+
+
+def load_rows(options: HuggingFaceOptions, where: str) -> Any:
+    """The rows to train on, with their split index in ``__row__`` and the image column left encoded."""
+    import datasets
+
+    try:
+        split = open_split(options)
+    except Exception as exc:
+        raise DataBackendError(explain(exc, options, where)) from None
+    check_columns(split.features, options, where)
+    image = split.features[options.image_column]
+    if isinstance(image, datasets.Image):
+        split = split.cast_column(options.image_column, datasets.Image(decode=False))
+    elif getattr(image, "dtype", None) not in ("binary", "large_binary"):
+        raise DataBackendError(f"{where}: column {options.image_column!r} holds {image}, not images; set "
+                               "image_column to a column of images")
+    indices = subset(len(split), options.max_num_samples)
+    return split.select(indices).add_column(ROW_COLUMN, indices)
+
+
+def check_dataset(options: HuggingFaceOptions, where: str, timeout: float) -> None:
+    """A Hub dataset's existence and revision (one request); a local or offline one is opened and its columns
+    checked."""
+    if local_copy(options.dataset_name or "") is None and not _offline():
+        from huggingface_hub import HfApi
+
+        try:
+            HfApi().dataset_info(options.dataset_name or "", revision=options.revision, timeout=timeout)
+        except Exception as exc:
+            raise DataBackendError(explain(exc, options, where)) from None
+        return
+    load_rows(options, where)
+
+
+def explain(exc: BaseException, options: HuggingFaceOptions, where: str) -> str:
+    """One line saying why the dataset cannot be opened and what to do."""
+    from huggingface_hub import constants, errors
+
+    name = options.dataset_name
+    endpoint = constants.ENDPOINT
+    if isinstance(exc, DataBackendError):
+        return str(exc)
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return f"{where}: the dataset has no revision {options.revision!r}; fix revision"
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if (isinstance(exc, errors.RepositoryNotFoundError) or type(exc).__name__ == "DatasetNotFoundError"
+            or (isinstance(exc, errors.HfHubHTTPError) and status == 404)):
+        return (f"{where}: no dataset {name!r} on the Hub or on this machine (a private one needs HF_TOKEN); "
+                "fix dataset_name")
+    message = " ".join(str(exc).split())
+    if isinstance(exc, ValueError) and "split" in message.lower():
+        return f"{where}: {message}; fix split"
+    if _offline() and isinstance(exc, ConnectionError | FileNotFoundError | OSError):
+        return (f"{where}: HF_HUB_OFFLINE is set and the dataset was not downloaded before; download it once "
+                "online or unset HF_HUB_OFFLINE")
+    if _is_connection_error(exc):
+        return (f"{where}: cannot reach the Hub at {endpoint} ({type(exc).__name__}); check the network, or set "
+                "HF_HUB_OFFLINE=1 to use a copy downloaded before")
+    return f"{where}: {type(exc).__name__}: {message}".rstrip(": ")
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        kind = type(seen).__name__
+        if isinstance(seen, ConnectionError | TimeoutError) or "Connect" in kind or "Timeout" in kind:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

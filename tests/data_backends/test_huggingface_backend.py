@@ -1,0 +1,138 @@
+"""The huggingface data backend on local parquet datasets (written the way the Hub stores them) and a loopback Hub
+stand-in: rows as images and captions, caption column shapes, the max_num_samples pick, and one-line errors for a
+missing column, an unknown dataset, an unreachable Hub and an offline machine without a copy."""
+
+from __future__ import annotations
+
+import io
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hf_helpers import rows, use_datasets_cache, write_parquet
+from hub_server import fake_hub
+
+from simpletuner.core.errors import DataBackendError
+from simpletuner.plugins.data_backends.huggingface import HuggingFaceDataBackend
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def datasets_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private cache of the ``datasets`` library (it converts every dataset it opens into it)."""
+    cache = tmp_path / "hf-datasets-cache"
+    use_datasets_cache(monkeypatch, cache)
+    return cache
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """A six-row dataset folder."""
+    folder = tmp_path / "pets"
+    write_parquet(folder, rows(6))
+    return folder
+
+
+def backend(dataset: Path | str, **options: Any) -> HuggingFaceDataBackend:
+    return HuggingFaceDataBackend.from_options("", {"dataset_name": str(dataset), **options})  # type: ignore[return-value]
+
+
+def test_rows_are_images_and_captions(dataset: Path) -> None:
+    from PIL import Image
+
+    hf = backend(dataset, caption_column="text")
+    images = hf.list(extensions={"png", "jpg"})
+    assert images == [f"row-{i}.png" for i in range(6)]
+    assert "row-2.txt" not in hf.list() and not hf.exists("row-2.txt")  # an empty caption is no caption
+    assert hf.read("row-4.txt") == b"a square number 4"
+    with Image.open(io.BytesIO(hf.read("row-1.png"))) as image:
+        assert image.size == (128, 144)
+    with pytest.raises(FileNotFoundError):
+        hf.read("row-9.png")
+    with pytest.raises(DataBackendError, match="read-only"):
+        hf.write("row-0.txt", b"x")
+
+
+@pytest.mark.parametrize(("options", "row", "caption"), [
+    ({"caption_column": "meta.alt"}, 0, "nested caption 0"),
+    ({"caption_column": ["text", "meta.alt"]}, 2, "nested caption 2"),  # the first non-empty column
+    ({"caption_column": ["text", "meta.alt"]}, 1, "a square number 1"),
+    ({"caption_column": "tags"}, 3, "tag caption 3"),  # the first non-empty string of a list
+    ({"caption_column": "text", "fallback_caption_column": "meta.alt"}, 5, "nested caption 5"),
+])
+def test_caption_column_shapes(dataset: Path, options: dict[str, Any], row: int, caption: str) -> None:
+    assert backend(dataset, **options).read(f"row-{row}.txt").decode() == caption
+
+
+def test_max_num_samples_picks_the_same_rows_every_time(dataset: Path) -> None:
+    first = backend(dataset, max_num_samples=3).list(extensions={"png"})
+    assert len(first) == 3
+    assert backend(dataset, max_num_samples=3).list(extensions={"png"}) == first
+    assert backend(dataset, max_num_samples=50).list(extensions={"png"}) == [f"row-{i}.png" for i in range(6)]
+
+
+def test_a_single_parquet_file_is_a_dataset(tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "one", rows(2))
+    assert backend(path).list(extensions={"png"}) == ["row-0.png", "row-1.png"]
+
+
+def test_a_missing_column_names_the_columns_there_are(dataset: Path) -> None:
+    for options, missing in (({"caption_column": "caption"}, "caption"), ({"image_column": "img"}, "img"),
+                             ({"caption_column": "meta.title"}, "meta.title")):
+        with pytest.raises(DataBackendError) as caught:
+            backend(dataset, **options).check()
+        message = str(caught.value)
+        assert f"no column {missing!r}" in message and "image, text, meta, tags, width, height" in message
+        assert "\n" not in message
+
+
+def test_a_column_that_is_not_images_is_refused(dataset: Path) -> None:
+    with pytest.raises(DataBackendError, match="column 'text' holds .*not images"):
+        backend(dataset, image_column="text").list()
+
+
+def test_an_unknown_split_is_one_line(dataset: Path) -> None:
+    with pytest.raises(DataBackendError, match="fix split") as caught:
+        backend(dataset, split="validation").check()
+    assert "\n" not in str(caught.value)
+
+
+@pytest.fixture
+def online(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
+def test_an_unknown_hub_dataset_is_named(monkeypatch: pytest.MonkeyPatch, online: None) -> None:
+    from huggingface_hub import constants
+
+    with fake_hub() as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.base_url)
+        with pytest.raises(DataBackendError, match="no dataset 'nobody/no-such-dataset'.*fix dataset_name"):
+            backend("nobody/no-such-dataset").check()
+        assert any(path.startswith("/api/datasets/nobody/no-such-dataset") for _, path in hub.requests)
+
+
+def test_an_unreachable_hub_is_one_line(monkeypatch: pytest.MonkeyPatch, online: None) -> None:
+    from huggingface_hub import constants
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", closed)
+    with pytest.raises(DataBackendError, match=f"cannot reach the Hub at {closed}.*HF_HUB_OFFLINE=1") as caught:
+        backend("owner/pets").check()
+    assert "\n" not in str(caught.value)
+
+
+def test_offline_without_a_downloaded_copy_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DataBackendError, match="HF_HUB_OFFLINE is set and the dataset was not downloaded"):
+        backend("owner/never-downloaded").check()

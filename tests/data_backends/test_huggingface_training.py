@@ -1,0 +1,110 @@
+"""Training from a huggingface dataset entry written as SimpleTuner writes one: rows become images and captions,
+caches stay on this machine, a new version of the dataset re-encodes only the rows it changed, and ``config check``
+accepts the entry and reports a missing column on one line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hf_helpers import png, rows, use_datasets_cache, write_parquet
+from s3_helpers import tiny_config, write_env
+
+from simpletuner.core.workspace import Workspace
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state() -> Iterator[None]:
+    """Each in-process run builds its own Accelerator; accelerate keeps process-wide singletons."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+
+
+@pytest.fixture
+def hf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A private ``datasets`` cache; the environment of child processes using it."""
+    return use_datasets_cache(monkeypatch, tmp_path / "hf-datasets-cache")
+
+
+def _train(workspace: Workspace, name: str) -> Any:
+    from simpletuner.core.config import load_environment
+    from simpletuner.core.environments import EnvironmentStore
+    from simpletuner.core.plugins import Registry
+    from simpletuner.core.training.run import train
+
+    registry = Registry()
+    loaded = load_environment(workspace, EnvironmentStore(workspace.configs_dir), name, registry)
+    return train(loaded, workspace, registry)
+
+
+def _entries(dataset: Path, **overrides: Any) -> list[dict[str, Any]]:
+    """A SimpleTuner-style huggingface entry and a local text-embeds entry."""
+    pets = {"id": "pets", "type": "huggingface", "dataset_name": str(dataset), "split": "train",
+            "caption_strategy": "huggingface", "metadata_backend": "huggingface", "image_column": "image",
+            "caption_column": "text", "fallback_caption_column": "meta.alt", "width_column": "width",
+            "height_column": "height", "cache_dir_vae": "cache/vae/pets", **overrides}
+    return [pets, {"id": "embeds", "type": "local", "dataset_type": "text_embeds", "default": True,
+                   "cache_dir": "cache/text"}]
+
+
+def test_training_from_rows_reencodes_only_changed_rows(workspace: Workspace, tiny_flux: Path,
+                                                        hf_env: dict[str, str], tmp_path: Path) -> None:
+    dataset = tmp_path / "pets"
+    items = rows(4)
+    write_parquet(dataset, items)
+    write_env(workspace.configs_dir, "hfrun", tiny_config(tiny_flux, "hfrun"), _entries(dataset))
+    first = _train(workspace, "hfrun")
+    assert first.output.is_file()
+    latents, texts = workspace.root / "cache" / "vae" / "pets", workspace.root / "cache" / "text"
+    assert _files(latents) == 4
+    assert _files(texts) == 5  # four captions (one from the fallback column) and the empty one
+
+    # a new version of the dataset: one image and one caption changed
+    items[1]["image"] = {"bytes": png(128, 128, (255, 0, 0)), "path": None}
+    items[3]["text"] = "a changed caption"
+    write_parquet(dataset, items)
+    second = _train(workspace, "hfrun")
+    assert second.encoder_calls == {"latents": 1, "text": 1}
+    assert (_files(latents), _files(texts)) == (5, 6)  # one new latent and one new embedding, nothing else
+
+
+def _files(folder: Path) -> int:
+    return len(list(folder.rglob("*.safetensors")))
+
+
+def test_max_num_samples_trains_on_a_subset(workspace: Workspace, tiny_flux: Path, hf_env: dict[str, str],
+                                            tmp_path: Path) -> None:
+    write_parquet(tmp_path / "pets", rows(6))
+    write_env(workspace.configs_dir, "hfsub", tiny_config(tiny_flux, "hfsub"),
+              _entries(tmp_path / "pets", max_num_samples=2))
+    _train(workspace, "hfsub")
+    assert _files(workspace.root / "cache" / "vae" / "pets") == 2
+
+
+def test_config_check_accepts_the_entry_and_names_a_missing_column(workspace: Workspace, tiny_flux: Path,
+                                                                   hf_env: dict[str, str], tmp_path: Path,
+                                                                   run_cli: Callable[..., Any]) -> None:
+    write_parquet(tmp_path / "pets", rows(2))
+    write_env(workspace.configs_dir, "good", tiny_config(tiny_flux, "good"), _entries(tmp_path / "pets"))
+    result = run_cli("config", "check", "--env", "good", env=hf_env)
+    assert result.returncode == 0, result.stderr
+    assert "is valid" in result.stdout
+
+    write_env(workspace.configs_dir, "bad", tiny_config(tiny_flux, "bad"),
+              _entries(tmp_path / "pets", caption_column=["caption"]))
+    result = run_cli("config", "check", "--env", "bad", env=hf_env)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert lines == [f"  - dataset 'pets': huggingface dataset {tmp_path / 'pets'} (split train): no column "
+                     "'caption'; its columns are image, text, meta, tags, width, height"], result.stderr
+    assert json.loads((workspace.configs_dir / "bad" / "multidatabackend.json").read_text())[0]["type"] == \
+        "huggingface"
