@@ -133,7 +133,8 @@ def config_path_problems(workspace: Workspace, env: Environment, config: Trainin
 
 def _entry_path_keys(registry: Registry, backend: str) -> tuple[bool, frozenset[str]]:
     spec = registry.data_backends().get(normalize_name(backend))
-    local = spec is None or spec.local_paths
+    # a backend that keeps its caches on this machine has its cache folders checked like a local one's
+    local = spec is None or spec.local_paths or spec.local_caches
     options = spec.options if spec is not None else None
     plugin_keys = frozenset(i.key for i in describe_options(options) if i.trust == PATH) if options else frozenset()
     return local, plugin_keys

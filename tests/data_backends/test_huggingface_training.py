@@ -108,3 +108,23 @@ def test_config_check_accepts_the_entry_and_names_a_missing_column(workspace: Wo
                      "'caption'; its columns are image, text, meta, tags, width, height"], result.stderr
     assert json.loads((workspace.configs_dir / "bad" / "multidatabackend.json").read_text())[0]["type"] == \
         "huggingface"
+
+
+def test_cache_folders_and_local_datasets_are_confined(workspace: Workspace, tmp_path: Path) -> None:
+    from simpletuner.core.config import load_environment
+    from simpletuner.core.config.confinement import PathPolicy, datasets_path_problems
+    from simpletuner.core.environments import EnvironmentStore
+    from simpletuner.core.plugins import Registry
+
+    outside = tmp_path / "outside"
+    write_env(workspace.configs_dir, "confined", {"model_family": "flux"}, [
+        {"id": "hub", "type": "huggingface", "dataset_name": "owner/pets", "cache_dir_vae": "cache/vae/hub"},
+        {"id": "far", "type": "huggingface", "dataset_name": str(outside / "pets"),
+         "cache_dir_vae": str(outside / "vae")},
+        {"id": "embeds", "dataset_type": "text_embeds", "default": True, "cache_dir": "cache/text"},
+    ])
+    registry = Registry()
+    loaded = load_environment(workspace, EnvironmentStore(workspace.configs_dir), "confined", registry)
+    problems = datasets_path_problems(workspace, loaded.environment, loaded.datasets, registry,
+                                      PathPolicy.for_workspace(workspace))
+    assert sorted(p.split(":")[0] for p in problems) == ["dataset 'far'.cache_dir_vae", "dataset 'far'.dataset_name"]
