@@ -12,6 +12,7 @@ runs whatever functions it names. Under DeepSpeed or FSDP the sharded model and 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -137,17 +138,27 @@ class CheckpointWriter:
         self.barrier()
         pruned: list[Path] = []
         if self.is_main:
-            weights(staging)
-            if optimizer is not None:
-                write_state(staging / OPTIMIZER_FILE, optimizer.state_dict())
-            write_state(staging / SCHEDULER_FILE, scheduler.state_dict())
-            atomic_write_json(staging / STATE_FILE, dict(state))
+            try:
+                weights(staging)
+                if optimizer is not None:
+                    write_state(staging / OPTIMIZER_FILE, optimizer.state_dict())
+                write_state(staging / SCHEDULER_FILE, scheduler.state_dict())
+                atomic_write_json(staging / STATE_FILE, dict(state))
+            except OSError as exc:  # e.g. a full disk: the half-written one goes, earlier checkpoints stay as they are
+                shutil.rmtree(staging, ignore_errors=True)
+                raise self._write_error(step, exc) from exc
             if final.exists():
                 atomic_remove_tree(final)
             os.rename(staging, final)
             pruned = self._prune()
         self.barrier()
         return final, pruned
+
+    def _write_error(self, step: int, exc: OSError) -> SimpleTunerError:
+        found = complete_checkpoints(self.output_dir)
+        kept = f"; {found[-1][1].name} is intact and can be resumed" if found else ""
+        reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or str(exc)
+        return SimpleTunerError(f"checkpoint-{step} could not be written to {self.output_dir}: {reason}{kept}")
 
     def _prune(self) -> list[Path]:
         if not self.total_limit:
