@@ -299,6 +299,10 @@ class ModelFamilySpec(PluginSpec):
             family whose pipeline ``DiffusionPipeline`` finds and which loads LoRAs itself.
         aliases: other names a config may give the family, e.g. SimpleTuner's (``pixart_sigma``); normalised like
             the name, and, like names, never claimed by two families.
+        lora_layouts: other key layouts the final LoRA can also be saved in (``lora_save_formats``), by name →
+            a (lazy) converter ``(peft state dict of the trained component, the LoRA scale alpha / rank, the trained
+            component) -> state dict in that layout``; e.g. ``kohya`` for the ``lora_unet_…`` keys ComfyUI, Forge
+            and kohya's scripts load.
     """
 
     flavours: tuple[Flavour, ...] = attrs.field(converter=_as_tuple)
@@ -312,6 +316,7 @@ class ModelFamilySpec(PluginSpec):
     usage: Usage = attrs.field(factory=Usage)
     aliases: tuple[str, ...] = attrs.field(default=(), converter=_normalized_names,
                                            validator=attrs.validators.deep_iterable(_valid_name))
+    lora_layouts: Mapping[str, Callable[..., Any]] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
 
     factory: ModelFamilyFactory = attrs.field(eq=False, repr=False)
 

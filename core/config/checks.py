@@ -4,10 +4,13 @@ supported, steps and epochs are not both set, named trackers and methods are ins
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from simpletuner.core.config.schema import TrainingConfig
 from simpletuner.core.distributed import distributed_problems
 from simpletuner.core.plugins import Registry, suggest
-from simpletuner.core.specs import normalize_name
+from simpletuner.core.specs import ModelFamilySpec, normalize_name
 
 
 def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str], list[str]]:
@@ -42,6 +45,7 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
                             f"supported: {', '.join(family.lora_types)}")
         problems += _precision_problems(core.base_model_precision, "base_model_precision", registry,
                                         family.precisions)
+        problems += _layout_problems(core, family, families)
         reason = family.discouraged_precisions.get(core.base_model_precision)
         if reason:
             warnings.append(f"base_model_precision {core.base_model_precision!r} is discouraged for "
@@ -84,6 +88,21 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
     if core.resume_from_checkpoint not in (None, "latest") and not core.resume_from_checkpoint.strip():
         problems.append("$.resume_from_checkpoint: give 'latest' or a checkpoint folder")
     return problems, warnings
+
+
+def _layout_problems(core: Any, family: ModelFamilySpec, families: Mapping[str, ModelFamilySpec]) -> list[str]:
+    """``lora_save_formats`` names layouts the family can write, for a standard LoRA."""
+    problems = []
+    for name in core.lora_save_formats:
+        if name not in family.lora_layouts:
+            having = [f.name for f in families.values() if name in f.lora_layouts]
+            offered = ", ".join(family.lora_layouts) or "none"
+            problems.append(f"$.lora_save_formats: {family.name} has no {name!r} LoRA layout (it offers: {offered}); "
+                            f"families with it: {', '.join(having) or 'none installed'}")
+    if core.lora_save_formats and (core.model_type != "lora" or core.lora_type != "standard"):
+        problems.append("$.lora_save_formats: only a standard LoRA (model_type lora, lora_type standard) is saved "
+                        "in other layouts")
+    return problems
 
 
 def _precision_problems(precision: str, key: str, registry: Registry, supported: tuple[str, ...] | None) -> list[str]:

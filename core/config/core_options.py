@@ -61,6 +61,11 @@ class CoreOptions:
     )
     init_lora: str | None = option(None, help="Start from the weights of an existing LoRA file.", section="model",
                                    trust=PATH)
+    lora_save_formats: list[str] = option(
+        factory=list, help="Also save the final LoRA in these key layouts beside the diffusers file, e.g. kohya "
+        "(lora_unet_… keys, which ComfyUI, Forge and kohya's scripts load), for families that offer the layout.",
+        section="model",
+    )
     base_model_precision: str = option(
         "no_change", help="Quantise the frozen base model (e.g. int8-quanto); no_change keeps its dtype.",
         section="memory", choices_from="precision",

@@ -1,11 +1,12 @@
-"""The final model files: a diffusers-loadable LoRA safetensors file (with training metadata in its header), a
-LyCORIS safetensors file (LyCORIS key names, its config in the header and in ``lycoris_config.json`` beside it), or
-the full trained component as a diffusers folder."""
+"""The final model files: a diffusers-loadable LoRA safetensors file (with training metadata in its header), and
+beside it the same LoRA in the other key layouts ``lora_save_formats`` asks for; a LyCORIS safetensors file (LyCORIS
+key names, its config in the header and in ``lycoris_config.json`` beside it); or the full trained component as a
+diffusers folder."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,33 @@ def save_lora(path: Path, model: Any, prefix: str, core: Any, training_metadata:
     if lycoris is not None:
         atomic_write_json(path.parent / LYCORIS_CONFIG_FILE, lycoris)
     return path
+
+
+def lora_layout_file(name: str) -> str:
+    """File name of the final LoRA saved in the ``name`` key layout (e.g. ``kohya``)."""
+    return f"pytorch_lora_weights_{name}.safetensors"
+
+
+def save_lora_layouts(folder: Path, model: Any, core: Any, layouts: Mapping[str, Callable[..., Any]],
+                      training_metadata: Mapping[str, Any]) -> list[Path]:
+    """Write the LoRA of ``model`` in each layout of ``core.lora_save_formats`` into ``folder`` with the family's
+    converters ``layouts``; returns the files written."""
+    from safetensors.torch import save
+
+    if not core.lora_save_formats:
+        return []
+    state = trained_state_dict(model, core)
+    config = adapter_config(model)
+    scale = config["lora_alpha"] / config["r"]
+    metadata = {"format": "pt",
+                TRAINING_METADATA_KEY: json.dumps(dict(training_metadata), sort_keys=True, default=str)}
+    written = []
+    for name in core.lora_save_formats:
+        converted = layouts[name](state, scale, model)
+        path = folder / lora_layout_file(name)
+        atomic_write_bytes(path, save({k: v.contiguous() for k, v in converted.items()}, metadata=metadata))
+        written.append(path)
+    return written
 
 
 def read_lora(path: Path, prefix: str) -> tuple[dict[str, Any], dict[str, str]]:

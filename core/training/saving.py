@@ -14,7 +14,7 @@ from typing import Any
 
 from simpletuner.core.training.acceleration import is_sharded
 from simpletuner.core.training.checkpoints import CheckpointWriter
-from simpletuner.core.training.outputs import LORA_FILE, read_lora, save_full, save_lora
+from simpletuner.core.training.outputs import LORA_FILE, read_lora, save_full, save_lora, save_lora_layouts
 from simpletuner.core.training.state_files import write_state
 
 EMA_FILE = "ema.safetensors"
@@ -82,7 +82,8 @@ class WeightSaver:
                            state=state, collective=collective)
 
     def final(self, output_dir: Path, step: int) -> Path:
-        """Write the final model (LoRA/LyCORIS file or the full component's folder); returns its path."""
+        """Write the final model (LoRA/LyCORIS file, with the LoRA's other layouts beside it, or the full
+        component's folder); returns its path."""
         full = self._gathered()
         if self.core.model_type == "full":
             output = output_dir / self.family.trained_component
@@ -91,4 +92,6 @@ class WeightSaver:
             return output
         if self.accelerator.is_main_process:
             self._write(output_dir, step, None)
+            save_lora_layouts(output_dir, self.unwrapped, self.core, self.family.spec.lora_layouts,
+                              {**self.metadata, "step": step})
         return output_dir / LORA_FILE

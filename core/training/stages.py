@@ -24,7 +24,7 @@ from simpletuner.core.training.components import Components
 from simpletuner.core.training.data import TrainingData
 from simpletuner.core.training.lycoris import LYCORIS_CONFIG_FILE
 from simpletuner.core.training.optim import build_optimizer, build_scheduler
-from simpletuner.core.training.outputs import read_lora
+from simpletuner.core.training.outputs import lora_layout_file, read_lora
 from simpletuner.core.training.prepare import prepare_data
 from simpletuner.core.training.resolve import ResolvedRun, TrainingSetupError
 from simpletuner.core.training.run_folders import latest_checkpoint
@@ -217,11 +217,14 @@ def accelerate(run: Run, begun: Start, training_data: TrainingData, adapted: Ada
 
 
 def published_files(output: Path, core: CoreOptions) -> list[Path]:
-    """The final model's files: the LoRA file (with a LyCORIS config beside it) or the full component's folder."""
+    """The final model's files: the LoRA file (with a LyCORIS config or the other layouts asked for beside it) or
+    the full component's folder."""
     files = [output]
     lycoris = output.parent / LYCORIS_CONFIG_FILE
     if core.model_type == "lora" and core.lora_type == "lycoris" and lycoris.is_file():
         files.append(lycoris)
+    if core.model_type == "lora":
+        files += [output.parent / lora_layout_file(name) for name in core.lora_save_formats]
     return files
 
 

@@ -46,6 +46,7 @@ SPEC = ModelFamilySpec(
     tiny=TinyModel(build=lazy("simpletuner.model_families.flux.tiny:build_tiny_flux_pipeline"),
                    settings={"model_flavour": "dev", "flux_t5_max_tokens": 32}),
     usage=Usage(pipeline="diffusers:FluxPipeline"),
+    lora_layouts={"kohya": lazy("simpletuner.model_families.flux.kohya:to_kohya")},
 )
 
 

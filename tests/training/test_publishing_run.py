@@ -1,5 +1,6 @@
 """Publishing from a real run: the ``local`` publisher receives each checkpoint and, at the end, the LyCORIS file
-with its config, the validation image, the run's config and a model card; the events say where it went."""
+with its config, the validation image, the run's config and a model card; the events say where it went. A LoRA
+asked for in kohya's layout too is saved and published beside the diffusers file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from training_helpers import events_of
 
 from simpletuner.core.training.lycoris import LYCORIS_CONFIG_FILE
@@ -42,3 +44,18 @@ def test_local_publisher_gets_checkpoints_and_the_final_model(make_env: Callable
     # the after-upload hook ran with each remote location
     assert (target.parent / "published.uploaded").is_file()
     assert (target / "checkpoints" / "checkpoint-2.uploaded").is_file()
+
+
+@pytest.mark.timeout(300)
+def test_a_run_saves_and_publishes_the_kohya_layout_beside_the_lora(make_env: Callable[..., str],
+                                                                    run_env: Callable[..., Any]) -> None:
+    from safetensors.torch import load_file
+
+    name = make_env("kohya", images=2, train_batch_size=1, max_train_steps=2, checkpointing_steps=0,
+                    publish_to=["local"], lora_save_formats=["kohya"])
+    result = run_env(name)
+    kohya = result.output.parent / "pytorch_lora_weights_kohya.safetensors"
+    keys = set(load_file(str(kohya)))
+    assert "lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight" in keys
+    assert "lora_unet_single_blocks_0_linear1.alpha" in keys  # the attention preset's single-block q, k, v
+    assert (result.run_dir / "published" / kohya.name).read_bytes() == kohya.read_bytes()

@@ -1,0 +1,108 @@
+"""Flux LoRAs in kohya's layout: the ``lora_unet_…`` keys of Black Forest Labs' module names, which ComfyUI, Forge
+and kohya's sd-scripts load (and diffusers reads back with ``_convert_kohya_flux_lora_to_diffusers``).
+
+BFL's transformer fuses layers diffusers keeps apart: a double block's ``img_attn_qkv`` is diffusers' ``to_q``,
+``to_k`` and ``to_v``, a single block's ``linear1`` is ``to_q``, ``to_k``, ``to_v`` and ``proj_mlp``. Their LoRAs
+become one LoRA on the fused layer: the ``lora_down`` matrices stacked, ``lora_up`` block-diagonal, so the fused
+layer's update is exactly the separate updates one above the other; a part that was not trained is a zero block.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+_DOUBLE = {
+    "attn.to_out.0": "img_attn_proj", "ff.net.0.proj": "img_mlp_0", "ff.net.2": "img_mlp_2",
+    "norm1.linear": "img_mod_lin", "attn.to_add_out": "txt_attn_proj", "ff_context.net.0.proj": "txt_mlp_0",
+    "ff_context.net.2": "txt_mlp_2", "norm1_context.linear": "txt_mod_lin",
+}
+_DOUBLE_FUSED = {"img_attn_qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
+                 "txt_attn_qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")}
+_SINGLE = {"proj_out": "linear2", "norm.linear": "modulation_lin"}
+_SINGLE_FUSED = {"linear1": ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")}
+_TOP = {
+    "x_embedder": "img_in", "context_embedder": "txt_in", "proj_out": "final_layer_linear",
+    "norm_out.linear": "final_layer_adaLN_modulation_1",
+    "time_text_embed.timestep_embedder.linear_1": "time_in_in_layer",
+    "time_text_embed.timestep_embedder.linear_2": "time_in_out_layer",
+    "time_text_embed.guidance_embedder.linear_1": "guidance_in_in_layer",
+    "time_text_embed.guidance_embedder.linear_2": "guidance_in_out_layer",
+    "time_text_embed.text_embedder.linear_1": "vector_in_in_layer",
+    "time_text_embed.text_embedder.linear_2": "vector_in_out_layer",
+}
+_BLOCK = re.compile(r"(transformer_blocks|single_transformer_blocks)\.(\d+)\.(.+)")
+
+
+def to_kohya(state: Mapping[str, torch.Tensor], scale: float, transformer: Any) -> dict[str, torch.Tensor]:
+    """The Flux transformer LoRA ``state`` (peft keys: ``<module>.lora_A.weight`` / ``.lora_B.weight``) in
+    kohya's layout: ``lora_unet_<name>.lora_down.weight``, ``.lora_up.weight`` and ``.alpha``.
+
+    The LoRA ``scale`` (alpha / rank) is folded into ``lora_up`` and every ``alpha`` equals its layer's rank, so
+    each reader applies the same update whatever it does with alpha (diffusers ignores the final layer's)."""
+    pairs = {key.removesuffix(".lora_A.weight"): (value, state[key.replace(".lora_A.", ".lora_B.")])
+             for key, value in state.items() if key.endswith(".lora_A.weight")}
+    if len(pairs) * 2 != len(state):
+        raise ValueError("only plain LoRA weights (lora_A, lora_B) can be written in kohya's layout")
+    out: dict[str, torch.Tensor] = {}
+    fused: dict[str, tuple[str, tuple[str, ...]]] = {}  # kohya name -> (module prefix, diffusers parts)
+    for module, (down, up) in pairs.items():
+        name, fused_key = _kohya_name(module)
+        if fused_key is not None:
+            fused[name] = fused_key
+            continue
+        if name == "final_layer_adaLN_modulation_1":
+            # BFL orders the final modulation (shift, scale); diffusers (scale, shift)
+            scale_part, shift_part = up.chunk(2, dim=0)
+            up = torch.cat([shift_part, scale_part], dim=0)
+        _put(out, name, down, up * scale)
+    for name, (prefix, parts) in fused.items():
+        down, up = _fused(pairs, prefix, parts, transformer)
+        _put(out, name, down, up * scale)
+    return out
+
+
+def _kohya_name(module: str) -> tuple[str, tuple[str, tuple[str, ...]] | None]:
+    """The kohya name of a diffusers module, and for a fused layer its module prefix and parts."""
+    match = _BLOCK.fullmatch(module)
+    if match:
+        kind, index, rest = match.groups()
+        single = kind == "single_transformer_blocks"
+        plain, fused_table = (_SINGLE, _SINGLE_FUSED) if single else (_DOUBLE, _DOUBLE_FUSED)
+        stem = f"{'single' if single else 'double'}_blocks_{index}_"
+        if rest in plain:
+            return stem + plain[rest], None
+        for fused_name, parts in fused_table.items():
+            if rest in parts:
+                return stem + fused_name, (f"{kind}.{index}.", parts)
+    elif module in _TOP:
+        return _TOP[module], None
+    raise ValueError(f"the Flux layer {module!r} has no place in kohya's layout")
+
+
+def _fused(pairs: Mapping[str, tuple[torch.Tensor, torch.Tensor]], prefix: str, parts: tuple[str, ...],
+           transformer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``lora_down`` stacked and ``lora_up`` block-diagonal over ``parts`` (zero blocks for untrained parts)."""
+    trained = [pairs[prefix + part] for part in parts if prefix + part in pairs]
+    rank, in_features = trained[0][0].shape
+    dtype = trained[0][0].dtype
+    downs, ups = [], []
+    for part in parts:
+        if prefix + part in pairs:
+            down, up = pairs[prefix + part]
+        else:
+            out_features = transformer.get_submodule(prefix + part).out_features
+            down, up = torch.zeros(rank, in_features, dtype=dtype), torch.zeros(out_features, rank, dtype=dtype)
+        downs.append(down)
+        ups.append(up)
+    return torch.cat(downs, dim=0), torch.block_diag(*ups)
+
+
+def _put(out: dict[str, torch.Tensor], name: str, down: torch.Tensor, up: torch.Tensor) -> None:
+    key = f"lora_unet_{name}"
+    out[f"{key}.lora_down.weight"] = down.contiguous()
+    out[f"{key}.lora_up.weight"] = up.contiguous()
+    out[f"{key}.alpha"] = torch.tensor(float(down.shape[0]), dtype=down.dtype)
