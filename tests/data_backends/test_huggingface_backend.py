@@ -136,3 +136,46 @@ def test_offline_without_a_downloaded_copy_says_so(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     with pytest.raises(DataBackendError, match="HF_HUB_OFFLINE is set and the dataset was not downloaded"):
         backend("owner/never-downloaded").check()
+
+
+def _parquet(tmp_path: Path, items: list[dict[str, Any]], name: str) -> dict[str, bytes]:
+    """The files of a Hub dataset repository holding ``items``."""
+    path = write_parquet(tmp_path / name, items)
+    return {"data/train-00000-of-00001.parquet": path.read_bytes()}
+
+
+def test_a_hub_dataset_by_repo_id_and_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub_datasets import dataset_hub, use_hub
+
+    items = rows(3)
+    with dataset_hub() as hub:
+        use_hub(monkeypatch, hub.base_url, tmp_path / "hub-cache")
+        first = hub.publish("owner/pets", _parquet(tmp_path, items, "v1"))
+        items[1]["text"] = "the second version"
+        second = hub.publish("owner/pets", _parquet(tmp_path, items, "v2"))
+
+        backend("owner/pets").check()
+        latest = backend("owner/pets")
+        assert latest.list(extensions={"png"}) == ["row-0.png", "row-1.png", "row-2.png"]
+        assert latest.read("row-1.txt") == b"the second version"
+        assert backend("owner/pets", revision=first).read("row-1.txt") == b"a square number 1"
+        assert backend("owner/pets", revision=second).read("row-0.png") == latest.read("row-0.png")
+        with pytest.raises(DataBackendError, match="no revision 'v9'; fix revision"):
+            backend("owner/pets", revision="v9").check()
+
+
+def test_a_downloaded_hub_dataset_is_used_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+    from hub_datasets import dataset_hub, use_hub
+    from huggingface_hub import constants
+
+    with dataset_hub() as hub:
+        use_hub(monkeypatch, hub.base_url, tmp_path / "hub-cache")
+        hub.publish("owner/pets", _parquet(tmp_path, rows(3), "v1"))
+        online = backend("owner/pets").list()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    offline = backend("owner/pets")
+    offline.check()  # offline, the check opens the downloaded copy instead of asking the Hub
+    assert offline.list() == online
+    assert offline.read("row-0.txt") == b"a square number 0"
