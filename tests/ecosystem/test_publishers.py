@@ -144,7 +144,9 @@ def test_hub_publication_sends_a_model_over_10_mb_through_lfs(
     assert "/me/big-lora.git/info/lfs/objects/batch" in paths
     assert [path for path in paths if path.startswith("/lfs-storage/")] == [f"/lfs-storage/{oid}"
                                                                             for oid in hub.lfs_objects]
-    assert paths.index("/me/big-lora.git/info/lfs/objects/batch") < paths.index("/api/models/me/big-lora/commit/main")
+    lfs = "/me/big-lora.git/info/lfs/objects"
+    committed_at = paths.index("/api/models/me/big-lora/commit/main")
+    assert paths.index(f"{lfs}/batch") < paths.index(f"{lfs}/verify") < committed_at
     assert set(hub.auth_of(".git/info/lfs")) == {"Bearer hf_test_token"}
 
 
