@@ -373,18 +373,18 @@ class DataBackendSpec(PluginSpec):
             ``cache_dir_vae`` and ``cache_dir`` are resolved against the workspace first. False for remote storage:
             they reach the factory as written (``""`` for an unset ``instance_data_dir``), and a cache whose folder
             the entry leaves unset stays on this machine, in the run's output folder.
-    """
-
-    local_paths: bool = True
-
-    factory: DataBackendFactory = attrs.field(eq=False, repr=False)
         local_caches: True for a backend that only reads a dataset (``huggingface``): its entries' cache folders
             (``cache_dir_vae``, ``cache_dir``) are folders on this machine, resolved against the workspace and kept
             by the ``local`` backend.
+    """
+
+    local_paths: bool = True
+    local_caches: bool = False
+
+    factory: DataBackendFactory = attrs.field(eq=False, repr=False)
 
     kind = Kind.DATA_BACKEND
 
-    local_caches: bool = False
     def build(self, root: str, options: Mapping[str, Any]) -> DataBackend:
         """The storage of one dataset."""
         return self.factory(root, options)
