@@ -97,7 +97,7 @@ def test_connection_test_answers_ok_or_one_line(admin: Admin, s3_endpoint: str, 
            ({"type": "s3", "options": {"aws_max_pool_connections": "many"}},
             "options.aws_max_pool_connections: expected int"),
            ({"type": "local", "options": {}}, "'local' stores folders on this machine; use the folder browser"),
-           ({"type": "ftp", "options": {}}, "unknown data backend 'ftp'; remote backends: s3"),
+           ({"type": "ftp", "options": {}}, "unknown data backend 'ftp'; remote backends: huggingface, s3"),
            ({"type": "s3", "options": {}, "password": "x"}, "unknown field(s) password")]
     for body, message in bad:
         result = admin.call("POST", "/api/datasets/remote/test", body)

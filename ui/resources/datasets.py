@@ -20,7 +20,7 @@ from simpletuner.core.datasets.storage import DatasetStorage
 from simpletuner.core.environments import DEFAULT_ENVIRONMENT
 from simpletuner.core.errors import ConfigError, DataBackendError, SimpleTunerError
 from simpletuner.core.interfaces import DataBackend
-from simpletuner.core.options import PRIVILEGED, describe_options
+from simpletuner.core.options import PATH, PRIVILEGED, describe_options
 from simpletuner.core.outbound import policy_scope, refusal_in
 from simpletuner.core.specs import DataBackendSpec
 from simpletuner.ui.http import bad_request, field, only_keys, read_json
@@ -36,6 +36,7 @@ from simpletuner.ui.workflow.browse import (
 )
 from simpletuner.ui.workflow.outbound_policy import outbound_policy
 from simpletuner.ui.workflow.ownership import TRUSTED, approved_digests
+from simpletuner.ui.workflow.path_policy import server_path_policy
 from simpletuner.ui.workflow.remote_datasets import (
     RemoteRequestError,
     backends_json,
@@ -204,12 +205,21 @@ def _remote_request(resource: Resource, req: falcon.Request, extra: set[str]) ->
     if not isinstance(path, str):
         raise bad_request("path must be a string (a key prefix under the dataset's prefix)")
     principal = resource.principal(req)
-    privileged = sorted(key for key in options if key in _privileged_keys(spec) and options[key] is not None)
+    privileged = sorted(key for key in options if key in _keys_of_trust(spec, PRIVILEGED) and options[key] is not None)
     if privileged and TRUSTED not in principal.permissions:
         # an endpoint chosen here would receive the request's (or the environment's) credentials
         raise falcon.HTTPForbidden(title="Privileged options",
                                    description=f"{', '.join(privileged)}: only users holding config.trusted may send "
                                                "storage requests to an endpoint of their choice")
+    workspace = resource.ctx.workspace
+    for key in sorted(k for k in options if k in _keys_of_trust(spec, PATH) and isinstance(options[k], str)):
+        # a backend reading files on this machine (a local copy of a Hub dataset) reads only allowed folders
+        resolved = workspace.resolve_config_path(options[key])
+        problem = server_path_policy(workspace).problem(f"options.{key}", options[key], resolved)
+        if problem:
+            raise falcon.HTTPForbidden(title="Path outside the allowed roots", description=problem)
+        if resolved.exists():  # read what was checked (a value naming nothing here may be a name, e.g. a Hub id)
+            options[key] = str(resolved)
     config = None
     if data.get("env"):
         env = get_environment(resource, str(data["env"]))
@@ -232,8 +242,8 @@ def _remote_request(resource: Resource, req: falcon.Request, extra: set[str]) ->
     return backend, data
 
 
-def _privileged_keys(spec: DataBackendSpec) -> frozenset[str]:
-    return frozenset(i.key for i in describe_options(spec.options) if i.trust == PRIVILEGED) if spec.options else \
+def _keys_of_trust(spec: DataBackendSpec, trust: str) -> frozenset[str]:
+    return frozenset(i.key for i in describe_options(spec.options) if i.trust == trust) if spec.options else \
         frozenset()
 
 
