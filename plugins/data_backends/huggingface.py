@@ -14,7 +14,6 @@ a copy downloaded before; ``HF_ENDPOINT`` and ``HF_TOKEN`` work as for every Hug
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,11 +23,8 @@ import attrs
 
 from simpletuner.core.errors import DataBackendError
 from simpletuner.core.interfaces import DataBackend
-from simpletuner.core.workspace import Workspace
 from simpletuner.plugins.data_backends.huggingface_options import HuggingFaceOptions
 
-#: The seed of the ``max_num_samples`` pick: fixed, so every run trains on the same rows.
-SUBSET_SEED = 0
 #: Seconds allowed for the Hub to answer :meth:`HuggingFaceDataBackend.check`.
 CHECK_TIMEOUT = 10
 
@@ -41,15 +37,6 @@ def parse_options(options: Mapping[str, Any] | HuggingFaceOptions | None) -> Hug
         return options
     known = {f.name for f in attrs.fields(HuggingFaceOptions)}
     return HuggingFaceOptions(**{k: v for k, v in dict(options or {}).items() if k in known})
-
-
-def local_copy(name: str) -> Path | None:
-    """The folder or parquet file ``dataset_name`` names on this machine (as written, then workspace-relative);
-    None for a Hub id."""
-    for candidate in (Path(name).expanduser(), Workspace.from_environment().resolve(name)):
-        if candidate.is_dir() or (candidate.is_file() and candidate.suffix == ".parquet"):
-            return candidate
-    return None
 
 
 def field(row: Mapping[str, Any], path: str) -> Any:
@@ -197,10 +184,3 @@ class HuggingFaceDataBackend(DataBackend):
         from simpletuner.plugins.data_backends.huggingface_load import check_dataset
 
         check_dataset(self.options, self.location, CHECK_TIMEOUT)
-
-
-def subset(count: int, limit: int | None) -> list[int]:
-    """The row indices to train on: all of them, or ``limit`` of them picked with a fixed seed, in order."""
-    if limit is None or limit >= count:
-        return list(range(count))
-    return sorted(random.Random(SUBSET_SEED).sample(range(count), limit))

@@ -5,13 +5,34 @@ Imports ``datasets`` and ``huggingface_hub``: only the backend's methods import 
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
 from typing import Any
 
 from simpletuner.core.errors import DataBackendError
-from simpletuner.plugins.data_backends.huggingface import local_copy, subset
+from simpletuner.core.workspace import Workspace
 from simpletuner.plugins.data_backends.huggingface_options import HuggingFaceOptions
 
 ROW_COLUMN = "__row__"
+
+#: The seed of the ``max_num_samples`` pick: fixed, so every run trains on the same rows.
+SUBSET_SEED = 0
+
+
+def local_copy(name: str) -> Path | None:
+    """The folder or parquet file ``dataset_name`` names on this machine (as written, then workspace-relative);
+    None for a Hub id."""
+    for candidate in (Path(name).expanduser(), Workspace.from_environment().resolve(name)):
+        if candidate.is_dir() or (candidate.is_file() and candidate.suffix == ".parquet"):
+            return candidate
+    return None
+
+
+def subset(count: int, limit: int | None) -> list[int]:
+    """The row indices to train on: all of them, or ``limit`` of them picked with a fixed seed, in order."""
+    if limit is None or limit >= count:
+        return list(range(count))
+    return sorted(random.Random(SUBSET_SEED).sample(range(count), limit))
 
 
 def _offline() -> bool:
