@@ -98,3 +98,7 @@ def test_the_tiny_demo_takes_the_name_given_for_it(ui: UiServer, admin: Client) 
     config = json.loads((ui.workspace.configs_dir / "shapes-demo" / "config.json").read_text())
     assert config["max_train_steps"] == 3 and config["output_dir"] == "output/shapes-demo"
     assert not (ui.workspace.configs_dir / "demo-flux").exists()
+    # a demo never lands on an existing environment (someone else's included)
+    again = admin.post("/api/environments", {"name": "shapes-demo", "example": "tiny-demo", "demo_steps": 5})
+    assert again.status_code == 409
+    assert json.loads((ui.workspace.configs_dir / "shapes-demo" / "config.json").read_text())["max_train_steps"] == 3

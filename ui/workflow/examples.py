@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.environments import Environment, EnvironmentStore
-from simpletuner.core.errors import SimpleTunerError
+from simpletuner.core.errors import EnvironmentExists, SimpleTunerError
 from simpletuner.core.workspace import WORKSPACE_ENV_VAR, Workspace
 
 DEMO_ENVIRONMENT = "demo-flux"
@@ -102,6 +102,9 @@ def bootstrap(example: Example, name: str, workspace: Workspace, store: Environm
 
 
 def _build_demo(workspace: Workspace, store: EnvironmentStore, steps: int, name: str | None) -> Environment:
+    target = name or DEMO_ENVIRONMENT
+    if store.exists(target):  # the demo writes its files in place: it must never land on someone's environment
+        raise EnvironmentExists(f"environment {target!r} already exists; choose another name for the demo")
     executable = Path(sys.executable).parent / "simpletuner"
     command = [str(executable)] if executable.exists() else [sys.executable, "-m", "simpletuner.core.cli.main"]
     env = {**os.environ, WORKSPACE_ENV_VAR: str(workspace.root)}
@@ -115,4 +118,4 @@ def _build_demo(workspace: Workspace, store: EnvironmentStore, steps: int, name:
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
         raise SimpleTunerError(f"building the tiny demo failed (exit {done.returncode}): {tail}")
-    return store.get(name or DEMO_ENVIRONMENT)
+    return store.get(target)
