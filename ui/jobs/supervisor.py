@@ -23,6 +23,7 @@ from typing import IO, Any
 import attrs
 import peewee
 
+from simpletuner.core.plugins import Registry
 from simpletuner.core.training.run_folders import create_run_folder
 from simpletuner.core.workspace import Workspace
 from simpletuner.ui.jobs import ingest
@@ -69,6 +70,8 @@ class Supervisor:
     poll_s: float = 0.05
     db_every_s: float = 0.25
     python: str = sys.executable
+    #: The installed plugins (publishers that hand each owner's token to their jobs), loaded once.
+    registry: Registry = attrs.field(factory=Registry)
     handles: dict[int, Handle] = attrs.field(factory=dict)
     _stopping: bool = False
 
@@ -117,10 +120,11 @@ class Supervisor:
                 Job.update(run_dir=job.run_dir).where(Job.id == job.id).execute()
             path = events_path(job)
             offset = path.stat().st_size if path.exists() else 0
+            env = job_environment(job, self.workspace, registry=self.registry)
             with (folder / LOG_FILE).open("ab") as log:
                 process = subprocess.Popen(wrapped_command(job, self.workspace, self.python), stdout=log,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                           cwd=self.workspace.root, env=job_environment(job, self.workspace))
+                                           cwd=self.workspace.root, env=env)
         except OSError as exc:
             Job.update(status=FAILED, phase="failed", ended_at=now, error=f"could not start the job: {exc}").where(
                 Job.id == job.id).execute()
