@@ -127,3 +127,30 @@ class LiveServer:
             self.process.wait(timeout=60)
         self.log.close()
         return self.process.returncode
+
+
+def supervisors(workspace: Path) -> list[int]:
+    """Pids of the job supervisor processes of ``workspace``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"simpletuner.ui.jobs.supervisor" in command and str(workspace).encode() in command:
+            found.append(int(entry.name))
+    return found
+
+
+def start_held(server: LiveServer, model: Path, environment: str = "held") -> int:
+    """As rita, start a job of a held environment (written by ``write_env(..., held=True)``) on ``model``; returns
+    its id once its process has started."""
+    server.allow_roots(model)
+    server.adopt(environment, "rita")
+    status, body = server.call("POST", "/api/training/start", {"environment": environment}, "rita")
+    assert status == 202, body
+    job_id = body["job_id"]
+    server.read_events("rita", lambda e: e["job_id"] == job_id and e["event"] == "job_started", job=job_id)
+    return int(job_id)

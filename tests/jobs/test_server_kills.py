@@ -13,8 +13,7 @@ import pytest
 from simpletuner.ui.jobs.processes import descendants, is_running
 
 from .conftest import kill_leftover_jobs, write_env
-from .live import LiveServer, make_users
-from .test_supervisor_keeper import supervisors
+from .live import LiveServer, make_users, start_held, supervisors
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -25,23 +24,13 @@ def _workers(server: LiveServer) -> list[int]:
     return [int(pid) for pid in children if int(pid) not in supervisors(server.workspace)]
 
 
-def _start_held(server: LiveServer, tiny_flux: Path) -> int:
-    server.allow_roots(tiny_flux)
-    server.adopt("held", "rita")
-    status, body = server.call("POST", "/api/training/start", {"environment": "held"}, "rita")
-    assert status == 202, body
-    job_id = body["job_id"]
-    server.read_events("rita", lambda e: e["job_id"] == job_id and e["event"] == "job_started", job=job_id)
-    return job_id
-
-
 def test_a_killed_worker_is_replaced_and_the_job_goes_on(tmp_path: Path, held_site: Path, tiny_flux: Path) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
     write_env(workspace, tiny_flux, "held", held=True)
     server = LiveServer(workspace, make_users(workspace), {"PYTHONPATH": str(held_site)})
     try:
-        job_id = _start_held(server, tiny_flux)
+        job_id = start_held(server, tiny_flux)
         before = _workers(server)
         os.kill(before[0], signal.SIGKILL)
         deadline = time.monotonic() + 60
@@ -68,7 +57,7 @@ def test_a_killed_master_leaves_the_job_to_the_next_server(tmp_path: Path, held_
     first = LiveServer(workspace, keys, env)
     second = None
     try:
-        job_id = _start_held(first, tiny_flux)
+        job_id = start_held(first, tiny_flux)
         pid = first.call("GET", f"/api/jobs/{job_id}", user="rita")[1]["pid"]
         workers = _workers(first)
         first.stop(signal.SIGKILL)

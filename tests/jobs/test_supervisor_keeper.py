@@ -11,24 +11,9 @@ from pathlib import Path
 import pytest
 
 from .conftest import kill_leftover_jobs, write_env
-from .live import LiveServer, make_users
+from .live import LiveServer, make_users, start_held, supervisors
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def supervisors(workspace: Path) -> list[int]:
-    """Pids of the supervisor processes of ``workspace``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"simpletuner.ui.jobs.supervisor" in command and str(workspace).encode() in command:
-            found.append(int(entry.name))
-    return found
 
 
 def test_a_killed_supervisor_is_started_again_and_adopts_the_running_job(tmp_path: Path, held_site: Path,
@@ -38,12 +23,7 @@ def test_a_killed_supervisor_is_started_again_and_adopts_the_running_job(tmp_pat
     write_env(workspace, tiny_flux, "held", held=True)
     server = LiveServer(workspace, make_users(workspace), {"PYTHONPATH": str(held_site)})
     try:
-        server.allow_roots(tiny_flux)
-        server.adopt("held", "rita")
-        status, body = server.call("POST", "/api/training/start", {"environment": "held"}, "rita")
-        assert status == 202, body
-        job_id = body["job_id"]
-        server.read_events("rita", lambda e: e["job_id"] == job_id and e["event"] == "job_started", job=job_id)
+        job_id = start_held(server, tiny_flux)
         [first] = supervisors(workspace)
         os.kill(first, signal.SIGKILL)
 
