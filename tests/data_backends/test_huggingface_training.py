@@ -5,7 +5,7 @@ accepts the entry and reports a missing column on one line."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +15,7 @@ from s3_helpers import tiny_config, write_env
 
 from simpletuner.core.workspace import Workspace
 
-pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state() -> Iterator[None]:
-    """Each in-process run builds its own Accelerator; accelerate keeps process-wide singletons."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    PartialState._reset_state()
+pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("fresh_accelerate_state")]
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ bucket and reports each unusable storage on one line."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +14,7 @@ from s3_helpers import keys_under, read_failed_event, tiny_config, upload_folder
 from simpletuner.core.cli.demo_commands import make_demo_images
 from simpletuner.core.workspace import Workspace
 
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state() -> Iterator[None]:
-    """Each in-process run builds its own Accelerator; accelerate keeps process-wide singletons."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    PartialState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 def _train(workspace: Workspace, name: str) -> Any:
