@@ -193,7 +193,9 @@ class EnvironmentDatasets(Resource):
             raise bad_request("datasets must be a list of dataset objects")
         workspace = self.ctx.workspace
         path = self._path(env)
-        if env.path.resolve() not in path.resolve().parents and ownership.EDIT_ALL not in principal.permissions:
+        # directly in the environment's folder: the top-level default's folder is the configs folder itself, and a
+        # file further down could be another environment's
+        if path.resolve().parent != env.path.resolve() and ownership.EDIT_ALL not in principal.permissions:
             raise falcon.HTTPConflict(
                 title="Shared datasets file",
                 description=f"this environment reads its datasets from {path}, outside its own folder, where other "
