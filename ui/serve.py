@@ -35,12 +35,17 @@ class ServeOptions:
     ssl_key: Path | None = None
     ssl_cert: Path | None = None
     workers: int = 2
-    threads: int = 4
+    threads: int = 8
     database_url: str | None = None
     forwarded_allow_ips: str | None = None
     bcrypt_rounds: int = 12
     environment: str | None = None
     stop_grace: float = 30.0
+    streams_per_user: int = 8
+    streams_per_key: int = 4
+    stream_heartbeat: float = 15.0
+    header_timeout: float = 10.0
+    body_timeout: float = 15.0
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -57,15 +62,56 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def build_worker_app(options: ServeOptions, workspace: Workspace) -> Any:
-    """The app of one worker process (its own database connections and plugin registry)."""
+    """The ASGI app of one worker process: the Falcon app (its own database connections and plugin registry)
+    behind the bridge that reads requests and serves event streams on the worker's event loop."""
     from simpletuner.core.plugins import Registry
     from simpletuner.ui.app import create_app
+    from simpletuner.ui.serving.bridge import AsgiBridge, BridgeSettings
+    from simpletuner.ui.serving.hub import EventHub, HubSettings
+    from simpletuner.ui.serving.stream_limits import StreamLimits
     from simpletuner.ui.settings import ServerSettings
 
     settings = ServerSettings(secure_cookies=options.ssl, trusted_proxies=parse_networks(options.forwarded_allow_ips),
                               bcrypt_rounds=options.bcrypt_rounds)
     database = open_database(options.database_url, workspace.root)
-    return create_app(database=database, registry=Registry(), workspace=workspace, settings=settings)
+    app = create_app(database=database, registry=Registry(), workspace=workspace, settings=settings)
+    context = app.app_context
+
+    def connected(function: Any) -> Any:
+        def run() -> Any:
+            database.connect(reuse_if_open=True)
+            return function()
+        return run
+
+    def authenticated(headers: dict[str, str]) -> bool:
+        return connected(lambda: credentials_hold(headers, context))()
+
+    hub_settings = HubSettings(heartbeat_s=options.stream_heartbeat, recheck_s=min(5.0, options.stream_heartbeat),
+                               limits=StreamLimits(per_user=options.streams_per_user, per_key=options.streams_per_key))
+    bridge_settings = BridgeSettings(threads=options.threads, header_timeout_s=options.header_timeout,
+                                     body_timeout_s=options.body_timeout)
+    return AsgiBridge(app, authenticated,
+                      lambda run_sync: EventHub(lambda function: run_sync(connected(function)), hub_settings,
+                                                clock=context.now),
+                      bridge_settings)
+
+
+def credentials_hold(headers: dict[str, str], context: Any) -> bool:
+    """Whether request headers carry a valid API key or session cookie (checked before a large body is read)."""
+    from http.cookies import CookieError, SimpleCookie
+
+    from simpletuner.ui.auth.principals import principal_for_api_key, principal_for_session
+    from simpletuner.ui.auth.sessions import SESSION_COOKIE
+
+    now = context.now()
+    key = headers.get("x-api-key")
+    if key is not None:
+        return principal_for_api_key(key.strip(), now, context.settings) is not None
+    try:
+        cookie = SimpleCookie(headers.get("cookie", "")).get(SESSION_COOKIE)
+    except CookieError:
+        return False
+    return cookie is not None and principal_for_session(cookie.value, now, context.settings) is not None
 
 
 def _announce(workspace: Workspace, lines: list[str]) -> None:
@@ -126,8 +172,10 @@ def prepare(options: ServeOptions, workspace: Workspace) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bind": [f"{host}:{options.port}"],
         "workers": options.workers,
-        "worker_class": "gthread",
-        "threads": options.threads,
+        "worker_class": "simpletuner.ui.serving.worker.ServerWorker",
+        "asgi_loop": "asyncio",
+        "asgi_lifespan": "on",
+        "worker_connections": 4096,
         "forwarded_allow_ips": ",".join(str(n) for n in trusted),
         "proxy_allow_ips": "",
         "preload_app": False,

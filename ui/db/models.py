@@ -132,6 +132,20 @@ class PendingLogin(BaseModel):
         table_name = "pending_logins"
 
 
+class OpenStream(BaseModel):
+    """An event stream a server worker holds open (see :mod:`simpletuner.ui.streams.limits`): counted against its
+    owner's and its API key's stream limits while its worker keeps ``seen_at`` fresh."""
+
+    worker = peewee.CharField(max_length=64, index=True)
+    user_id = peewee.IntegerField(index=True)
+    api_key_id = peewee.IntegerField(null=True, index=True)
+    opened_at = peewee.DoubleField()
+    seen_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "open_streams"
+
+
 class LoginThrottle(BaseModel):
     """A bucket of failed logins (see :mod:`simpletuner.ui.auth.throttle`): an account from one address
     (``pair:``), an address (``addr:``) or a known device (``device:``)."""
@@ -179,6 +193,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     AuthProviderConfig,
     PendingLogin,
     LoginThrottle,
+    OpenStream,
     Setting,
     AuditEvent,
 )

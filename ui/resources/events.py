@@ -6,11 +6,14 @@ happened: ``job_queued``, ``job_admitted``, ``job_started``, ``phase``, ``cache_
 increase across all jobs; a client that reconnects with ``Last-Event-ID`` (browsers do it by themselves) gets
 everything it missed. Without one, the stream starts with the next event; ``?since=0`` replays all stored events.
 ``?job=N`` limits the stream to one job.
+
+Under ``simpletuner server`` the stream is served by the worker's event loop (:mod:`simpletuner.ui.serving`): this
+resource authenticates and checks the request, then hands it over; an open stream holds no thread. Under a plain
+WSGI server (tests' in-process clients) it streams from a generator.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -21,15 +24,13 @@ from simpletuner.ui.http import int_param
 from simpletuner.ui.jobs.models import JobEvent
 from simpletuner.ui.jobs.service import WORKER_STOPPING
 from simpletuner.ui.resources.base import Resource
+from simpletuner.ui.serving.bridge import HUB_KEY, STREAM_KEY
+from simpletuner.ui.serving.hub import StreamRequest, format_event
 
 #: How often a stream looks for new events, and how often it sends a comment to keep proxies from closing it.
 POLL_S = 0.05
 KEEPALIVE_S = 15.0
 BATCH = 200
-
-
-def _format(row: JobEvent) -> bytes:
-    return f"id: {row.id}\ndata: {json.dumps(row.data, separators=(',', ':'), default=str)}\n\n".encode()
 
 
 class Events(Resource):
@@ -49,6 +50,13 @@ class Events(Resource):
             JobEvent.select(JobEvent.id).order_by(JobEvent.id.desc()).scalar() or 0)
         resp.content_type = "text/event-stream"
         resp.set_header("X-Accel-Buffering", "no")  # nginx: pass events on at once
+        if HUB_KEY in req.env:
+            principal = req.context.principal
+            req.env[STREAM_KEY] = StreamRequest(after=after, job_id=job_id, user_id=principal.user_id,
+                                                session_hash=principal.session_hash,
+                                                api_key_id=principal.api_key_id)
+            resp.data = b""
+            return
         resp.stream = self._stream(after, job_id)
 
     def _stream(self, after: int, job_id: int | None) -> Iterator[bytes]:
@@ -61,7 +69,7 @@ class Events(Resource):
             rows = list(query.order_by(JobEvent.id).limit(BATCH))
             if rows:
                 after = rows[-1].id
-                yield b"".join(_format(row) for row in rows)
+                yield b"".join(format_event(row.id, row.data) for row in rows)
                 quiet_since = time.monotonic()
                 continue
             if time.monotonic() - quiet_since >= KEEPALIVE_S:
