@@ -149,7 +149,7 @@ class Server:
     startup_s: float
 
 
-def start_server(name: str, workers: int, extra_env: dict[str, str]) -> Server:
+def start_server(name: str, workers: int, extra_env: dict[str, str], *flags: str) -> Server:
     """A fresh workspace, an admin and an API key made with the CLI, and the server on a free loopback port."""
     workspace = Path(tempfile.mkdtemp(prefix="st-bench-"))
     env = {**os.environ, **extra_env, "SIMPLETUNER_WORKSPACE": str(workspace)}
@@ -159,7 +159,7 @@ def start_server(name: str, workers: int, extra_env: dict[str, str]) -> Server:
                          check=True, capture_output=True).stdout.strip()
     port = free_port()
     started = time.perf_counter()
-    process = subprocess.Popen([BIN / "simpletuner", "server", "--port", str(port), "--workers", str(workers)],
+    process = subprocess.Popen([BIN / "simpletuner", "server", "--port", str(port), "--workers", str(workers), *flags],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_healthy(port, "/health", process)
     return Server(name, process, port, key, time.perf_counter() - started)
