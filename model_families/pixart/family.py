@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from simpletuner.core.interfaces import ModelFamily
+from simpletuner.core.training.ddpm import ddpm_sample
 from simpletuner.model_families.pixart.options import PixArtOptions
 
 _ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")  # self- and cross-attention of every block
@@ -93,18 +94,8 @@ class PixArtFamily(ModelFamily):
 
     def training_inputs(self, latents: Any, text: Mapping[str, Any], generator: Any) -> dict[str, Any]:
         """Noisy latents at uniform integer timesteps and the ``target`` ε."""
-        scheduler = self.noise_scheduler
-        device = latents.device
-        noise = torch.randn(latents.shape, generator=generator, device=generator.device, dtype=torch.float32)
-        noise = noise.to(device=device, dtype=latents.dtype)
-        steps = scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator, device=generator.device)
-        timesteps = timesteps.to(device)
-        return {
-            "hidden_states": scheduler.add_noise(latents, noise, timesteps),
-            "timestep": timesteps,
-            "target": noise,
-        }
+        sample = ddpm_sample(latents, self.noise_scheduler, generator)
+        return {"hidden_states": sample.noisy, "timestep": sample.timesteps, "target": sample.noise}
 
     def predict(self, components: Mapping[str, Any], inputs: Mapping[str, Any], text: Mapping[str, Any]) -> Any:
         """One transformer call with the caption's attention mask; returns the whole output (noise prediction
