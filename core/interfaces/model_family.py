@@ -67,6 +67,10 @@ class ModelFamily(ABC):
     #: Class names of the trained component's repeated blocks: FSDP2 shards each one as a unit unless
     #: ``fsdp_transformer_layer_cls_to_wrap`` says otherwise (empty: the model's own ``_no_split_modules``).
     block_classes: Sequence[str] = ()
+    #: Whether :meth:`training_inputs` takes each sample's image geometry: the loop then calls it with a keyword
+    #: ``geometry``, a ``B×6`` int64 tensor of (original height, original width, crop top, crop left, trained
+    #: height, trained width) in pixels, for size and crop conditioning (SDXL's micro-conditioning).
+    uses_image_geometry: bool = False
 
     def __init__(self, spec: ModelFamilySpec, flavour: Flavour | None, options: Any) -> None:
         self.spec = spec
@@ -156,11 +160,13 @@ class ModelFamily(ABC):
         """Sample noise and timesteps for a batch and return the transformer's inputs plus ``target``.
 
         ``text`` holds the batch's cached embeddings stacked along a first batch dimension; ``generator`` is the
-        ``torch.Generator`` every random draw comes from (its state is checkpointed, so resumes are exact)."""
+        ``torch.Generator`` every random draw comes from (its state is checkpointed, so resumes are exact). A family
+        with :attr:`uses_image_geometry` also receives ``geometry=`` (see there)."""
 
     @abstractmethod
     def predict(self, components: Mapping[str, Any], inputs: Mapping[str, Any], text: Mapping[str, Any]) -> Any:
-        """Run the transformer on prepared inputs and return the prediction compared with ``inputs['target']``."""
+        """Run the trained component (``components[trained_component]``) on prepared inputs and return the
+        prediction compared with ``inputs['target']``."""
 
     @abstractmethod
     def validation_pipeline(self, components: Mapping[str, Any]) -> Any:

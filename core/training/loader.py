@@ -17,12 +17,14 @@ from simpletuner.core.training.sampler import SampleRef
 
 @attrs.frozen
 class Batch:
-    """One rank's micro-batch: stacked latents and stacked text embeddings, with where it sits in the epoch."""
+    """One rank's micro-batch: stacked latents and stacked text embeddings, with where it sits in the epoch, and
+    each sample's image geometry (:func:`image_geometry`)."""
 
     epoch: int
     index: int  # the global batch's position in its epoch
     latents: Any
     text: dict[str, Any]
+    geometry: Any = None
 
 
 #: Bytes of decoded cache entries each batch reader keeps in memory (per process).
@@ -73,6 +75,21 @@ def load_batch(data: TrainingData, refs: Sequence[SampleRef], memory: SampleMemo
         for name, tensor in read(text_job.store, text_job.key).items():
             texts.setdefault(name, []).append(tensor)
     return torch.stack(latents), {name: torch.stack(values) for name, values in texts.items()}
+
+
+def image_geometry(data: TrainingData, refs: Sequence[SampleRef]) -> Any:
+    """A ``B×6`` int64 tensor of each sample's (original height, original width, crop top, crop left, trained
+    height, trained width) in pixels: the image file's size, where its bucket's crop starts in the resized image,
+    and the bucket's size (the size and crop conditions SDXL-style models take)."""
+    import torch
+
+    rows = []
+    for ref in refs:
+        sample = data.datasets[ref.dataset].samples[ref.index]
+        placement = sample.placement
+        left, top = placement.crop_box[:2]
+        rows.append((sample.height, sample.width, top, left, placement.height, placement.width))
+    return torch.tensor(rows, dtype=torch.int64)
 
 
 #: When set, each rank appends ``epoch<TAB>index<TAB>dataset<TAB>path`` per sample it trains on to
@@ -126,7 +143,8 @@ class BatchStream:
                             sample = self.data.datasets[ref.dataset].samples[ref.index]
                             log.write(f"{epoch}\t{position}\t{sample.dataset_id}\t{sample.path}\n")
                         log.flush()
-                    if not self._put(Batch(epoch, position, latents, text)):
+                    geometry = image_geometry(self.data, refs)
+                    if not self._put(Batch(epoch, position, latents, text, geometry)):
                         return
                 epoch, index = epoch + 1, 0
         except BaseException as exc:  # surfaced in the consumer's thread

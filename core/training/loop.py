@@ -158,7 +158,9 @@ def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
     stream = BatchStream(state.data, acc.process_index, epoch, index)
     step = state.start_step
     smoothed: float | None = None
-    transformer = {"transformer": state.model}
+    family = state.family
+    trained = {family.trained_component: state.model}
+    geometry = bool(getattr(family, "uses_image_geometry", False))
     optimizer = _steppable(acc, state.optimizer)
     state.model.train()
     try:
@@ -177,9 +179,13 @@ def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
                     latents = batch.latents.to(device=acc.device, dtype=state.dtype, non_blocking=True)
                     text = _drop_captions(state, _to_device(batch.text, acc.device, state.dtype))
                     with acc.autocast():
-                        inputs = state.family.training_inputs(latents, text, state.generator)
-                        prediction = state.family.predict(transformer, inputs, text)
-                        loss = state.family.loss(prediction, inputs)
+                        if geometry:
+                            inputs = family.training_inputs(latents, text, state.generator,
+                                                            geometry=batch.geometry.to(acc.device))
+                        else:
+                            inputs = family.training_inputs(latents, text, state.generator)
+                        prediction = family.predict(trained, inputs, text)
+                        loss = family.loss(prediction, inputs)
                     stream.quiet()  # the backward pass leaves Python: the reader's turn
                     acc.backward(loss if deepspeed or micro == 1 else loss / micro)
                 losses.append(loss.detach())

@@ -44,7 +44,7 @@ def lora_overfit(family: Any, transformer: Any, latents: Any, text: Mapping[str,
     losses = []
     for _ in range(steps):
         inputs = family.training_inputs(latents, text, torch.Generator().manual_seed(7))
-        loss = family.loss(family.predict({"transformer": transformer}, inputs, text), inputs)
+        loss = family.loss(family.predict({family.trained_component: transformer}, inputs, text), inputs)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
