@@ -40,36 +40,65 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class PostgresInstance:
+    """A private PostgreSQL server on a loopback port: its URL, and a restart that keeps its data and port."""
+
+    def __init__(self, bin_dir: Path, root: Path, port: int, run_as: dict[str, Any]) -> None:
+        self.bin_dir, self.root, self.port, self.run_as = bin_dir, root, port, run_as
+        self.url = f"postgresql://st@127.0.0.1:{port}/base"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run([str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), *args], check=True,
+                       capture_output=True, timeout=90, **self.run_as)
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.root / 'sock'} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c full_page_writes=off -c synchronous_commit=off")
+        self._ctl("-o", options, "-w", "-t", "60", "-l", str(self.root / "log"), "start")
+
+    def stop(self) -> None:
+        """Stop as an operator's restart does: every client connection is dropped, committed data is kept (the
+        instance runs without synchronous commits, so an immediate stop could lose the last transactions)."""
+        self._ctl("-m", "fast", "-w", "stop")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
 @contextmanager
-def run_postgres() -> Iterator[str]:
-    """Run a server until the block ends; yields the URL of its (empty) database ``base`` for the user ``st``."""
+def run_postgres_instance() -> Iterator[PostgresInstance]:
+    """Run a server until the block ends, with an empty database ``base`` for the user ``st``."""
     bin_dir = find_bin_dir()
     assert bin_dir is not None, missing()
     root = Path(tempfile.mkdtemp(prefix="st-pg-"))
-    data, sockets = root / "data", root / "sock"
-    sockets.mkdir()
+    (root / "sock").mkdir()
     run_as: dict[str, Any] = {}
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
-        shutil.chown(sockets, "postgres")
+        shutil.chown(root / "sock", "postgres")
         run_as = {"user": "postgres"}
-    port = _free_port()
+    instance = PostgresInstance(bin_dir, root, _free_port(), run_as)
     try:
-        subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "st", "--no-sync"],
+        subprocess.run([str(bin_dir / "initdb"), "-D", str(root / "data"), "-A", "trust", "-U", "st", "--no-sync"],
                        check=True, capture_output=True, timeout=120, **run_as)
-        options = (f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off "
-                   "-c synchronous_commit=off")
-        subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
-                        "-l", str(root / "log"), "start"], check=True, capture_output=True, timeout=90, **run_as)
+        instance.start()
         try:
-            subprocess.run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "st", "base"],
-                           check=True, capture_output=True, timeout=60, **run_as)
-            yield f"postgresql://st@127.0.0.1:{port}/base"
+            subprocess.run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(instance.port), "-U", "st",
+                            "base"], check=True, capture_output=True, timeout=60, **run_as)
+            yield instance
         finally:
-            subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
                            capture_output=True, timeout=60, **run_as)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def run_postgres() -> Iterator[str]:
+    """Run a server until the block ends; yields the URL of its (empty) database ``base`` for the user ``st``."""
+    with run_postgres_instance() as instance:
+        yield instance.url
 
 
 def create_database(server_url: str) -> str:

@@ -14,6 +14,7 @@ from simpletuner.ui.auth.permissions import AUTHENTICATED, PUBLIC, Principal
 from simpletuner.ui.auth.principals import principal_for_api_key, principal_for_session
 from simpletuner.ui.auth.sessions import SESSION_COOKIE
 from simpletuner.ui.context import AppContext
+from simpletuner.ui.db.connection import connect_checked
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -66,13 +67,14 @@ class ClientMiddleware:
 
 
 class DatabaseMiddleware:
-    """One connection per worker thread, opened on first use and kept; dropped when it stops working."""
+    """One connection per worker thread, opened on first use and kept; reopened when the database server dropped
+    it, and dropped when a request finds it broken."""
 
     def __init__(self, database: peewee.Database) -> None:
         self.database = database
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.database.connect(reuse_if_open=True)
+        connect_checked(self.database)
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          req_succeeded: bool) -> None:

@@ -14,7 +14,7 @@ from gunicorn.app.base import BaseApplication
 
 from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.workspace import Workspace
-from simpletuner.ui.db.connection import database_file, describe, open_database
+from simpletuner.ui.db.connection import connect_checked, database_file, describe, open_database
 from simpletuner.ui.db.migrations import migrate
 from simpletuner.ui.db.models import User, bind_models
 from simpletuner.ui.private_files import append_private, tighten_workspace
@@ -79,8 +79,13 @@ def build_worker_app(options: ServeOptions, workspace: Workspace) -> Any:
 
     def connected(function: Any) -> Any:
         def run() -> Any:
-            database.connect(reuse_if_open=True)
-            return function()
+            connect_checked(database)
+            try:
+                return function()
+            except Exception:
+                if not database.is_closed() and not database.is_connection_usable():
+                    database.close()  # broken mid-call: the next call reconnects
+                raise
         return run
 
     def authenticated(headers: dict[str, str]) -> bool:

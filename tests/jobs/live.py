@@ -25,13 +25,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def make_users(workspace: Path) -> dict[str, str]:
-    """Create the users of :data:`USERS` in the workspace database; returns an API key per user."""
+def make_users(workspace: Path, database_url: str | None = None) -> dict[str, str]:
+    """Create the users of :data:`USERS` in the workspace's database (or the one at ``database_url``); returns an
+    API key per user."""
     from simpletuner.ui.auth.apikeys import create_api_key
     from simpletuner.ui.auth.users import create_user
     from simpletuner.ui.db import bind_models, migrate, open_database
 
-    database = open_database(None, workspace)
+    database = open_database(database_url, workspace)
     database.connect()
     migrate(database)
     bind_models(database)

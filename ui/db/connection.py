@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -116,3 +118,25 @@ def describe(database: peewee.Database) -> str:
     params = getattr(database, "connect_params", {})
     host = params.get("host", "local socket")
     return f"PostgreSQL {database.database} on {host}"
+
+
+#: A server connection unused for this long is checked before use: the server may have restarted meanwhile.
+IDLE_CHECK_S = 1.0
+_last_use = threading.local()
+
+
+def connect_checked(database: peewee.Database) -> None:
+    """Open this thread's connection, or reopen it when a database server dropped it (PostgreSQL restarted).
+
+    A connection that was used within :data:`IDLE_CHECK_S` is trusted as it is, so steady traffic costs nothing;
+    one idle for longer is pinged first. SQLite files cannot go away underneath a connection and are never pinged.
+    """
+    now = time.monotonic()
+    if isinstance(database, peewee.PostgresqlDatabase) and not database.is_closed():
+        if now - getattr(_last_use, "at", 0.0) > IDLE_CHECK_S:
+            try:
+                database.execute_sql("SELECT 1")
+            except (peewee.OperationalError, peewee.InterfaceError):
+                database.close()
+    database.connect(reuse_if_open=True)
+    _last_use.at = now

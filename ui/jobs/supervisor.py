@@ -269,9 +269,8 @@ class Supervisor:
                     next_retention = time.monotonic() + APPLY_EVERY_S
             except (peewee.OperationalError, peewee.InterfaceError) as exc:
                 logger.error("database error (retrying): %s", exc)
-                self.database.close()
+                self.database.close()  # the next query reconnects, or fails into this branch again while it is down
                 time.sleep(1.0)
-                self.database.connect(reuse_if_open=True)
             time.sleep(self.poll_s)
         self.database.close()
 
