@@ -7,9 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from simpletuner.core.config.legacy import LEGACY_KEYS
-from simpletuner.core.config.refusals import CONFIG_REFUSALS
-from simpletuner.core.config.schema import TrainingConfig, owner_of
+from simpletuner.core.config.schema import TrainingConfig
 from simpletuner.core.distributed import distributed_problems
 from simpletuner.core.plugins import Registry, suggest
 from simpletuner.core.specs import ModelFamilySpec, normalize_name
@@ -48,9 +46,6 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
         problems += _precision_problems(core.base_model_precision, "base_model_precision", registry,
                                         family.precisions)
         problems += _layout_problems(core, family, families)
-        other_problems, other_warnings = _other_family_keys(config, family)
-        problems += other_problems
-        warnings += other_warnings
         reason = family.discouraged_precisions.get(core.base_model_precision)
         if reason:
             warnings.append(f"base_model_precision {core.base_model_precision!r} is discouraged for "
@@ -92,32 +87,6 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
         problems.append("$.hub_model_id: required when publishing to hf-hub (e.g. 'your-name/my-lora')")
     if core.resume_from_checkpoint not in (None, "latest") and not core.resume_from_checkpoint.strip():
         problems.append("$.resume_from_checkpoint: give 'latest' or a checkpoint folder")
-    return problems, warnings
-
-
-def _other_family_keys(config: TrainingConfig, family: ModelFamilySpec) -> tuple[list[str], list[str]]:
-    """SimpleTuner keys set in the config that another model family declares as its own options (e.g. SDXL's
-    ``snr_gamma``) act only for that family: for this one they are refused when they ask for something this version
-    refuses, and otherwise warned about as having no effect, as if no family declared them."""
-    problems: list[str] = []
-    warnings: list[str] = []
-    own = owner_of(family)
-
-    def lookup(key: str) -> Any:
-        return config.get(key) if config.schema.knows(key) else None
-
-    for key in config.sources:
-        owner = config.schema.owner_of_key(key)
-        if key not in LEGACY_KEYS or not owner.startswith("model_family:") or owner == own:
-            continue
-        other = owner.split(":", 1)[1]
-        refusal = CONFIG_REFUSALS.get(key)
-        problem = refusal.problem(key, config.get(key), lookup, who=family.name) if refusal is not None else None
-        if problem is not None:
-            problems.append(f"{problem} (only the {other} family trains with it)")
-        else:
-            warnings.append(f"{key}: an option of the {other} family, which has no effect with {family.name}; remove "
-                            f"it to silence this warning")
     return problems, warnings
 
 

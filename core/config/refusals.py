@@ -66,14 +66,13 @@ class Refusal:
     #: when given, decides instead of ``off`` whether the value asks for something (it may look at other keys)
     asks: Callable[[Any, Lookup], bool] | None = None
 
-    def problem(self, key: str, value: Any, lookup: Lookup, who: str = "this version") -> str | None:
-        """The error for ``key`` set to ``value``, or None when the value asks for nothing; ``who`` is what does
-        not do it (a family's name where another family does)."""
+    def problem(self, key: str, value: Any, lookup: Lookup) -> str | None:
+        """The error for ``key`` set to ``value``, or None when the value asks for nothing."""
         asking = self.asks(value, lookup) if self.asks is not None else _asks(value, self.off)
         if not asking:
             return None
         shown = json.dumps(value, default=str)
-        return f"$.{key}: {shown} asks for {self.what.format(value=value)}, which {who} does not do; {self.way}"
+        return f"$.{key}: {shown} asks for {self.what.format(value=value)}, which this version does not do; {self.way}"
 
 
 _REMOVE_OR_FALSE = "remove the key or set it to false"

@@ -21,7 +21,7 @@ from simpletuner.core.config.legacy import ALIASES, LEGACY_KEYS, NO_EFFECT
 from simpletuner.core.config.refusals import REFUSED_KEYS, config_refusals
 from simpletuner.core.errors import ConfigError, PluginConflictError
 from simpletuner.core.options import OptionInfo, describe_options
-from simpletuner.core.specs import Kind, PluginSpec
+from simpletuner.core.specs import Kind, PluginSpec, normalize_name
 
 CORE_OWNER = "core"
 DEFAULT_SOURCE = "default"
@@ -114,13 +114,21 @@ class ConfigSchema:
                 self._types[info.key] = hints[info.key]
                 self.options.append(info)
         self._classes = dict(self._groups)
+        #: model family name or alias → the owner label of that family's options (see :meth:`foreign_keys`)
+        self.family_owners: dict[str, str] = {}
 
     @classmethod
     def from_specs(cls, specs: Iterable[PluginSpec]) -> ConfigSchema:
         """The core options plus the options class of each spec that has one."""
         groups: list[tuple[str, type]] = [(CORE_OWNER, CoreOptions)]
+        specs = list(specs)
         groups += [(owner_of(s), s.options) for s in specs if s.options is not None]
-        return cls(groups)
+        schema = cls(groups)
+        for spec in specs:
+            if spec.kind is Kind.MODEL_FAMILY:
+                for name in (spec.name, *getattr(spec, "aliases", ())):
+                    schema.family_owners[name] = owner_of(spec)
+        return schema
 
     # -- lookups -----------------------------------------------------------------------------------------------
 
@@ -151,8 +159,23 @@ class ConfigSchema:
 
     # -- loading -----------------------------------------------------------------------------------------------
 
-    def read_layer(self, layer: Layer) -> tuple[dict[str, Any], list[str], list[str]]:
-        """Typed values of one layer, its problems and its warnings (ignored SimpleTuner keys)."""
+    def foreign_keys(self, model_family: Any) -> dict[str, str]:
+        """SimpleTuner keys that model families other than ``model_family`` declare as their own options (e.g.
+        SDXL's ``snr_gamma`` in a Flux config), each with its family. They act only for their family, so for
+        another one they are read like keys no plugin declares: refused when they ask for something, else warned
+        about. Empty for an unknown or unset family (the config check names that problem)."""
+        chosen = self.family_owners.get(normalize_name(model_family)) if isinstance(model_family, str) else None
+        if chosen is None:
+            return {}
+        prefix = f"{Kind.MODEL_FAMILY.value}:"
+        return {key: owner[len(prefix):] for key, owner in self._owner.items()
+                if key in LEGACY_KEYS and owner.startswith(prefix) and owner != chosen}
+
+    def read_layer(self, layer: Layer, foreign: Mapping[str, str] | None = None
+                   ) -> tuple[dict[str, Any], list[str], list[str]]:
+        """Typed values of one layer, its problems and its warnings (ignored SimpleTuner keys); ``foreign`` keys
+        (:meth:`foreign_keys`) are read as SimpleTuner keys no plugin declares."""
+        foreign = foreign or {}
         values: dict[str, Any] = {}
         problems: list[str] = []
         unknown: list[str] = []
@@ -167,7 +190,7 @@ class ConfigSchema:
                 problems.append(f"$.{key}: given twice (as {seen_raw[key]!r} and {raw_key!r}); keep one")
                 continue
             seen_raw[key] = raw_key
-            if not self.knows(key):
+            if not self.knows(key) or key in foreign:
                 if key not in LEGACY_KEYS:
                     unknown.append(key)
                 elif key not in REFUSED_KEYS:  # a refused key asking for something is an error (see load)
@@ -194,27 +217,32 @@ class ConfigSchema:
     def _is_legacy(self, key: str) -> bool:
         return key in LEGACY_KEYS and not self.knows(self._canonical(key))
 
-    def _refusals(self, layers: Sequence[Layer], own_source: str, merged: Mapping[str, Any]) -> list[str]:
-        """Errors for SimpleTuner keys that ask for something this version does not train, with the layer that
-        sets each (the value of the highest layer counts, as for every key)."""
+    def _refusals(self, layers: Sequence[Layer], own_source: str, merged: Mapping[str, Any],
+                  foreign: Mapping[str, str]) -> list[str]:
+        """Errors for SimpleTuner keys that ask for something this version (or, for ``foreign`` keys, the configured
+        family) does not train, with the layer that sets each (the value of the highest layer counts, as for every
+        key)."""
         legacy: dict[str, Any] = {}
         source: dict[str, str] = {}
         for layer in layers:
             for raw_key, raw_value in layer.values.items():
-                if isinstance(raw_key, str) and self._is_legacy(strip_key(raw_key)):
+                if isinstance(raw_key, str) and (self._is_legacy(strip_key(raw_key)) or strip_key(raw_key) in foreign):
                     legacy[strip_key(raw_key)] = raw_value
                     source[strip_key(raw_key)] = layer.source
 
         def lookup(key: str) -> Any:
             if key in merged:
                 return merged[key]
+            if key in foreign:
+                return legacy.get(key)
             return self.info(key).default if self.knows(key) else legacy.get(key)
 
         problems = []
         for problem in config_refusals(legacy, lookup):
             key = problem[2:].split(":", 1)[0]
             label = "" if source.get(key, own_source) == own_source else f"[{source[key]}] "
-            problems.append(label + problem)
+            only = f" (only the {foreign[key]} family trains with it)" if key in foreign else ""
+            problems.append(label + problem + only)
         return problems
 
     def _check_bounds(self, key: str, value: Any) -> list[str]:
@@ -250,14 +278,20 @@ class ConfigSchema:
         problems: list[str] = []
         warnings: list[str] = []
         ordered = ([flavour_settings] if flavour_settings else []) + list(layers)
+        family = None
         for layer in ordered:
-            values, layer_problems, layer_warnings = self.read_layer(layer)
+            for raw_key, raw_value in layer.values.items():
+                if isinstance(raw_key, str) and strip_key(raw_key) == "model_family":
+                    family = raw_value
+        foreign = self.foreign_keys(family)
+        for layer in ordered:
+            values, layer_problems, layer_warnings = self.read_layer(layer, foreign)
             label = "" if layer.source == own_source else f"[{layer.source}] "
             problems += [label + p for p in layer_problems]
             warnings += [f"{label}{w}" for w in layer_warnings]
             merged.update(values)
             sources.update(dict.fromkeys(values, layer.source))
-        problems += self._refusals(ordered, own_source, merged)
+        problems += self._refusals(ordered, own_source, merged, foreign)
         if problems:
             raise ConfigError(problems, source=file_label)
         instances: dict[str, Any] = {}
@@ -274,7 +308,7 @@ class ConfigSchema:
         dash = bool(own and own.values and all(str(k).startswith("--") for k in own.values))
         ignored = {
             strip_key(k): v for k, v in (own.values.items() if own else ())
-            if isinstance(k, str) and self._is_legacy(strip_key(k))
+            if isinstance(k, str) and (self._is_legacy(strip_key(k)) or strip_key(k) in foreign)
         }
         config = TrainingConfig(
             core=instances.pop(CORE_OWNER),

@@ -203,14 +203,14 @@ def test_simpletuner_sdxl_config_passes_and_its_keys_stay_refused_elsewhere(
         assert f"Environment {name!r} is valid: sdxl (base-1.0), lora, 1 image dataset(s)" in result.stdout
     refused = run_cli("config", "check", "--env", "flux+snr")
     assert refused.returncode != 0
-    assert ("$.snr_gamma: 5.0 asks for Min-SNR loss weighting, which flux does not do; remove the key or set 0 "
-            "(only the sdxl family trains with it)") in refused.stderr
-    assert "$.prediction_type: \"epsilon\" asks for the prediction type 'epsilon', which flux does not do" \
+    assert ("$.snr_gamma: 5 asks for Min-SNR loss weighting, which this version does not do; remove the key or set "
+            "0 (only the sdxl family trains with it)") in refused.stderr
+    assert "$.prediction_type: \"epsilon\" asks for the prediction type 'epsilon', which this version does not do" \
         in refused.stderr
     warned = run_cli("config", "check", "--env", "flux+offset")
     assert warned.returncode == 0, warned.stderr
-    assert ("warning: noise_offset: an option of the sdxl family, which has no effect with flux; remove it to "
-            "silence this warning") in warned.stderr.splitlines()
+    assert ("warning: noise_offset: a SimpleTuner option that has no effect here; remove it to silence this "
+            "warning") in warned.stderr.splitlines()
 
 
 def test_demo_trains_sdxl(run_cli: Callable[..., subprocess.CompletedProcess[str]], workspace: Workspace) -> None:
