@@ -293,3 +293,15 @@ def test_shutdown_ends_open_streams_at_once(tmp_path: Path) -> None:
         _ends_within(response, 8)
         conn.close()
     assert live.stop() == 0 and time.monotonic() - started < 9
+
+
+def test_a_large_upload_streams_in_and_downloads_whole(server: LiveServer, workspace: Path) -> None:
+    content = b"\x89PNG\r\n\x1a\n" + os.urandom(3 * 1024 * 1024)  # larger than what is read before the app runs
+    (workspace / "datasets" / "big").mkdir(parents=True, exist_ok=True)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    conn.request("PUT", "/api/datasets/upload?path=big&name=large.png", body=content, headers=_key(server, "root"))
+    response = conn.getresponse()
+    assert response.status == 201, response.read()
+    conn.close()
+    status, body = server.call("GET", "/api/datasets/file?path=big/large.png", user="vic")
+    assert status == 200 and body == content  # sent in several blocks

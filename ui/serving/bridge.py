@@ -29,6 +29,8 @@ from simpletuner.ui.serving.stream_limits import TooManyStreams
 
 #: The WSGI environ key through which ``GET /api/events`` hands its stream to the bridge.
 STREAM_KEY = "simpletuner.event_stream"
+#: Bytes read per trip to the pool when a file is sent.
+FILE_BLOCK = 256 * 1024
 #: The WSGI environ key telling the app that a bridge will serve its streams (absent under plain WSGI servers).
 HUB_KEY = "simpletuner.stream_hub"
 
@@ -235,13 +237,21 @@ class _StreamingBody(io.RawIOBase):
         return message.get("body", b"")  # type: ignore[no-any-return]
 
     def readinto(self, target: Any) -> int:
-        while not self._buffer and not self._done and self._left > 0:
-            self._buffer = self._next_chunk()
-        size = min(len(target), len(self._buffer))
-        target[:size] = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        self._left -= size
-        return size
+        """Fill ``target`` completely unless the body ends first: readers such as Falcon's bounded stream take a
+        short read for the end of the body."""
+        filled = 0
+        while filled < len(target):
+            if not self._buffer:
+                if self._done or self._left <= 0:
+                    break
+                self._buffer = self._next_chunk()
+                continue
+            size = min(len(target) - filled, len(self._buffer))
+            target[filled:filled + size] = self._buffer[:size]
+            self._buffer = self._buffer[size:]
+            self._left -= size
+            filled += size
+        return filled
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
@@ -278,6 +288,7 @@ def _environ(scope: dict[str, Any], headers: dict[str, str], body: io.IOBase) ->
         "wsgi.multithread": True,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
+        "wsgi.file_wrapper": _FileWrapper,
     }
     for name, value in headers.items():
         if name == "content-type":
@@ -289,6 +300,21 @@ def _environ(scope: dict[str, Any], headers: dict[str, str], body: io.IOBase) ->
     if "CONTENT_LENGTH" not in environ and isinstance(body, io.BytesIO):
         environ["CONTENT_LENGTH"] = str(len(body.getbuffer()))
     return environ
+
+
+class _FileWrapper:
+    """``wsgi.file_wrapper``: a file sent in blocks of at least :data:`FILE_BLOCK` bytes, each block read in the
+    pool, so that a download costs few trips between the event loop and the pool."""
+
+    def __init__(self, filelike: Any, block_size: int = FILE_BLOCK) -> None:
+        self.filelike, self.block_size = filelike, max(block_size, FILE_BLOCK)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(lambda: self.filelike.read(self.block_size), b"")
+
+    def close(self) -> None:
+        if hasattr(self.filelike, "close"):
+            self.filelike.close()
 
 
 def _unquote_path(path: str) -> str:
