@@ -1,6 +1,7 @@
-"""The usage code of a model card runs as written: for every built-in family and every kind of output (LoRA, LyCORIS
-LoKr, full rank), a few training steps on the tiny pipeline are published to a local folder, the card's Python block
-is executed with only ``"cuda"`` turned into ``"cpu"``, and the image it saves differs from the base model's."""
+"""The usage code of a model card runs as written: for every installed family with a tiny model and every kind of
+output (LoRA, LyCORIS LoKr, full rank), a few training steps on the tiny pipeline are published to a local folder,
+the card's Python block is executed with only ``"cuda"`` turned into ``"cpu"``, and the image it saves differs from
+the base model's."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import build_tiny
 from usage_code import run_as_written
 
 from simpletuner.core.cli.demo_commands import make_demo_images
@@ -19,10 +21,10 @@ from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import Usage
 from simpletuner.core.workspace import WORKSPACE_ENV_VAR, Workspace
 
-FAMILIES = ("flux", "sana", "pixart")
+#: Every installed family that declares a tiny model (the built-in ones and those of installed plugins).
+FAMILIES = tuple(sorted(name for name, spec in Registry().model_families().items() if spec.tiny is not None))
 KINDS = {"lora": {}, "lycoris": {"lora_type": "lycoris"}, "full": {"model_type": "full", "learning_rate": 1e-3}}
-LOKR = {"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 8,
-        "apply_preset": {"target_module": ["Attention", "FluxAttention", "FeedForward"]}}
+LOKR = {"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 8}
 #: The example call the cards render from the training config below.
 CALL = ('image = pipeline("a photo", num_inference_steps=2, width=64, height=64, '
         'generator=torch.manual_seed(42)).images[0]')
@@ -62,7 +64,8 @@ def _train_and_publish(workspace: Workspace, registry: Registry, family: str, ki
         "validation_num_inference_steps": 2, "publish_to": ["local"], **KINDS[kind],
     }))
     if kind == "lycoris":
-        (env_dir / "lycoris_config.json").write_text(json.dumps(LOKR))
+        preset = {"target_module": _attention_classes(registry, family, model)}
+        (env_dir / "lycoris_config.json").write_text(json.dumps({**LOKR, "apply_preset": preset}))
     (env_dir / "multidatabackend.json").write_text(json.dumps([
         {"id": "shapes", "instance_data_dir": str(data_dir), "caption_strategy": "textfile",
          "cache_dir_vae": f"cache/{family}/vae"},
@@ -76,30 +79,53 @@ def _train_and_publish(workspace: Workspace, registry: Registry, family: str, ki
     return result.run_dir
 
 
+def _attention_classes(registry: Registry, family: str, model: Path) -> list[str]:
+    """Class names of the trained component's attention modules (those holding a ``to_q``): LyCORIS targets them."""
+    import diffusers
+
+    component = registry.model_family(family).build(None, None).trained_component
+    class_name = json.loads((model / "model_index.json").read_text())[component][1]
+    module = getattr(diffusers, class_name).from_pretrained(model, subfolder=component)
+    return sorted({type(m).__name__ for m in module.modules() if hasattr(m, "to_q")})
+
+
 @pytest.fixture(scope="session")
-def runs(tmp_path_factory: pytest.TempPathFactory, flux_folder: Path, sana_folder: Path,
-              pixart_folder: Path, registry: Registry) -> Iterator[Callable[[str, str], Path]]:
+def models(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``models(family)``: the family's tiny pipeline folder (the shared fixture's where there is one)."""
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            if family in ("flux", "sana", "pixart"):  # the folders the other family tests build
+                built[family] = request.getfixturevalue(f"{family}_folder")
+            else:
+                built[family] = build_tiny(family, tmp_path_factory.mktemp(family))
+        return built[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory: pytest.TempPathFactory, models: Callable[[str], Path],
+         registry: Registry) -> Iterator[Callable[[str, str], Path]]:
     """``runs(family, kind)``: the run folder of that family and kind, trained and published once per session."""
     root = tmp_path_factory.mktemp("usage-workspace")
     workspace = Workspace(root)
-    models = {"flux": flux_folder, "sana": sana_folder, "pixart": pixart_folder}
     done: dict[tuple[str, str], Path] = {}
 
     def get(family: str, kind: str) -> Path:
         if (family, kind) not in done:
             with pytest.MonkeyPatch.context() as patch:
                 patch.setenv(WORKSPACE_ENV_VAR, str(root))
-                done[family, kind] = _train_and_publish(workspace, registry, family, kind, models[family])
+                done[family, kind] = _train_and_publish(workspace, registry, family, kind, models(family))
         return done[family, kind]
 
     yield get
 
 
 @pytest.fixture(scope="session")
-def base_image(flux_folder: Path, sana_folder: Path, pixart_folder: Path,
-               registry: Registry) -> Callable[[str], np.ndarray]:
+def base_image(models: Callable[[str], Path], registry: Registry) -> Callable[[str], np.ndarray]:
     """``base_image(family)``: the base model's image for :data:`CALL`, from the family's pipeline class."""
-    models = {"flux": flux_folder, "sana": sana_folder, "pixart": pixart_folder}
     done: dict[str, np.ndarray] = {}
 
     def get(family: str) -> np.ndarray:
@@ -108,7 +134,7 @@ def base_image(flux_folder: Path, sana_folder: Path, pixart_folder: Path,
             import torch
 
             pipeline_class = getattr(diffusers, registry.model_family(family).usage.pipeline.partition(":")[2])
-            pipeline = pipeline_class.from_pretrained(str(models[family]), dtype=torch.bfloat16).to("cpu")
+            pipeline = pipeline_class.from_pretrained(str(models(family)), dtype=torch.bfloat16).to("cpu")
             image = pipeline("a photo", num_inference_steps=2, width=64, height=64,
                              generator=torch.manual_seed(42)).images[0]
             done[family] = np.asarray(image, dtype=np.int16)
@@ -127,7 +153,8 @@ def test_the_cards_code_loads_the_output_into_the_stock_pipeline(
     code, image, future_warnings = run_as_written(folder / "README.md", tmp_path)
     pipeline_class = registry.model_family(family).usage.pipeline.partition(":")[2]
     assert f"pipeline = {pipeline_class}.from_pretrained(" in code and CALL in code
-    assert ("pipeline.load_lora_weights(" in code) == (kind == "lora" and family != "pixart")
+    loads_itself = registry.model_family(family).usage.lora is None  # the pipeline's own load_lora_weights
+    assert ("pipeline.load_lora_weights(" in code) == (kind == "lora" and loads_itself)
     assert json.dumps(str(folder)) in code  # loads from where it was published
     assert future_warnings == []  # no deprecated argument (torch_dtype was one)
     base = base_image(family)
