@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -149,14 +150,18 @@ class Server:
     startup_s: float
 
 
-def start_server(name: str, workers: int, extra_env: dict[str, str], *flags: str) -> Server:
-    """A fresh workspace, an admin and an API key made with the CLI, and the server on a free loopback port."""
+def start_server(name: str, workers: int, extra_env: dict[str, str], *flags: str,
+                 before_start: Callable[[Path], None] | None = None) -> Server:
+    """A fresh workspace, an admin and an API key made with the CLI, and the server on a free loopback port;
+    ``before_start(workspace)`` runs just before the server starts."""
     workspace = Path(tempfile.mkdtemp(prefix="st-bench-"))
     env = {**os.environ, **extra_env, "SIMPLETUNER_WORKSPACE": str(workspace)}
     subprocess.run([BIN / "simpletuner", "users", "create", "--username", "bench", "--email", "b@example.org",
                     "--admin"], input=PASSWORD + "\n", text=True, env=env, check=True, capture_output=True)
     key = subprocess.run([BIN / "simpletuner", "apikeys", "create", "--user", "bench"], text=True, env=env,
                          check=True, capture_output=True).stdout.strip()
+    if before_start is not None:
+        before_start(workspace)
     port = free_port()
     started = time.perf_counter()
     process = subprocess.Popen([BIN / "simpletuner", "server", "--port", str(port), "--workers", str(workers), *flags],

@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from simpletuner.ui.serving.hub import EventHub, StreamRequest
+from simpletuner.ui.serving.hub import EventHub, StreamRequest, Subscriber
 from simpletuner.ui.serving.stream_limits import TooManyStreams
 
 #: The WSGI environ key through which ``GET /api/events`` hands its stream to the bridge.
@@ -128,7 +128,16 @@ class AsgiBridge:
         status, response_headers, chunks, rest = await self.run_sync(lambda: _call(self.app, environ))
         stream = environ.get(STREAM_KEY)
         if isinstance(stream, StreamRequest) and self.hub is not None and status.startswith("200"):
-            await self._stream(stream, response_headers, receive, send)
+            try:
+                subscriber = await self.hub.subscribe(stream)
+            except TooManyStreams as exc:
+                await _plain(send, 429, f"Too many event streams: {exc}", [(b"retry-after", b"30")])
+                return
+            # the stream's length is unknown: drop the Content-Length of the app's empty placeholder body
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(name, value) for name, value in response_headers if name != b"content-length"]})
+            del environ, body, headers, response_headers, chunks, stream  # an open stream keeps only what it needs
+            await self._stream(subscriber, receive, send)
             return
         await send({"type": "http.response.start", "status": int(status[:3]), "headers": response_headers})
         try:
@@ -175,32 +184,27 @@ class AsgiBridge:
             if not message.get("more_body", False):
                 return io.BytesIO(b"".join(parts))
 
-    async def _stream(self, request: StreamRequest, headers: list[tuple[bytes, bytes]],
-                      receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        """Serve an event stream from the hub until the client leaves or the hub ends it."""
+    async def _stream(self, subscriber: Subscriber, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        """Send a subscribed stream's events until the client leaves or the hub ends the stream."""
         assert self.hub is not None
+        watcher = asyncio.get_running_loop().create_task(_end_on_disconnect(receive, subscriber))
         try:
-            subscriber = await self.hub.subscribe(request)
-        except TooManyStreams as exc:
-            await _plain(send, 429, f"Too many event streams: {exc}", [(b"retry-after", b"30")])
-            return
-
-        async def watch_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            subscriber.end()
-
-        watcher = asyncio.get_running_loop().create_task(watch_disconnect())
-        try:
-            # the stream's length is unknown: drop the Content-Length of the app's empty placeholder body
-            headers = [(name, value) for name, value in headers if name != b"content-length"]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            while (chunk := await subscriber.queue.get()) is not None:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            ends = False
+            while not ends:
+                data, ends = await subscriber.take()
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
             await self.hub.unsubscribe(subscriber)
+
+
+async def _end_on_disconnect(receive: Callable[..., Any], subscriber: Subscriber) -> None:
+    """End ``subscriber`` once its client disconnects."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    subscriber.end()
 
 
 class _Refused(Exception):

@@ -64,30 +64,52 @@ def format_event(row_id: int, data: Any) -> bytes:
 
 
 class Subscriber:
-    """One open stream: its request, the id of the last event it was given and its queue of unsent chunks
-    (``None`` ends the stream)."""
+    """One open stream: its request, the id of the last event it was given and the chunks not yet sent (``None``
+    ends the stream). Kept small, since a worker holds a thousand of them: a list and, while the stream waits, one
+    future."""
+
+    __slots__ = ("request", "after", "row_id", "ended", "_pending", "_waiter")
 
     def __init__(self, request: StreamRequest, row_id: int) -> None:
         self.request = request
         self.after = request.after
         self.row_id = row_id
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.ended = False
+        self._pending: list[bytes | None] = []
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, chunk: bytes) -> None:
         """Queue ``chunk``; end the stream instead when its client has fallen too far behind."""
         if self.ended:
             return
-        if self.queue.qsize() >= MAX_PENDING:
+        if len(self._pending) >= MAX_PENDING:
             self.end()
             return
-        self.queue.put_nowait(chunk)
+        self._pending.append(chunk)
+        self._wake()
 
     def end(self) -> None:
         """End the stream after what is already queued."""
         if not self.ended:
             self.ended = True
-            self.queue.put_nowait(None)
+            self._pending.append(None)
+            self._wake()
+
+    async def take(self) -> tuple[bytes, bool]:
+        """Wait for chunks; returns them joined and whether the stream ends after them."""
+        while not self._pending:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunks, self._pending = self._pending, []
+        ends = chunks[-1] is None
+        return b"".join(chunk for chunk in chunks if chunk is not None), ends
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 class EventHub:
