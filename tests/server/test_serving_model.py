@@ -305,3 +305,10 @@ def test_a_large_upload_streams_in_and_downloads_whole(server: LiveServer, works
     conn.close()
     status, body = server.call("GET", "/api/datasets/file?path=big/large.png", user="vic")
     assert status == 200 and body == content  # sent in several blocks
+
+
+def test_a_header_spelled_with_underscores_cannot_pose_as_another(server: LiveServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=15)
+    conn.request("GET", "/api/training/status", headers={"X_API_Key": server.keys["root"]})
+    assert conn.getresponse().status == 401  # not read as X-API-Key
+    conn.close()

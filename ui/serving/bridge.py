@@ -295,6 +295,8 @@ def _environ(scope: dict[str, Any], headers: dict[str, str], body: io.IOBase) ->
         "wsgi.file_wrapper": _FileWrapper,
     }
     for name, value in headers.items():
+        if "_" in name:
+            continue  # "X_Forwarded_For" would land on the key of "X-Forwarded-For" (gunicorn drops these too)
         if name == "content-type":
             environ["CONTENT_TYPE"] = value
         elif name == "content-length":
