@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,9 +26,9 @@ from simpletuner.core.workspace import WORKSPACE_ENV_VAR, Workspace
 FAMILIES = tuple(sorted(name for name, spec in Registry().model_families().items() if spec.tiny is not None))
 KINDS = {"lora": {}, "lycoris": {"lora_type": "lycoris"}, "full": {"model_type": "full", "learning_rate": 1e-3}}
 LOKR = {"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 8}
-#: The example call the cards render from the training config below.
-CALL = ('image = pipeline("a photo", num_inference_steps=2, width=64, height=64, '
-        'generator=torch.manual_seed(42)).images[0]')
+#: The example call the cards render from the training config below (with the guidance a flavour presets, if any).
+CALL = re.compile(r'image = pipeline\("a photo", num_inference_steps=2, (?:guidance_scale=(?P<guidance>[\d.]+), )?'
+                  r'width=64, height=64, generator=torch\.manual_seed\(42\)\)\.images\[0\]')
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -124,21 +125,22 @@ def runs(tmp_path_factory: pytest.TempPathFactory, models: Callable[[str], Path]
 
 
 @pytest.fixture(scope="session")
-def base_image(models: Callable[[str], Path], registry: Registry) -> Callable[[str], np.ndarray]:
-    """``base_image(family)``: the base model's image for :data:`CALL`, from the family's pipeline class."""
-    done: dict[str, np.ndarray] = {}
+def base_image(models: Callable[[str], Path], registry: Registry) -> Callable[[str, float | None], np.ndarray]:
+    """``base_image(family, guidance)``: the base model's image for :data:`CALL`, from the family's pipeline class."""
+    done: dict[tuple[str, float | None], np.ndarray] = {}
 
-    def get(family: str) -> np.ndarray:
-        if family not in done:
+    def get(family: str, guidance: float | None) -> np.ndarray:
+        if (family, guidance) not in done:
             import diffusers
             import torch
 
             pipeline_class = getattr(diffusers, registry.model_family(family).usage.pipeline.partition(":")[2])
             pipeline = pipeline_class.from_pretrained(str(models(family)), dtype=torch.bfloat16).to("cpu")
+            extra = {} if guidance is None else {"guidance_scale": guidance}
             image = pipeline("a photo", num_inference_steps=2, width=64, height=64,
-                             generator=torch.manual_seed(42)).images[0]
-            done[family] = np.asarray(image, dtype=np.int16)
-        return done[family]
+                             generator=torch.manual_seed(42), **extra).images[0]
+            done[family, guidance] = np.asarray(image, dtype=np.int16)
+        return done[family, guidance]
 
     return get
 
@@ -146,18 +148,19 @@ def base_image(models: Callable[[str], Path], registry: Registry) -> Callable[[s
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("family", FAMILIES)
 def test_the_cards_code_loads_the_output_into_the_stock_pipeline(
-        family: str, kind: str, runs: Callable[[str, str], Path], base_image: Callable[[str], np.ndarray],
+        family: str, kind: str, runs: Callable[[str, str], Path], base_image: Callable[[str, float | None], np.ndarray],
         registry: Registry, tmp_path: Path) -> None:
     run = runs(family, kind)
     folder = run / "published"
     code, image, future_warnings = run_as_written(folder / "README.md", tmp_path)
     pipeline_class = registry.model_family(family).usage.pipeline.partition(":")[2]
-    assert f"pipeline = {pipeline_class}.from_pretrained(" in code and CALL in code
+    call = CALL.search(code)
+    assert f"pipeline = {pipeline_class}.from_pretrained(" in code and call, code
     loads_itself = registry.model_family(family).usage.lora is None  # the pipeline's own load_lora_weights
     assert ("pipeline.load_lora_weights(" in code) == (kind == "lora" and loads_itself)
     assert json.dumps(str(folder)) in code  # loads from where it was published
     assert future_warnings == []  # no deprecated argument (torch_dtype was one)
-    base = base_image(family)
+    base = base_image(family, float(call["guidance"]) if call["guidance"] else None)
     assert image.shape == base.shape == (64, 64, 3) and image.std() > 1
     # same seed, same pipeline: without the trained weights the image would be the same to the bit
     assert np.abs(image - base).mean() > 0.5, f"the {kind} output leaves the {family} image unchanged"
