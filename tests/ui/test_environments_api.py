@@ -10,6 +10,7 @@ import pytest
 
 from simpletuner.core.config.loading import build_schema, load_config
 from simpletuner.core.environments import EnvironmentStore
+from simpletuner.core.specs import normalize_name
 from simpletuner.ui.workflow.examples import example_files, list_examples
 
 from .conftest import Client, UiServer
@@ -84,7 +85,7 @@ def test_every_shipped_example_loads_and_each_family_has_one(ui: UiServer, admin
         result = admin.post("/api/environments", {"name": f"ex-{example.name}", "example": example.name})
         assert result.status_code == 201, result.text
         config, _ = load_config(store, store.get(f"ex-{example.name}"), ui.registry, schema)
-        assert config.core.model_family == example.family
+        assert normalize_name(config.core.model_family) == example.family  # z_image is the family z-image
         _, datasets = example_files(example, f"ex-{example.name}", ui.workspace)
         assert (ui.workspace.datasets_dir / f"ex-{example.name}").is_dir()
         assert datasets[0]["instance_data_dir"] == str(ui.workspace.datasets_dir / f"ex-{example.name}")
