@@ -14,7 +14,7 @@ from diffusers import FluxPipeline
 pipeline = FluxPipeline.from_pretrained("black-forest-labs/FLUX.1-dev", dtype=torch.bfloat16)
 pipeline.load_lora_weights("me/my-lora")
 pipeline.to("cuda")
-image = pipeline("a red cat", num_inference_steps=28, width=1024, height=768).images[0]
+image = pipeline(prompt="a red cat", num_inference_steps=28, width=1024, height=768).images[0]
 image.save("output.png")
 """
 
@@ -75,7 +75,8 @@ def usage_code(usage: Usage, kind: str, *, base_model: str, source: str, setting
 
 def _call(settings: Mapping[str, Any]) -> str:
     """The arguments of the example call: the validation prompt, steps, guidance, size and seed of the run."""
-    arguments = [_quote(str(settings.get("validation_prompt") or "a photo")),
+    # the prompt by name: some pipelines (FLUX.2 [klein]) take an input image as their first argument
+    arguments = ["prompt=" + _quote(str(settings.get("validation_prompt") or "a photo")),
                  f"num_inference_steps={int(settings.get('validation_num_inference_steps') or 20)}"]
     guidance = settings.get("validation_guidance")
     if guidance is not None:

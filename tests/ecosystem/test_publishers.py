@@ -105,7 +105,7 @@ from diffusers import FluxPipeline
 pipeline = FluxPipeline.from_pretrained("black-forest-labs/FLUX.1-dev", dtype=torch.bfloat16)
 pipeline.load_lora_weights("me/my-lora")
 pipeline.to("cuda")
-image = pipeline("a red cat", num_inference_steps=20, guidance_scale=3.5, width=1024, height=1024, \
+image = pipeline(prompt="a red cat", num_inference_steps=20, guidance_scale=3.5, width=1024, height=1024, \
 generator=torch.manual_seed(42)).images[0]
 image.save("output.png")
 ```

@@ -27,7 +27,7 @@ FAMILIES = tuple(sorted(name for name, spec in Registry().model_families().items
 KINDS = {"lora": {}, "lycoris": {"lora_type": "lycoris"}, "full": {"model_type": "full", "learning_rate": 1e-3}}
 LOKR = {"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 8}
 #: The example call the cards render from the training config below (with the guidance a flavour presets, if any).
-CALL = re.compile(r'image = pipeline\("a photo", num_inference_steps=2, (?:guidance_scale=(?P<guidance>[\d.]+), )?'
+CALL = re.compile(r'image = pipeline\(prompt="a photo", num_inference_steps=2, (?:guidance_scale=(?P<guidance>[\d.]+), )?'
                   r'width=64, height=64, generator=torch\.manual_seed\(42\)\)\.images\[0\]')
 
 pytestmark = pytest.mark.timeout(300)
@@ -137,7 +137,7 @@ def base_image(models: Callable[[str], Path], registry: Registry) -> Callable[[s
             pipeline_class = getattr(diffusers, registry.model_family(family).usage.pipeline.partition(":")[2])
             pipeline = pipeline_class.from_pretrained(str(models(family)), dtype=torch.bfloat16).to("cpu")
             extra = {} if guidance is None else {"guidance_scale": guidance}
-            image = pipeline("a photo", num_inference_steps=2, width=64, height=64,
+            image = pipeline(prompt="a photo", num_inference_steps=2, width=64, height=64,
                              generator=torch.manual_seed(42), **extra).images[0]
             done[family, guidance] = np.asarray(image, dtype=np.int16)
         return done[family, guidance]

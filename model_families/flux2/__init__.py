@@ -1,0 +1,58 @@
+"""The Flux.2 family (FLUX.2 [klein] 4B and 9B): the entry point of the plugin.
+
+This module only declares the family; :mod:`simpletuner.model_families.flux2.family` (torch, diffusers) is imported
+by the factory when a run starts.
+"""
+
+from __future__ import annotations
+
+from simpletuner.core.hookspecs import RegisterModelFamily, hookimpl
+from simpletuner.core.specs import Flavour, MemoryPreset, ModelFamilySpec, TinyModel, Usage, lazy
+from simpletuner.model_families.flux2.options import Flux2Options
+
+FLAVOURS = (
+    Flavour(name="klein-4b", pretrained="black-forest-labs/FLUX.2-klein-4B",
+            description="FLUX.2 [klein] 4B: step-distilled for 4-step sampling without guidance, with a Qwen3 4B "
+                        "text encoder; fits consumer cards.",
+            settings={"validation_guidance": 1.0, "validation_num_inference_steps": 4}),
+    Flavour(name="klein-9b", pretrained="black-forest-labs/FLUX.2-klein-9B",
+            description="FLUX.2 [klein] 9B: the larger step-distilled [klein] with a Qwen3 8B text encoder; 4-step "
+                        "sampling without guidance.",
+            settings={"validation_guidance": 1.0, "validation_num_inference_steps": 4}),
+)
+
+MEMORY_PRESETS = (
+    MemoryPreset(name="light", tradeoff="Fastest: a rank-16 LoRA at 1024 px needs about 16 GiB for 4B and 28 GiB "
+                 "for 9B.", settings={}),
+    MemoryPreset(name="balanced", tradeoff="Recomputed activations: about 11 GiB for 4B and 20 GiB for 9B, about "
+                 "35% slower.", settings={"gradient_checkpointing": True}),
+    MemoryPreset(name="aggressive", tradeoff="int8 base weights and recomputation: 9B fits a 16 GiB card; slower, "
+                 "a small loss of detail.",
+                 settings={"gradient_checkpointing": True, "base_model_precision": "int8-quanto"}),
+)
+
+SPEC = ModelFamilySpec(
+    name="flux2",
+    title="Flux.2",
+    description="Black Forest Labs' FLUX.2 [klein]: rectified-flow transformers over the 32-channel Flux.2 VAE, "
+    "conditioned on a Qwen3 text encoder's stacked hidden layers.",
+    factory=lazy("simpletuner.model_families.flux2.family:Flux2Family"),
+    options=Flux2Options,
+    flavours=FLAVOURS,
+    default_flavour="klein-4b",
+    model_types=("lora", "full"),
+    lora_types=("standard", "lycoris"),
+    precisions=("no_change", "int8-quanto", "fp8-quanto", "int4-quanto"),
+    discouraged_precisions={"int4-quanto": "the distilled [klein] models lose detail quickly at 4 bits"},
+    memory_presets=MEMORY_PRESETS,
+    tiny=TinyModel(build=lazy("simpletuner.model_families.flux2.tiny:build_tiny_flux2_klein_pipeline"),
+                   settings={"model_flavour": "klein-4b", "flux2_max_tokens": 32,
+                             "validation_num_inference_steps": 2}),
+    usage=Usage(pipeline="diffusers:Flux2KleinPipeline"),
+)
+
+
+@hookimpl
+def register_model_families(register: RegisterModelFamily) -> None:
+    """Register the Flux.2 family."""
+    register(SPEC)
