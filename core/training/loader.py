@@ -111,11 +111,13 @@ class BatchStream:
     """
 
     def __init__(self, data: TrainingData, rank: int, start_epoch: int, start_index: int, *, depth: int = 4,
+                 geometry: bool = False,
                  memory_budget: int = MEMORY_BUDGET) -> None:
         if depth < 3:
             raise ValueError(f"depth must be at least 3 (got {depth}): the reader keeps depth - 1 batches ready")
         self.data = data
         self.rank = rank
+        self._geometry = geometry  # only families that take image geometry need it read
         self.wait_seconds = 0.0
         self._depth = depth
         self._memory = SampleMemory(memory_budget)
@@ -143,7 +145,7 @@ class BatchStream:
                             sample = self.data.datasets[ref.dataset].samples[ref.index]
                             log.write(f"{epoch}\t{position}\t{sample.dataset_id}\t{sample.path}\n")
                         log.flush()
-                    geometry = image_geometry(self.data, refs)
+                    geometry = image_geometry(self.data, refs) if self._geometry else None
                     if not self._put(Batch(epoch, position, latents, text, geometry)):
                         return
                 epoch, index = epoch + 1, 0

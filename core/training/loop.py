@@ -155,12 +155,12 @@ def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
     accumulation = core.gradient_accumulation_steps
     per_epoch = steps_per_epoch(state.batches_per_epoch, accumulation)
     epoch, index = position(state.start_step, state.batches_per_epoch, accumulation)
-    stream = BatchStream(state.data, acc.process_index, epoch, index)
+    family = state.family
+    geometry = bool(getattr(family, "uses_image_geometry", False))
+    stream = BatchStream(state.data, acc.process_index, epoch, index, geometry=geometry)
     step = state.start_step
     smoothed: float | None = None
-    family = state.family
     trained = {family.trained_component: state.model}
-    geometry = bool(getattr(family, "uses_image_geometry", False))
     optimizer = _steppable(acc, state.optimizer)
     state.model.train()
     try:
