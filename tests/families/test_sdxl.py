@@ -189,7 +189,7 @@ def test_lora_trains_and_loads_into_the_sdxl_pipeline(family: Any, components: d
     unet = family.load_components(str(sdxl_folder), dtype=torch.float32, device="cpu", names=["unet"])["unet"]
     losses = lora_overfit(family, unet, latents, text, steps=40, lr=2e-2)
     assert losses[-1] < 0.7 * losses[0], losses
-    lora = save_lora(tmp_path / LORA_FILE, unet, family.trained_component, SimpleNamespace(model_type="lora"), {})
+    save_lora(tmp_path / LORA_FILE, unet, family.trained_component, SimpleNamespace(model_type="lora"), {})
 
     pipeline = StableDiffusionXLPipeline.from_pretrained(sdxl_folder)
 
