@@ -1,7 +1,8 @@
-"""The Flux.2 family on a tiny random-weight FLUX.2 [klein] pipeline loaded through ``from_pretrained``: text as
-``Flux2KleinPipeline.encode_prompt`` encodes it (three stacked hidden layers), the VAE's patchified, batch-normalised
-latents, rectified flow, a LoRA the stock pipeline loads, a resumed run equal to an uninterrupted one, SimpleTuner's
-Flux.2 config passing ``config check``, and the demo."""
+"""The Flux.2 family on tiny random-weight FLUX.2 [klein] and [dev] pipelines loaded through ``from_pretrained``: text
+as ``Flux2KleinPipeline.encode_prompt`` and ``Flux2Pipeline.encode_prompt`` encode it (three stacked hidden layers),
+the VAE's patchified, batch-normalised latents, rectified flow with [dev]'s guidance input, LoRAs the stock pipelines
+load, a resumed run equal to an uninterrupted one, SimpleTuner's Flux.2 configs passing ``config check``, and the
+demo."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from simpletuner.core.plugins import Registry
 from simpletuner.core.training.outputs import read_lora
 from simpletuner.core.workspace import Workspace
 
-from .helpers import image_batch, lora_overfit, make_family, stack
+from .helpers import image_batch, lora_overfit, stack
 
 pytestmark = pytest.mark.timeout(300)
 PROMPTS = ["a photo of a red cat", "a drawing of a green dog running across a yellow field at night"]
@@ -38,8 +39,26 @@ def flux2_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def dev_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from simpletuner.model_families.flux2.tiny import build_tiny_flux2_dev_pipeline
+
+    return build_tiny_flux2_dev_pipeline(tmp_path_factory.mktemp("tiny-flux2-dev"))
+
+
+@pytest.fixture(scope="module")
 def family(registry: Registry) -> Any:
-    return make_family(registry, "flux2", flux2_max_tokens=32)
+    spec = registry.model_family("flux2")
+    return spec.build(spec.flavour("klein-4b"), spec.options(flux2_max_tokens=32))
+
+
+def dev_family(registry: Registry, **options: Any) -> Any:
+    spec = registry.model_family("flux2")
+    return spec.build(spec.flavour("dev"), spec.options(flux2_max_tokens=32, **options))
+
+
+@pytest.fixture(scope="module")
+def dev_components(registry: Registry, dev_folder: Path) -> dict[str, Any]:
+    return dev_family(registry).load_components(str(dev_folder), dtype=torch.float32, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +80,11 @@ def _fresh_accelerate_state() -> Iterator[None]:
 def test_flavours_and_what_they_preset(registry: Registry) -> None:
     spec = registry.model_family("flux2")
     assert {f.name: f.pretrained for f in spec.flavours} == {"klein-4b": "black-forest-labs/FLUX.2-klein-4B",
-                                                             "klein-9b": "black-forest-labs/FLUX.2-klein-9B"}
+                                                             "klein-9b": "black-forest-labs/FLUX.2-klein-9B",
+                                                             "dev": "black-forest-labs/FLUX.2-dev"}
+    assert spec.flavour(None).name == "klein-9b"  # SimpleTuner's default flavour
     assert spec.flavour("klein-9b").settings["validation_num_inference_steps"] == 4
+    assert spec.flavour("dev").settings == {"validation_guidance": 4.0, "validation_num_inference_steps": 50}
 
 
 def test_text_matches_the_pipeline(family: Any, components: dict[str, Any], flux2_folder: Path) -> None:
@@ -91,6 +113,56 @@ def test_latents_and_the_flow_recipe(family: Any, components: dict[str, Any], fl
     torch.testing.assert_close(inputs["hidden_states"], pipeline._pack_latents((1 - sigmas) * latents + sigmas * noise))
     assert torch.equal(inputs["img_ids"], pipeline._prepare_latent_ids(latents))
     torch.testing.assert_close(inputs["timestep"], inputs["sigmas"])
+
+
+def test_dev_text_matches_flux2_pipeline(registry: Registry, dev_components: dict[str, Any],
+                                         dev_folder: Path) -> None:
+    from diffusers import Flux2Pipeline
+
+    family = dev_family(registry)
+    prompts = [*PROMPTS[:1], "a dog [IMG] on a chair"]  # the pipeline drops [IMG] markers
+    encoded = stack(family.encode_text(dev_components, prompts))
+    pipeline = Flux2Pipeline.from_pretrained(dev_folder)
+    embeds, text_ids = pipeline.encode_prompt(prompts, max_sequence_length=32, device=torch.device("cpu"))
+    torch.testing.assert_close(encoded["prompt_embeds"], embeds)
+    assert encoded["prompt_embeds"].shape == (2, 32, 48)  # hidden layers 10, 20, 30 of 16, joined per token
+    assert torch.equal(family._positions("text", 32, 0, 2, torch.device("cpu")), text_ids)
+    assert type(dev_components["text_encoder"]).__name__ == "Mistral3ForConditionalGeneration"
+
+
+def test_dev_guidance_enters_training_and_klein_takes_none(registry: Registry, family: Any,
+                                                           dev_components: dict[str, Any]) -> None:
+    constant, ranged = dev_family(registry, flux2_guidance_value=3.5), dev_family(
+        registry, flux2_guidance_mode="random-range", flux2_guidance_min=2.0, flux2_guidance_max=5.0)
+    latents = constant.encode_latents(dev_components, image_batch(2, 64, 64))
+    text = stack(constant.encode_text(dev_components, PROMPTS))
+    inputs = constant.training_inputs(latents, text, torch.Generator().manual_seed(3))
+    assert torch.equal(inputs["guidance"], torch.full((2,), 3.5))
+    generator = torch.Generator().manual_seed(3)
+    drawn = ranged.training_inputs(latents, text, generator)["guidance"]
+    reference = torch.Generator().manual_seed(3)
+    torch.randn(latents.shape, generator=reference), torch.randn(2, generator=reference)  # noise, then σ
+    torch.testing.assert_close(drawn, 2.0 + 3.0 * torch.rand(2, generator=reference))
+    torch.testing.assert_close(inputs["hidden_states"],
+                               family.training_inputs(latents, text, torch.Generator().manual_seed(3))["hidden_states"])
+    assert "guidance" not in family.training_inputs(latents, text, torch.Generator().manual_seed(3))
+    transformer = dev_components["transformer"]
+    with torch.no_grad():
+        low = constant.predict(dev_components, inputs, text)
+        high = constant.predict(dev_components, {**inputs, "guidance": torch.full((2,), 6.0)}, text)
+    assert transformer.config.guidance_embeds and not torch.allclose(low, high)
+    with pytest.raises(ValueError, match="flux2_guidance_min .* is above flux2_guidance_max"):
+        dev_family(registry, flux2_guidance_mode="random-range", flux2_guidance_min=5.0, flux2_guidance_max=1.0)
+
+
+def test_a_folder_of_the_other_flavour_is_refused(registry: Registry, family: Any, flux2_folder: Path,
+                                                  dev_folder: Path) -> None:
+    with pytest.raises(ValueError, match="Mistral3ForConditionalGeneration text encoder.*set model_flavour dev"):
+        family.check_pretrained(str(dev_folder))
+    with pytest.raises(ValueError, match="Qwen3ForCausalLM text encoder.*set model_flavour klein-4b or klein-9b"):
+        dev_family(registry).check_pretrained(str(flux2_folder))
+    family.check_pretrained(str(flux2_folder))
+    dev_family(registry).check_pretrained(str(dev_folder))
 
 
 def test_lora_trains_and_loads_into_the_klein_pipeline(family: Any, components: dict[str, Any], flux2_folder: Path,
@@ -181,6 +253,28 @@ def test_a_run_validates_and_resumes_to_the_uninterrupted_weights(workspace: Wor
         torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=1e-6, msg=key)
 
 
+def test_a_dev_run_validates_through_flux2_pipeline_and_its_lora_loads(workspace: Workspace,
+                                                                        dev_folder: Path) -> None:
+    from diffusers import Flux2Pipeline
+
+    name = _environment(workspace, dev_folder, "dev", model_flavour="dev", max_train_steps=3, learning_rate=5e-2,
+                        flux2_guidance_value=3.5, validation_prompt="a red circle", validation_steps=3,
+                        validation_resolution="64", validation_num_inference_steps=2)
+    result = _train(workspace, name)
+    events = read_events(result.run_dir / EVENTS_FILE)
+    assert [e for e in events if e["event"] == "validation" and e.get("images")], "no validation images"
+    pipeline = Flux2Pipeline.from_pretrained(dev_folder)
+
+    def render() -> torch.Tensor:
+        return torch.from_numpy(pipeline(prompt="a red cat", height=64, width=64, num_inference_steps=2,
+                                         guidance_scale=4.0, max_sequence_length=32,
+                                         generator=torch.Generator().manual_seed(0), output_type="np").images)
+
+    before = render()
+    pipeline.load_lora_weights(result.output)
+    assert not torch.allclose(before, render())
+
+
 FLUX2 = "flux2+quickstart"
 FLUX2_CONFIG: dict[str, Any] = {  # SimpleTuner's Flux.2 [klein] quickstart
     "--model_type": "lora",
@@ -208,7 +302,10 @@ def test_simpletuner_flux2_config_passes_config_check(run_cli: Callable[..., sub
                 {**st.PIXART_DATASETS[1], "cache_dir": "cache/text/flux2"}]
     st.write_environment(configs, FLUX2, FLUX2_CONFIG, datasets)
     st.write_environment(configs, "flux2+4b", {**FLUX2_CONFIG, "--model_flavour": "klein-4b"}, datasets)
-    for name, flavour in ((FLUX2, "klein-9b"), ("flux2+4b", "klein-4b")):
+    st.write_environment(configs, "flux2+dev", {**FLUX2_CONFIG, "--model_flavour": "dev", "--validation_guidance": 4.0,
+                                                "--validation_num_inference_steps": 28,
+                                                "--base_model_precision": "int4-quanto"}, datasets)
+    for name, flavour in ((FLUX2, "klein-9b"), ("flux2+4b", "klein-4b"), ("flux2+dev", "dev")):
         result = run_cli("config", "check", "--env", name)
         assert result.returncode == 0, result.stderr
         assert f"Environment {name!r} is valid: flux2 ({flavour}), lora" in result.stdout
