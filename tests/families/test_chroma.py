@@ -61,6 +61,7 @@ def test_flavours_and_what_they_preset(registry: Registry) -> None:
     spec = registry.model_family("chroma")
     assert {f.name: f.pretrained for f in spec.flavours} == {
         "base": "lodestones/Chroma1-Base", "hd": "lodestones/Chroma1-HD", "flash": "lodestones/Chroma1-Flash"}
+    assert spec.flavour(None).name == "base"  # SimpleTuner's default flavour
     flash = spec.flavour("flash").settings
     assert flash["validation_guidance"] == 1.0 and flash["validation_num_inference_steps"] <= 12
 
@@ -181,6 +182,19 @@ def test_a_run_validates_and_resumes_to_the_uninterrupted_weights(workspace: Wor
     assert expected.keys() == actual.keys() and expected
     for key in expected:
         torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_flash_validates_with_its_few_step_presets(workspace: Workspace, chroma_folder: Path) -> None:
+    from PIL import Image
+
+    flash = Registry().model_family("chroma").flavour("flash").settings
+    name = _environment(workspace, chroma_folder, "flash", model_flavour="flash", max_train_steps=1,
+                        validation_prompt="a red circle", validation_steps=1, validation_resolution="64")
+    result = _train(workspace, name)
+    [event] = [e for e in read_events(result.run_dir / EVENTS_FILE) if e["event"] == "validation" and e.get("images")]
+    image = Image.open(event["images"][0])
+    assert image.info["steps"] == str(flash["validation_num_inference_steps"])
+    assert float(image.info["guidance"]) == flash["validation_guidance"] == 1.0  # no classifier-free guidance
 
 
 CHROMA = "chroma+quickstart"
