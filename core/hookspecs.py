@@ -42,6 +42,7 @@ import pluggy
 from simpletuner.core.specs import (
     AuthProviderSpec,
     DataBackendSpec,
+    ExecutorSpec,
     ModelFamilySpec,
     PluginSpec,
     PublisherSpec,
@@ -72,6 +73,7 @@ RegisterTracker = Register[TrackerSpec]
 RegisterPublisher = Register[PublisherSpec]
 RegisterAuthProvider = Register[AuthProviderSpec]
 RegisterValidationMethod = Register[ValidationMethodSpec]
+RegisterExecutor = Register[ExecutorSpec]
 
 
 @hookspec
@@ -299,4 +301,38 @@ def register_validation_methods(register: RegisterValidationMethod) -> None:
         >>> options = ExternalScriptOptions(validation_external_script="python eval.py {global_step}")
         >>> type(registry.validation_methods()["my-script"].build(options)).__name__   # as training does
         'ExternalScriptValidation'
+    """
+
+
+@hookspec
+def register_executors(register: RegisterExecutor) -> None:
+    """Provide executors: where and how training jobs run (the server's own supervisor, a Ray or Slurm cluster).
+
+    When: the first time the registry is asked for executors (config check of ``executor``, a job's start, the
+    server's job supervisor).
+
+    Parameters:
+        register: call ``register(ExecutorSpec(...))`` once per executor; the environment option ``executor`` (or a
+            job's start request) names it. Its ``options`` are config keys like any plugin's (declare addresses and
+            credentials ``trust=PRIVILEGED``); ``local_gpus`` says whether its jobs use the server's own GPUs (and
+            so wait in the server's per-GPU-set queue). The factory takes the options instance and returns an
+            :class:`~simpletuner.core.interfaces.Executor`.
+
+    Returns: nothing.
+
+    Example::
+
+        >>> from simpletuner.core.plugins import Registry
+        >>> from simpletuner.core.specs import ExecutorSpec, lazy
+        >>> class OnThisMachine:
+        ...     @hookimpl
+        ...     def register_executors(self, register: RegisterExecutor) -> None:
+        ...         register(ExecutorSpec(name="here", title="Here", description="Child processes of the server",
+        ...                               local_gpus=True,
+        ...                               factory=lazy("simpletuner.plugins.executors.local:LocalExecutor")))
+        >>> registry = Registry(load_entry_points=False)
+        >>> registry.register_plugin(OnThisMachine(), "here")
+        >>> spec = registry.executors()["here"]
+        >>> (type(spec.build(None)).__name__, spec.local_gpus)     # as the job supervisor does
+        ('LocalExecutor', True)
     """

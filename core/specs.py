@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from simpletuner.core.interfaces import (
         AuthProvider,
         DataBackend,
+        Executor,
         ModelFamily,
         Publisher,
         Quantizer,
@@ -126,6 +127,12 @@ class ValidationMethodFactory(Protocol):
     def __call__(self, options: Any) -> ValidationMethod: ...
 
 
+class ExecutorFactory(Protocol):
+    """Builds an executor from its options instance (the environment's values with a job's overrides)."""
+
+    def __call__(self, options: Any) -> Executor: ...
+
+
 class Kind(enum.Enum):
     """The kinds of thing a plugin can provide; each has one ``register_*`` hook."""
 
@@ -136,6 +143,7 @@ class Kind(enum.Enum):
     PUBLISHER = "publisher"
     AUTH_PROVIDER = "auth_provider"
     VALIDATION_METHOD = "validation_method"
+    EXECUTOR = "executor"
 
     @property
     def hook_name(self) -> str:
@@ -156,6 +164,7 @@ _HOOK_NAMES = {
     Kind.PUBLISHER: "register_publishers",
     Kind.AUTH_PROVIDER: "register_auth_providers",
     Kind.VALIDATION_METHOD: "register_validation_methods",
+    Kind.EXECUTOR: "register_executors",
 }
 
 
@@ -472,6 +481,28 @@ class ValidationMethodSpec(PluginSpec):
         return self.factory(self.options_or_default(options))
 
 
+@attrs.frozen(kw_only=True)
+class ExecutorSpec(PluginSpec):
+    """Registers an executor: where and how a training job runs (the server's own supervisor, a Ray cluster, Slurm).
+
+    The environment option ``executor`` names it; a job may override it and its options when it is started.
+
+    Attributes:
+        local_gpus: True when its jobs run on the server's own GPUs: the server's queue then keeps one job per GPU
+            set, first come first served. False when a cluster's scheduler places them: jobs are handed over at once.
+    """
+
+    local_gpus: bool = False
+
+    factory: ExecutorFactory = attrs.field(eq=False, repr=False)
+
+    kind = Kind.EXECUTOR
+
+    def build(self, options: Any) -> Executor:
+        """The executor, with its options instance."""
+        return self.factory(self.options_or_default(options))
+
+
 SPEC_CLASSES: Mapping[Kind, type[PluginSpec]] = MappingProxyType(
     {
         Kind.MODEL_FAMILY: ModelFamilySpec,
@@ -481,5 +512,6 @@ SPEC_CLASSES: Mapping[Kind, type[PluginSpec]] = MappingProxyType(
         Kind.PUBLISHER: PublisherSpec,
         Kind.AUTH_PROVIDER: AuthProviderSpec,
         Kind.VALIDATION_METHOD: ValidationMethodSpec,
+        Kind.EXECUTOR: ExecutorSpec,
     }
 )

@@ -74,6 +74,12 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
                         f"{suggest(normalize_name(core.validation_method), methods)}; "
                         f"installed: {', '.join(methods) or 'none'}")
 
+    executors = registry.executors()
+    executor = normalize_name(core.executor)
+    if "executor" in config.sources and executor not in executors:
+        problems.append(f"$.executor: unknown executor {core.executor!r}{suggest(executor, executors)}; "
+                        f"installed: {', '.join(executors) or 'none'}")
+
     problems += distributed_problems(core, quantized=core.base_model_precision != "no_change")
 
     if core.push_to_hub and not core.hub_model_id:

@@ -255,6 +255,10 @@ class CoreOptions:
     )
 
     # --- environment -----------------------------------------------------------------------------------------
+    executor: str = option(
+        "local", help="Where the server runs this environment's jobs: local (its own GPUs), ray, slurm or another "
+        "installed executor; the executor's own options say how.", section="environment", choices_from="executor",
+    )
     merge_environment_config: bool = option(
         False, label="Use environment defaults",
         help="Take every key this environment does not set from the 'default' environment.", section="environment",

@@ -9,6 +9,15 @@ from simpletuner.core.interfaces.auth_provider import (
     RedirectStart,
 )
 from simpletuner.core.interfaces.data_backend import DataBackend
+from simpletuner.core.interfaces.executor import (
+    Executor,
+    ExecutorUnavailable,
+    JobState,
+    Resources,
+    Submission,
+    SubmitError,
+    SubmittedJob,
+)
 from simpletuner.core.interfaces.model_family import ModelFamily
 from simpletuner.core.interfaces.publisher import Publisher, PublishRequest, TokenAccount, TokenRefused
 from simpletuner.core.interfaces.quantizer import Quantizer
@@ -19,7 +28,10 @@ __all__ = [
     "AccountStore",
     "AuthProvider",
     "DataBackend",
+    "Executor",
+    "ExecutorUnavailable",
     "ExternalIdentity",
+    "JobState",
     "ModelFamily",
     "PasswordAuthProvider",
     "PublishRequest",
@@ -27,7 +39,11 @@ __all__ = [
     "Quantizer",
     "RedirectAuthProvider",
     "RedirectStart",
+    "Resources",
     "RunInfo",
+    "SubmitError",
+    "Submission",
+    "SubmittedJob",
     "TokenAccount",
     "TokenRefused",
     "Tracker",

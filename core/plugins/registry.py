@@ -22,6 +22,7 @@ from simpletuner.core.specs import (
     SPEC_CLASSES,
     AuthProviderSpec,
     DataBackendSpec,
+    ExecutorSpec,
     Kind,
     ModelFamilySpec,
     PluginSpec,
@@ -229,6 +230,10 @@ class Registry:
     def validation_methods(self) -> dict[str, ValidationMethodSpec]:
         """Registered validation methods by name."""
         return self._typed(Kind.VALIDATION_METHOD, ValidationMethodSpec)
+
+    def executors(self) -> dict[str, ExecutorSpec]:
+        """Registered executors (where jobs run) by name."""
+        return self._typed(Kind.EXECUTOR, ExecutorSpec)
 
     def model_family(self, name: str) -> ModelFamilySpec:
         """The model family called ``name`` or by one of its aliases (see :meth:`get`)."""

@@ -27,7 +27,8 @@ FAMILIES = tuple(sorted(name for name, spec in Registry().model_families().items
 KINDS = {"lora": {}, "lycoris": {"lora_type": "lycoris"}, "full": {"model_type": "full", "learning_rate": 1e-3}}
 LOKR = {"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "linear_alpha": 1, "factor": 8}
 #: The example call the cards render from the training config below (with the guidance a flavour presets, if any).
-CALL = re.compile(r'image = pipeline\(prompt="a photo", num_inference_steps=2, (?:guidance_scale=(?P<guidance>[\d.]+), )?'
+CALL = re.compile(r'image = pipeline\(prompt="a photo", num_inference_steps=2, '
+                  r'(?:guidance_scale=(?P<guidance>[\d.]+), )?'
                   r'width=64, height=64, generator=torch\.manual_seed\(42\)\)\.images\[0\]')
 
 pytestmark = pytest.mark.timeout(300)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from tiny_models import build_tiny
 
-from simpletuner.ui.jobs.processes import descendants, group_members, signal_tree
+from simpletuner.plugins.executors.processes import descendants, group_members, signal_tree
 
 from .live import LiveServer, make_users
 
@@ -120,9 +120,9 @@ def kill_leftover_jobs(workspace: Path) -> None:
     """Kill every job process a test left running (their pids are in the workspace database)."""
     import signal
 
+    from simpletuner.plugins.executors.processes import is_running
     from simpletuner.ui.db import open_database
     from simpletuner.ui.jobs.models import Job, bind_job_models
-    from simpletuner.ui.jobs.processes import is_running
 
     database = open_database(None, workspace)
     bind_job_models(database)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from simpletuner.core.plugins import Registry
 from simpletuner.core.workspace import Workspace
-from simpletuner.ui.jobs.processes import OOM_EXPLANATION, descendants, group_members, is_running
+from simpletuner.plugins.executors.processes import OOM_EXPLANATION, descendants, group_members, is_running
 
 from .conftest import job_processes, write_env
 from .live import LiveServer

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from simpletuner.ui.jobs.processes import is_running, signal_tree
+from simpletuner.plugins.executors.processes import is_running, signal_tree
 
 from .conftest import kill_leftover_jobs, write_env
 from .live import LiveServer, make_users

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from simpletuner.ui.jobs.processes import descendants, is_running
+from simpletuner.plugins.executors.processes import descendants, is_running
 
 from .conftest import kill_leftover_jobs, write_env
 from .live import LiveServer, make_users, start_held, supervisors

@@ -14,7 +14,8 @@ MODULES = [m.name for m in pkgutil.iter_modules(interfaces.__path__, "simpletune
 
 
 @pytest.mark.parametrize("name", MODULES + ["simpletuner.plugins.data_backends.local", "simpletuner.core.hookspecs",
-                                            "simpletuner.core.specs", "simpletuner.plugins.auth.local"])
+                                            "simpletuner.core.specs", "simpletuner.plugins.auth.local",
+                                            "simpletuner.plugins.executors.ray_driver"])
 def test_docstring_examples_run(name: str) -> None:
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

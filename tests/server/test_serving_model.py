@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from jobs.live import LiveServer, make_users
 
-from simpletuner.ui.jobs.processes import descendants
+from simpletuner.plugins.executors.processes import descendants
 
 pytestmark = pytest.mark.timeout(240)
 PASSWORD = "correct horse battery"

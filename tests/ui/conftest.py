@@ -153,8 +153,8 @@ class LiveUi:
         """Stop the server, then any job process it left running (jobs outlive a server by design)."""
         import signal
 
+        from simpletuner.plugins.executors.processes import is_running, signal_tree
         from simpletuner.ui.jobs.models import Job, bind_job_models
-        from simpletuner.ui.jobs.processes import is_running, signal_tree
 
         self.process.terminate()
         self.process.wait(timeout=30)

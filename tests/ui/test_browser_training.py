@@ -127,8 +127,13 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
 
     # Training: Start, live progress, a validation image, completion and the LoRA download.
     page.evaluate(RECORDER)
+    runs_on = page.get_by_label("Run on")
+    assert runs_on.locator("option").all_inner_texts()[:1] == ["As the environment says"]
+    assert {"This server", "Ray cluster", "Slurm cluster"} <= set(runs_on.locator("option").all_inner_texts())
+    runs_on.select_option(label="This server")
     page.get_by_role("button", name="Start training demo-flux").click()
     expect(page.locator("#train-message")).to_have_text(re.compile(r"^Job #1 running"))
+    expect(page.locator("#st-executor")).to_have_text("local")
     start = page.locator("#train-start")
     expect(start).to_have_text("Queue another run of demo-flux")  # a second click queues another, and says so
     expect(start).to_have_attribute("title", re.compile("Job #1 of this environment"))
@@ -170,7 +175,7 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     assert api(page, "PATCH", "/api/environments/demo-long/config", {"values": long_values})[0] == 200
     assert api(page, "POST", "/api/training/start", {"environment": "demo-long"})[1]["job_id"] == 2
     queued = api(page, "POST", "/api/training/start", {"environment": "demo-flux"})[1]
-    assert queued == {"job_id": 3, "status": "queued", "position": 1}
+    assert queued == {"job_id": 3, "status": "queued", "position": 1, "executor": "local"}
 
     viewer = chromium_browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     viewer.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -1,12 +1,14 @@
-"""How a job's process is started: the command line (through ``accelerate launch`` when the environment needs it),
-its environment variables and its folder in the workspace."""
+"""What a job's executor is given: the training command's arguments, its environment variables and its folder in
+the workspace."""
 
 from __future__ import annotations
 
 import os
-import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from simpletuner.core.events import EVENTS_FILE
 from simpletuner.core.plugins import Registry
@@ -18,7 +20,6 @@ from simpletuner.ui.workflow.publisher_logins import token_files
 
 JOBS_DIR = "jobs"
 LOG_FILE = "output.log"
-STATUS_FILE = "exit.json"
 
 
 def job_dir(workspace: Workspace, job_id: int) -> Path:
@@ -39,20 +40,10 @@ def events_path(job: Job) -> Path:
     return Path(job.run_dir or job.output_dir) / EVENTS_FILE
 
 
-def training_command(job: Job, workspace: Workspace, python: str = sys.executable) -> list[str]:
-    """``simpletuner train --env NAME --run-dir FOLDER`` in this interpreter, wrapped in ``accelerate launch`` when
-    needed."""
-    train = ["-m", "simpletuner.core.cli.main", "--workspace", str(workspace.root), "train", "--env",
-             job.environment, *(["--run-dir", job.run_dir] if job.run_dir is not None else [])]
-    if job.launcher_args is None:
-        return [python, *train]
-    return [python, "-m", "accelerate.commands.launch", *job.launcher_args, *train]
-
-
-def wrapped_command(job: Job, workspace: Workspace, python: str = sys.executable) -> list[str]:
-    """The training command inside the wrapper that records its exit status."""
-    status = job_dir(workspace, job.id) / STATUS_FILE
-    return [python, "-m", "simpletuner.ui.jobs.shim", str(status), "--", *training_command(job, workspace, python)]
+def train_arguments(job: Job, workspace: Workspace) -> list[str]:
+    """The ``simpletuner`` arguments of a job: ``--workspace W train --env NAME --run-dir FOLDER``."""
+    return ["--workspace", str(workspace.root), "train", "--env", job.environment,
+            *(["--run-dir", job.run_dir] if job.run_dir is not None else [])]
 
 
 def job_environment(job: Job, workspace: Workspace, base: dict[str, str] | None = None,
@@ -90,8 +81,14 @@ def tail_lines(path: Path, count: int = 40, max_bytes: int = 64 * 1024) -> list[
 
 
 def job_request(workspace: Workspace, registry: Any, environment: str, owner_id: int | None,
-                owner_name: str | None) -> JobRequest:
-    """Load and check an environment and resolve what its job needs: output folder, GPU set, launcher options.
+                owner_name: str | None, executor: str | None = None,
+                executor_options: Mapping[str, Any] | None = None,
+                permissions: frozenset[str] = frozenset()) -> JobRequest:
+    """Load and check an environment and resolve what its job needs: output folder, executor and its options, GPU
+    set and launcher options (``local``) or nodes and processes (a cluster's executor).
+
+    ``executor`` and ``executor_options`` override the environment's for this job; privileged options need
+    ``config.trusted`` among ``permissions`` (see :mod:`simpletuner.ui.jobs.placement`).
 
     Raises :class:`~simpletuner.core.errors.ConfigError` listing every problem, or
     :class:`~simpletuner.core.errors.WorkspaceError` for an unknown or malformed environment name.
@@ -99,12 +96,24 @@ def job_request(workspace: Workspace, registry: Any, environment: str, owner_id:
     from simpletuner.core.config import load_environment
     from simpletuner.core.distributed import gpu_set, launch_arguments, needs_launcher
     from simpletuner.core.environments import EnvironmentStore, validate_environment_name
+    from simpletuner.core.errors import ConfigError
+    from simpletuner.ui.jobs.placement import LOCAL, build_options, choose, resources_of
 
     validate_environment_name(environment)
     loaded = load_environment(workspace, EnvironmentStore(workspace.configs_dir), environment, registry)
     core = loaded.config.core
-    gpus = gpu_set(core)
-    return JobRequest(environment=environment, output_dir=str(workspace.resolve(core.output_dir)),
+    output_dir = workspace.resolve(core.output_dir)
+    placement = choose(registry, loaded.config, executor, executor_options, permissions)
+    problems = placement.spec.build(build_options(placement.spec, placement.options)).problems(workspace.root,
+                                                                                              output_dir)
+    if problems:
+        raise ConfigError([f"$.executor: {problem}" for problem in problems])
+    local = placement.spec.local_gpus
+    gpus = gpu_set(core) if local else None
+    return JobRequest(environment=environment, output_dir=str(output_dir),
                       gpu_ids=tuple(sorted(gpus, key=lambda g: (len(g), g))) if gpus is not None else None,
-                      launcher_args=tuple(launch_arguments(core)) if needs_launcher(core) else None,
-                      owner_id=owner_id, owner_name=owner_name)
+                      launcher_args=tuple(launch_arguments(core)) if local and needs_launcher(core) else None,
+                      owner_id=owner_id, owner_name=owner_name,
+                      executor=placement.spec.name if placement.spec.name != LOCAL else None,
+                      executor_options=dict(placement.options) or None,
+                      resources=None if local else attrs.asdict(resources_of(core)), cluster=not local)

@@ -27,7 +27,8 @@ class Job(BaseModel):
     ``gpu_ids`` is the list of GPU ids the job uses, or None for every visible GPU (it then excludes every other
     job). ``run_dir`` is the run folder the job's process writes everything into (see
     :mod:`simpletuner.core.training.run_folders`). ``pid`` is the job's wrapper process (leader of its process
-    group); null while the job waits or before the supervisor launched it.
+    group); null while the job waits or before the supervisor launched it, and for jobs of other executors than
+    ``local``, which the supervisor follows through ``executor_ref``.
     """
 
     environment = peewee.CharField(max_length=100, index=True)
@@ -64,6 +65,15 @@ class Job(BaseModel):
     eta_s = peewee.DoubleField(null=True)
     output = peewee.TextField(null=True)
     last_event_at = peewee.DoubleField(null=True)
+    # Where the job runs: the executor's name (null: ``local``), its options as the job was started with them, its
+    # reference to the submitted job (``"PID TICKS"`` for local jobs, a Ray submission id, a Slurm job id) and the
+    # nodes, processes and GPUs the job asked for.
+    executor = peewee.CharField(max_length=64, null=True)
+    executor_options = JSONTextField(null=True)
+    executor_ref = peewee.TextField(null=True)
+    resources = JSONTextField(null=True)
+    # Handed to a cluster's scheduler: the server's queue does not hold it back for GPUs of the server's own.
+    cluster = peewee.BooleanField(default=False, constraints=[peewee.SQL("DEFAULT FALSE")])
 
     class Meta:
         table_name = "training_jobs"

@@ -1,15 +1,17 @@
 """The job queue: one job per GPU set at a time, first come first served, with reordering and cancellation.
 
 A waiting job is admitted (status ``running``, no process yet) when nothing active uses any of its GPUs or its
-output folder and no job ahead of it in the queue wants them; the supervisor then launches it. Admission runs
-inside a transaction that holds the table's write lock, so two workers and the supervisor can all call
-:func:`admit_ready` at once and never admit two jobs onto one GPU.
+output folder and no job ahead of it in the queue wants them; the supervisor then launches it. Jobs handed to a
+cluster (Ray, Slurm) hold no GPUs of this server: only their output folder keeps them waiting here, and the
+cluster's scheduler decides when they run. Admission runs inside a transaction that holds the table's write lock,
+so two workers and the supervisor can all call :func:`admit_ready` at once and never admit two jobs onto one GPU.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 import peewee
@@ -27,12 +29,22 @@ class JobRequest:
     launcher_args: tuple[str, ...] | None  # None: one process, no ``accelerate launch``
     owner_id: int | None
     owner_name: str | None
+    executor: str | None = None  # None: ``local``
+    executor_options: Mapping[str, Any] | None = None
+    resources: Mapping[str, Any] | None = None  # nodes and processes of a job on a cluster
+    cluster: bool = False  # handed to a cluster's scheduler: no GPU set of this server is held for it
 
 
 def _locked(database: peewee.Database) -> None:
     """Take the job table's write lock inside the current transaction (SQLite's BEGIN IMMEDIATE already does)."""
     if isinstance(database, peewee.PostgresqlDatabase):
         database.execute_sql("LOCK TABLE training_jobs IN SHARE ROW EXCLUSIVE MODE")
+
+
+def competes(a: Job, b: Job) -> bool:
+    """Whether two jobs cannot run at once: they share an output folder, or both run on this server's GPUs and
+    their GPU sets overlap (a cluster's scheduler places jobs handed to it itself)."""
+    return a.output_dir == b.output_dir or (not a.cluster and not b.cluster and overlaps(a.gpu_ids, b.gpu_ids))
 
 
 def overlaps(a: Sequence[str] | None, b: Sequence[str] | None) -> bool:
@@ -57,6 +69,9 @@ def submit(database: peewee.Database, request: JobRequest, now: float | None = N
                          gpu_ids=list(request.gpu_ids) if request.gpu_ids is not None else None,
                          output_dir=request.output_dir,
                          launcher_args=list(request.launcher_args) if request.launcher_args is not None else None,
+                         executor=request.executor,
+                         executor_options=dict(request.executor_options) if request.executor_options else None,
+                         resources=dict(request.resources) if request.resources else None, cluster=request.cluster,
                          created_at=now)
         record_event(job.id, "job_queued", now, environment=job.environment, owner=job.owner_name)
     admit_ready(database, now)
@@ -76,7 +91,7 @@ def admit_ready(database: peewee.Database, now: float | None = None) -> list[int
         _locked(database)
         holding: list[Job] = list(Job.select().where(Job.status.in_(ACTIVE)))
         for job in queued_in_order():
-            if any(overlaps(job.gpu_ids, other.gpu_ids) or job.output_dir == other.output_dir for other in holding):
+            if any(competes(job, other) for other in holding):
                 holding.append(job)  # it waits, and nothing behind it may take what it waits for
                 continue
             Job.update(status=RUNNING, phase="launching", started_at=now).where(
@@ -147,5 +162,5 @@ def move(database: peewee.Database, job_id: int, position: int, now: float | Non
 def finish_unlaunched(job_id: int, now: float) -> None:
     """A job asked to stop before its process was launched: it is stopped without ever starting."""
     Job.update(status=STOPPED, phase="stopped", ended_at=now, error="stopped before it started").where(
-        (Job.id == job_id) & (Job.status == STOPPING) & Job.pid.is_null()).execute()
+        (Job.id == job_id) & (Job.status == STOPPING) & Job.pid.is_null() & Job.executor_ref.is_null()).execute()
     record_event(job_id, "job_finished", now, status=STOPPED)

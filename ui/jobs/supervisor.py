@@ -3,8 +3,10 @@
 ``simpletuner server`` starts it before gunicorn (see :mod:`simpletuner.ui.jobs.service`), so it lives outside the
 request workers and there is exactly one per server however many workers run. Workers and the supervisor share
 nothing but the database: workers write requests (new jobs, stop requests, queue order), the supervisor acts on
-them and writes what happened. Jobs run in their own sessions and outlive the supervisor; a new supervisor adopts
-those still running and marks the others failed, so no job is ever left "running" without a live process.
+them and writes what happened. Each job runs where its executor puts it (:mod:`simpletuner.core.interfaces.executor`):
+a process of its own session on this machine (``local``), or a job on a Ray or Slurm cluster. Jobs outlive the
+supervisor; a new supervisor re-attaches to those still running through the executor's reference to them and marks
+the others ended, so no job is ever left "running" without a live process or cluster job behind it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,46 +24,65 @@ from typing import IO, Any
 import attrs
 import peewee
 
+from simpletuner.core.errors import ConfigError, UnknownPluginError
+from simpletuner.core.interfaces.executor import (
+    STOPPED as EXECUTOR_STOPPED,
+)
+from simpletuner.core.interfaces.executor import (
+    SUCCEEDED,
+    Executor,
+    ExecutorUnavailable,
+    JobState,
+    Resources,
+    Submission,
+    SubmitError,
+    SubmittedJob,
+)
 from simpletuner.core.plugins import Registry
 from simpletuner.core.training.run_folders import create_run_folder
 from simpletuner.core.workspace import Workspace
+from simpletuner.plugins.executors.local import LocalExecutor
+from simpletuner.plugins.executors.processes import describe_exit
 from simpletuner.ui.jobs import ingest
-from simpletuner.ui.jobs.launch import (
-    LOG_FILE,
-    STATUS_FILE,
-    events_path,
-    job_dir,
-    job_environment,
-    tail_lines,
-    wrapped_command,
-)
+from simpletuner.ui.jobs.launch import LOG_FILE, events_path, job_dir, job_environment, tail_lines, train_arguments
 from simpletuner.ui.jobs.models import ACTIVE, COMPLETED, FAILED, RUNNING, STOPPED, STOPPING, Job
-from simpletuner.ui.jobs.processes import describe_exit, is_running, signal_tree, start_ticks
+from simpletuner.ui.jobs.placement import LOCAL, build_executor
 from simpletuner.ui.jobs.queue import admit_ready, finish_unlaunched, record_event
 from simpletuner.ui.jobs.retention import APPLY_EVERY_S, apply_retention
-from simpletuner.ui.jobs.shim import PID_FILE_SUFFIX
 
 logger = logging.getLogger("simpletuner.jobs")
 
 LOCK_FILE = "supervisor.lock"
-LOST = ("the job's process ended while no supervisor was watching it (the server was down) and left no exit "
-        "status; see its log")
+#: Seconds between two questions to a cluster about one job (local jobs are checked every pass).
+CLUSTER_POLL_S = 1.0
+#: Seconds between two attempts to reach a cluster that did not answer.
+UNREACHABLE_RETRY_S = 5.0
 
 
 @attrs.define
 class Handle:
-    """A job process this supervisor watches: launched by it (``process``) or adopted after a restart."""
+    """A job this supervisor follows: submitted by it, or adopted after a restart."""
 
     job_id: int
-    pid: int
-    ticks: str | None
-    process: subprocess.Popen[bytes] | None = None
+    submitted: SubmittedJob
+    executor: Executor
+    local: bool
     killed: bool = False
+    next_poll: float = 0.0
+    state: str | None = None
+    unreachable: str | None = None
+    log_offset: int = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The wrapper process of a local job."""
+        return int(self.submitted.ref.split()[0]) if self.local else None
 
 
 @attrs.define
 class Supervisor:
-    """Launches admitted jobs, streams their events into the database, enforces stops and records exits."""
+    """Hands admitted jobs to their executors, streams their events into the database, enforces stops and records
+    how jobs end."""
 
     database: peewee.Database
     workspace: Workspace
@@ -70,81 +90,163 @@ class Supervisor:
     poll_s: float = 0.05
     db_every_s: float = 0.25
     python: str = sys.executable
-    #: The installed plugins (publishers that hand each owner's token to their jobs), loaded once.
+    cluster_poll_s: float = CLUSTER_POLL_S
+    #: The installed plugins (executors, and publishers that hand each owner's token to their jobs), loaded once.
     registry: Registry = attrs.field(factory=Registry)
     handles: dict[int, Handle] = attrs.field(factory=dict)
+    _executors: dict[str, Executor] = attrs.field(factory=dict)
     _stopping: bool = False
+
+    # --- executors --------------------------------------------------------------------------------------------
+    def _executor(self, job: Job) -> Executor:
+        """The job's executor (one per executor and options, kept: the local one remembers its children)."""
+        key = json.dumps([job.executor or LOCAL, job.executor_options or {}], sort_keys=True)
+        executor = self._executors.get(key)
+        if executor is None:
+            executor = build_executor(self.registry, job.executor, job.executor_options)
+            if isinstance(executor, LocalExecutor):
+                executor.python = self.python
+            self._executors[key] = executor
+        return executor
+
+    def _handle(self, job: Job, ref: str, executor: Executor) -> Handle:
+        log = job_dir(self.workspace, job.id) / LOG_FILE
+        return Handle(job.id, SubmittedJob(ref=ref, folder=job_dir(self.workspace, job.id)), executor,
+                      local=not job.cluster and isinstance(executor, LocalExecutor),
+                      log_offset=log.stat().st_size if log.exists() else 0)
 
     # --- start-up ---------------------------------------------------------------------------------------------
     def reconcile(self) -> None:
-        """Adopt every active job whose process still runs; record the end of every other one."""
+        """Adopt every active job that still runs; record the end of every other one."""
         for job in Job.select().where(Job.status.in_(ACTIVE)):
             self._claim(job)
 
     def _claim(self, job: Job) -> None:
-        """Take charge of an active job this supervisor does not watch yet."""
-        pid, ticks = job.pid, job.process_start
-        if pid is None:
-            pid, ticks = self._wrapper_pid(job.id)
-            if pid is None:
+        """Take charge of an active job this supervisor does not follow yet."""
+        try:
+            executor = self._executor(job)
+        except (ConfigError, UnknownPluginError) as exc:
+            self._fail(job, f"its executor cannot be used: {exc}")
+            return
+        ref = job.executor_ref or (f"{job.pid} {job.process_start or ''}".strip() if job.pid is not None else None)
+        if ref is None:
+            ref = executor.recover(job_dir(self.workspace, job.id))
+            if ref is None:
                 if job.status == STOPPING:
                     finish_unlaunched(job.id, time.time())
                 return  # admitted, never launched: launched on the next pass
-            Job.update(pid=pid, process_start=ticks).where(Job.id == job.id).execute()
-        handle = Handle(job.id, pid, ticks)
-        if is_running(pid, ticks):
-            logger.info("adopted job %s (pid %s)", job.id, pid)
-            record_event(job.id, "job_adopted", time.time(), pid=pid)
-            self.handles[job.id] = handle
-        else:
-            self._finish(handle)
+            self._record_ref(job, ref, executor)
+        handle = self._handle(job, ref, executor)
+        state = self._poll(handle)
+        if state is not None and state.ended:
+            self._finish(handle, state)
+            return
+        logger.info("adopted job %s (%s)", job.id, ref)
+        record_event(job.id, "job_adopted", time.time(), **self._where(handle))
+        self.handles[job.id] = handle
 
-    def _wrapper_pid(self, job_id: int) -> tuple[int | None, str | None]:
-        path = (job_dir(self.workspace, job_id) / STATUS_FILE).with_suffix(PID_FILE_SUFFIX)
-        try:
-            pid, ticks = path.read_text().split()
-            return int(pid), ticks
-        except (FileNotFoundError, ValueError):
-            return None, None
+    def _record_ref(self, job: Job, ref: str, executor: Executor) -> None:
+        if isinstance(executor, LocalExecutor):
+            pid, _, ticks = ref.partition(" ")
+            Job.update(pid=int(pid), process_start=ticks or None, executor_ref=ref).where(Job.id == job.id).execute()
+        else:
+            Job.update(executor_ref=ref).where(Job.id == job.id).execute()
+
+    @staticmethod
+    def _where(handle: Handle) -> dict[str, Any]:
+        """Event fields saying where a job runs."""
+        if handle.local:
+            return {"pid": handle.pid}
+        return {"executor_ref": handle.submitted.ref}
 
     # --- launching --------------------------------------------------------------------------------------------
+    def submission(self, job: Job) -> Submission:
+        """What the job's executor is given (the run folder is made by then)."""
+        assert job.run_dir is not None
+        resources = Resources(**job.resources) if job.resources else Resources()
+        return Submission(
+            job_id=job.id, name=f"simpletuner-{job.id}-{job.environment}",
+            arguments=train_arguments(job, self.workspace), resources=resources,
+            environment=job_environment(job, self.workspace, base={}, registry=self.registry),
+            working_dir=self.workspace.root, run_dir=Path(job.run_dir), folder=job_dir(self.workspace, job.id),
+            launch_arguments=tuple(job.launcher_args) if job.launcher_args is not None else None)
+
     def launch(self, job: Job) -> None:
-        """Make an admitted job's run folder (recorded before its process starts, so its files can be found
-        whatever happens next), then start its wrapper in a new session, its output going to the job's log."""
+        """Make an admitted job's run folder (recorded before the job starts, so its files can be found whatever
+        happens next), then hand the job to its executor: a wrapper process in a new session for ``local`` (its
+        output going to the job's log), a submission to a cluster for the others."""
         folder = job_dir(self.workspace, job.id)
         folder.mkdir(parents=True, exist_ok=True)
         now = time.time()
         try:
+            executor = self._executor(job)
             if job.run_dir is None:
                 job.run_dir = str(create_run_folder(Path(job.output_dir), job.environment, job_id=job.id, now=now))
                 Job.update(run_dir=job.run_dir).where(Job.id == job.id).execute()
             path = events_path(job)
             offset = path.stat().st_size if path.exists() else 0
-            env = job_environment(job, self.workspace, registry=self.registry)
-            with (folder / LOG_FILE).open("ab") as log:
-                process = subprocess.Popen(wrapped_command(job, self.workspace, self.python), stdout=log,
-                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                           cwd=self.workspace.root, env=env)
-        except OSError as exc:
-            Job.update(status=FAILED, phase="failed", ended_at=now, error=f"could not start the job: {exc}").where(
-                Job.id == job.id).execute()
-            record_event(job.id, "job_finished", now, status=FAILED, error=str(exc))
+            problems = executor.problems(self.workspace.root, Path(job.output_dir))
+            if problems:
+                raise SubmitError("; ".join(problems))
+            ref = executor.submit(self.submission(job))
+        except (OSError, SubmitError, ExecutorUnavailable, ConfigError, UnknownPluginError) as exc:
+            self._fail(job, f"could not start the job: {exc}", now)
             return
-        ticks = start_ticks(process.pid)
-        self.handles[job.id] = Handle(job.id, process.pid, ticks, process)
+        except Exception as exc:  # an executor plugin's own bug must not stop the supervisor
+            logger.exception("the executor of job %s failed to submit it", job.id)
+            self._fail(job, f"could not start the job: {type(exc).__name__}: {exc}", now)
+            return
+        handle = self._handle(job, ref, executor)
+        self.handles[job.id] = handle
         # started_at stays the admission time, so jobs admitted one after the other keep that order even when
         # their processes happen to launch the other way round.
-        Job.update(pid=process.pid, process_start=ticks, phase="starting", events_offset=offset).where(
-            Job.id == job.id).execute()
-        record_event(job.id, "job_started", now, pid=process.pid, environment=job.environment, run_dir=job.run_dir)
+        self._record_ref(job, ref, executor)
+        Job.update(phase="starting", events_offset=offset).where(Job.id == job.id).execute()
+        record_event(job.id, "job_started", now, **self._where(handle), environment=job.environment,
+                     run_dir=job.run_dir, executor=job.executor or LOCAL)
         record_event(job.id, "phase", now, phase="starting")
-        logger.info("started job %s (%s) as pid %s", job.id, job.environment, process.pid)
+        logger.info("started job %s (%s) on %s as %s", job.id, job.environment, job.executor or LOCAL, ref)
+
+    def _fail(self, job: Job, error: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        Job.update(status=FAILED, phase="failed", ended_at=now, error=error).where(Job.id == job.id).execute()
+        record_event(job.id, "job_finished", now, status=FAILED, error=error)
+        self.handles.pop(job.id, None)
 
     # --- watching ---------------------------------------------------------------------------------------------
-    def _ended(self, handle: Handle) -> bool:
-        if handle.process is not None:
-            return handle.process.poll() is not None
-        return not is_running(handle.pid, handle.ticks)
+    def _poll(self, handle: Handle) -> JobState | None:
+        """The job's state from its executor (None while the executor cannot be reached); records changes of a
+        cluster job's state and of the cluster's reachability as events, and copies its new log output."""
+        now = time.time()
+        try:
+            state = handle.executor.poll(handle.submitted)
+            if not handle.local:
+                self._copy_log(handle)
+        except Exception as exc:  # ExecutorUnavailable, or an executor plugin's own bug: ask again later
+            message = str(exc) if isinstance(exc, ExecutorUnavailable) else f"{type(exc).__name__}: {exc}"
+            if handle.unreachable != message:
+                logger.warning("job %s: its executor cannot be reached: %s", handle.job_id, message)
+                record_event(handle.job_id, "executor_unreachable", now, error=message)
+            handle.unreachable = message
+            handle.next_poll = now + max(self.cluster_poll_s, UNREACHABLE_RETRY_S)
+            return None
+        if handle.unreachable is not None:
+            record_event(handle.job_id, "executor_reachable", now)
+            handle.unreachable = None
+        if not handle.local and not state.ended and state.state != handle.state:
+            record_event(handle.job_id, "executor_state", now, state=state.state, reason=state.reason)
+            handle.state = state.state
+        handle.next_poll = now if handle.local else now + self.cluster_poll_s
+        return state
+
+    def _copy_log(self, handle: Handle) -> None:
+        """Append what a cluster job printed since the last copy to the job's log (for executors that hand it
+        over instead of writing the log file)."""
+        data = handle.executor.read_log(handle.submitted, handle.log_offset)
+        if data:
+            with (handle.submitted.folder / LOG_FILE).open("ab") as log:
+                log.write(data)
+            handle.log_offset += len(data)
 
     def ingest(self, job_id: int) -> None:
         """Store the events the job's run wrote since the last pass."""
@@ -159,33 +261,21 @@ class Supervisor:
                 ingest.store(job, records, offset, time.time())
             job.events_offset = offset
 
-    def _outcome(self, handle: Handle) -> tuple[int | None, int | None, bool]:
-        """(exit code, signal, lost) of an ended job, from the wrapper's status file or its own exit."""
-        try:
-            status = json.loads((job_dir(self.workspace, handle.job_id) / STATUS_FILE).read_text())
-            return status.get("returncode"), status.get("signal"), False
-        except (FileNotFoundError, ValueError):
-            pass
-        if handle.process is not None and handle.process.returncode is not None:
-            code = handle.process.returncode  # the wrapper itself died (SIGKILL after the grace period)
-            return (code, None, False) if code >= 0 else (None, -code, False)
-        return None, None, True
-
-    def _finish(self, handle: Handle) -> None:
+    def _finish(self, handle: Handle, state: JobState) -> None:
         """Record the end of a job: status, exit code, signal, explanation and the last lines of its log."""
         self.ingest(handle.job_id)
         job = Job.get_by_id(handle.job_id)
-        code, sig, lost = self._outcome(handle)
+        code, sig = state.exit_code, state.signal
         stop_requested = job.stop_requested_at is not None
-        if code == 0 and sig is None:
+        if state.state == SUCCEEDED:
             status, error = COMPLETED, None
         elif stop_requested:
             status = STOPPED
             error = f"stopped by {job.stop_requested_by or 'the server'}" + (
                 f" (killed after the {self.grace_s:g} s grace period)" if handle.killed else "")
         else:
-            status = FAILED
-            error = LOST if lost else describe_exit(code, sig, False)
+            status = STOPPED if state.state == EXECUTOR_STOPPED else FAILED
+            error = state.reason or describe_exit(code, sig, False) or f"the job ended {state.state}"
             failure = self._run_failure(job.id)
             if failure and sig is None:
                 error = f"{failure} ({error})"
@@ -209,8 +299,17 @@ class Supervisor:
         return f"{row.data.get('error_type', 'Error')}: {row.data.get('error', '')}"
 
     # --- requests from workers -----------------------------------------------------------------------------------
+    def _stop(self, handle: Handle, force: bool) -> bool:
+        """Ask the job's executor to stop it; False when the executor cannot be reached (asked again later)."""
+        try:
+            handle.executor.stop(handle.submitted, force=force)
+        except Exception as exc:  # ExecutorUnavailable, or an executor plugin's own bug
+            logger.warning("job %s: could not ask its executor to stop it: %s", handle.job_id, exc)
+            return False
+        return True
+
     def apply_requests(self) -> None:
-        """Signal jobs asked to stop, admit waiting jobs whose GPUs are free, launch admitted ones."""
+        """Stop jobs asked to stop, admit waiting jobs whose GPUs are free, launch admitted ones."""
         now = time.time()
         for job in Job.select().where(Job.status.in_(ACTIVE)):
             handle = self.handles.get(job.id)
@@ -220,27 +319,31 @@ class Supervisor:
             if job.status != STOPPING or handle is None:
                 continue
             if job.term_sent_at is None:
-                signal_tree(handle.pid, signal.SIGTERM)
-                Job.update(term_sent_at=now).where(Job.id == job.id).execute()
-                logger.info("sent SIGTERM to job %s", job.id)
+                if self._stop(handle, force=False):
+                    Job.update(term_sent_at=now).where(Job.id == job.id).execute()
+                    logger.info("sent SIGTERM to job %s" if handle.local else "asked the executor to stop job %s",
+                                job.id)
             elif now - job.term_sent_at >= self.grace_s and not handle.killed:
-                signal_tree(handle.pid, signal.SIGKILL)
-                handle.killed = True
-                logger.warning("job %s outlived the %g s grace period: sent SIGKILL", job.id, self.grace_s)
+                if self._stop(handle, force=True):
+                    handle.killed = True
+                    logger.warning("job %s outlived the %g s grace period: %s", job.id, self.grace_s,
+                                   "sent SIGKILL" if handle.local else "forced its end")
         admit_ready(self.database, now)
-        for job in Job.select().where((Job.status == RUNNING) & Job.pid.is_null()):
+        for job in Job.select().where((Job.status == RUNNING) & Job.pid.is_null() & Job.executor_ref.is_null()):
             if job.id not in self.handles:
                 self.launch(job)
 
     # --- the loop ---------------------------------------------------------------------------------------------
     def step(self) -> None:
-        """One fast pass: events of every watched job, and the end of those that ended."""
+        """One fast pass: events of every followed job, and the end of those that ended."""
+        now = time.time()
         for handle in list(self.handles.values()):
-            ended = self._ended(handle)
-            if ended:
-                self._finish(handle)
-            else:
-                self.ingest(handle.job_id)
+            if now >= handle.next_poll:
+                state = self._poll(handle)
+                if state is not None and state.ended:
+                    self._finish(handle, state)
+                    continue
+            self.ingest(handle.job_id)
 
     def run(self, parent_pid: int | None = None, ready: IO[str] | None = None) -> None:
         """Reconcile, report readiness, then supervise until SIGTERM/SIGINT or until the server goes away."""

@@ -133,13 +133,14 @@ def outputs(job: Job) -> dict[str, Any]:
 
 def detail(job: Job, workspace: Workspace, log_lines: int = 40) -> dict[str, Any]:
     """``GET /api/jobs/{id}``: the summary plus stop request, output folder, run folder (``run_dir``: where this job's
-    files are, null until it is launched), log tail and outputs."""
+    files are, null until it is launched), where it runs (``executor`` and the executor's reference to it), log tail
+    and outputs."""
     position = positions().get(job.id) if job.status == "queued" else None
     log = job.log_tail if job.status in ENDED and job.log_tail is not None else \
         tail_lines(job_dir(workspace, job.id) / LOG_FILE, log_lines)
     return {
         **summary(job, position), "output_dir": job.output_dir, "run_dir": job.run_dir,
-        "launcher_args": job.launcher_args,
+        "launcher_args": job.launcher_args, "executor": job.executor or "local", "executor_ref": job.executor_ref,
         "pid": job.pid, "stop_requested_at": job.stop_requested_at, "stop_requested_by": job.stop_requested_by,
         "log_tail": log[-log_lines:], "log_url": f"/api/jobs/{job.id}/log", "outputs": outputs(job),
     }

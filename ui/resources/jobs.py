@@ -39,24 +39,35 @@ def _job_id(data: dict, key: str = "job_id") -> int | None:
 
 
 class TrainingStart(Resource):
-    """``POST /api/training/start`` ``{"environment": NAME}`` → ``{job_id, status, position}``.
+    """``POST /api/training/start`` ``{"environment": NAME, "executor": NAME, "executor_options": {...}}`` →
+    ``{job_id, status, position, executor}``.
 
     The environment is loaded and checked first; a config with problems is refused (422) with every problem, and
-    nothing is queued.
+    nothing is queued. ``executor`` (optional) runs this job elsewhere than the environment's ``executor`` says, and
+    ``executor_options`` override the executor's options for this job (by key, or without the executor's prefix:
+    ``{"address": …}`` for ``ray_address``); privileged ones need ``config.trusted``.
     """
 
     permissions = {"POST": "job.start"}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         data = read_json(req, self.ctx.settings.max_body_bytes)
-        only_keys(data, {"environment"})
+        only_keys(data, {"environment", "executor", "executor_options"})
         name = data.get("environment")
         if not isinstance(name, str) or not name:
             raise bad_request("environment is required: the name of an environment (a folder under configs/)")
+        executor = data.get("executor")
+        if executor is not None and (not isinstance(executor, str) or not executor):
+            raise bad_request("executor must be the name of an installed executor (local, ray, slurm, ...)")
+        overrides = data.get("executor_options")
+        if overrides is not None and not isinstance(overrides, dict):
+            raise bad_request("executor_options must be an object of the executor's options, e.g. "
+                              '{"partition": "gpu"}')
         principal = self.principal(req)
         try:
             request = job_request(self.ctx.workspace, self.ctx.registry, name, principal.user_id,
-                                  principal.username)
+                                  principal.username, executor=executor, executor_options=overrides,
+                                  permissions=frozenset(principal.permissions))
             ownership.require_change(principal, name)
             guard = check_job(self.ctx.workspace, self.ctx.registry, name)
         except ConfigError as exc:
@@ -81,10 +92,11 @@ class TrainingStart(Resource):
                       status=409)
             return
         job = queue.submit(self.ctx.database, request, self.ctx.now())
-        self.audit(req, "job_start", target=name, detail={"job_id": job.id})
+        self.audit(req, "job_start", target=name, detail={"job_id": job.id, "executor": job.executor or "local",
+                                                           "executor_options": sorted(overrides or {})})
         position = queue.positions().get(job.id)
         send_json(resp, {"job_id": job.id, "status": "queued" if job.status == "queued" else "running",
-                         "position": position}, status=202)
+                         "position": position, "executor": job.executor or "local"}, status=202)
 
 
 class TrainingStop(Resource):

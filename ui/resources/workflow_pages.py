@@ -37,6 +37,11 @@ def _config_page(ctx: AppContext, req: falcon.Request) -> dict[str, Any]:
     return _active(ctx, req) | {"sections": SECTIONS}
 
 
+def _training(ctx: AppContext, req: falcon.Request) -> dict[str, Any]:
+    # The installed executors, for the per-job choice beside Start.
+    return _active(ctx, req) | {"executors": list(ctx.registry.executors().values())}
+
+
 def _onboarding(ctx: AppContext, req: falcon.Request) -> dict[str, Any]:
     return _active(ctx, req) | {"done": onboarding.onboarding_done()}
 
@@ -49,7 +54,7 @@ def workflow_page_routes(ctx: AppContext) -> list[tuple[str, Page]]:
         ("/config", Page(ctx, "config.html", "Configuration", "config.view", _config_page)),
         ("/wizard", Page(ctx, "wizard.html", "Training wizard", "config.edit", _plain)),
         ("/datasets", Page(ctx, "datasets.html", "Datasets", "config.view", _plain)),
-        ("/training", Page(ctx, "training.html", "Training", "config.view", _plain)),
+        ("/training", Page(ctx, "training.html", "Training", "config.view", _training)),
     ]
 
 

@@ -95,6 +95,7 @@
     $("log-tail").textContent = (job.log_tail || []).join("\n");
     $("run-dir").textContent = job.run_dir || "";
     $("run-folder").hidden = !job.run_dir;
+    $("st-executor").textContent = job.executor + (job.executor_ref && job.executor !== "local" ? " (" + job.executor_ref + ")" : "");
     $("gallery").replaceChildren(...job.outputs.validation_images.filter((i) => i.url).map((image) => el("figure", {},
       el("img", { src: image.url, alt: "validation image at step " + image.step }),
       el("figcaption", { text: "step " + image.step }))));
@@ -173,7 +174,9 @@
   if (start) {
     start.addEventListener("click", async () => {
       start.disabled = true;  // one request per click
-      const result = await api("POST", "/api/training/start", { environment: root.dataset.env });
+      const body = { environment: root.dataset.env };
+      if ($("train-executor").value) body.executor = $("train-executor").value;
+      const result = await api("POST", "/api/training/start", body);
       start.disabled = false;
       const where = result.ok && result.data.position ? " (place " + result.data.position + " in the queue)" : "";
       say("train-message", result.ok ? "Job #" + result.data.job_id + " " + result.data.status + where : message(result), !result.ok);

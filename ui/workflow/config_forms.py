@@ -25,7 +25,8 @@ from simpletuner.core.workspace import Workspace
 _PROBLEM = re.compile(r"^(?:\[(?P<layer>[^\]]+)\] )?\$\.(?P<key>[A-Za-z0-9_]+): (?P<message>.*)$", re.S)
 #: The plugin kind whose registered names a ``choices_from`` option accepts.
 _CHOICE_KINDS = {"model_family": Kind.MODEL_FAMILY, "tracker": Kind.TRACKER, "publisher": Kind.PUBLISHER,
-                 "validation_method": Kind.VALIDATION_METHOD, "data_backend": Kind.DATA_BACKEND}
+                 "validation_method": Kind.VALIDATION_METHOD, "data_backend": Kind.DATA_BACKEND,
+                 "executor": Kind.EXECUTOR}
 
 
 @attrs.frozen

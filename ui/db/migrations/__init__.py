@@ -26,6 +26,7 @@ from simpletuner.ui.db.migrations import (
     m0006_job_run_folders,
     m0007_login_throttle,
     m0008_open_streams,
+    m0009_job_executors,
 )
 
 
@@ -51,7 +52,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration.from_module(m0001_initial), Migration.from_module(m0002_jobs), Migration.from_module(m0003_workflow),
     Migration.from_module(m0004_job_end_index), Migration.from_module(m0005_environment_records),
     Migration.from_module(m0006_job_run_folders), Migration.from_module(m0007_login_throttle),
-    Migration.from_module(m0008_open_streams),
+    Migration.from_module(m0008_open_streams), Migration.from_module(m0009_job_executors),
 )
 
 

@@ -1,4 +1,4 @@
-"""The wrapper every job runs in: ``python -m simpletuner.ui.jobs.shim STATUS_FILE -- COMMAND...``.
+"""The wrapper every job runs in: ``python -m simpletuner.plugins.executors.shim STATUS_FILE -- COMMAND...``.
 
 It leads the job's process group, runs the training command as its child, and writes how that child ended
 (exit code or signal) to ``STATUS_FILE`` before it exits. The status therefore survives a restart of the server:
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from simpletuner.core.atomic import atomic_write_text
-from simpletuner.ui.jobs.processes import descendants, start_ticks
+from simpletuner.plugins.executors.processes import descendants, start_ticks
 
 PR_SET_CHILD_SUBREAPER = 36
 #: Seconds left to processes the command left behind between SIGTERM and SIGKILL.
@@ -90,7 +90,7 @@ def run(status_file: Path, command: list[str]) -> int:
 def main(argv: list[str]) -> int:
     """Entry point: ``STATUS_FILE -- COMMAND...``."""
     if len(argv) < 3 or argv[1] != "--":
-        print("usage: python -m simpletuner.ui.jobs.shim STATUS_FILE -- COMMAND...", file=sys.stderr)
+        print("usage: python -m simpletuner.plugins.executors.shim STATUS_FILE -- COMMAND...", file=sys.stderr)
         return 2
     return run(Path(argv[0]), argv[2:])
 
