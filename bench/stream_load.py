@@ -155,10 +155,10 @@ def workers_rss_mib(master: int) -> float:
 def adoptable_job(workspace: Path) -> tuple[subprocess.Popen[bytes], Path]:
     """A "running" job in the workspace database whose process is a stand-in: the server's job runner adopts it
     at start and stores what is appended to its ``events.jsonl``. Returns the stand-in and that file."""
+    from simpletuner.plugins.executors.processes import start_ticks
     from simpletuner.ui.db import bind_models, open_database
     from simpletuner.ui.db.models import User
     from simpletuner.ui.jobs.models import Job, bind_job_models
-    from simpletuner.ui.jobs.processes import start_ticks
 
     stand_in = subprocess.Popen(["sleep", "3600"])
     run_dir = workspace / "output" / "bench" / "run"
