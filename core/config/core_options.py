@@ -150,6 +150,11 @@ class CoreOptions:
         4, help="Images per VAE call while caching latents; lower it if caching runs out of memory.",
         section="dataset", minimum=1,
     )
+    batch_memory_cache_mb: int = option(
+        1024, help="Megabytes of cached latents and embeddings each training process keeps decoded in memory after "
+        "their first read (the rest is read from the cache every epoch); 0 reads everything every time.",
+        section="dataset", minimum=0,
+    )
     allow_dataset_oversubscription: bool = option(
         False, help="Repeat undersized buckets just enough for the effective batch instead of failing.",
         section="dataset",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import random
+import sys
+from typing import Any
 
 import attrs
 
@@ -98,3 +100,89 @@ def place(width: int, height: int, settings: ResolutionSettings, seed: int = 0) 
     else:
         left, top = spare_w // 2, spare_h // 2
     return Placement(width=bw, height=bh, resized=(rw, rh), crop_box=(left, top, left + bw, top + bh))
+
+
+def too_small_mask(width: Any, height: Any, settings: ResolutionSettings) -> Any:
+    """:func:`too_small` over NumPy arrays of widths and heights."""
+    import numpy as np
+
+    w, h = np.asarray(width, dtype=np.float64), np.asarray(height, dtype=np.float64)
+    minimum = settings.minimum_image_size
+    if settings.resolution_type == "pixel":
+        return np.minimum(w, h) < minimum
+    if settings.resolution_type == "area":
+        return w * h < minimum * 1_000_000
+    return w * h < minimum**2
+
+
+@attrs.frozen(eq=False)
+class Placements:
+    """The placement of many images, one row each: bucket (an index into ``names``), resized size and crop origin.
+
+    Arrays rather than :class:`Placement` objects, so a million images cost 20 bytes each.
+    """
+
+    names: tuple[str, ...]  # bucket names
+    bucket: Any  # int32 (n,)
+    resized: Any  # int32 (n, 2): width, height
+    origin: Any  # int32 (n, 2): crop left, top
+
+    def __len__(self) -> int:
+        return len(self.bucket)
+
+    def bucket_size(self, index: int) -> tuple[int, int]:
+        """(width, height) of the bucket of row ``index``."""
+        width, height = self.names[int(self.bucket[index])].split("x")
+        return int(width), int(height)
+
+    def placement(self, index: int) -> Placement:
+        """Row ``index`` as a :class:`Placement`."""
+        width, height = self.bucket_size(index)
+        left, top = (int(v) for v in self.origin[index])
+        return Placement(width=width, height=height, resized=(int(self.resized[index][0]), int(self.resized[index][1])),
+                         crop_box=(left, top, left + width, top + height))
+
+    def bucket_names(self) -> list[str]:
+        """The bucket name of each row (the same string object for every row of a bucket)."""
+        return [self.names[b] for b in self.bucket.tolist()]
+
+    def rows(self) -> Any:
+        """An int32 (n, 6) array of bucket width, height, resized width, height, crop left, top (for digests)."""
+        import numpy as np
+
+        sizes = np.array([tuple(map(int, n.split("x"))) for n in self.names], dtype=np.int32).reshape(-1, 2)
+        return np.concatenate([sizes[self.bucket], self.resized, self.origin], axis=1) if len(self) else \
+            np.zeros((0, 6), dtype=np.int32)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the arrays."""
+        return int(self.bucket.nbytes + self.resized.nbytes + self.origin.nbytes)
+
+
+def place_many(width: Any, height: Any, seeds: Any, settings: ResolutionSettings) -> Placements:
+    """:func:`place` for arrays of widths, heights and crop seeds; each distinct size is placed once (except with
+    ``crop_style: random``, whose box depends on the seed)."""
+    import numpy as np
+
+    count = len(width)
+    bucket = np.zeros(count, dtype=np.int32)
+    resized = np.zeros((count, 2), dtype=np.int32)
+    origin = np.zeros((count, 2), dtype=np.int32)
+    names: dict[str, int] = {}
+    per_image = settings.crop and settings.crop_style == "random"
+    if per_image:
+        groups = [(np.array([i]), int(width[i]), int(height[i]), int(seeds[i])) for i in range(count)]
+    else:
+        sizes = np.asarray(width, dtype=np.int64) << 32 | np.asarray(height, dtype=np.int64)
+        unique, inverse = np.unique(sizes, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
+        groups = [(order[bounds[k] : bounds[k + 1]], int(u >> 32), int(u & 0xFFFFFFFF), 0)
+                  for k, u in enumerate(unique.tolist())]
+    for rows, w, h, seed in groups:
+        p = place(w, h, settings, seed)
+        bucket[rows] = names.setdefault(p.bucket, len(names))
+        resized[rows] = p.resized
+        origin[rows] = p.crop_box[:2]
+    return Placements(names=tuple(sys.intern(n) for n in names), bucket=bucket, resized=resized, origin=origin)

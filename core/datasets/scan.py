@@ -1,27 +1,42 @@
 """Scanning image datasets: which images train, at which size, with which caption — and which are skipped, and why.
 
 Unreadable, corrupt or too-small images and images without a caption are reported by count and name and left out;
-they never stop a run and are never upscaled.
+they never stop a run and are never upscaled. A scan goes through the dataset's index
+(:mod:`simpletuner.core.datasets.index`): only files it does not know yet are read, and only their headers.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
+import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import PurePosixPath
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
+import numpy as np
 
 from simpletuner.core.config.datasets import DatasetEntry
-from simpletuner.core.datasets.buckets import Placement, ResolutionSettings, place, too_small
+from simpletuner.core.datasets.buckets import Placement, Placements, ResolutionSettings, place_many, too_small_mask
+from simpletuner.core.datasets.index import (
+    ImageTable,
+    Refresh,
+    ScanContext,
+    derived_caption,
+    load_index,
+    read_caption,
+    refresh,
+    save_index,
+)
 from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.interfaces import DataBackend
 
+logger = logging.getLogger(__name__)
+
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp"})
+
+#: Called as ``progress(dataset_id, done, total)`` while a scan reads files.
+Progress = Callable[[str, int, int], None]
 
 
 class DatasetError(SimpleTunerError):
@@ -30,15 +45,21 @@ class DatasetError(SimpleTunerError):
 
 @attrs.frozen
 class Sample:
-    """One training image: where it is, its caption, its size and its placement in a bucket."""
+    """One training image: where it is, its size and its placement in a bucket; its caption is read when asked."""
 
     dataset_id: str
     path: str
-    caption: str
     width: int
     height: int
     content_hash: str
     placement: Placement
+    dataset: ScannedDataset = attrs.field(eq=False, repr=False)
+    index: int = attrs.field(eq=False, repr=False)
+
+    @property
+    def caption(self) -> str:
+        """The caption, by the dataset's caption strategy."""
+        return self.dataset.caption(self.index)
 
 
 @attrs.frozen
@@ -51,25 +72,115 @@ class Skipped:
 
 
 @attrs.frozen
+class IndexFile:
+    """Where a dataset's index is kept, and whether this process writes it (one process of a run does)."""
+
+    backend: DataBackend
+    path: str
+    writable: bool = True
+
+
+class Samples(Sequence[Sample]):
+    """The samples of a scanned dataset, made when asked for (a dataset keeps arrays, not objects)."""
+
+    def __init__(self, dataset: ScannedDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset.rows)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self.dataset.sample(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.dataset.sample(index)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return (self.dataset.sample(i) for i in range(len(self)))
+
+
+@attrs.frozen(eq=False)
 class ScannedDataset:
-    """The usable samples of one dataset and the images it skipped."""
+    """The usable samples of one dataset (sample ``i`` is row ``rows[i]`` of the index table) and the images it
+    skipped. Everything is held in arrays (:attr:`nbytes` per image stays around 200 bytes)."""
 
     entry: DatasetEntry
     backend: DataBackend
     settings: ResolutionSettings
-    samples: tuple[Sample, ...]
-    skipped: tuple[Skipped, ...]
+    table: ImageTable
+    rows: Any  # int64 (n,): table row of each sample
+    placements: Placements  # one row per sample
+    reasons: Any  # uint8 (len(table),): 0 trains, else an index into SKIP_REASONS
+    refreshed: Refresh | None = None
+
+    @property
+    def samples(self) -> Samples:
+        """Every sample, in path order."""
+        return Samples(self)
+
+    def sample(self, index: int) -> Sample:
+        """Sample ``index``."""
+        row = int(self.rows[index])
+        return Sample(self.entry.id, self.table.paths[row], int(self.table.width[row]), int(self.table.height[row]),
+                      self.content_hash(index), self.placements.placement(index), self, index)
+
+    def path(self, index: int) -> str:
+        """The image path of sample ``index``."""
+        return self.table.paths[int(self.rows[index])]
+
+    def content_hash(self, index: int) -> str:
+        """The SHA-256 (hex) of sample ``index``'s image bytes."""
+        return self.table.digest[int(self.rows[index])].tobytes().hex()
+
+    def caption_digest(self, index: int) -> str:
+        """The SHA-256 (hex) of sample ``index``'s caption, from the index (nothing is read)."""
+        return self.table.caption_digest[int(self.rows[index])].tobytes().hex()
+
+    def caption(self, index: int) -> str:
+        """The caption of sample ``index`` (read from its caption file, for file captions)."""
+        path = self.path(index)
+        entry = self.entry
+        caption = derived_caption(entry.caption_strategy, entry.instance_prompt or "", path)
+        if caption is None:
+            caption = read_caption(self.backend, path)
+        if caption is None:
+            raise DatasetError(f"dataset {entry.id!r}: the caption file of {path} disappeared during the run; "
+                               "restore it or restart the run")
+        return caption
+
+    @property
+    def skipped(self) -> tuple[Skipped, ...]:
+        """The images left out, with the reason."""
+        return tuple(Skipped(self.entry.id, self.table.paths[int(r)], SKIP_REASONS[self.reasons[r]])
+                     for r in np.flatnonzero(self.reasons))
+
+    def skip_counts(self) -> dict[str, int]:
+        """Images left out, by reason."""
+        counts = np.bincount(self.reasons, minlength=len(SKIP_REASONS))
+        return {SKIP_REASONS[k]: int(counts[k]) for k in range(1, len(SKIP_REASONS)) if counts[k]}
 
     def skip_summary(self, limit: int = 5) -> list[str]:
         """One line per skip reason: ``3 too small (a.png, b.png, c.png)``."""
-        by_reason: dict[str, list[str]] = {}
-        for item in self.skipped:
-            by_reason.setdefault(item.reason, []).append(item.path)
         lines = []
-        for reason, paths in by_reason.items():
-            shown = ", ".join(paths[:limit]) + (", ..." if len(paths) > limit else "")
-            lines.append(f"{len(paths)} {reason} ({shown})")
+        for code in range(1, len(SKIP_REASONS)):
+            rows = np.flatnonzero(self.reasons == code)
+            if not len(rows):
+                continue
+            shown = ", ".join(self.table.paths[int(r)] for r in rows[:limit]) + (", ..." if len(rows) > limit else "")
+            lines.append(f"{len(rows)} {SKIP_REASONS[code]} ({shown})")
         return lines
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of per-image bookkeeping held (index table, sample rows, placements, reasons)."""
+        return int(self.table.nbytes + self.rows.nbytes + self.placements.nbytes + self.reasons.nbytes)
+
+
+#: Why an image is left out, by code (0: it trains).
+SKIP_REASONS = ("", "unreadable", "too small", "no caption")
 
 
 def resolution_settings(entry: DatasetEntry, core: Any, alignment: int) -> ResolutionSettings:
@@ -89,74 +200,88 @@ def resolution_settings(entry: DatasetEntry, core: Any, alignment: int) -> Resol
 
 def caption_for(entry: DatasetEntry, backend: DataBackend, path: str) -> str | None:
     """The caption of an image by the dataset's caption strategy; None when its caption file is missing."""
-    if entry.caption_strategy == "instanceprompt":
-        return entry.instance_prompt or ""
-    stem = PurePosixPath(path).with_suffix("")
-    if entry.caption_strategy == "filename":
-        return stem.name.replace("_", " ").replace("-", " ").strip()
-    # textfile, and huggingface: its backend serves each row's caption column as the row's .txt
-    caption_path = str(stem) + ".txt"
-    if not backend.exists(caption_path):
-        return None
-    return backend.read(caption_path).decode("utf-8", errors="replace").strip()
+    caption = derived_caption(entry.caption_strategy, entry.instance_prompt or "", path)
+    return caption if caption is not None else read_caption(backend, path)
 
 
-def _examine(entry: DatasetEntry, backend: DataBackend, settings: ResolutionSettings, seed: int,
-             path: str) -> Sample | Skipped:
-    from PIL import Image, UnidentifiedImageError
+def scan_context(entry: DatasetEntry, backend: DataBackend) -> ScanContext:
+    """What a dataset's index depends on besides its files."""
+    location = getattr(backend, "location", None) or str(getattr(backend, "root", entry.instance_data_dir or ""))
+    return ScanContext(location=location, caption_strategy=entry.caption_strategy,
+                       instance_prompt=entry.instance_prompt or "")
 
-    try:
-        data = backend.read(path)
-        with Image.open(io.BytesIO(data)) as image:
-            image.verify()  # catches truncated and corrupt files without decoding every pixel twice
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-        return Skipped(entry.id, path, "unreadable")
-    if too_small(width, height, settings):
-        return Skipped(entry.id, path, "too small")
-    caption = caption_for(entry, backend, path)
-    if caption is None:
-        return Skipped(entry.id, path, "no caption")
-    digest = hashlib.sha256(data).hexdigest()
-    crop_seed = int(digest[:8], 16) ^ seed
-    return Sample(entry.id, path, caption, width, height, digest, place(width, height, settings, crop_seed))
+
+def index_path(entry: DatasetEntry) -> str:
+    """The index file of a dataset in its latent cache's storage (named by a digest of the id, which is free text)."""
+    return f"dataset-index/{hashlib.sha256(entry.id.encode('utf-8')).hexdigest()[:24]}.npz"
 
 
 def scan_dataset(entry: DatasetEntry, backend: DataBackend, settings: ResolutionSettings, *, seed: int = 0,
-                 threads: int = 4) -> ScannedDataset:
-    """Read every image of a dataset (in parallel threads) and place it in a bucket.
+                 threads: int = 4, index: IndexFile | None = None, progress: Progress | None = None
+                 ) -> ScannedDataset:
+    """Place every image of a dataset in a bucket, reading only the files its ``index`` does not know (all of them
+    without one) in ``threads`` parallel threads, and store the updated index.
 
     Raises :class:`DatasetError` when the dataset holds no image at all or none that can train.
     """
-    paths = backend.list(extensions=IMAGE_EXTENSIONS)
-    if not paths:
+    context = scan_context(entry, backend)
+    old = load_index(index.backend, index.path, context) if index is not None else None
+    report = (lambda done, total: progress(entry.id, done, total)) if progress else None
+    result = refresh(backend, context, old, IMAGE_EXTENSIONS, threads=threads, progress=report)
+    table = result.table
+    if not len(table):
         where = getattr(backend, "location", entry.instance_data_dir)  # remote backends name their location
         raise DatasetError(f"dataset {entry.id!r} has no images (jpg, jpeg, png, webp) in {where}; "
                            f"add images or disable the dataset")
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = list(pool.map(lambda p: _examine(entry, backend, settings, seed, p), paths))
-    samples = tuple(r for r in results if isinstance(r, Sample))
-    skipped = tuple(r for r in results if isinstance(r, Skipped))
-    scanned = ScannedDataset(entry, backend, settings, samples, skipped)
-    if not samples:
-        raise DatasetError(f"dataset {entry.id!r}: none of its {len(paths)} images can train: "
+    if index is not None and index.writable and (result.changed or old is None):
+        try:
+            save_index(index.backend, index.path, context, table)
+        except OSError as exc:  # a read-only cache folder costs the next start a full scan, not this run
+            logger.warning("dataset %s: could not store its index (%s); the next start scans it again", entry.id, exc)
+    scanned = build_scanned(entry, backend, settings, table, seed, result)
+    if not len(scanned.rows):
+        raise DatasetError(f"dataset {entry.id!r}: none of its {len(table)} images can train: "
                            + "; ".join(scanned.skip_summary()))
     return scanned
 
 
+def build_scanned(entry: DatasetEntry, backend: DataBackend, settings: ResolutionSettings, table: ImageTable,
+                  seed: int, refreshed: Refresh | None = None) -> ScannedDataset:
+    """Which rows of an index table train and where each goes, under ``settings``."""
+    reasons = np.zeros(len(table), dtype=np.uint8)
+    small = too_small_mask(table.width, table.height, settings)
+    reasons[~table.has_caption()] = SKIP_REASONS.index("no caption")
+    reasons[small] = SKIP_REASONS.index("too small")
+    reasons[~table.readable] = SKIP_REASONS.index("unreadable")
+    rows = np.flatnonzero(reasons == 0)
+    # the crop seed of an image comes from its content, so its random crop (and cache key) stays put
+    digest_seed = table.digest[rows, :4].astype(np.uint32)
+    crop_seeds = (digest_seed[:, 0] << 24 | digest_seed[:, 1] << 16 | digest_seed[:, 2] << 8 | digest_seed[:, 3])
+    crop_seeds = crop_seeds.astype(np.int64) ^ seed
+    placements = place_many(table.width[rows], table.height[rows], crop_seeds, settings)
+    return ScannedDataset(entry, backend, settings, table, rows, placements, reasons, refreshed)
+
+
 def scan_datasets(entries: Sequence[DatasetEntry], make_backend: Callable[[DatasetEntry], DataBackend], core: Any,
-                  alignment: int, seed: int = 0) -> list[ScannedDataset]:
-    """Scan every enabled image dataset."""
+                  alignment: int, seed: int = 0, *, index_for: Callable[[DatasetEntry], IndexFile | None] | None = None,
+                  progress: Progress | None = None, threads: int = 4) -> list[ScannedDataset]:
+    """Scan every enabled image dataset (through its index, where ``index_for`` names one)."""
     scanned = []
     for entry in entries:
         if entry.disabled or entry.dataset_type != "image":
             continue
         settings = resolution_settings(entry, core, alignment)
-        scanned.append(scan_dataset(entry, make_backend(entry), settings, seed=seed))
+        index = index_for(entry) if index_for is not None else None
+        scanned.append(scan_dataset(entry, make_backend(entry), settings, seed=seed, index=index, progress=progress,
+                                    threads=threads))
     return scanned
 
 
 def bucket_counts(datasets: Sequence[ScannedDataset]) -> dict[str, int]:
     """Images per bucket across datasets, for the run's report."""
-    return dict(Counter(s.placement.bucket for d in datasets for s in d.samples))
+    counts: Counter[str] = Counter()
+    for dataset in datasets:
+        per_bucket = np.bincount(dataset.placements.bucket, minlength=len(dataset.placements.names))
+        for name, count in zip(dataset.placements.names, per_bucket.tolist(), strict=True):
+            counts[name] += count
+    return dict(counts)

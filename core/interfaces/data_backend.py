@@ -5,6 +5,22 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
+import attrs
+
+
+@attrs.frozen
+class FileListing:
+    """Files of a backend with what tells whether each changed: three lists of the same length, sorted by path.
+
+    ``stamps`` holds, per file, a number that changes whenever its content may have changed (a modification time in
+    nanoseconds, a digest of an object's ETag, ...); 0 means unknown, so the file is read again on every scan.
+    ``sizes`` holds byte sizes (-1 where unknown).
+    """
+
+    paths: list[str]
+    sizes: list[int]
+    stamps: list[int]
+
 
 class DataBackend(ABC):
     """Storage of a dataset's images, captions and caches, addressed by ``/``-separated relative paths.
@@ -53,3 +69,12 @@ class DataBackend(ABC):
         the fix. The default does nothing: a local folder's problems show up in the datasets file check.
         """
         return None
+
+    def list_stamped(self, prefix: str = "", extensions: Iterable[str] | None = None) -> FileListing:
+        """:meth:`list` with each file's size and change stamp, so a dataset scan re-reads only changed files.
+
+        The default knows neither (every file counts as changed); backends that can tell cheaply (a directory
+        listing with ``stat``, an object listing) override it.
+        """
+        paths = self.list(prefix, extensions)
+        return FileListing(paths=paths, sizes=[-1] * len(paths), stamps=[0] * len(paths))

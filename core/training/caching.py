@@ -32,11 +32,17 @@ class LatentJob:
 
 @attrs.frozen
 class TextJob:
-    """A caption whose embedding is cached under ``key`` in ``store``."""
+    """A caption whose embedding is cached under ``key`` in ``store``; ``read_caption`` gives its text, which is
+    only needed when it is encoded (the key comes from the caption's digest, known from the dataset's index)."""
 
-    caption: str
+    read_caption: Callable[[], str]
     store: CacheStore
     key: str
+
+    @property
+    def caption(self) -> str:
+        """The caption's text."""
+        return self.read_caption()
 
 
 def latent_key(sample: Sample, model: str) -> str:
@@ -46,9 +52,10 @@ def latent_key(sample: Sample, model: str) -> str:
                      resized=list(p.resized), crop=list(p.crop_box))
 
 
-def text_key(caption: str, model: str, family: str, settings: Mapping[str, Any]) -> str:
-    """The text-cache key: caption, the text encoders' source, the family and its text settings."""
-    return cache_key(kind="text", caption=caption, model=model, family=family, settings=dict(settings))
+def text_key(caption_sha256: str, model: str, family: str, settings: Mapping[str, Any]) -> str:
+    """The text-cache key: the caption's SHA-256 (hex), the text encoders' source, the family and its text
+    settings."""
+    return cache_key(kind="text", caption_sha256=caption_sha256, model=model, family=family, settings=dict(settings))
 
 
 def _batches(jobs: Sequence[LatentJob], batch_size: int) -> list[list[LatentJob]]:
@@ -111,19 +118,33 @@ def encode_texts(jobs: Sequence[TextJob], encode: Callable[[list[str]], list[dic
     return calls
 
 
-def missing_latents(jobs: Sequence[LatentJob], threads: int = 4) -> list[LatentJob]:
-    """The jobs whose cache file is absent or damaged."""
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        valid = list(pool.map(lambda j: j.store.is_valid(j.key), jobs))
+def _valid_by_store(stores_and_keys: Sequence[tuple[CacheStore, str]], record: bool, threads: int) -> list[bool]:
+    """Whether each (store, key) has a complete entry: one check per store (see :meth:`CacheStore.valid`)."""
+    groups: dict[int, tuple[CacheStore, list[int]]] = {}
+    for index, (store, _) in enumerate(stores_and_keys):
+        groups.setdefault(id(store), (store, []))[1].append(index)
+    valid = [False] * len(stores_and_keys)
+    for store, indices in groups.values():
+        found = store.valid([stores_and_keys[i][1] for i in indices], threads=threads, record=record)
+        for index, ok in zip(indices, found.tolist(), strict=True):
+            valid[index] = ok
+    return valid
+
+
+def missing_latents(jobs: Sequence[LatentJob], threads: int = 4, record: bool = True) -> list[LatentJob]:
+    """The jobs whose cache entry is absent or damaged (``record``: note what was verified in the manifests)."""
+    valid = _valid_by_store([(job.store, job.key) for job in jobs], record, threads)
     return [job for job, ok in zip(jobs, valid, strict=True) if not ok]
 
 
-def missing_texts(jobs: Sequence[TextJob]) -> list[TextJob]:
-    """The text jobs whose cache file is absent or damaged (each caption once)."""
-    seen: set[str] = set()
-    missing = []
-    for job in jobs:
-        if job.key not in seen and not job.store.is_valid(job.key):
-            missing.append(job)
-        seen.add(job.key)
-    return missing
+def missing_texts(jobs: Sequence[TextJob], threads: int = 4, record: bool = True) -> list[TextJob]:
+    """The text jobs whose cache entry is absent or damaged, each key once."""
+    unique = list({(id(job.store), job.key): job for job in jobs}.values())
+    valid = _valid_by_store([(job.store, job.key) for job in unique], record, threads)
+    return [job for job, ok in zip(unique, valid, strict=True) if not ok]
+
+
+def record_written(jobs: Sequence[LatentJob] | Sequence[TextJob]) -> None:
+    """Add what was encoded into the jobs' stores to their manifests."""
+    for store in {id(job.store): job.store for job in jobs}.values():
+        store.record_written()

@@ -1,12 +1,20 @@
-"""The caching stage of a run: encode what is missing on the main process, with progress, then free encoders."""
+"""The caching stage of a run: every process encodes its share of what is missing, with progress, then frees the
+encoders; the caches' manifests record what was written."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from simpletuner.core.events import EventWriter
-from simpletuner.core.training.caching import encode_latents, encode_texts, missing_latents, missing_texts
+from simpletuner.core.training.caching import (
+    encode_latents,
+    encode_texts,
+    missing_latents,
+    missing_texts,
+    record_written,
+)
 from simpletuner.core.training.components import Components
 from simpletuner.core.training.data import TrainingData
 
@@ -15,21 +23,23 @@ ENCODE_BATCH = 4
 
 
 class _Progress:
-    """Throttled ``cache_progress`` events plus a tqdm bar on a terminal."""
+    """Throttled ``cache_progress`` events plus a tqdm bar on a terminal, for one process's share of ``total``
+    items; the events estimate the whole from it (``processes`` shares going at about the same pace)."""
 
-    def __init__(self, events: EventWriter, kind: str, total: int) -> None:
+    def __init__(self, events: EventWriter, kind: str, total: int, processes: int = 1) -> None:
         from tqdm.auto import tqdm
 
-        self.events, self.kind, self.total = events, kind, total
+        self.events, self.kind, self.total, self.processes = events, kind, total, processes
         self.every = max(1, total // 100)
         self.last = 0
         self.bar = tqdm(total=total, desc=f"caching {kind}", unit="item", disable=not sys.stderr.isatty())
 
-    def __call__(self, kind: str, done: int, total: int) -> None:
-        self.bar.update(done - self.bar.n)
-        if done - self.last >= self.every or done == total:
-            self.events.emit("cache_progress", kind=kind, done=done, total=total)
-            self.last = done
+    def __call__(self, kind: str, done: int, share: int) -> None:
+        estimate = self.total if done == share else min(self.total, done * self.processes)
+        self.bar.update(estimate - self.bar.n)
+        if estimate - self.last >= self.every or done == share:
+            self.events.emit("cache_progress", kind=kind, done=estimate, total=self.total)
+            self.last = estimate
 
     def close(self) -> None:
         self.bar.close()
@@ -48,32 +58,64 @@ def _quantize_encoders(encoders: dict[str, Any], family: Any, config: Any, regis
         spec.build(config.options_for(spec)).quantize(encoders[name], precision)
 
 
+def _record_in_turn(accelerator: Any, jobs: Sequence[Any]) -> None:
+    """Each process adds what it encoded to the manifests, one after the other (no update is lost)."""
+    for rank in range(accelerator.num_processes):
+        if rank == accelerator.process_index:
+            record_written(jobs)
+        if accelerator.num_processes > 1:
+            accelerator.wait_for_everyone()
+
+
+def _sum_over_processes(accelerator: Any, counts: list[int]) -> list[int]:
+    if accelerator.num_processes == 1:
+        return counts
+    import torch
+
+    return [int(v) for v in accelerator.reduce(torch.tensor(counts, device=accelerator.device), reduction="sum")]
+
+
 def fill_caches(data: TrainingData, family: Any, components: Components, config: Any, registry: Any,
                 events: EventWriter, accelerator: Any) -> dict[str, int]:
-    """Encode missing text embeddings and latents (main process only; the others wait); returns encoder calls."""
-    calls = {"text": 0, "latents": 0}
-    if accelerator.is_main_process:
-        text_jobs = data.all_text_jobs()
-        texts = missing_texts(text_jobs)
-        if texts:
-            progress = _Progress(events, "text", len(texts))
-            encoders = components.get(family.text_components)
-            _quantize_encoders(encoders, family, config, registry)
-            calls["text"] = encode_texts(texts, lambda p: family.encode_text(encoders, p), ENCODE_BATCH, progress)
-            progress.close()
-            components.park(family.text_components)
-        events.emit("cache_ready", kind="text", total=len({j.key for j in text_jobs}), encoded=len(texts),
-                    reused=len({j.key for j in text_jobs}) - len(texts), encoder_calls=calls["text"])
-        latent_jobs = data.all_latent_jobs()
-        latents = missing_latents(latent_jobs)
-        if latents:
-            progress = _Progress(events, "latents", len(latents))
-            vae = components.get(family.latent_components)
-            calls["latents"] = encode_latents(latents, lambda px: family.encode_latents(vae, px),
-                                              config.core.vae_batch_size, progress)
-            progress.close()
-            components.park(family.latent_components)
+    """Encode the missing text embeddings, then the missing latents: every process checks the caches, then
+    encodes every n-th missing entry (n processes), so none waits idle; returns the encoder calls of all processes.
+    Only the main process records what it verified and reports progress."""
+    rank, processes, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    text_jobs = data.all_text_jobs()
+    texts = missing_texts(text_jobs, record=main)
+    latent_jobs = data.all_latent_jobs()
+    latents = missing_latents(latent_jobs, record=main)
+    accelerator.wait_for_everyone()  # every process has checked before any writes
+
+    text_calls = latent_calls = 0
+    mine = texts[rank::processes]
+    if mine:
+        progress = _Progress(events, "text", len(texts), processes)
+        encoders = components.get(family.text_components)
+        _quantize_encoders(encoders, family, config, registry)
+        text_calls = encode_texts(mine, lambda p: family.encode_text(encoders, p), ENCODE_BATCH, progress)
+        progress.close()
+        components.park(family.text_components)
+    _record_in_turn(accelerator, mine)
+    [text_calls] = _sum_over_processes(accelerator, [text_calls])
+    if main:
+        unique_texts = len({(id(j.store), j.key) for j in text_jobs})
+        events.emit("cache_ready", kind="text", total=unique_texts, encoded=len(texts),
+                    reused=unique_texts - len(texts), encoder_calls=text_calls)
+
+    mine_latents = latents[rank::processes]
+    if mine_latents:
+        progress = _Progress(events, "latents", len(latents), processes)
+        vae = components.get(family.latent_components)
+        latent_calls = encode_latents(mine_latents, lambda px: family.encode_latents(vae, px),
+                                      config.core.vae_batch_size, progress)
+        progress.close()
+        components.park(family.latent_components)
+    _record_in_turn(accelerator, mine_latents)
+
+    [latent_calls] = _sum_over_processes(accelerator, [latent_calls])
+    if main:
         events.emit("cache_ready", kind="latents", total=len(latent_jobs), encoded=len(latents),
-                    reused=len(latent_jobs) - len(latents), encoder_calls=calls["latents"])
+                    reused=len(latent_jobs) - len(latents), encoder_calls=latent_calls)
     accelerator.wait_for_everyone()
-    return calls
+    return {"text": text_calls, "latents": latent_calls}

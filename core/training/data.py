@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,10 @@ class TrainingData:
     def all_text_jobs(self) -> list[TextJob]:
         """Every caption's text job, plus the empty caption used by caption dropout."""
         return [job for jobs in self.text_jobs for job in jobs] + [self.empty_text]
+
+
+def _empty_caption() -> str:
+    return ""
 
 
 def build_training_data(
@@ -74,12 +80,15 @@ def build_training_data(
         store = CacheStore(storage.latents(entry, cache_root))
         latent_jobs.append([LatentJob(s, dataset, store, latent_key(s, vae_source)) for s in dataset.samples])
         tstore = text_store(entry)
-        text_jobs.append([TextJob(s.caption, tstore, text_key(s.caption, text_source, family.spec.name, settings))
-                          for s in dataset.samples])
+        # keyed by the captions' digests from the index: no caption file is read unless its embedding is missing
+        text_jobs.append([TextJob(partial(dataset.caption, i), tstore,
+                                  text_key(dataset.caption_digest(i), text_source, family.spec.name, settings))
+                          for i in range(len(dataset.rows))])
     first_store = text_store(scanned[0].entry)
-    empty = TextJob("", first_store, text_key("", text_source, family.spec.name, settings))
+    empty = TextJob(_empty_caption, first_store,
+                    text_key(hashlib.sha256(b"").hexdigest(), text_source, family.spec.name, settings))
     planner = EpochPlanner(
-        datasets=[DatasetPlan(name=d.entry.id, buckets=[s.placement.bucket for s in d.samples],
+        datasets=[DatasetPlan(name=d.entry.id, buckets=d.placements.bucket_names(),
                               repeats=d.entry.repeats, probability=d.entry.probability) for d in scanned],
         batch_size=batch_size, world_size=world_size, seed=seed, oversubscribe=oversubscribe,
         accumulation=accumulation,

@@ -27,7 +27,8 @@ class Batch:
     geometry: Any = None
 
 
-#: Bytes of decoded cache entries each batch reader keeps in memory (per process).
+#: Bytes of decoded cache entries each batch reader keeps in memory (per process) unless the config says otherwise
+#: (``batch_memory_cache_mb``).
 MEMORY_BUDGET = 1 << 30
 
 

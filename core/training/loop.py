@@ -157,7 +157,8 @@ def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
     epoch, index = position(state.start_step, state.batches_per_epoch, accumulation)
     family = state.family
     geometry = bool(getattr(family, "uses_image_geometry", False))
-    stream = BatchStream(state.data, acc.process_index, epoch, index, geometry=geometry)
+    stream = BatchStream(state.data, acc.process_index, epoch, index, geometry=geometry,
+                         memory_budget=core.batch_memory_cache_mb << 20)
     step = state.start_step
     smoothed: float | None = None
     trained = {family.trained_component: state.model}

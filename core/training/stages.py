@@ -107,7 +107,7 @@ def start(run: Run) -> Start:
 def data(run: Run, begun: Start) -> TrainingData:
     """Scan the datasets, key their caches and plan the batches."""
     return prepare_data(run.loaded, run.workspace, run.registry, run.resolved, run.accelerator.num_processes,
-                        begun.seed, run.events)
+                        begun.seed, run.events, is_main=run.is_main)
 
 
 @attrs.frozen

@@ -9,6 +9,7 @@ from typing import Any
 
 from simpletuner.core.atomic import atomic_write_bytes
 from simpletuner.core.interfaces import DataBackend
+from simpletuner.core.interfaces.data_backend import FileListing
 
 
 class LocalDataBackend(DataBackend):
@@ -33,20 +34,47 @@ class LocalDataBackend(DataBackend):
 
     def list(self, prefix: str = "", extensions: Iterable[str] | None = None) -> list[str]:
         """Files under ``prefix``, recursively, sorted; hidden files and folders are skipped."""
+        return [path for path, _ in self._walk(prefix, extensions)]
+
+    def list_stamped(self, prefix: str = "", extensions: Iterable[str] | None = None) -> FileListing:
+        """:meth:`list` with each file's size and modification time (ns): one ``stat`` per file, nothing read."""
+        paths, sizes, stamps = [], [], []
+        for path, entry in self._walk(prefix, extensions):
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:  # removed while listing
+                continue
+            paths.append(path)
+            sizes.append(stat.st_size)
+            stamps.append(stat.st_mtime_ns)
+        return FileListing(paths=paths, sizes=sizes, stamps=stamps)
+
+    def _walk(self, prefix: str, extensions: Iterable[str] | None) -> list[tuple[str, os.DirEntry[str]]]:
+        """(relative path, directory entry) of the files under ``prefix``, sorted by path."""
         wanted = {e.lower().lstrip(".") for e in extensions} if extensions is not None else None
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return []
-        found = []
-        for folder, dirs, files in os.walk(base):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in files:
+        found: list[tuple[str, os.DirEntry[str]]] = []
+        pending = [(str(base), base.relative_to(self.root).as_posix() if base != self.root else "")]
+        while pending:
+            folder, relative = pending.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                name = entry.name
                 if name.startswith("."):
                     continue
-                if wanted is not None and name.rsplit(".", 1)[-1].lower() not in wanted:
-                    continue
-                found.append((Path(folder) / name).relative_to(self.root).as_posix())
-        return sorted(found)
+                path = f"{relative}/{name}" if relative else name
+                if entry.is_dir():
+                    if not entry.is_symlink():  # links to folders are not followed (nor listed), as by os.walk
+                        pending.append((entry.path, path))
+                elif wanted is None or name.rsplit(".", 1)[-1].lower() in wanted:
+                    found.append((path, entry))
+        found.sort(key=lambda item: item[0])
+        return found
 
     def read(self, path: str) -> bytes:
         """The file's bytes."""

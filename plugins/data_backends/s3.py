@@ -10,6 +10,7 @@ boto3 is imported when a backend is made, never at module import.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -18,6 +19,7 @@ import attrs
 
 from simpletuner.core.errors import DataBackendError
 from simpletuner.core.interfaces import DataBackend
+from simpletuner.core.interfaces.data_backend import FileListing
 from simpletuner.core.outbound import OutboundPolicy, active_policy, connect, refusal_in
 from simpletuner.plugins.data_backends.s3_options import S3Options
 
@@ -154,6 +156,18 @@ class S3DataBackend(DataBackend):
 
     def list(self, prefix: str = "", extensions: Iterable[str] | None = None) -> list[str]:
         """Keys under ``prefix`` (a folder), recursively, as relative paths, sorted; hidden names are skipped."""
+        return sorted(relative for relative, _ in self._objects(prefix, extensions))
+
+    def list_stamped(self, prefix: str = "", extensions: Iterable[str] | None = None) -> FileListing:
+        """:meth:`list` with each object's size and a stamp of its ETag and modification time (from the same
+        listing pages: nothing is read)."""
+        found = sorted(self._objects(prefix, extensions), key=lambda pair: pair[0])
+        return FileListing(paths=[relative for relative, _ in found],
+                           sizes=[int(item.get("Size", -1)) for _, item in found],
+                           stamps=[_stamp(item) for _, item in found])
+
+    def _objects(self, prefix: str, extensions: Iterable[str] | None) -> list[tuple[str, dict[str, Any]]]:
+        """(relative path, listing entry) of the objects under ``prefix``, page after page."""
         wanted = {e.lower().lstrip(".") for e in extensions} if extensions is not None else None
         start = len(self.base) + 1 if self.base else 0
         found = []
@@ -169,10 +183,10 @@ class S3DataBackend(DataBackend):
                         continue
                     if wanted is not None and relative.rsplit(".", 1)[-1].lower() not in wanted:
                         continue
-                    found.append(relative)
+                    found.append((relative, item))
         except Exception as exc:
             raise self._explain(exc, "listing") from None
-        return sorted(found)
+        return found
 
     def read(self, path: str) -> bytes:
         """The object's bytes; ``FileNotFoundError`` if absent."""
@@ -231,6 +245,12 @@ class S3DataBackend(DataBackend):
 
     def _explain(self, exc: BaseException, doing: str) -> DataBackendError:
         return DataBackendError(explain(exc, self.options, f"{doing} in {self.location}"))
+
+
+def _stamp(item: Mapping[str, Any]) -> int:
+    """A non-zero 63-bit number that changes when an object is replaced: from its ETag and modification time."""
+    text = f"{item.get('ETag', '')}|{item.get('LastModified', '')}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1 or 1
 
 
 def _code(exc: Any) -> str:

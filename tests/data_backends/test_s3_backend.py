@@ -61,6 +61,19 @@ def test_listing_is_confined_to_its_prefix_and_filters(s3_endpoint: str, bucket:
     assert backend(s3_endpoint, bucket).list(extensions={"png"}) == ["other/y.png", "set/a.png", "settings/x.png"]
 
 
+def test_a_stamped_listing_tells_which_objects_changed(s3_endpoint: str, bucket: str, s3_client: Any) -> None:
+    store = backend(s3_endpoint, bucket, "stamped")
+    store.write("a.png", b"one")
+    store.write("b.png", b"two!")
+    store.write("b.txt", b"a caption")
+    first = store.list_stamped(extensions={"png"})
+    assert first.paths == ["a.png", "b.png"] and first.sizes == [3, 4] and all(first.stamps)
+    assert store.list_stamped(extensions={"png"}) == first  # nothing read, nothing changed
+    store.write("b.png", b"TWO!")  # same size, new content
+    second = store.list_stamped(extensions={"png"})
+    assert second.stamps[0] == first.stamps[0] and second.stamps[1] != first.stamps[1]
+
+
 def test_listing_pages_past_1000_keys(s3_endpoint: str, bucket: str, s3_client: Any) -> None:
     keys = [f"many/{i:05d}.png" for i in range(1105)]
     with ThreadPoolExecutor(16) as pool:

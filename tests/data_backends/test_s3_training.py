@@ -47,14 +47,22 @@ def test_caches_in_the_bucket_are_reused_by_the_next_run(workspace: Workspace, t
     ])
     first = _train(workspace, "s3run")
     assert first.encoder_calls["latents"] > 0 and first.encoder_calls["text"] > 0
-    assert len(keys_under(s3_client, bucket, "pets/cache/vae/")) == 6
-    assert len(keys_under(s3_client, bucket, "pets/cache/text/")) == 7  # six captions and the empty one
+    latents = keys_under(s3_client, bucket, "pets/cache/vae/")
+    assert len([key for key in latents if key.endswith(".safetensors")]) == 6
+    # beside them, the cache's manifest and the dataset's index: a restart lists the bucket instead of reading
+    # every image and cache object again
+    indexes = [key for key in latents if key.startswith("pets/cache/vae/dataset-index/")]
+    assert len(indexes) == 1 and indexes[0].endswith(".npz")
+    assert [key for key in latents if not key.endswith(".safetensors")] == ["pets/cache/vae/cache-manifest.npz",
+                                                                            *indexes]
+    texts = keys_under(s3_client, bucket, "pets/cache/text/")
+    assert len(texts) == 7 + 1 and "pets/cache/text/cache-manifest.npz" in texts  # six captions and the empty one
     assert not (first.output_dir / "cache").exists()
     assert first.output.is_file()
 
     second = _train(workspace, "s3run")
     assert second.encoder_calls == {"text": 0, "latents": 0}
-    assert len(keys_under(s3_client, bucket, "pets/")) == 6 * 2 + 6 + 7  # images, captions, caches: nothing new
+    assert len(keys_under(s3_client, bucket, "pets/")) == 6 * 2 + 8 + 8  # images, captions, caches: nothing new
 
 
 def test_unset_cache_prefixes_keep_the_caches_on_this_machine(workspace: Workspace, tiny_flux: Path,

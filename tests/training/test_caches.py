@@ -69,3 +69,25 @@ def test_changed_resolution_recomputes_latents_only(make_env: Callable[..., str]
     assert again.encoder_calls["text"] == 0 and again.encoder_calls["latents"] > 0
     ready = _ready(again.run_dir)
     assert ready["latents"]["encoded"] == 4
+
+
+def test_damage_that_keeps_size_and_time_is_caught_when_read_and_rebuilt_by_the_next_run(
+        make_env: Callable[..., str], run_env: Callable[..., Any], workspace: Workspace) -> None:
+    import os
+
+    import pytest
+
+    name = make_env("quiet-damage", images=2, max_train_steps=1, train_batch_size=1)
+    run_env(name)
+    assert (workspace.root / "cache" / name / "vae" / "cache-manifest.npz").is_file()
+    [first, _] = sorted((workspace.root / "cache" / name / "vae").rglob("*.safetensors"))
+    stat = first.stat()
+    data = bytearray(first.read_bytes())
+    data[8:16] = b"\0" * 8  # the header is unreadable now; same size, same modification time
+    first.write_bytes(bytes(data))
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    # the check trusts the manifest (nothing is opened); the read during training finds the damage
+    with pytest.raises(ValueError, match=r"is missing or damaged; run again to rebuild it"):
+        run_env(name)
+    again = run_env(name)
+    assert _ready(again.run_dir)["latents"]["encoded"] == 1 and again.step == 1

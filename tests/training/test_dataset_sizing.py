@@ -72,7 +72,7 @@ def test_engine_refuses_before_caching_and_pads_when_allowed(make_env: Callable[
     name = make_env("sizing", images=6, train_batch_size=2, gradient_accumulation_steps=2, max_train_steps=2)
     with pytest.raises(SimpleTunerError, match=r"repeats ≥ 1 on shapes"):
         run_env(name)
-    assert not (workspace.root / "cache" / name).exists()  # nothing was encoded
+    assert not list((workspace.root / "cache" / name).rglob("*.safetensors"))  # nothing was encoded
     assert events_of(only_run(workspace.root / "output" / name))[-1]["event"] == "failed"
 
     config_path = workspace.configs_dir / name / "config.json"

@@ -30,3 +30,21 @@ def test_ema_is_checkpointed_and_becomes_the_final_model(make_env: Callable[...,
     key = next(k for k in live if "lora_B" in k)
     # lora_B starts at zero: the average lags behind the live weights, so it is smaller but not zero
     assert 0 < ema[key].abs().sum().item() < live[key].abs().sum().item()
+
+
+def test_the_batch_readers_memory_follows_batch_memory_cache_mb(make_env: Callable[..., str],
+                                                                 run_env: Callable[..., Any],
+                                                                 monkeypatch: Any) -> None:
+    import simpletuner.core.training.loop as loop
+
+    budgets: list[int] = []
+    stream = loop.BatchStream
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        budgets.append(kwargs["memory_budget"])
+        return stream(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "BatchStream", recording)
+    run_env(make_env("no-memory", max_train_steps=1, batch_memory_cache_mb=0))
+    run_env(make_env("some-memory", max_train_steps=1, batch_memory_cache_mb=3))
+    assert budgets == [0, 3 << 20]

@@ -27,7 +27,8 @@ def test_overfit_run_lowers_the_loss_and_the_lora_loads(make_env: Callable[..., 
     assert final / initial < 0.7, (initial, final)
 
     kinds = [e["event"] for e in events_of(result.run_dir)]
-    assert kinds[0] == "datasets_scanned" and kinds[-1] == "finished"
+    assert kinds[0] == "scan_progress" and kinds[-1] == "finished"
+    assert kinds[kinds.index("datasets_scanned") - 1] == "scan_progress"  # the scan's last report comes first
     assert kinds.count("checkpoint_saved") == 2 and "run_started" in kinds
     step = events_of(result.run_dir, "step")[-1]
     assert {"loss", "lr", "grad_norm", "it_per_s", "eta_s", "data_wait_s", "epoch"} <= set(step)

@@ -162,6 +162,9 @@
       $("st-lr").textContent = fmt(data.lr, 3);
       $("st-speed").textContent = fmt(data.it_per_s, 3);
       $("st-eta").textContent = eta(data.eta_s);
+    } else if (data.event === "scan_progress") {
+      $("st-phase").textContent = "scanning";
+      $("st-cache").textContent = "images read " + data.done + " / " + data.total + (data.eta_s ? " (" + eta(data.eta_s) + " left)" : "");
     } else if (data.event === "cache_progress") {
       $("st-phase").textContent = "caching";
       $("st-cache").textContent = data.kind + " " + data.done + " / " + data.total;

@@ -1,0 +1,376 @@
+"""The persisted index of a dataset: per image file, what a scan learned about it, so a restart reads nothing twice.
+
+Per image the index holds its path, size and change stamp (modification time, or what its backend reports; see
+:class:`~simpletuner.core.interfaces.data_backend.FileListing`), the same two of its caption file, its width and
+height (read from the file's header, never decoded), the SHA-256 of its bytes (what latent cache keys are made of),
+the SHA-256 of its caption and whether it could be read at all. A restart lists the dataset with sizes and stamps
+(one ``stat`` per file, or an object listing), compares and reads only what is new or changed: added, edited or
+renamed images (a rename is a removal plus an addition; its caches survive, being keyed by content) and changed
+captions; removed files leave the index. Buckets follow from the stored sizes and the resolution settings, so a
+changed setting re-buckets without reading any image.
+
+The index is columnar (NumPy arrays, the paths in one byte string) so that a million images take about 200 bytes
+each in memory, and it is stored as one ``.npz`` file read without pickle; a damaged or foreign file is ignored
+(the dataset is scanned again) rather than trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import attrs
+import numpy as np
+
+from simpletuner.core.interfaces import DataBackend
+from simpletuner.core.interfaces.data_backend import FileListing
+
+logger = logging.getLogger(__name__)
+
+#: Bumped whenever the meaning of a column changes; an index of another version is scanned again.
+INDEX_VERSION = 1
+#: ``caption_size`` of an image whose caption file is missing.
+NO_CAPTION_FILE = -2
+#: Images read per task of the first scan's thread pool.
+CHUNK = 64
+
+#: Called as ``progress(done, total)`` while files are read.
+ScanProgress = Callable[[int, int], None]
+
+
+def _digest_rows(count: int) -> np.ndarray:
+    return np.zeros((count, 32), dtype=np.uint8)
+
+
+class PathColumn:
+    """Relative paths, in order, stored as one UTF-8 string separated by NUL (which no file name holds).
+
+    >>> column = PathColumn.from_list(["a.png", "b/c.png"])
+    >>> len(column), column[1], column.tolist()
+    (2, 'b/c.png', ['a.png', 'b/c.png'])
+    """
+
+    __slots__ = ("blob", "starts", "ends")
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+        if not blob:
+            self.starts = self.ends = np.zeros(0, dtype=np.int64)
+            return
+        separators = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0)
+        self.starts = np.concatenate(([0], separators + 1)).astype(np.int64)
+        self.ends = np.concatenate((separators, [len(blob)])).astype(np.int64)
+
+    @classmethod
+    def from_list(cls, paths: Sequence[str]) -> PathColumn:
+        """A column of ``paths`` (an empty list gives an empty column)."""
+        return cls("\0".join(paths).encode("utf-8", "surrogateescape") if paths else b"")
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> str:
+        return self.blob[self.starts[index] : self.ends[index]].decode("utf-8", "surrogateescape")
+
+    def tolist(self) -> list[str]:
+        """Every path, as a list."""
+        return self.blob.decode("utf-8", "surrogateescape").split("\0") if self.blob else []
+
+    def take(self, rows: np.ndarray) -> PathColumn:
+        """The paths at ``rows``."""
+        return PathColumn.from_list([self[int(r)] for r in rows])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return len(self.blob) + self.starts.nbytes + self.ends.nbytes
+
+
+@attrs.define(eq=False)
+class ImageTable:
+    """What is known about each image file of a dataset, one row per file, sorted by path."""
+
+    paths: PathColumn
+    size: np.ndarray  # int64 bytes
+    stamp: np.ndarray  # int64 change stamp; 0 = unknown
+    caption_size: np.ndarray  # int64; NO_CAPTION_FILE when missing; 0 for captions not kept in files
+    caption_stamp: np.ndarray  # int64
+    width: np.ndarray  # int32
+    height: np.ndarray  # int32
+    digest: np.ndarray  # (n, 32) uint8: SHA-256 of the image bytes
+    caption_digest: np.ndarray  # (n, 32) uint8: SHA-256 of the caption text
+    readable: np.ndarray  # bool: the header could be read and the file is intact
+
+    COLUMNS = ("size", "stamp", "caption_size", "caption_stamp", "width", "height", "digest", "caption_digest",
+               "readable")
+    DTYPES = {"size": np.int64, "stamp": np.int64, "caption_size": np.int64, "caption_stamp": np.int64,
+              "width": np.int32, "height": np.int32, "digest": np.uint8, "caption_digest": np.uint8,
+              "readable": np.bool_}
+
+    @classmethod
+    def empty(cls, count: int = 0) -> ImageTable:
+        """A table of ``count`` blank rows (paths unset)."""
+        return cls(PathColumn(b""), *[np.zeros((count, 32) if n.endswith("digest") else count, dtype=cls.DTYPES[n])
+                                      for n in cls.COLUMNS])
+
+    def __len__(self) -> int:
+        return len(self.size)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the table."""
+        return self.paths.nbytes + sum(getattr(self, n).nbytes for n in self.COLUMNS)
+
+    def has_caption(self) -> np.ndarray:
+        """Whether each image has a caption."""
+        return self.caption_size != NO_CAPTION_FILE
+
+
+@attrs.frozen
+class ScanContext:
+    """What the stored facts depend on besides the files: a change makes the whole index stale."""
+
+    location: str  # where the images are
+    caption_strategy: str
+    instance_prompt: str
+
+    def key(self) -> bytes:
+        """A digest of the context."""
+        text = f"{INDEX_VERSION}\0{self.location}\0{self.caption_strategy}\0{self.instance_prompt}"
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
+
+
+def caption_file(path: str) -> str:
+    """The caption file of an image: the same path with ``.txt`` for its extension."""
+    stem, dot, _ = path.rpartition(".")
+    return (stem if dot and "/" not in path[len(stem):] else path) + ".txt"
+
+
+def derived_caption(strategy: str, instance_prompt: str, path: str) -> str | None:
+    """The caption of strategies that need no file (``filename``, ``instanceprompt``); None for the others."""
+    if strategy == "instanceprompt":
+        return instance_prompt
+    if strategy == "filename":
+        name = path.rsplit("/", 1)[-1]
+        stem = name.rpartition(".")[0] or name
+        return stem.replace("_", " ").replace("-", " ").strip()
+    return None
+
+
+def read_caption(backend: DataBackend, path: str) -> str | None:
+    """The text of an image's caption file; None when it is missing."""
+    try:
+        data = backend.read(caption_file(path))
+    except FileNotFoundError:
+        return None
+    return data.decode("utf-8", errors="replace").strip()
+
+
+def caption_digest(caption: str) -> bytes:
+    """The SHA-256 of a caption's text (what text-embedding cache keys are made of)."""
+    return hashlib.sha256(caption.encode("utf-8")).digest()
+
+
+def _image_facts(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of intact image bytes; None when unreadable. Nothing is decoded: PNG chunks
+    are checked (``verify``), the size comes from the header."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            size = image.size
+            image.verify()  # truncated and corrupt files are caught here without decoding the pixels
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError):
+        return None
+    return int(size[0]), int(size[1])
+
+
+def _read_rows(table: ImageTable, rows: np.ndarray, backend: DataBackend, context: ScanContext, captions_only: bool,
+               paths: list[str]) -> None:
+    """Fill ``rows`` of ``table`` by reading their files (captions only, when ``captions_only``)."""
+    for row in rows:
+        path = paths[row]
+        if not captions_only:
+            try:
+                data = backend.read(path)
+            except (FileNotFoundError, OSError, ValueError):
+                data = b""
+            facts = _image_facts(data) if data else None
+            table.readable[row] = facts is not None
+            table.width[row], table.height[row] = facts or (0, 0)
+            table.digest[row] = np.frombuffer(hashlib.sha256(data).digest(), dtype=np.uint8)
+        caption = derived_caption(context.caption_strategy, context.instance_prompt, path)
+        if caption is None:
+            if table.caption_size[row] == NO_CAPTION_FILE:
+                continue
+            caption = read_caption(backend, path)
+            if caption is None:  # removed since the listing
+                table.caption_size[row] = NO_CAPTION_FILE
+                continue
+        table.caption_digest[row] = np.frombuffer(caption_digest(caption), dtype=np.uint8)
+
+
+@attrs.frozen
+class Refresh:
+    """The outcome of bringing an index up to date: the table and what had to be read."""
+
+    table: ImageTable
+    read_images: int
+    read_captions: int
+    removed: int
+    seconds: float
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything differs from the stored index."""
+        return bool(self.read_images or self.read_captions or self.removed)
+
+
+def refresh(backend: DataBackend, context: ScanContext, old: ImageTable | None, extensions: frozenset[str], *,
+            threads: int = 4, progress: ScanProgress | None = None) -> Refresh:
+    """List the dataset with sizes and stamps and bring ``old`` (None: nothing known) up to date, reading only new
+    and changed files, in ``threads`` parallel threads."""
+    started = time.perf_counter()
+    file_captions = derived_caption(context.caption_strategy, context.instance_prompt, "x.png") is None
+    listing = backend.list_stamped(extensions=extensions | {"txt"} if file_captions else extensions)
+    images, captions = _split(listing, extensions)
+    paths = images.paths
+    count = len(paths)
+    table = ImageTable.empty(count)
+    table.paths = PathColumn.from_list(paths)
+    table.size[:] = images.sizes
+    table.stamp[:] = images.stamps
+    if file_captions:
+        caption_index = {p: i for i, p in enumerate(captions.paths)}
+        found = np.array([caption_index.get(caption_file(p), -1) for p in paths], dtype=np.int64)
+        present = found >= 0
+        cap_sizes = np.asarray(captions.sizes, dtype=np.int64)
+        cap_stamps = np.asarray(captions.stamps, dtype=np.int64)
+        table.caption_size[:] = np.where(present, cap_sizes[np.maximum(found, 0)] if len(cap_sizes) else 0,
+                                         NO_CAPTION_FILE)
+        table.caption_stamp[:] = np.where(present, cap_stamps[np.maximum(found, 0)] if len(cap_stamps) else 0, 0)
+
+    old_rows = _match(old, table)
+    known = old_rows >= 0
+    source = np.maximum(old_rows, 0)
+    if old is not None and len(old):
+        same_image = known & (table.stamp != 0) & (old.stamp[source] == table.stamp) & (old.size[source] == table.size)
+        if file_captions:
+            unchanged_file = (table.caption_stamp != 0) & (old.caption_stamp[source] == table.caption_stamp)
+            same_caption = known & (old.caption_size[source] == table.caption_size) & (
+                (table.caption_size == NO_CAPTION_FILE) | unchanged_file)
+        else:  # derived from the path and the context, which are the same
+            same_caption = known
+        for name in ("width", "height", "digest", "readable"):
+            getattr(table, name)[same_image] = getattr(old, name)[source[same_image]]
+        table.caption_digest[same_caption] = old.caption_digest[source[same_caption]]
+    else:
+        same_image = np.zeros(count, dtype=bool)
+        same_caption = np.zeros(count, dtype=bool)
+    image_rows = np.flatnonzero(~same_image)
+    caption_rows = np.flatnonzero(same_image & ~same_caption & table.has_caption())
+    removed = len(old) - int(np.count_nonzero(known)) if old is not None else 0
+    _read_all(table, image_rows, caption_rows, backend, context, paths, threads, progress)
+    return Refresh(table=table, read_images=len(image_rows), read_captions=len(caption_rows), removed=removed,
+                   seconds=time.perf_counter() - started)
+
+
+def _split(listing: FileListing, extensions: frozenset[str]) -> tuple[FileListing, FileListing]:
+    """The listing's images and its caption files."""
+    if not listing.paths:
+        return listing, listing
+    kinds = [p.rpartition(".")[2].lower() for p in listing.paths]
+    pick = [k in extensions for k in kinds]
+    texts = [k == "txt" for k in kinds]
+
+    def part(mask: list[bool]) -> FileListing:
+        return FileListing(paths=[p for p, m in zip(listing.paths, mask, strict=True) if m],
+                           sizes=[s for s, m in zip(listing.sizes, mask, strict=True) if m],
+                           stamps=[s for s, m in zip(listing.stamps, mask, strict=True) if m])
+
+    return part(pick), part(texts)
+
+
+def _match(old: ImageTable | None, table: ImageTable) -> np.ndarray:
+    """For each row of ``table``, its row in ``old`` (-1 when new)."""
+    count = len(table)
+    if old is None or not len(old):
+        return np.full(count, -1, dtype=np.int64)
+    if old.paths.blob == table.paths.blob:
+        return np.arange(count, dtype=np.int64)
+    where = {p: i for i, p in enumerate(old.paths.tolist())}
+    return np.array([where.get(p, -1) for p in table.paths.tolist()], dtype=np.int64)
+
+
+def _read_all(table: ImageTable, image_rows: np.ndarray, caption_rows: np.ndarray, backend: DataBackend,
+              context: ScanContext, paths: list[str], threads: int, progress: ScanProgress | None) -> None:
+    """Read the changed rows in parallel chunks, reporting progress from this thread."""
+    tasks = [(image_rows[i : i + CHUNK], False) for i in range(0, len(image_rows), CHUNK)]
+    tasks += [(caption_rows[i : i + CHUNK], True) for i in range(0, len(caption_rows), CHUNK)]
+    total = len(image_rows) + len(caption_rows)
+    if not tasks:
+        return
+    done = 0
+    if progress:
+        progress(0, total)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        futures = [(pool.submit(_read_rows, table, rows, backend, context, captions_only, paths), len(rows))
+                   for rows, captions_only in tasks]
+        for future, size in futures:
+            future.result()
+            done += size
+            if progress:
+                progress(done, total)
+
+
+# --- persistence -------------------------------------------------------------------------------------------------
+
+
+def save_index(backend: DataBackend, path: str, context: ScanContext, table: ImageTable) -> None:
+    """Write the index atomically to ``path`` of ``backend``."""
+    buffer = io.BytesIO()
+    columns = {name: getattr(table, name) for name in ImageTable.COLUMNS}
+    np.savez(buffer, version=np.array([INDEX_VERSION], dtype=np.int64),
+             context=np.frombuffer(context.key(), dtype=np.uint8),
+             paths=np.frombuffer(table.paths.blob, dtype=np.uint8), **columns)
+    backend.write(path, buffer.getvalue())
+
+
+def load_index(backend: DataBackend, path: str, context: ScanContext) -> ImageTable | None:
+    """The stored index for ``context``; None when there is none, it is damaged, or it was made for another
+    context (another folder, caption strategy or index version)."""
+    try:
+        data = backend.read(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        logger.warning("dataset index %s unreadable (%s); scanning again", path, exc)
+        return None
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        return _table_from(arrays, context)
+    except (ValueError, KeyError, OSError, EOFError, TypeError, zipfile.BadZipFile) as exc:
+        logger.warning("dataset index %s is damaged (%s); scanning again", path, exc)
+        return None
+
+
+def _table_from(arrays: dict[str, Any], context: ScanContext) -> ImageTable | None:
+    if int(arrays["version"][0]) != INDEX_VERSION or arrays["context"].tobytes() != context.key():
+        return None
+    paths = PathColumn(arrays["paths"].tobytes())
+    count = len(paths)
+    columns = {}
+    for name in ImageTable.COLUMNS:
+        column = arrays[name]
+        shape = (count, 32) if name.endswith("digest") else (count,)
+        if column.shape != shape or column.dtype != ImageTable.DTYPES[name]:
+            raise ValueError(f"column {name} has shape {column.shape} and type {column.dtype}")
+        columns[name] = np.array(column)  # writable, detached from the file
+    return ImageTable(paths, **columns)

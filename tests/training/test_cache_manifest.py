@@ -1,0 +1,109 @@
+"""The cache manifest: a complete cache is checked from one listing without opening an entry; new, changed,
+removed and damaged entries are noticed; a damaged manifest is ignored."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from simpletuner.core.datasets.cache_manifest import MANIFEST_FILE, load_manifest
+from simpletuner.core.datasets.cache_store import CacheStore, cache_key
+from simpletuner.plugins.data_backends.local import LocalDataBackend
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class CountingBackend(LocalDataBackend):
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: Counter[str] = Counter()
+
+    def read(self, path: str) -> bytes:
+        self.reads[path] += 1
+        return super().read(path)
+
+    def entries_read(self) -> int:
+        return sum(n for path, n in self.reads.items() if path.endswith(".safetensors"))
+
+
+def keys(count: int) -> list[str]:
+    return [cache_key(kind="test", index=i) for i in range(count)]
+
+
+def fresh(root: Path) -> tuple[CacheStore, CountingBackend]:
+    backend = CountingBackend(root)
+    return CacheStore(backend), backend
+
+
+def test_a_complete_cache_is_checked_without_opening_an_entry(tmp_path: Path) -> None:
+    store, _ = fresh(tmp_path)
+    wanted = keys(6)
+    for key in wanted[:4]:
+        store.write(key, {"x": torch.ones(3)})
+    assert store.record_written() == 4
+    assert len(load_manifest(store.backend)) == 4
+
+    store, backend = fresh(tmp_path)
+    assert store.valid(wanted).tolist() == [True] * 4 + [False] * 2
+    assert backend.entries_read() == 0
+
+
+def test_entries_unknown_to_the_manifest_are_verified_once_then_trusted(tmp_path: Path) -> None:
+    store, _ = fresh(tmp_path)
+    wanted = keys(3)
+    for key in wanted:
+        store.write(key, {"x": torch.ones(3)})  # written by a version without manifests: nothing recorded
+    (tmp_path / store.path_for(wanted[2])).write_bytes(b"garbage")
+    store, backend = fresh(tmp_path)
+    assert store.valid(wanted).tolist() == [True, True, False] and backend.entries_read() == 3
+    store, backend = fresh(tmp_path)
+    assert store.valid(wanted).tolist() == [True, True, False] and backend.entries_read() == 1  # the bad one
+
+
+def test_changed_and_removed_entries_are_noticed(tmp_path: Path) -> None:
+    store, _ = fresh(tmp_path)
+    wanted = keys(3)
+    for key in wanted:
+        store.write(key, {"x": torch.ones(3)})
+    store.record_written()
+    truncated = tmp_path / store.path_for(wanted[0])
+    truncated.write_bytes(truncated.read_bytes()[:20])
+    (tmp_path / store.path_for(wanted[1])).unlink()
+    store, backend = fresh(tmp_path)
+    assert store.valid(wanted).tolist() == [False, False, True]
+    assert backend.entries_read() == 1  # only the truncated one: its size changed
+    assert len(load_manifest(store.backend)) == 1  # the removed entry left the manifest
+
+
+def test_a_damaged_entry_found_when_read_leaves_the_manifest(tmp_path: Path) -> None:
+    store, _ = fresh(tmp_path)
+    [key] = keys(1)
+    store.write(key, {"x": torch.ones(3)})
+    store.record_written()
+    path = tmp_path / store.path_for(key)
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[8:12] = b"\0\0\0\0"
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fresh(tmp_path)[0].valid([key]).tolist() == [True]  # size and stamp unchanged: trusted
+    with pytest.raises(ValueError, match="is missing or damaged"):
+        store.read(key)
+    assert fresh(tmp_path)[0].valid([key]).tolist() == [False]
+
+
+def test_a_damaged_manifest_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store, _ = fresh(tmp_path)
+    wanted = keys(2)
+    for key in wanted:
+        store.write(key, {"x": torch.ones(3)})
+    store.record_written()
+    (tmp_path / MANIFEST_FILE).write_bytes(b"not a manifest")
+    store, backend = fresh(tmp_path)
+    assert store.valid(wanted).tolist() == [True, True] and backend.entries_read() == 2
+    assert "cache manifest is damaged" in caplog.text
+    assert fresh(tmp_path)[0].valid(wanted).tolist() == [True, True]
