@@ -142,12 +142,9 @@ class ScannedDataset:
     def caption(self, index: int) -> str:
         """The caption of sample ``index`` (read from its caption file, for file captions)."""
         path = self.path(index)
-        entry = self.entry
-        caption = derived_caption(entry.caption_strategy, entry.instance_prompt or "", path)
+        caption = caption_for(self.entry, self.backend, path)
         if caption is None:
-            caption = read_caption(self.backend, path)
-        if caption is None:
-            raise DatasetError(f"dataset {entry.id!r}: the caption file of {path} disappeared during the run; "
+            raise DatasetError(f"dataset {self.entry.id!r}: the caption file of {path} disappeared during the run; "
                                "restore it or restart the run")
         return caption
 
