@@ -6,6 +6,7 @@ encoders at all. Image decoding runs in a thread pool ahead of the encoder so th
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -16,6 +17,8 @@ from simpletuner.core.datasets.cache_store import CacheStore, cache_key
 from simpletuner.core.datasets.pixels import load_pixels
 from simpletuner.core.datasets.scan import Sample, ScannedDataset
 
+#: Latents encoded but not yet written that caching holds at most.
+MAX_PENDING_WRITES = 256
 #: Called as ``progress(kind, done, total)`` with kind ``latents`` or ``text``.
 Progress = Callable[[str, int, int], None]
 
@@ -72,11 +75,10 @@ def _prefetched(batches: list[list[LatentJob]], pool: ThreadPoolExecutor, depth:
     def load(batch: list[LatentJob]) -> Any:
         return torch.stack([load_pixels(j.dataset.backend, j.sample.path, j.sample.placement) for j in batch])
 
-    pending: list[Future[Any]] = []
-    for index in range(min(depth, len(batches))):
-        pending.append(pool.submit(load, batches[index]))
+    # only the batches ahead are held: a consumed batch's pixels are freed as soon as it is encoded
+    pending: deque[Future[Any]] = deque(pool.submit(load, batches[i]) for i in range(min(depth, len(batches))))
     for index, batch in enumerate(batches):
-        pixels = pending[index].result()
+        pixels = pending.popleft().result()
         ahead = index + depth
         if ahead < len(batches):
             pending.append(pool.submit(load, batches[ahead]))
@@ -89,12 +91,14 @@ def encode_latents(jobs: Sequence[LatentJob], encode: Callable[[Any], Any], batc
     batches = _batches(jobs, batch_size)
     done = calls = 0
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        writes: list[Future[None]] = []
+        writes: deque[Future[None]] = deque()
         for batch, pixels in _prefetched(batches, pool, depth=threads):
             latents = encode(pixels).float().cpu()
             calls += 1
             for job, latent in zip(batch, latents, strict=True):
                 writes.append(pool.submit(job.store.write, job.key, {"latents": latent}))
+            while len(writes) > MAX_PENDING_WRITES:  # bounded: latents wait in memory only briefly
+                writes.popleft().result()
             done += len(batch)
             if progress:
                 progress("latents", done, len(jobs))

@@ -107,3 +107,4 @@ def test_a_damaged_manifest_is_ignored(tmp_path: Path, caplog: pytest.LogCapture
     assert store.valid(wanted).tolist() == [True, True] and backend.entries_read() == 2
     assert "cache manifest is damaged" in caplog.text
     assert fresh(tmp_path)[0].valid(wanted).tolist() == [True, True]
+

@@ -77,7 +77,7 @@ def test_damage_that_keeps_size_and_time_is_caught_when_read_and_rebuilt_by_the_
 
     import pytest
 
-    name = make_env("quiet-damage", images=2, max_train_steps=1, train_batch_size=1)
+    name = make_env("quiet-damage", images=2, max_train_steps=2, train_batch_size=1)  # one epoch reads both
     run_env(name)
     assert (workspace.root / "cache" / name / "vae" / "cache-manifest.npz").is_file()
     [first, _] = sorted((workspace.root / "cache" / name / "vae").rglob("*.safetensors"))
@@ -90,4 +90,25 @@ def test_damage_that_keeps_size_and_time_is_caught_when_read_and_rebuilt_by_the_
     with pytest.raises(ValueError, match=r"is missing or damaged; run again to rebuild it"):
         run_env(name)
     again = run_env(name)
-    assert _ready(again.run_dir)["latents"]["encoded"] == 1 and again.step == 1
+    assert _ready(again.run_dir)["latents"]["encoded"] == 1 and again.step == 2
+
+
+def test_latent_caching_frees_each_batchs_pixels_once_encoded(monkeypatch: Any) -> None:
+    import gc
+    import weakref
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    import torch
+
+    import simpletuner.core.training.caching as caching
+
+    monkeypatch.setattr(caching, "load_pixels", lambda backend, path, placement: torch.zeros(3, 8, 8))
+    job = SimpleNamespace(dataset=SimpleNamespace(backend=None), sample=SimpleNamespace(path="x", placement=None))
+    seen: list[weakref.ref] = []
+    with ThreadPoolExecutor(2) as pool:
+        for _, pixels in caching._prefetched([[job]] * 12, pool, depth=2):
+            seen.append(weakref.ref(pixels))
+            del pixels
+            gc.collect()
+            assert [ref() is None for ref in seen[:-1]] == [True] * (len(seen) - 1)  # nothing consumed is kept
