@@ -13,18 +13,10 @@ from jobs.conftest import write_env
 from jobs.live import LiveServer, make_users
 
 from .conftest import cluster_path
+from .journeys import caching_or_ended, ended, restart_and_reattach, start
 from .ray_cluster import RayCluster
 
 pytestmark = pytest.mark.timeout(420)
-
-
-def ended(job_id: int):  # type: ignore[no-untyped-def]
-    return lambda e: e["job_id"] == job_id and e["event"] == "job_finished"
-
-
-def caching_or_ended(job_id: int):  # type: ignore[no-untyped-def]
-    """Until the held job caches (it then waits for its hold), or ends early (the test fails at once)."""
-    return lambda e: e["job_id"] == job_id and (e.get("phase") == "caching" or e["event"] == "job_finished")
 
 
 def serve(workspace: Path, keys: dict[str, str], cluster: RayCluster, held_site: Path, model: Path) -> LiveServer:
@@ -45,14 +37,6 @@ def live(tmp_path_factory: pytest.TempPathFactory, ray_cluster: RayCluster, held
     server.stop()
 
 
-def start(live: LiveServer, environment: str, body: dict[str, Any] | None = None, user: str = "rita") -> int:
-    live.adopt(environment, "rita")
-    status, answer = live.call("POST", "/api/training/start", {"environment": environment, **(body or {})}, user)
-    assert status == 202, answer
-    assert answer["executor"] == "ray"
-    return int(answer["job_id"])
-
-
 def ray_status(cluster: RayCluster, submission_id: str) -> str:
     from ray.job_submission import JobSubmissionClient
 
@@ -62,7 +46,7 @@ def ray_status(cluster: RayCluster, submission_id: str) -> str:
 def test_a_ray_job_trains_streams_and_downloads_like_a_local_one(live: LiveServer, ray_cluster: RayCluster,
                                                                  tiny_flux: Path) -> None:
     write_env(live.workspace, tiny_flux, "on-ray", executor="ray", ray_gpus_per_process=0, max_train_steps=2)
-    job_id = start(live, "on-ray")
+    job_id = start(live, "on-ray", "ray")
     events = live.read_events("rita", ended(job_id), job=job_id, timeout=300)
     kinds = [e["event"] for e in events]
     for kind in ("job_started", "run_started", "step", "finished"):
@@ -82,7 +66,7 @@ def test_a_ray_job_trains_streams_and_downloads_like_a_local_one(live: LiveServe
 def test_a_ray_job_is_stopped_through_the_jobs_api(live: LiveServer, ray_cluster: RayCluster,
                                                    tiny_flux: Path) -> None:
     write_env(live.workspace, tiny_flux, "ray-held", held=True, executor="ray", ray_gpus_per_process=0)
-    job_id = start(live, "ray-held")
+    job_id = start(live, "ray-held", "ray")
     events = live.read_events("rita", caching_or_ended(job_id), job=job_id, timeout=240)
     assert events[-1]["event"] != "job_finished", events[-1]
     ref = next(e for e in events if e["event"] == "job_started")["executor_ref"]
@@ -99,36 +83,15 @@ def test_a_ray_job_is_stopped_through_the_jobs_api(live: LiveServer, ray_cluster
 
 def test_a_restarted_server_reattaches_to_its_ray_job(tmp_path: Path, ray_cluster: RayCluster, held_site: Path,
                                                       tiny_flux: Path) -> None:
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    keys = make_users(workspace)
-    write_env(workspace, tiny_flux, "ray-restart", held=True, executor="ray", ray_gpus_per_process=0,
-              max_train_steps=2)
-    first = serve(workspace, keys, ray_cluster, held_site, tiny_flux)
-    try:
-        job_id = start(first, "ray-restart")
-        started = first.read_events("rita", lambda e: e["job_id"] == job_id and e["event"] == "job_started",
-                                    job=job_id)[-1]
-    finally:
-        assert first.stop() == 0
-    assert ray_status(ray_cluster, started["executor_ref"]) in ("PENDING", "RUNNING")
-    second = serve(workspace, keys, ray_cluster, held_site, tiny_flux)
-    try:
-        adopted = second.read_events("rita", lambda e: e["job_id"] == job_id and e["event"] == "job_adopted",
-                                     job=job_id)[-1]
-        assert adopted["executor_ref"] == started["executor_ref"]
-        (workspace / "cache" / "ray-restart" / "text" / ".hold").unlink()  # let the run go on
-        last = second.read_events("rita", ended(job_id), job=job_id, timeout=300)[-1]
-        assert last["status"] == "completed", last
-        assert second.call("GET", f"/api/jobs/{job_id}", user="rita")[1]["step"] == 2
-    finally:
-        second.stop()
+    restart_and_reattach(tmp_path, tiny_flux, "ray",
+                         lambda workspace, keys: serve(workspace, keys, ray_cluster, held_site, tiny_flux),
+                         lambda ref: ray_status(ray_cluster, ref), ("PENDING", "RUNNING"), ray_gpus_per_process=0)
 
 
 def test_two_processes_are_placed_by_ray_with_the_rendezvous(live: LiveServer, tiny_flux: Path) -> None:
     write_env(live.workspace, tiny_flux, "ray-ddp", images=6, executor="ray", ray_gpus_per_process=0,
               num_processes=2, max_train_steps=2)
-    job_id = start(live, "ray-ddp")
+    job_id = start(live, "ray-ddp", "ray")
     events = live.read_events("rita", ended(job_id), job=job_id, timeout=360)
     assert events[-1]["status"] == "completed", (events[-1], live.call("GET", f"/api/jobs/{job_id}/log",
                                                                         user="rita")[1])

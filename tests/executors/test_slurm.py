@@ -15,18 +15,10 @@ from jobs.conftest import write_env
 from jobs.live import LiveServer, make_users
 
 from .conftest import cluster_path
+from .journeys import caching_or_ended, ended, restart_and_reattach, start
 from .slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.timeout(420)
-
-
-def ended(job_id: int):  # type: ignore[no-untyped-def]
-    return lambda e: e["job_id"] == job_id and e["event"] == "job_finished"
-
-
-def caching_or_ended(job_id: int):  # type: ignore[no-untyped-def]
-    """Until the held job caches (it then waits for its hold), or ends early (the test fails at once)."""
-    return lambda e: e["job_id"] == job_id and (e.get("phase") == "caching" or e["event"] == "job_finished")
 
 
 def serve(workspace: Path, keys: dict[str, str], slurm: SlurmCluster, held_site: Path, model: Path) -> LiveServer:
@@ -45,14 +37,6 @@ def live(tmp_path_factory: pytest.TempPathFactory, slurm: SlurmCluster, held_sit
     server.stop()
 
 
-def start(live: LiveServer, environment: str, body: dict[str, Any] | None = None) -> int:
-    live.adopt(environment, "rita")
-    status, answer = live.call("POST", "/api/training/start", {"environment": environment, **(body or {})}, "rita")
-    assert status == 202, answer
-    assert answer["executor"] == "slurm"
-    return int(answer["job_id"])
-
-
 def squeue(slurm: SlurmCluster, ref: str) -> str:
     done = subprocess.run(["squeue", "-h", "-j", ref, "-o", "%T"], capture_output=True, text=True,
                           env={**os.environ, **slurm.environ})
@@ -63,7 +47,7 @@ def test_a_slurm_job_trains_and_reports_like_a_local_one(live: LiveServer, slurm
                                                          tiny_flux: Path) -> None:
     write_env(live.workspace, tiny_flux, "on-slurm", executor="slurm", slurm_gpus_per_node=0, max_train_steps=2,
               slurm_time_limit="10")
-    job_id = start(live, "on-slurm")
+    job_id = start(live, "on-slurm", "slurm")
     events = live.read_events("rita", ended(job_id), job=job_id, timeout=300)
     kinds = [e["event"] for e in events]
     for kind in ("job_started", "run_started", "step", "finished"):
@@ -82,7 +66,7 @@ def test_a_slurm_job_trains_and_reports_like_a_local_one(live: LiveServer, slurm
 
 def test_a_slurm_job_is_stopped_with_scancel(live: LiveServer, slurm: SlurmCluster, tiny_flux: Path) -> None:
     write_env(live.workspace, tiny_flux, "slurm-held", held=True, executor="slurm", slurm_gpus_per_node=0)
-    job_id = start(live, "slurm-held")
+    job_id = start(live, "slurm-held", "slurm")
     events = live.read_events("rita", caching_or_ended(job_id), job=job_id, timeout=240)
     assert events[-1]["event"] != "job_finished", events[-1]
     ref = next(e for e in events if e["event"] == "job_started")["executor_ref"]
@@ -99,36 +83,15 @@ def test_a_slurm_job_is_stopped_with_scancel(live: LiveServer, slurm: SlurmClust
 
 def test_a_restarted_server_reattaches_to_its_slurm_job(tmp_path: Path, slurm: SlurmCluster, held_site: Path,
                                                         tiny_flux: Path) -> None:
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    keys = make_users(workspace)
-    write_env(workspace, tiny_flux, "slurm-restart", held=True, executor="slurm", slurm_gpus_per_node=0,
-              max_train_steps=2)
-    first = serve(workspace, keys, slurm, held_site, tiny_flux)
-    try:
-        job_id = start(first, "slurm-restart")
-        started = first.read_events("rita", lambda e: e["job_id"] == job_id and e["event"] == "job_started",
-                                    job=job_id)[-1]
-    finally:
-        assert first.stop() == 0
-    assert squeue(slurm, started["executor_ref"]) in ("PENDING", "RUNNING")
-    second = serve(workspace, keys, slurm, held_site, tiny_flux)
-    try:
-        adopted = second.read_events("rita", lambda e: e["job_id"] == job_id and e["event"] == "job_adopted",
-                                     job=job_id)[-1]
-        assert adopted["executor_ref"] == started["executor_ref"]
-        (workspace / "cache" / "slurm-restart" / "text" / ".hold").unlink()  # let the run go on
-        last = second.read_events("rita", ended(job_id), job=job_id, timeout=300)[-1]
-        assert last["status"] == "completed", last
-        assert second.call("GET", f"/api/jobs/{job_id}", user="rita")[1]["step"] == 2
-    finally:
-        second.stop()
+    restart_and_reattach(tmp_path, tiny_flux, "slurm",
+                         lambda workspace, keys: serve(workspace, keys, slurm, held_site, tiny_flux),
+                         lambda ref: squeue(slurm, ref), ("PENDING", "RUNNING"), slurm_gpus_per_node=0)
 
 
 def test_two_processes_start_through_srun_with_the_rendezvous(live: LiveServer, tiny_flux: Path) -> None:
     write_env(live.workspace, tiny_flux, "slurm-ddp", images=6, executor="slurm", slurm_gpus_per_node=0,
               num_processes=2, max_train_steps=2)
-    job_id = start(live, "slurm-ddp")
+    job_id = start(live, "slurm-ddp", "slurm")
     events = live.read_events("rita", ended(job_id), job=job_id, timeout=360)
     assert events[-1]["status"] == "completed", (events[-1], live.call("GET", f"/api/jobs/{job_id}/log",
                                                                         user="rita")[1])
@@ -141,7 +104,7 @@ def test_two_processes_start_through_srun_with_the_rendezvous(live: LiveServer, 
 def test_slurm_refusals_fail_the_job_with_sbatchs_reason(live: LiveServer, tiny_flux: Path) -> None:
     write_env(live.workspace, tiny_flux, "slurm-nowhere", executor="slurm", slurm_gpus_per_node=0,
               slurm_partition="no-such-partition")
-    job_id = start(live, "slurm-nowhere")
+    job_id = start(live, "slurm-nowhere", "slurm")
     last = live.read_events("rita", ended(job_id), job=job_id, timeout=60)[-1]
     assert last["status"] == "failed" and "sbatch refused the job" in last["error"], last
     assert "partition" in last["error"].lower()

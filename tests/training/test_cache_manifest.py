@@ -4,30 +4,20 @@ removed and damaged entries are noticed; a damaged manifest is ignored."""
 from __future__ import annotations
 
 import os
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
+from training_helpers import CountingBackend
 
 from simpletuner.core.datasets.cache_manifest import MANIFEST_FILE, load_manifest
 from simpletuner.core.datasets.cache_store import CacheStore, cache_key
-from simpletuner.plugins.data_backends.local import LocalDataBackend
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class CountingBackend(LocalDataBackend):
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.reads: Counter[str] = Counter()
-
-    def read(self, path: str) -> bytes:
-        self.reads[path] += 1
-        return super().read(path)
-
-    def entries_read(self) -> int:
-        return sum(n for path, n in self.reads.items() if path.endswith(".safetensors"))
+def entries_read(backend: CountingBackend) -> int:
+    return sum(n for path, n in backend.reads.items() if path.endswith(".safetensors"))
 
 
 def keys(count: int) -> list[str]:
@@ -49,7 +39,7 @@ def test_a_complete_cache_is_checked_without_opening_an_entry(tmp_path: Path) ->
 
     store, backend = fresh(tmp_path)
     assert store.valid(wanted).tolist() == [True] * 4 + [False] * 2
-    assert backend.entries_read() == 0
+    assert entries_read(backend) == 0
 
 
 def test_entries_unknown_to_the_manifest_are_verified_once_then_trusted(tmp_path: Path) -> None:
@@ -59,9 +49,9 @@ def test_entries_unknown_to_the_manifest_are_verified_once_then_trusted(tmp_path
         store.write(key, {"x": torch.ones(3)})  # written by a version without manifests: nothing recorded
     (tmp_path / store.path_for(wanted[2])).write_bytes(b"garbage")
     store, backend = fresh(tmp_path)
-    assert store.valid(wanted).tolist() == [True, True, False] and backend.entries_read() == 3
+    assert store.valid(wanted).tolist() == [True, True, False] and entries_read(backend) == 3
     store, backend = fresh(tmp_path)
-    assert store.valid(wanted).tolist() == [True, True, False] and backend.entries_read() == 1  # the bad one
+    assert store.valid(wanted).tolist() == [True, True, False] and entries_read(backend) == 1  # the bad one
 
 
 def test_changed_and_removed_entries_are_noticed(tmp_path: Path) -> None:
@@ -75,7 +65,7 @@ def test_changed_and_removed_entries_are_noticed(tmp_path: Path) -> None:
     (tmp_path / store.path_for(wanted[1])).unlink()
     store, backend = fresh(tmp_path)
     assert store.valid(wanted).tolist() == [False, False, True]
-    assert backend.entries_read() == 1  # only the truncated one: its size changed
+    assert entries_read(backend) == 1  # only the truncated one: its size changed
     assert len(load_manifest(store.backend)) == 1  # the removed entry left the manifest
 
 
@@ -104,7 +94,7 @@ def test_a_damaged_manifest_is_ignored(tmp_path: Path, caplog: pytest.LogCapture
     store.record_written()
     (tmp_path / MANIFEST_FILE).write_bytes(b"not a manifest")
     store, backend = fresh(tmp_path)
-    assert store.valid(wanted).tolist() == [True, True] and backend.entries_read() == 2
+    assert store.valid(wanted).tolist() == [True, True] and entries_read(backend) == 2
     assert "cache manifest is damaged" in caplog.text
     assert fresh(tmp_path)[0].valid(wanted).tolist() == [True, True]
 

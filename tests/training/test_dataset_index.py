@@ -7,12 +7,12 @@ from __future__ import annotations
 import doctest
 import logging
 import os
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from training_helpers import CountingBackend as CountingFolder
 
 import simpletuner.core.datasets.index as index_module
 from simpletuner.core.config.datasets import DatasetEntry
@@ -24,22 +24,11 @@ from simpletuner.plugins.data_backends.local import LocalDataBackend
 pytestmark = pytest.mark.timeout(120)
 
 
-class CountingBackend(LocalDataBackend):
-    """A local folder that counts the files read."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.reads: Counter[str] = Counter()
-
-    def read(self, path: str) -> bytes:
-        self.reads[path] += 1
-        return super().read(path)
+class CountingBackend(CountingFolder):
+    """Counts the image and caption files read."""
 
     def images_read(self) -> list[str]:
         return sorted(p for p in self.reads if not p.endswith(".txt"))
-
-    def captions_read(self) -> list[str]:
-        return sorted(p for p in self.reads if p.endswith(".txt"))
 
 
 def settings(resolution: int = 64) -> ResolutionSettings:

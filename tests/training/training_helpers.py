@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from simpletuner.plugins.data_backends.local import LocalDataBackend
 
 
 def events_of(output_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
@@ -20,3 +23,20 @@ def only_run(output_dir: Path) -> Path:
 
     [run] = run_folders(output_dir)
     return run.path
+
+
+class CountingBackend(LocalDataBackend):
+    """A local folder that counts the files read, by path."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: Counter[str] = Counter()
+
+    def read(self, path: str) -> bytes:
+        """The file's bytes, counted."""
+        self.reads[path] += 1
+        return super().read(path)
+
+    def read_paths(self, suffix: str) -> list[str]:
+        """The paths read that end with ``suffix``, sorted."""
+        return sorted(p for p in self.reads if p.endswith(suffix))
