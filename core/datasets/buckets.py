@@ -138,8 +138,8 @@ class Placements:
     def placement(self, index: int) -> Placement:
         """Row ``index`` as a :class:`Placement`."""
         width, height = self.bucket_size(index)
-        left, top = (int(v) for v in self.origin[index])
-        return Placement(width=width, height=height, resized=(int(self.resized[index][0]), int(self.resized[index][1])),
+        left, top = self.origin[index].tolist()
+        return Placement(width=width, height=height, resized=tuple(self.resized[index].tolist()),
                          crop_box=(left, top, left + width, top + height))
 
     def bucket_names(self) -> list[str]:

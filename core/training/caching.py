@@ -6,6 +6,8 @@ encoders at all. Image decoding runs in a thread pool ahead of the encoder so th
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from simpletuner.core.datasets.cache_store import CacheStore, cache_key
+from simpletuner.core.datasets.cache_store import CacheStore
 from simpletuner.core.datasets.pixels import load_pixels
 from simpletuner.core.datasets.scan import Sample, ScannedDataset
 
@@ -48,17 +50,40 @@ class TextJob:
         return self.read_caption()
 
 
+# Keys are computed for every image at every start, so they are made from a JSON text prepared once per run;
+# each equals cache_key() of the same parts (the tests hold them to it).
+
+
+def latent_keys(model: Any) -> Callable[[Sample], str]:
+    """The latent-cache key of a sample for the VAE source ``model``: ``cache_key(kind="latents", image=content
+    hash, model=model, size=bucket size, resized=resized size, crop=crop box)``."""
+    model_json = json.dumps(model, default=str)
+
+    def key(sample: Sample) -> str:
+        p = sample.placement
+        (left, top, right, bottom), (width, height) = p.crop_box, p.resized
+        text = (f'{{"crop":[{left},{top},{right},{bottom}],"image":"{sample.content_hash}","kind":"latents",'
+                f'"model":{model_json},"resized":[{width},{height}],"size":[{p.width},{p.height}]}}')
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    return key
+
+
 def latent_key(sample: Sample, model: str) -> str:
     """The latent-cache key: image content, the VAE's source, bucket size and crop box."""
-    p = sample.placement
-    return cache_key(kind="latents", image=sample.content_hash, model=model, size=[p.width, p.height],
-                     resized=list(p.resized), crop=list(p.crop_box))
+    return latent_keys(model)(sample)
 
 
-def text_key(caption_sha256: str, model: str, family: str, settings: Mapping[str, Any]) -> str:
-    """The text-cache key: the caption's SHA-256 (hex), the text encoders' source, the family and its text
-    settings."""
-    return cache_key(kind="text", caption_sha256=caption_sha256, model=model, family=family, settings=dict(settings))
+def text_keys(model: Any, family: str, settings: Mapping[str, Any]) -> Callable[[str], str]:
+    """The text-cache key of a caption, by its SHA-256 (hex), for the text encoders' source, the family and its text
+    settings: ``cache_key(kind="text", caption_sha256=..., model=..., family=..., settings=...)``."""
+    rest = json.dumps({"family": family, "kind": "text", "model": model, "settings": dict(settings)}, sort_keys=True,
+                      separators=(",", ":"), default=str)[1:]
+
+    def key(caption_sha256: str) -> str:
+        return hashlib.sha256(f'{{"caption_sha256":"{caption_sha256}",{rest}'.encode()).hexdigest()
+
+    return key
 
 
 def _batches(jobs: Sequence[LatentJob], batch_size: int) -> list[list[LatentJob]]:

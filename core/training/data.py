@@ -14,7 +14,7 @@ from simpletuner.core.config.datasets import DatasetEntry, default_text_embeds
 from simpletuner.core.datasets.cache_store import CacheStore
 from simpletuner.core.datasets.scan import ScannedDataset
 from simpletuner.core.datasets.storage import DatasetStorage
-from simpletuner.core.training.caching import LatentJob, TextJob, latent_key, text_key
+from simpletuner.core.training.caching import LatentJob, TextJob, latent_keys, text_keys
 from simpletuner.core.training.sampler import DatasetPlan, EpochPlanner
 
 
@@ -73,20 +73,19 @@ def build_training_data(
             text_stores[embeds.id] = CacheStore(storage.text_embeds(embeds, cache_root))
         return text_stores[embeds.id]
 
-    settings = family.text_cache_settings()
+    latent_key = latent_keys(vae_source)
+    text_key = text_keys(text_source, family.spec.name, family.text_cache_settings())
     latent_jobs, text_jobs = [], []
     for dataset in scanned:
         entry = dataset.entry
         store = CacheStore(storage.latents(entry, cache_root))
-        latent_jobs.append([LatentJob(s, dataset, store, latent_key(s, vae_source)) for s in dataset.samples])
+        latent_jobs.append([LatentJob(s, dataset, store, latent_key(s)) for s in dataset.samples])
         tstore = text_store(entry)
         # keyed by the captions' digests from the index: no caption file is read unless its embedding is missing
-        text_jobs.append([TextJob(partial(dataset.caption, i), tstore,
-                                  text_key(dataset.caption_digest(i), text_source, family.spec.name, settings))
+        text_jobs.append([TextJob(partial(dataset.caption, i), tstore, text_key(dataset.caption_digest(i)))
                           for i in range(len(dataset.rows))])
     first_store = text_store(scanned[0].entry)
-    empty = TextJob(_empty_caption, first_store,
-                    text_key(hashlib.sha256(b"").hexdigest(), text_source, family.spec.name, settings))
+    empty = TextJob(_empty_caption, first_store, text_key(hashlib.sha256(b"").hexdigest()))
     planner = EpochPlanner(
         datasets=[DatasetPlan(name=d.entry.id, buckets=d.placements.bucket_names(),
                               repeats=d.entry.repeats, probability=d.entry.probability) for d in scanned],

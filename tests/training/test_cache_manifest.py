@@ -98,3 +98,19 @@ def test_a_damaged_manifest_is_ignored(tmp_path: Path, caplog: pytest.LogCapture
     assert "cache manifest is damaged" in caplog.text
     assert fresh(tmp_path)[0].valid(wanted).tolist() == [True, True]
 
+
+
+@pytest.mark.parametrize("model", ["black-forest-labs/FLUX.1-dev", "/models/é \"quoted\"", Path("/models/vae")])
+def test_the_keys_made_per_image_equal_the_cache_key_of_their_parts(model: object) -> None:
+    from types import SimpleNamespace
+
+    from simpletuner.core.datasets.buckets import Placement
+    from simpletuner.core.training.caching import latent_keys, text_keys
+
+    placement = Placement(width=192, height=128, resized=(200, 133), crop_box=(4, 2, 196, 130))
+    sample = SimpleNamespace(placement=placement, content_hash="ab" * 32)
+    assert latent_keys(model)(sample) == cache_key(kind="latents", image="ab" * 32, model=model, size=[192, 128],
+                                                   resized=[200, 133], crop=[4, 2, 196, 130])
+    settings = {"max_tokens": 77, "template": "é {}", "nested": {"b": 1, "a": [1, 2]}}
+    assert text_keys(model, "flux", settings)("cd" * 32) == cache_key(kind="text", caption_sha256="cd" * 32,
+                                                                      model=model, family="flux", settings=settings)
