@@ -146,14 +146,6 @@ class Placements:
         """The bucket name of each row (the same string object for every row of a bucket)."""
         return [self.names[b] for b in self.bucket.tolist()]
 
-    def rows(self) -> Any:
-        """An int32 (n, 6) array of bucket width, height, resized width, height, crop left, top (for digests)."""
-        import numpy as np
-
-        sizes = np.array([tuple(map(int, n.split("x"))) for n in self.names], dtype=np.int32).reshape(-1, 2)
-        return np.concatenate([sizes[self.bucket], self.resized, self.origin], axis=1) if len(self) else \
-            np.zeros((0, 6), dtype=np.int32)
-
     @property
     def nbytes(self) -> int:
         """Bytes held by the arrays."""

@@ -82,10 +82,6 @@ class PathColumn:
         """Every path, as a list."""
         return self.blob.decode("utf-8", "surrogateescape").split("\0") if self.blob else []
 
-    def take(self, rows: np.ndarray) -> PathColumn:
-        """The paths at ``rows``."""
-        return PathColumn.from_list([self[int(r)] for r in rows])
-
     @property
     def nbytes(self) -> int:
         """Bytes held."""

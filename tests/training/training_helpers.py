@@ -37,6 +37,3 @@ class CountingBackend(LocalDataBackend):
         self.reads[path] += 1
         return super().read(path)
 
-    def read_paths(self, suffix: str) -> list[str]:
-        """The paths read that end with ``suffix``, sorted."""
-        return sorted(p for p in self.reads if p.endswith(suffix))
