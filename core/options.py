@@ -25,6 +25,7 @@ option that names a file or folder is a :data:`PATH`: it must resolve inside the
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -143,6 +144,24 @@ class OptionInfo:
         data = attrs.asdict(self)
         data["choices"] = list(self.choices) if self.choices is not None else None
         return data
+
+
+def bound_problems(where: str, meta: Any, value: Any) -> list[str]:
+    """``where: message`` for ``value`` (or each item of a list value) outside the choices or bounds of ``meta`` (an
+    option's metadata or :class:`OptionInfo`); None is always within them."""
+    if value is None:
+        return []
+    problems = []
+    for item in value if isinstance(value, list) else [value]:
+        if meta.choices is not None and item not in meta.choices:
+            problems.append(f"{where}: {item!r} is not one of {', '.join(map(str, meta.choices))}")
+        if isinstance(item, float) and math.isnan(item):
+            problems.append(f"{where}: must be a number, got nan")
+        if meta.minimum is not None and isinstance(item, int | float) and item < meta.minimum:
+            problems.append(f"{where}: must be at least {meta.minimum:g}, got {item!r}")
+        if meta.maximum is not None and isinstance(item, int | float) and item > meta.maximum:
+            problems.append(f"{where}: must be at most {meta.maximum:g}, got {item!r}")
+    return problems
 
 
 def type_name(tp: Any) -> str:

@@ -26,7 +26,7 @@ from simpletuner.core.config.legacy import DATA_BACKEND_ALIASES, DATASET_ALIASES
 from simpletuner.core.config.placeholders import expand_placeholders
 from simpletuner.core.config.refusals import REFUSED_DATASET_KEYS, dataset_refusals
 from simpletuner.core.errors import ConfigError
-from simpletuner.core.options import PATH, option
+from simpletuner.core.options import PATH, bound_problems, option
 
 DATASET_TYPES = ("image", "text_embeds", "image_embeds")
 CAPTION_STRATEGIES = ("textfile", "filename", "instanceprompt", "huggingface")
@@ -89,16 +89,7 @@ def _field_meta(name: str) -> Any:
 
 
 def _bounds_problems(where: str, key: str, value: Any) -> list[str]:
-    meta = _field_meta(key)
-    if value is None:
-        return []
-    if meta.choices is not None and value not in meta.choices:
-        return [f"{where}.{key}: {value!r} is not one of {', '.join(meta.choices)}"]
-    if meta.minimum is not None and isinstance(value, int | float) and value < meta.minimum:
-        return [f"{where}.{key}: must be at least {meta.minimum:g}, got {value!r}"]
-    if meta.maximum is not None and isinstance(value, int | float) and value > meta.maximum:
-        return [f"{where}.{key}: must be at most {meta.maximum:g}, got {value!r}"]
-    return []
+    return bound_problems(f"{where}.{key}", _field_meta(key), value)
 
 
 def parse_datasets(

@@ -20,7 +20,7 @@ from simpletuner.core.config.core_options import CoreOptions
 from simpletuner.core.config.legacy import ALIASES, LEGACY_KEYS, NO_EFFECT
 from simpletuner.core.config.refusals import REFUSED_KEYS, config_refusals
 from simpletuner.core.errors import ConfigError, PluginConflictError
-from simpletuner.core.options import OptionInfo, describe_options
+from simpletuner.core.options import OptionInfo, bound_problems, describe_options
 from simpletuner.core.specs import Kind, PluginSpec, normalize_name
 
 CORE_OWNER = "core"
@@ -246,20 +246,7 @@ class ConfigSchema:
         return problems
 
     def _check_bounds(self, key: str, value: Any) -> list[str]:
-        info = self.info(key)
-        if value is None:
-            return []
-        items = value if isinstance(value, list) else [value]
-        problems = []
-        for item in items:
-            if info.choices is not None and item not in info.choices:
-                allowed = ", ".join(map(str, info.choices))
-                problems.append(f"$.{key}: {item!r} is not one of {allowed}")
-            if info.minimum is not None and isinstance(item, int | float) and item < info.minimum:
-                problems.append(f"$.{key}: must be at least {info.minimum:g}, got {item!r}")
-            if info.maximum is not None and isinstance(item, int | float) and item > info.maximum:
-                problems.append(f"$.{key}: must be at most {info.maximum:g}, got {item!r}")
-        return problems
+        return bound_problems(f"$.{key}", self.info(key), value)
 
     def load(
         self,

@@ -51,14 +51,18 @@ class Placement:
         return f"{self.width}x{self.height}"
 
 
-def too_small(width: int, height: int, settings: ResolutionSettings) -> bool:
-    """Whether an image is below ``minimum_image_size`` (short edge for pixel, area otherwise)."""
+def too_small(width: Any, height: Any, settings: ResolutionSettings) -> Any:
+    """Whether an image is below ``minimum_image_size`` (short edge for pixel, area otherwise); over NumPy arrays of
+    widths and heights, one answer per image."""
+    import numpy as np
+
+    w, h = np.asarray(width, dtype=np.float64), np.asarray(height, dtype=np.float64)
     minimum = settings.minimum_image_size
     if settings.resolution_type == "pixel":
-        return min(width, height) < minimum
+        return np.minimum(w, h) < minimum
     if settings.resolution_type == "area":
-        return width * height < minimum * 1_000_000
-    return width * height < minimum**2
+        return w * h < minimum * 1_000_000
+    return w * h < minimum**2
 
 
 def _align(value: float, alignment: int) -> int:
@@ -100,19 +104,6 @@ def place(width: int, height: int, settings: ResolutionSettings, seed: int = 0) 
     else:
         left, top = spare_w // 2, spare_h // 2
     return Placement(width=bw, height=bh, resized=(rw, rh), crop_box=(left, top, left + bw, top + bh))
-
-
-def too_small_mask(width: Any, height: Any, settings: ResolutionSettings) -> Any:
-    """:func:`too_small` over NumPy arrays of widths and heights."""
-    import numpy as np
-
-    w, h = np.asarray(width, dtype=np.float64), np.asarray(height, dtype=np.float64)
-    minimum = settings.minimum_image_size
-    if settings.resolution_type == "pixel":
-        return np.minimum(w, h) < minimum
-    if settings.resolution_type == "area":
-        return w * h < minimum * 1_000_000
-    return w * h < minimum**2
 
 
 @attrs.frozen(eq=False)

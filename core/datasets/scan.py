@@ -17,7 +17,7 @@ import attrs
 import numpy as np
 
 from simpletuner.core.config.datasets import DatasetEntry
-from simpletuner.core.datasets.buckets import Placement, Placements, ResolutionSettings, place_many, too_small_mask
+from simpletuner.core.datasets.buckets import Placement, Placements, ResolutionSettings, place_many, too_small
 from simpletuner.core.datasets.index import (
     ImageTable,
     Refresh,
@@ -246,7 +246,7 @@ def build_scanned(entry: DatasetEntry, backend: DataBackend, settings: Resolutio
                   seed: int, refreshed: Refresh | None = None) -> ScannedDataset:
     """Which rows of an index table train and where each goes, under ``settings``."""
     reasons = np.zeros(len(table), dtype=np.uint8)
-    small = too_small_mask(table.width, table.height, settings)
+    small = too_small(table.width, table.height, settings)
     reasons[~table.has_caption()] = SKIP_REASONS.index("no caption")
     reasons[small] = SKIP_REASONS.index("too small")
     reasons[~table.readable] = SKIP_REASONS.index("unreadable")

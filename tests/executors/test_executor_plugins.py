@@ -111,3 +111,23 @@ def test_an_executor_without_an_address_or_shared_folders_says_what_to_set(tmp_p
     problems = shared_dir_problems("slurm_shared_dir", str(tmp_path / "nfs"), workspace, workspace / "output")
     assert len(problems) == 2 and "workspace" in problems[0] and "SIMPLETUNER_WORKSPACE" in problems[0]
     assert shared_dir_problems("slurm_shared_dir", str(tmp_path), workspace, outside) == []
+
+
+@pytest.mark.parametrize(("executor", "override", "message"), [
+    ("slurm", {"gpus_per_node": -1}, "slurm_gpus_per_node: must be at least 0, got -1"),
+    ("slurm", {"cpus_per_task": "0"}, "slurm_cpus_per_task: must be at least 1, got 0"),
+    ("slurm", {"master_port": 80}, "slurm_master_port: must be at least 1024, got 80"),
+    ("ray", {"gpus_per_process": "nan"}, "ray_gpus_per_process: must be a number, got nan"),
+    ("slurm", {"partition": "gpu; reboot"}, "slurm_partition: expected a Slurm name"),
+])
+def test_a_jobs_executor_options_are_held_to_the_options_bounds(executor: str, override: dict[str, object],
+                                                                message: str) -> None:
+    from types import SimpleNamespace
+
+    from simpletuner.core.errors import ConfigError
+    from simpletuner.ui.jobs.placement import choose
+
+    config = SimpleNamespace(core=SimpleNamespace(executor="local"), options_for=lambda spec: spec.options())
+    with pytest.raises(ConfigError) as refused:
+        choose(Registry(), config, executor, override, frozenset())
+    assert any(message in problem for problem in refused.value.problems), refused.value.problems

@@ -20,7 +20,7 @@ from simpletuner.core.config.confinement import PathPolicy
 from simpletuner.core.config.converter import ValueTypeError, make_converter, structure_value
 from simpletuner.core.errors import ConfigError
 from simpletuner.core.interfaces.executor import Executor, Resources
-from simpletuner.core.options import PATH, PRIVILEGED, describe_options
+from simpletuner.core.options import PATH, PRIVILEGED, bound_problems, describe_options
 from simpletuner.core.plugins import Registry, suggest
 from simpletuner.core.specs import ExecutorSpec, normalize_name
 
@@ -72,22 +72,25 @@ def options_values(spec: ExecutorSpec, instance: Any) -> dict[str, Any]:
 def build_options(spec: ExecutorSpec, values: Mapping[str, Any]) -> Any:
     """The options instance of ``values`` (keys the class no longer declares are left out); None without options.
 
-    Raises :class:`ConfigError` for a value of the wrong type or one the class's validators refuse.
+    Raises :class:`ConfigError` for a value of the wrong type, outside the option's choices or bounds, or one the
+    class's validators refuse.
     """
     if spec.options is None:
         return None
     hints = typing.get_type_hints(spec.options)
     converter = make_converter()
-    known = {field.name for field in attrs.fields(spec.options)}
+    infos = {info.key: info for info in describe_options(spec.options)}
     typed: dict[str, Any] = {}
     problems = []
     for key, value in values.items():
-        if key not in known:
+        if key not in infos:
             continue
         try:
             typed[key] = structure_value(converter, value, hints[key])
         except ValueTypeError as exc:
             problems.append(f"$.executor_options.{key}: {exc}")
+            continue
+        problems += bound_problems(f"$.executor_options.{key}", infos[key], typed[key])
     if problems:
         raise ConfigError(problems)
     try:
