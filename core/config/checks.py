@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from simpletuner.core.config.performance import performance_problems
 from simpletuner.core.config.schema import TrainingConfig
 from simpletuner.core.distributed import distributed_problems
 from simpletuner.core.plugins import Registry, suggest
@@ -81,6 +82,9 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
                         f"installed: {', '.join(executors) or 'none'}")
 
     problems += distributed_problems(core, quantized=core.base_model_precision != "no_change")
+    speed_problems, speed_warnings = performance_problems(core)
+    problems += speed_problems
+    warnings += speed_warnings
 
     if core.push_to_hub and not core.hub_model_id:
         problems.append("$.hub_model_id: required when push_to_hub is true (e.g. 'your-name/my-lora')")

@@ -15,6 +15,18 @@ from simpletuner.core.scripts import RUN_PLACEHOLDERS, UPLOAD_PLACEHOLDERS, chec
 OPTIMIZERS = ("adamw", "adamw_bf16", "adafactor")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 RESOLUTION_TYPES = ("pixel", "area", "pixel_area")
+DYNAMO_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: attention_mechanism values (SimpleTuner's names) → diffusers' attention backend names.
+ATTENTION_BACKENDS = {
+    "diffusers": "native", "native-math": "_native_math", "native-flash": "_native_flash",
+    "native-efficient": "_native_efficient", "cudnn": "_native_cudnn", "flex": "flex", "flash-attn": "flash",
+    "flash-attn-2": "flash", "flash-attn-varlen": "flash_varlen", "flash-attn-3": "_flash_3",
+    "flash-attn-3-varlen": "_flash_varlen_3", "xformers": "xformers", "sageattention": "sage",
+    "sageattention-varlen": "sage_varlen", "sageattention-int8-fp16-triton": "_sage_qk_int8_pv_fp16_triton",
+    "sageattention-int8-fp16-cuda": "_sage_qk_int8_pv_fp16_cuda",
+    "sageattention-int8-fp8-cuda": "_sage_qk_int8_pv_fp8_cuda",
+}
+ATTENTION_MECHANISMS = tuple(ATTENTION_BACKENDS)
 
 
 @attrs.define(kw_only=True)
@@ -123,6 +135,67 @@ class CoreOptions:
     gradient_checkpointing: bool = option(
         False, help="Recompute activations in the backward pass: much less memory, about 30% slower.",
         section="memory",
+    )
+    gradient_checkpointing_interval: int | None = option(
+        None, help="With gradient_checkpointing, recompute only every n-th transformer block (1 or unset: every "
+        "block); higher values trade memory back for speed.", section="memory", minimum=1,
+    )
+    # --- speed and memory on GPUs (core/training/compile.py, attention.py, offload.py, fp8.py) -------------
+    dynamo_backend: str = option(
+        "no", help="torch.compile backend for the trained model (inductor is the usual one); no trains eagerly. "
+        "Checked against torch._dynamo.list_backends() when the run starts.", section="memory",
+    )
+    dynamo_mode: str | None = option(
+        None, help="torch.compile mode; torch's default if unset.", section="memory", choices=DYNAMO_MODES,
+    )
+    dynamo_fullgraph: bool = option(
+        False, help="Compile each compiled region into one graph, failing on anything that would split it.",
+        section="memory",
+    )
+    dynamo_dynamic: bool | None = option(
+        None, help="Compile for dynamic shapes (true), one shape at a time (false), or let torch decide after the "
+        "first new shape (unset: recommended with several aspect buckets).", section="memory",
+    )
+    dynamo_use_regional_compilation: bool = option(
+        False, help="Compile each repeated transformer block once instead of the whole model: a much shorter "
+        "compile for the same speed.", section="memory",
+    )
+    attention_mechanism: str = option(
+        "diffusers", help="Attention kernels of the trained model through diffusers' attention dispatcher: diffusers "
+        "(PyTorch SDPA, its best kernel), native-flash, native-efficient, native-math, cudnn, flex, flash-attn "
+        "(pip install flash-attn), flash-attn-3, xformers (pip install xformers), sageattention* (pip install "
+        "sageattention; validation only, training keeps SDPA).", section="memory", choices=ATTENTION_MECHANISMS,
+    )
+    sageattention_usage: str = option(
+        "inference", help="Where a sageattention attention_mechanism is used: inference (validation) only; "
+        "SageAttention kernels have no backward pass, so training with them is refused.", section="memory",
+        choices=("inference", "training", "training+inference"),
+    )
+    enable_group_offload: bool = option(
+        False, help="Keep frozen weights in CPU memory (or on disk) and move each group of blocks to the GPU only "
+        "for its forward pass (diffusers' group offloading): text encoders and VAE, and the transformer of a LoRA "
+        "or LyCORIS run (its trained weights stay on the GPU). Use with gradient_checkpointing.", section="memory",
+    )
+    group_offload_type: str = option(
+        "block_level", help="block_level moves groups of transformer blocks; leaf_level moves single layers "
+        "(least memory, most transfers).", section="memory", choices=("block_level", "leaf_level"),
+    )
+    group_offload_blocks_per_group: int = option(
+        1, help="Blocks moved together with block_level offloading: more is faster and uses more memory.",
+        section="memory", minimum=1,
+    )
+    group_offload_use_stream: bool = option(
+        False, help="Overlap the frozen encoders' transfers with compute on a CUDA stream (needs a CUDA GPU).",
+        section="memory",
+    )
+    group_offload_to_disk_path: str | None = option(
+        None, help="Folder to keep offloaded weights in instead of CPU memory (a fast local SSD).", section="memory",
+        trust=PATH,
+    )
+    fp8_training: bool = option(
+        False, help="Run the trained model's linear layers with float8 matmuls (torchao float8 training, dynamic "
+        "scaling) for full-rank and LoRA runs; needs an NVIDIA GPU of compute capability 8.9 or newer (Ada, "
+        "Hopper, Blackwell) and pip install torchao.", section="memory",
     )
     seed: int | None = option(None, help="Seed for reproducible runs; random when unset.", section="training")
     caption_dropout_probability: float = option(

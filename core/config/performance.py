@@ -1,0 +1,82 @@
+"""Config checks of the speed and memory options (compilation, attention, offloading, FP8 training): combinations
+that cannot work are problems, settings that do nothing are warnings. Checks that need the machine (a GPU, an
+installed package, torch's compiler backends) run when the training run starts
+(:mod:`simpletuner.core.training.speedups`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simpletuner.core.distributed import uses_deepspeed
+
+_SAGE_TRAINING = ("training", "training+inference")
+
+
+def performance_problems(core: Any) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the speed and memory options of ``core`` (a CoreOptions)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    compiling = core.dynamo_backend.strip().lower() not in ("no", "none", "")
+    if not compiling:
+        changed = [k for k in ("dynamo_mode", "dynamo_fullgraph", "dynamo_dynamic", "dynamo_use_regional_compilation")
+                   if getattr(core, k) not in (None, False)]
+        if changed:
+            warnings.append(f"{', '.join(changed)}: no effect while dynamo_backend is 'no'; set dynamo_backend "
+                            "(e.g. inductor) to compile")
+
+    if core.attention_mechanism.startswith("sageattention") and core.sageattention_usage in _SAGE_TRAINING:
+        problems.append(f"$.sageattention_usage: {core.sageattention_usage!r} asks to train through SageAttention, "
+                        "whose kernels have no backward pass (the attention projections would get no gradient); "
+                        "set inference (validation uses SageAttention, training PyTorch SDPA)")
+
+    if core.gradient_checkpointing_interval not in (None, 1) and not core.gradient_checkpointing:
+        problems.append("$.gradient_checkpointing_interval: only acts with gradient_checkpointing; set "
+                        "gradient_checkpointing: true or remove the interval")
+
+    problems += _offload_problems(core, warnings)
+
+    if core.fp8_training:
+        if core.base_model_precision != "no_change":
+            problems.append(f"$.fp8_training: float8 training computes with the base weights in bf16 and cannot "
+                            f"run on a base model quantised to {core.base_model_precision}; set "
+                            "base_model_precision: no_change or turn fp8_training off")
+        if core.mixed_precision != "bf16":
+            problems.append("$.fp8_training: float8 training keeps everything around its matmuls in bf16; set "
+                            "mixed_precision: bf16")
+        if uses_deepspeed(core):
+            problems.append("$.fp8_training: torchao's float8 layers are not supported under DeepSpeed; use FSDP2 "
+                            "(fsdp_enable) or a single GPU")
+    return problems, warnings
+
+
+def _offload_problems(core: Any, warnings: list[str]) -> list[str]:
+    problems: list[str] = []
+    if not core.enable_group_offload:
+        tuned = [k for k in ("group_offload_use_stream", "group_offload_to_disk_path") if getattr(core, k)]
+        if core.group_offload_type != "block_level":
+            tuned.append("group_offload_type")
+        if core.group_offload_blocks_per_group != 1:
+            tuned.append("group_offload_blocks_per_group")
+        if tuned:
+            warnings.append(f"{', '.join(tuned)}: no effect without enable_group_offload: true")
+        return problems
+    if uses_deepspeed(core):
+        problems.append("$.enable_group_offload: cannot be combined with deepspeed_config: DeepSpeed places the "
+                        "weights itself (the zero2-offload and zero3-offload presets offload to the CPU); choose one")
+    if core.fsdp_enable:
+        problems.append("$.enable_group_offload: cannot be combined with fsdp_enable: FSDP2 places the sharded "
+                        "weights itself (fsdp_cpu_offload offloads them to the CPU); choose one")
+    if core.group_offload_use_stream and core.group_offload_to_disk_path:
+        problems.append("$.group_offload_use_stream: streamed transfers need the weights pinned in CPU memory and "
+                        "cannot read them from group_offload_to_disk_path; use one of the two")
+    if core.group_offload_type == "leaf_level" and core.group_offload_blocks_per_group != 1:
+        warnings.append("group_offload_blocks_per_group: no effect with group_offload_type leaf_level")
+    if core.group_offload_use_stream and core.group_offload_blocks_per_group != 1:
+        warnings.append("group_offload_blocks_per_group: streamed offloading moves one block at a time; the value "
+                        "is taken as 1")
+    if core.model_type == "lora" and not core.gradient_checkpointing:
+        warnings.append("enable_group_offload: without gradient_checkpointing the backward pass keeps every "
+                        "block's weights on the GPU until it reaches them, so the transformer saves little memory; "
+                        "set gradient_checkpointing: true")
+    return problems
