@@ -1,5 +1,5 @@
 """Browser journey of an approval in headless Chromium: a researcher's environment carries a command written on
-disk; the Manage Configs page shows it waiting, a researcher can review but not approve it, the admin reviews the
+disk; the Environments page shows it waiting, a researcher can review but not approve it, the admin reviews the
 exact value and approves it, and the researcher's start is then accepted. Screenshots go to the test's folder."""
 
 from __future__ import annotations

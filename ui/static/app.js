@@ -62,19 +62,51 @@
     element.hidden = false;
   }
 
+  // A saved change is confirmed by a toast, on this page or (after a reload or redirect) on the next one.
   function after(element, data) {
     const then = element.dataset.then || "reload";
-    if (then === "reload") window.location.reload();
-    else if (then === "next") {
+    const saved = element.dataset.saved || "Saved.";
+    if (then === "reload") {
+      window.ST.toastNext(saved);
+      window.location.reload();
+    } else if (then === "next") {
       const next = new URLSearchParams(window.location.search).get("next") || "/";
       window.location.assign(next.startsWith("/") && !next.startsWith("//") ? next : "/");
-    } else if (then.startsWith("/")) window.location.assign(then);
-    else if (then === "show-key") {
-      show(document.getElementById("new-key"), "New key (shown once, copy it now): " + data.key, false);
+    } else if (then.startsWith("/")) {
+      if (element.dataset.saved) window.ST.toastNext(saved);
+      window.location.assign(then);
+    } else if (then === "show-key") {
+      showKey(data.key);
     } else if (then === "show-result") {
-      show(element.querySelector(".result") || document.getElementById("result"),
-        (data.ok ? "OK: " : "Failed: ") + data.message, !data.ok);
+      window.ST.toast((data.ok ? "OK: " : "Failed: ") + data.message, data.ok ? "success" : "error");
     }
+  }
+
+  // A new API key is shown once, with a button that copies it.
+  function showKey(key) {
+    const box = document.getElementById("new-key");
+    if (!box) return;
+    const value = box.querySelector("code");
+    value.textContent = key;
+    box.hidden = false;
+    window.ST.toast("API key created: copy it now, it is shown only once.");
+  }
+
+  const copy = document.getElementById("new-key-copy");
+  if (copy) {
+    copy.addEventListener("click", async () => {
+      const value = document.querySelector("#new-key code");
+      try {
+        await navigator.clipboard.writeText(value.textContent);
+        window.ST.toast("Copied to the clipboard.");
+      } catch (error) {
+        const range = document.createRange();  // no clipboard access: select it for Ctrl+C
+        range.selectNodeContents(value);
+        window.getSelection().removeAllRanges();
+        window.getSelection().addRange(range);
+        window.ST.toast("Selected: press Ctrl+C (⌘C) to copy.", "info");
+      }
+    });
   }
 
   document.addEventListener("submit", async (event) => {
@@ -84,9 +116,11 @@
     const status = form.querySelector(".status");
     try {
       const data = await call(form.dataset.method || "POST", form.dataset.api, collect(form));
+      if (status) status.hidden = true;
       after(form, data);
     } catch (error) {
       show(status, error.message, true);
+      window.ST.toast("Not saved: " + error.message, "error");
     }
   });
 
@@ -94,13 +128,17 @@
     const button = event.target.closest("button[data-api]");
     if (!button) return;
     event.preventDefault();
-    if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+    if (button.dataset.confirm) {
+      const sure = await window.ST.confirm({ title: button.dataset.confirm, message: button.dataset.confirmDetail || "",
+        confirm: button.textContent.trim(), danger: button.classList.contains("danger") });
+      if (!sure) return;
+    }
     const body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined;
     try {
       const data = await call(button.dataset.method || "POST", button.dataset.api, body);
       after(button, data);
     } catch (error) {
-      show(document.getElementById("result"), error.message, true);
+      window.ST.toast(error.message, "error");
     }
   });
 })();

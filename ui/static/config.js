@@ -114,7 +114,10 @@
       const button = el("button", { type: "button", text: "Apply " + preset.name, disabled: !canEdit });
       button.addEventListener("click", async () => {
         const applied = await api("POST", base + "/presets", { preset: preset.name });
-        if (applied.ok) window.location.reload(); else say("config-errors", message(applied), true);
+        if (applied.ok) {
+          window.ST.toastNext("Applied the " + preset.name + " preset.");
+          window.location.reload();
+        } else say("config-errors", message(applied), true);
       });
       return el("div", { class: "choice" }, el("strong", { text: preset.name }), el("p", { text: preset.tradeoff }),
         el("p", { class: "muted", text: settings || "no changes" }), button);
@@ -144,12 +147,15 @@
     event.preventDefault();
     const result = await api("PATCH", base + "/config", { values: changed });
     if (result.ok) {
+      const count = Object.keys(changed).length;
       Object.keys(changed).forEach((k) => delete changed[k]);
       say("config-status", "Saved.", false);
+      window.ST.toast("Saved " + (count === 1 ? "1 change" : count + " changes") + " to " + env + ".");
       load();
     } else {
       showErrors(result.data.field_errors, result.data.errors || (result.data.description ? [result.data.description] : []));
       say("config-status", "Not saved: fix the marked fields.", true);
+      window.ST.toast("Not saved: fix the marked fields.", "error");
     }
   });
 

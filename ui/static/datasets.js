@@ -188,6 +188,7 @@
       if (!kept.length) kept.push({ id: "text-embeds", type: "local", dataset_type: "text_embeds", default: true, cache_dir: "cache/" + env + "/text" });
       const result = await api("PUT", base, { datasets: [entry].concat(kept) });
       say("ds-status", result.ok ? "Saved to " + result.data.file : message(result), !result.ok);
+      window.ST.toast(result.ok ? "Dataset saved to " + env + "." : "Not saved: " + message(result), result.ok ? "success" : "error");
     });
   }
 

@@ -132,7 +132,10 @@
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const result = await api("PATCH", base + "/config", { values: values() });
-    if (result.ok) window.location.assign("/training");
+    if (result.ok) {
+      window.ST.toastNext("Saved " + env + ": ready to train.");
+      window.location.assign("/training");
+    }
     else { review(); say("w-status", "Not saved: " + message(result), true); }
   });
 

@@ -92,6 +92,7 @@
     });
   }
 
-  window.ST = { api: api, message: message, upload: upload, el: el, say: say, activeEnvironment: activeEnvironment };
+  window.ST = Object.assign(window.ST || {}, { api: api, message: message, upload: upload, el: el, say: say,
+    activeEnvironment: activeEnvironment });
   document.addEventListener("DOMContentLoaded", fillSwitcher);
 })();
