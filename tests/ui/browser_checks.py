@@ -1,9 +1,10 @@
-"""What the visual and accessibility journeys share: the pages to visit, a watcher of console errors and failed
-requests, axe-core (vendored) run inside a page, and screenshots (under docs/screenshots/ when
-``SIMPLETUNER_UPDATE_SCREENSHOTS=1``, else in the test's folder)."""
+"""What the visual and accessibility journeys share: the pages to visit, viewport sizes, a watcher of console errors
+and failed requests, axe-core (vendored from the npm registry) run inside a page, a keyboard walk through a page, and
+screenshots (under docs/screenshots/ when ``SIMPLETUNER_UPDATE_SCREENSHOTS=1``, else in the test's folder)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,36 @@ PAGES = {
     "/admin/retention": "main form",
     "/admin/audit": "main table",
 }
+
+
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+
+
+def open_page(page: Page, url: str, ready: str) -> None:
+    """Go to ``url`` and wait until its script has filled in ``ready`` and its requests are done."""
+    page.goto(url)
+    page.locator(ready).first.wait_for()
+    page.wait_for_load_state("networkidle")
+
+
+def api(page: Page, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    """An API call from the page's session, as its own scripts make them."""
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content") or ""
+    response = page.request.fetch(page.evaluate("location.origin") + path, method=method,
+                                  headers={"X-CSRF-Token": token, "Content-Type": "application/json"},
+                                  data=json.dumps(body) if body is not None else None)
+    return response.status, response.json() if response.ok else response.text()
+
+
+def fill_workspace(page: Page, viewer: str, password: str) -> None:
+    """What every page needs to show more than its empty state: an environment from an example (active), the shared
+    ``default`` one, and a viewer."""
+    for body in ({"name": "alpha", "example": "flux-lora"}, {"name": "default"}):
+        assert api(page, "POST", "/api/environments", body)[0] == 201
+    assert api(page, "PUT", "/api/active-environment", {"name": "alpha"})[0] in (200, 204)
+    assert api(page, "POST", "/api/users", {"username": viewer, "email": f"{viewer}@example.org",
+                                            "password": password, "levels": ["viewer"]})[0] == 201
 
 
 def shot_name(path: str) -> str:
@@ -101,3 +132,53 @@ def screenshot(page: Page, folder: Path, name: str, full_page: bool = True) -> P
         reduced = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     reduced.save(path, optimize=True)
     return path
+
+
+#: Marks every control a keyboard user must reach (visible, enabled, not taken out of the tab order) and lists them;
+#: radio buttons count once per group, since Tab enters a group once and arrow keys move inside it.
+_CONTROLS = """() => {
+  const shown = (e) => {  // checkVisibility also sees the content of a closed <details> as hidden
+    const box = e.getBoundingClientRect();
+    return box.width > 0 && box.height > 0 && e.checkVisibility({ visibilityProperty: true }) && !e.closest("[inert]");
+  };
+  const controls = Array.from(document.querySelectorAll(
+      "a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex]"))
+    .filter((e) => !e.disabled && e.tabIndex >= 0 && shown(e));
+  const keys = [];
+  controls.forEach((e) => {
+    e.dataset.walk = e.type === "radio" && e.name ? "radio:" + e.name : "c" + keys.length;
+    if (!keys.includes(e.dataset.walk)) keys.push(e.dataset.walk);
+  });
+  return keys.map((key) => {
+    const e = document.querySelector('[data-walk="' + key + '"]');
+    return {key: key, what: e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + " " +
+      (e.getAttribute("aria-label") || e.textContent || e.name || "").trim().slice(0, 40)};
+  });
+}"""
+#: The focused element and whether its focus shows: an outline of at least 2 px or a ring drawn as a box shadow.
+_FOCUSED = """() => {
+  const e = document.activeElement;
+  if (!e || e === document.body) return null;
+  const style = getComputedStyle(e);
+  const ring = (style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2) || style.boxShadow !== "none";
+  return {key: e.dataset.walk || "", ring: ring, what: e.tagName.toLowerCase() + (e.id ? "#" + e.id : "")};
+}"""
+
+
+def keyboard_walk(page: Page) -> tuple[list[str], list[str]]:
+    """Presses Tab through the whole page, round to where it began (a page may have put the focus somewhere
+    already). Returns the controls Tab never reached and the focused elements whose focus is not visible."""
+    controls = {item["key"]: item["what"] for item in page.evaluate(_CONTROLS)}
+    reached: list[str] = []
+    unseen_focus: list[str] = []
+    for _ in range(2 * len(controls) + 20):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(_FOCUSED)
+        if focused is None:
+            continue  # past the last control: the next Tab starts again from the top
+        if reached and focused["key"] == reached[0]:
+            break  # round once
+        reached.append(focused["key"])
+        if not focused["ring"]:
+            unseen_focus.append(focused["what"])
+    return [what for key, what in controls.items() if key not in reached], unseen_focus

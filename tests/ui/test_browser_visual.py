@@ -15,12 +15,20 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from .browser_checks import PAGES, Watcher, screenshot, screenshot_folder, shot_name
-from .conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveUi, csrf_headers, log_in, needs_chromium
+from .browser_checks import (
+    DESKTOP,
+    PAGES,
+    PHONE,
+    Watcher,
+    fill_workspace,
+    open_page,
+    screenshot,
+    screenshot_folder,
+    shot_name,
+)
+from .conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveUi, log_in, needs_chromium
 
 pytestmark = [needs_chromium, pytest.mark.timeout(300)]
-DESKTOP = {"width": 1280, "height": 860}
-PHONE = {"width": 390, "height": 844}
 #: Lists what sticks out on the right, to say which element breaks the layout.
 OVERFLOW = """() => Array.from(document.querySelectorAll("body *"))
   .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 0.5)
@@ -51,12 +59,6 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def api(page: Page, method: str, path: str, body: object = None) -> tuple[int, Any]:
-    response = page.request.fetch(page.evaluate("location.origin") + path, method=method, headers=csrf_headers(page),
-                                  data=json.dumps(body) if body is not None else None)
-    return response.status, response.json() if response.ok else response.text()
-
-
 @pytest.fixture(scope="module")
 def sessions(live: LiveUi, shared_browser: Browser, shots: Path) -> dict[str, Any]:
     """The first administrator (set up through the pages, which are photographed), two environments and a viewer;
@@ -74,11 +76,7 @@ def sessions(live: LiveUi, shared_browser: Browser, shots: Path) -> dict[str, An
     expect(page.locator("#result .toast")).to_contain_text("Administrator created")  # a toast after the redirect
     screenshot(page, shots, "desktop-login")
     log_in(page, live.url, "root")
-    for body in ({"name": "alpha", "example": "flux-lora"}, {"name": "default"}):
-        assert api(page, "POST", "/api/environments", body)[0] == 201
-    assert api(page, "PUT", "/api/active-environment", {"name": "alpha"})[0] in (200, 204)
-    assert api(page, "POST", "/api/users", {"username": "vera", "email": "vera@example.org", "password": PASSWORD,
-                                            "levels": ["viewer"]})[0] == 201
+    fill_workspace(page, "vera", PASSWORD)
     assert watcher.take() == []
     admin_state = context.storage_state()
     viewer_context = shared_browser.new_context(viewport=DESKTOP)
@@ -96,12 +94,6 @@ def admin(shared_browser: Browser, sessions: dict[str, Any]) -> Iterator[Browser
     context.close()
 
 
-def open_page(page: Page, url: str, ready: str) -> None:
-    page.goto(url)
-    page.locator(ready).first.wait_for()
-    page.wait_for_load_state("networkidle")
-
-
 def test_every_page_renders_without_errors(live: LiveUi, admin: BrowserContext, shots: Path) -> None:
     page = admin.new_page()
     watcher = Watcher(page)
@@ -111,12 +103,45 @@ def test_every_page_renders_without_errors(live: LiveUi, admin: BrowserContext, 
         assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth"), page.evaluate(OVERFLOW)
         expect(page).to_have_title(re.compile(r"^\S.* · SimpleTuner$"))
         assert page.locator("main h1").inner_text() == page.title().rsplit(" · ", 1)[0]
+        expect(page.locator("head link[rel=icon]")).to_have_attribute("href", "/static/favicon.svg")
         screenshot(page, shots, "desktop-" + shot_name(path))
     # a page that does not exist is a page of the app with a way back
     answer = page.goto(live.url + "/no-such-page")
     assert answer is not None and answer.status == 404
     expect(page.get_by_role("link", name="Go to the home page")).to_be_visible()
     assert all("404" in problem for problem in watcher.take())  # the page's own status, nothing else
+    icon = page.request.get(live.url + "/static/favicon.svg")  # browsers ask for it on every page
+    assert icon.ok and icon.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_a_new_api_key_is_shown_once_with_a_copy_button(live: LiveUi, shared_browser: Browser,
+                                                        sessions: dict[str, Any]) -> None:
+    context = shared_browser.new_context(viewport=DESKTOP, storage_state=sessions["admin"])
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
+    page = context.new_page()
+    watcher = Watcher(page)
+    open_page(page, live.url + "/", "main h2")
+    page.get_by_role("button", name="root (account)").click()
+    page.get_by_role("link", name="API keys", exact=True).click()
+    page.wait_for_url("**/profile#api-keys")
+    expect(page.locator("#api-keys .empty-state")).to_contain_text("No API key yet")
+    page.get_by_label("Key name").fill("laptop-cli")
+    page.get_by_role("button", name="Create key").click()
+    box = page.locator("#new-key")
+    expect(box).to_be_visible()
+    key = box.locator("code").inner_text()
+    assert key.startswith("st_")
+    box.get_by_role("button", name="Copy").click()
+    expect(page.locator("#result .toast").last).to_have_text(re.compile("^Copied to the clipboard"))
+    assert page.evaluate("navigator.clipboard.readText()") == key
+    # the copied text is the key itself: it opens the API
+    assert page.request.get(live.url + "/api/environments", headers={"X-API-Key": key}).ok
+    page.reload()  # shown once: afterwards only its prefix
+    expect(page.locator("#new-key")).to_be_hidden()
+    expect(page.locator("#api-keys table")).to_contain_text("laptop-cli")
+    assert key not in page.content()
+    assert watcher.take() == []
+    context.close()
 
 
 def menu_links(page: Page, menu: str) -> list[str]:
