@@ -70,6 +70,15 @@ def _offload_problems(core: Any, warnings: list[str]) -> list[str]:
     if core.group_offload_use_stream and core.group_offload_to_disk_path:
         problems.append("$.group_offload_use_stream: streamed transfers need the weights pinned in CPU memory and "
                         "cannot read them from group_offload_to_disk_path; use one of the two")
+    if core.group_offload_to_disk_path and core.base_model_precision != "no_change":
+        problems.append(f"$.group_offload_to_disk_path: the weights of a base model quantised to "
+                        f"{core.base_model_precision} cannot be written to safetensors files; offload to CPU memory "
+                        "(remove group_offload_to_disk_path) or keep the base model's precision")
+    if core.model_type == "full" or core.lora_type == "lycoris":
+        what = "a full-rank run trains every weight" if core.model_type == "full" else (
+            "LyCORIS modules read their base layer's weights outside its forward pass")
+        warnings.append(f"enable_group_offload: {what}, so the trained model stays on the GPU and only the text "
+                        "encoders and VAE are offloaded")
     if core.group_offload_type == "leaf_level" and core.group_offload_blocks_per_group != 1:
         warnings.append("group_offload_blocks_per_group: no effect with group_offload_type leaf_level")
     if core.group_offload_use_stream and core.group_offload_blocks_per_group != 1:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from simpletuner.core.distributed import accelerator_plugins, uses_deepspeed
+from simpletuner.core.training.attention import avoid_broken_cudnn_attention
 from simpletuner.core.training.resolve import TrainingSetupError
 
 
@@ -40,8 +41,7 @@ def build_accelerator(core: Any, family: Any, resolve_path: Callable[[str], Path
     cuda = torch.cuda.is_available()
     accelerator = Accelerator(**accelerator_kwargs(core, family, cuda=cuda, resolve_path=resolve_path))
     if cuda:
-        # cuDNN attention fails in Flux's backward pass on recent CUDA builds; flash/efficient kernels are as fast
-        torch.backends.cuda.enable_cudnn_sdp(False)
+        avoid_broken_cudnn_attention(torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float16)
     return accelerator
 
 

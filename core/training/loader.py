@@ -112,13 +112,14 @@ class BatchStream:
     """
 
     def __init__(self, data: TrainingData, rank: int, start_epoch: int, start_index: int, *, depth: int = 4,
-                 geometry: bool = False,
-                 memory_budget: int = MEMORY_BUDGET) -> None:
+                 geometry: bool = False, memory_budget: int = MEMORY_BUDGET, pin_memory: bool = False) -> None:
         if depth < 3:
             raise ValueError(f"depth must be at least 3 (got {depth}): the reader keeps depth - 1 batches ready")
         self.data = data
         self.rank = rank
         self._geometry = geometry  # only families that take image geometry need it read
+        # page-locked batches copy to a CUDA GPU asynchronously (the loop's non_blocking copies overlap compute)
+        self._pin = pin_memory
         self.wait_seconds = 0.0
         self._depth = depth
         self._memory = SampleMemory(memory_budget)
@@ -141,6 +142,8 @@ class BatchStream:
                         return
                     refs = self.data.planner.rank_slice(plan[position], self.rank)
                     latents, text = load_batch(self.data, refs, self._memory)
+                    if self._pin:
+                        latents, text = latents.pin_memory(), {k: v.pin_memory() for k, v in text.items()}
                     if log is not None:
                         for ref in refs:
                             sample = self.data.datasets[ref.dataset].samples[ref.index]

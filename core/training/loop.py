@@ -158,7 +158,7 @@ def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
     family = state.family
     geometry = bool(getattr(family, "uses_image_geometry", False))
     stream = BatchStream(state.data, acc.process_index, epoch, index, geometry=geometry,
-                         memory_budget=core.batch_memory_cache_mb << 20)
+                         memory_budget=core.batch_memory_cache_mb << 20, pin_memory=acc.device.type == "cuda")
     step = state.start_step
     smoothed: float | None = None
     trained = {family.trained_component: state.model}

@@ -22,9 +22,13 @@ from simpletuner.core.tracking import Tracking
 from simpletuner.core.training import checkpoints as ckpt
 from simpletuner.core.training import stages
 from simpletuner.core.training.acceleration import build_accelerator
+from simpletuner.core.training.attention import validation_backend
+from simpletuner.core.training.compile import eager
 from simpletuner.core.training.data import TrainingData
 from simpletuner.core.training.loop import LoopState, StepMetrics, train_steps
-from simpletuner.core.training.resolve import resolve_run
+from simpletuner.core.training.machine_checks import check_machine
+from simpletuner.core.training.offload import GroupOffload
+from simpletuner.core.training.resolve import TrainingSetupError, resolve_run
 from simpletuner.core.training.run_folders import shared_run_folder
 from simpletuner.core.training.saving import WeightSaver
 from simpletuner.core.training.validation import Validator
@@ -51,13 +55,17 @@ def train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, *
     :mod:`~simpletuner.core.training.run_folders`). Raises :class:`~simpletuner.core.errors.SimpleTunerError` for
     input problems (before heavy work wherever possible)."""
     resolved = resolve_run(loaded, workspace, registry)
+    check_machine(loaded.config.core, current_device())
     accelerator = build_accelerator(loaded.config.core, resolved.family,
                                     lambda p: workspace.resolve_config_path(p, loaded.environment.path))
     folder = shared_run_folder(accelerator, resolved.output_dir, loaded.environment.name, run_dir)
     events = EventWriter(folder / EVENTS_FILE if accelerator.is_main_process else None, listeners)
-    run = stages.Run(loaded, workspace, registry, resolved, folder, accelerator, events)
     step: int | None = None
+    offload: GroupOffload | None = None
     try:
+        offload = group_offload(loaded.config.core, accelerator,
+                                lambda p: workspace.resolve_config_path(p, loaded.environment.path))
+        run = stages.Run(loaded, workspace, registry, resolved, folder, accelerator, events, offload)
         result = _run_stages(run)
         step = result.step
         return result
@@ -66,7 +74,26 @@ def train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, *
                     error_type=type(exc).__name__)
         raise
     finally:
+        if offload is not None:
+            offload.close()
         events.close()
+
+
+def current_device() -> Any:
+    """The device this process trains on, as accelerate will choose it (its GPU, else the CPU)."""
+    from accelerate import PartialState
+
+    return PartialState().device
+
+
+def group_offload(core: Any, accelerator: Any, resolve_path: Any) -> GroupOffload | None:
+    """The run's group offloading (None when off); refused across several processes, whose data-parallel wrapper
+    needs every weight of its replica on its own GPU."""
+    if core.enable_group_offload and accelerator.num_processes > 1:
+        raise TrainingSetupError(f"enable_group_offload runs in a single process and this run has "
+                                 f"{accelerator.num_processes}; train on one GPU, or shard the model with "
+                                 "fsdp_enable / deepspeed_config instead")
+    return GroupOffload.for_run(core, accelerator.device, resolve_path)
 
 
 def _run_stages(run: stages.Run) -> TrainingResult:
@@ -196,7 +223,9 @@ class RunHooks:
         if self.validator is not None and self.run.is_main:
             unwrapped = self.saver.unwrapped
             unwrapped.eval()
-            with torch.no_grad():
+            # validation renders another shape without gradients: compiled code would recompile for it
+            with torch.no_grad(), eager(), validation_backend(unwrapped, self.run.core,
+                                                             cuda=self.run.accelerator.device.type == "cuda"):
                 result = self.validator.run(step, checkpoint, self._pipeline, self.run.resolved.spec.name)
             images = [Path(p) for p in result.get("images", [])]
             self.cached.components.park(self.cached.keep)

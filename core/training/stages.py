@@ -19,10 +19,15 @@ from simpletuner.core.plugins import Registry
 from simpletuner.core.training import checkpoints as ckpt
 from simpletuner.core.training.acceleration import is_sharded
 from simpletuner.core.training.adapter import attach_adapter, load_trained_state_dict, prepare_trainable
+from simpletuner.core.training.attention import apply_training_backend
 from simpletuner.core.training.caching_stage import fill_caches
+from simpletuner.core.training.checkpointing import enable_checkpointing
+from simpletuner.core.training.compile import compile_model
 from simpletuner.core.training.components import Components
 from simpletuner.core.training.data import TrainingData
+from simpletuner.core.training.fp8 import convert_to_fp8
 from simpletuner.core.training.lycoris import LYCORIS_CONFIG_FILE
+from simpletuner.core.training.offload import GroupOffload, keep_saved_weights, offloads_trained_model, trainable_to
 from simpletuner.core.training.optim import build_optimizer, build_scheduler
 from simpletuner.core.training.outputs import lora_layout_file, read_lora
 from simpletuner.core.training.prepare import prepare_data
@@ -55,6 +60,8 @@ class Run:
     folder: Path
     accelerator: Accelerator
     events: EventWriter
+    #: Group offloading of frozen weights (``enable_group_offload``); None when off.
+    offload: GroupOffload | None = None
 
     @property
     def config(self) -> TrainingConfig:
@@ -127,7 +134,7 @@ def caches(run: Run, begun: Start, training_data: TrainingData) -> Cached:
     family = run.family
     dtype = getattr(torch, _DTYPES[run.accelerator.mixed_precision])
     sources = {"default": run.resolved.pretrained, "vae": run.resolved.vae_source}
-    components = Components(family, sources, dtype, run.accelerator.device)
+    components = Components(family, sources, dtype, run.accelerator.device, run.offload)
     calls = fill_caches(training_data, family, components, run.config, run.registry, run.events, run.accelerator)
     keep = [n for n in family.components if n != family.trained_component] if begun.validation else []
     components.park(keep)
@@ -145,19 +152,32 @@ class AdaptedModel:
 
 
 def model_and_adapter(run: Run, dtype: torch.dtype) -> AdaptedModel:
-    """Load the trained component, quantise it, attach the adapter (from ``init_lora`` if set) and the EMA."""
-    core, family, registry = run.core, run.family, run.registry
-    transformer = family.load_components(run.resolved.pretrained, dtype=dtype, device=run.accelerator.device,
+    """Load the trained component, quantise it, attach the adapter (from ``init_lora`` if set) and the EMA, then
+    apply the speed and memory options: float8 layers, offloading of the frozen base layers, gradient
+    checkpointing, the attention backend and, last, compilation (so it sees the final module tree)."""
+    core, family, registry, device = run.core, run.family, run.registry, run.accelerator.device
+    offload = run.offload if offloads_trained_model(core) else None
+    transformer = family.load_components(run.resolved.pretrained, dtype=dtype,
+                                         device="cpu" if offload is not None else device,
                                          names=[family.trained_component])[family.trained_component]
     if core.base_model_precision != "no_change":
         quantizer_spec = registry.quantizer_for(core.base_model_precision)
         assert quantizer_spec is not None, "config check guarantees an installed quantizer"
         quantizer = quantizer_spec.build(run.config.options_for(quantizer_spec))
         quantizer.quantize(transformer, core.base_model_precision, exclude=family.quantization_exclusions)
+    applied: dict[str, Any] = {}
+    if core.fp8_training:
+        applied["fp8_layers"] = convert_to_fp8(transformer, device)
+    if offload is not None:
+        offload.apply(transformer, family.trained_component, trained=True)
+        applied["offloaded"] = family.trained_component
     try:
         attach_adapter(transformer, family, core, run.loaded.lycoris_config)
     except ValueError as exc:
         raise TrainingSetupError(str(exc)) from None
+    if offload is not None:
+        trainable_to(transformer, device)
+        keep_saved_weights(transformer)
     if core.model_type == "lora" and core.init_lora:
         init_path = run.resolve_path(core.init_lora)
         if not init_path.is_file():
@@ -169,8 +189,17 @@ def model_and_adapter(run: Run, dtype: torch.dtype) -> AdaptedModel:
         from diffusers.training_utils import EMAModel
 
         ema = EMAModel(params, decay=core.ema_decay, foreach=True)
-    if core.gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()
+    checkpointing = enable_checkpointing(transformer, core, offloaded=offload is not None)
+    if checkpointing is not None and checkpointing.interval > 1:
+        applied["checkpoint_interval"] = checkpointing.interval
+    if apply_training_backend(transformer, core, cuda=device.type == "cuda"):
+        applied["attention"] = core.attention_mechanism
+    compiled = compile_model(transformer, family, core)
+    if compiled:
+        applied["compiled"] = {"backend": core.dynamo_backend, "modules": len(compiled),
+                               "regional": core.dynamo_use_regional_compilation}
+    if applied:
+        run.events.emit("speedups", **applied)
     return AdaptedModel(transformer=transformer, params=params, ema=ema)
 
 

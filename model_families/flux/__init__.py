@@ -40,7 +40,7 @@ SPEC = ModelFamilySpec(
     default_flavour="dev",
     model_types=("lora", "full"),
     lora_types=("standard", "lycoris"),
-    precisions=("no_change", "int8-quanto", "int4-quanto", "fp8-quanto"),
+    precisions=("no_change", "int8-quanto", "int4-quanto", "fp8-quanto", "int8-torchao", "fp8-torchao"),
     discouraged_precisions={"int4-quanto": "noticeably lower quality LoRAs than int8 for Flux"},
     memory_presets=MEMORY_PRESETS,
     tiny=TinyModel(build=lazy("simpletuner.model_families.flux.tiny:build_tiny_flux_pipeline"),

@@ -44,6 +44,8 @@ DISCOURAGED_PRECISIONS = {
     "int8-quanto": _QUANTISATION_COST,
     "fp8-quanto": _QUANTISATION_COST,
     "int4-quanto": _QUANTISATION_COST + "; at 4 bits the loss is large",
+    "int8-torchao": _QUANTISATION_COST,
+    "fp8-torchao": _QUANTISATION_COST,
 }
 
 
@@ -58,7 +60,7 @@ SPEC = ModelFamilySpec(
     default_flavour="sana1.0-1.6b-1024",
     model_types=("lora", "full"),
     lora_types=("standard", "lycoris"),
-    precisions=("no_change", "int8-quanto", "fp8-quanto", "int4-quanto"),
+    precisions=("no_change", "int8-quanto", "fp8-quanto", "int4-quanto", "int8-torchao", "fp8-torchao"),
     discouraged_precisions=DISCOURAGED_PRECISIONS,
     memory_presets=MEMORY_PRESETS,
     tiny=TinyModel(build=lazy("simpletuner.model_families.sana.tiny:build_tiny_sana_pipeline"),

@@ -41,7 +41,7 @@ SPEC = ModelFamilySpec(
     default_flavour="medium",
     model_types=("lora", "full"),
     lora_types=("standard", "lycoris"),
-    precisions=("no_change", "int8-quanto", "fp8-quanto", "int4-quanto"),
+    precisions=("no_change", "int8-quanto", "fp8-quanto", "int4-quanto", "int8-torchao", "fp8-torchao"),
     discouraged_precisions={"int4-quanto": "SD3's MMDiT loses fine detail and text rendering at 4 bits; int8 fits "
                                            "large on a 24 GiB card"},
     memory_presets=MEMORY_PRESETS,

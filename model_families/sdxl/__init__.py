@@ -54,7 +54,7 @@ SPEC = ModelFamilySpec(
     default_flavour="base-1.0",
     model_types=("lora", "full"),
     lora_types=("standard", "lycoris"),
-    precisions=("no_change", "int8-quanto", "fp8-quanto", "int4-quanto"),
+    precisions=("no_change", "int8-quanto", "fp8-quanto", "int4-quanto", "int8-torchao", "fp8-torchao"),
     discouraged_precisions=DISCOURAGED_PRECISIONS,
     memory_presets=MEMORY_PRESETS,
     tiny=TinyModel(build=lazy("simpletuner.model_families.sdxl.tiny:build_tiny_sdxl_pipeline"),

@@ -1,4 +1,4 @@
-"""Built-in quantizers: ``quanto`` (optimum-quanto weight-only quantisation).
+"""Built-in quantizers: ``quanto`` (optimum-quanto) and ``torchao`` (PyTorch's torchao), both weight-only.
 
 This module is the entry point; it imports nothing heavy.
 """
@@ -17,10 +17,16 @@ QUANTO_PRECISIONS = {
     "fp8uz-quanto": "qfloat8_e4m3fnuz",
 }
 
+#: ``base_model_precision`` values → torchao weight-only configs (``torchao.quantization``).
+TORCHAO_PRECISIONS = {
+    "int8-torchao": "Int8WeightOnlyConfig",
+    "fp8-torchao": "Float8WeightOnlyConfig",
+}
+
 
 @hookimpl
 def register_quantizers(register: RegisterQuantizer) -> None:
-    """Register optimum-quanto's precisions."""
+    """Register optimum-quanto's and torchao's precisions."""
     register(
         QuantizerSpec(
             name="quanto",
@@ -29,5 +35,15 @@ def register_quantizers(register: RegisterQuantizer) -> None:
             "activations stay in the compute dtype.",
             precisions=tuple(QUANTO_PRECISIONS),
             factory=lazy("simpletuner.plugins.quantizers.quanto:QuantoQuantizer"),
+        )
+    )
+    register(
+        QuantizerSpec(
+            name="torchao",
+            title="torchao",
+            description="Weight-only quantisation of the frozen base model to int8 or float8 with PyTorch's torchao "
+            "(pip install torchao); its tensors work with torch.compile and group offloading to CPU memory.",
+            precisions=tuple(TORCHAO_PRECISIONS),
+            factory=lazy("simpletuner.plugins.quantizers.torchao:TorchaoQuantizer"),
         )
     )

@@ -1,0 +1,178 @@
+"""The speed and memory options on the tiny Flux (CPU): each trains the same LoRA as a plain run — the same losses
+where the option must not change the arithmetic (offloading, checkpointing every other block, the math attention
+kernel), a falling loss where it may (compilation) — and saves a LoRA that loads; what cannot run here is refused
+with its reason before training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from training_helpers import events_of
+
+from simpletuner.core.errors import SimpleTunerError
+from simpletuner.core.training import stages
+
+pytestmark = pytest.mark.timeout(300)
+
+#: A short run whose loss already falls on the tiny Flux (see test_quantized_run for the long version).
+SHORT = {"images": 2, "train_batch_size": 1, "max_train_steps": 8, "learning_rate": 1e-2, "lora_rank": 8,
+         "max_grad_norm": 1.0, "gradient_checkpointing": True}
+
+
+def losses(result: Any) -> list[float]:
+    return [e["loss"] for e in events_of(result.run_dir, "step")]
+
+
+def lora_tensors(result: Any) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(result.output))
+
+
+@pytest.fixture
+def plain(make_env: Callable[..., str], run_env: Callable[..., Any]) -> Any:
+    """The reference run without any speed option."""
+    return run_env(make_env("plain", **SHORT))
+
+
+def assert_same_training(result: Any, reference: Any) -> None:
+    assert losses(result) == pytest.approx(losses(reference), rel=1e-5, abs=1e-6)
+    mine, theirs = lora_tensors(result), lora_tensors(reference)
+    assert mine.keys() == theirs.keys()
+    for key in mine:
+        # Adam normalises each update, so elements whose gradients are ~0 may move by rounding noise: compare
+        # whole tensors
+        difference = float((mine[key] - theirs[key]).norm())
+        assert difference <= 1e-3 * float(theirs[key].norm()) + 1e-6, (key, difference)
+
+
+@pytest.mark.parametrize("checkpointing", [True, False])
+def test_group_offloading_to_disk_trains_the_same_lora(make_env: Callable[..., str], run_env: Callable[..., Any],
+                                                      plain: Any, workspace: Any, checkpointing: bool) -> None:
+    """Offloading the frozen weights to files changes where they live, not the arithmetic: a LoRA whose updates
+    were lost (offloading that reloads trained weights from disk) would repeat the first loss, and a backward pass
+    that read a swapped-out weight (an empty tensor once offloaded to disk) would diverge or give NaN — both with
+    checkpointed blocks (recomputed in the backward pass) and without."""
+    from simpletuner.core.training import offload as offload_module
+
+    applied: list[dict[str, Any]] = []
+    original = offload_module.offload_options
+
+    def spy(core: Any, device: Any, folder: Path | None, *, trained: bool) -> dict[str, Any]:
+        options = original(core, device, folder, trained=trained)
+        applied.append({"trained": trained, **options})
+        return options
+
+    offload_module.offload_options = spy
+    try:
+        result = run_env(make_env("offload", enable_group_offload=True, group_offload_type="block_level",
+                                  group_offload_to_disk_path="scratch/offload",
+                                  **{**SHORT, "gradient_checkpointing": checkpointing}))
+    finally:
+        offload_module.offload_options = original
+    assert_same_training(result, plain)
+    assert events_of(result.run_dir, "speedups")[0]["offloaded"] == "transformer"
+    trained = [a for a in applied if a["trained"]]
+    frozen = [a for a in applied if not a["trained"]]
+    assert len(trained) == 1 and trained[0]["offload_type"] == "leaf_level"
+    assert frozen and all(a["offload_type"] == "block_level" for a in frozen)  # the encoders as asked
+    assert all(a["offload_to_disk_path"] for a in applied)
+    scratch = workspace.root / "scratch" / "offload"
+    assert scratch.is_dir() and not any(scratch.iterdir()), "the run's offload files are removed when it ends"
+
+
+def test_checkpointing_every_other_block_trains_the_same_lora(make_env: Callable[..., str],
+                                                             run_env: Callable[..., Any], plain: Any) -> None:
+    from simpletuner.core.training import checkpointing
+
+    made: list[checkpointing.BlockCheckpoint] = []
+    original = checkpointing.BlockCheckpoint
+
+    class Recording(original):  # type: ignore[misc, valid-type]
+        def __init__(self, interval: int = 1, *, offloaded: bool = False) -> None:
+            super().__init__(interval, offloaded=offloaded)
+            made.append(self)
+
+    checkpointing.BlockCheckpoint = Recording  # type: ignore[misc]
+    try:
+        result = run_env(make_env("interval", gradient_checkpointing_interval=2, **SHORT))
+    finally:
+        checkpointing.BlockCheckpoint = original  # type: ignore[misc]
+    assert_same_training(result, plain)
+    (function,) = made
+    blocks_per_pass = function.calls  # the tiny Flux's double and single blocks
+    assert blocks_per_pass >= 2
+    steps = len(losses(result))
+    assert function.checkpointed == steps * ((blocks_per_pass + 1) // 2)
+    assert events_of(result.run_dir, "speedups")[0]["checkpoint_interval"] == 2
+
+
+def test_math_attention_backend_trains_the_same_lora(make_env: Callable[..., str], run_env: Callable[..., Any],
+                                                     plain: Any) -> None:
+    result = run_env(make_env("math", attention_mechanism="native-math", **SHORT))
+    assert_same_training(result, plain)
+    assert events_of(result.run_dir, "speedups")[0]["attention"] == "native-math"
+
+
+def test_regional_compilation_trains_and_saves_the_eager_layout(make_env: Callable[..., str],
+                                                                run_env: Callable[..., Any], plain: Any) -> None:
+    """Inductor compiles each repeated block class once; the saved LoRA has the eager run's keys (no _orig_mod
+    prefixes), loads into the pipeline, and the loss falls as the eager run's does."""
+    import torch
+
+    result = run_env(make_env("compiled", dynamo_backend="inductor", dynamo_use_regional_compilation=True,
+                              validation_prompt="a red square", validation_steps=0, validation_resolution="64",
+                              validation_num_inference_steps=2, **SHORT))
+    compiled = events_of(result.run_dir, "speedups")[0]["compiled"]
+    assert compiled["regional"] and compiled["modules"] >= 2 and compiled["backend"] == "inductor"
+    mine, theirs = lora_tensors(result), lora_tensors(plain)
+    assert mine.keys() == theirs.keys()
+    eager_losses, compiled_losses = losses(plain), losses(result)
+    assert compiled_losses[0] == pytest.approx(eager_losses[0], rel=1e-3)  # the same first forward
+    assert sum(compiled_losses[-3:]) < sum(compiled_losses[:3])
+    assert events_of(result.run_dir, "validation"), "validation ran with the compiled model set aside"
+    for key in mine:
+        assert torch.isfinite(mine[key]).all(), key
+
+
+def test_torchao_int8_base_trains_a_loadable_lora(make_env: Callable[..., str], run_env: Callable[..., Any],
+                                                  tiny_flux: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from diffusers import FluxPipeline
+    from peft.utils import get_peft_model_state_dict
+    from torchao.quantization import Int8Tensor
+
+    seen: dict[str, Any] = {}
+    attach = stages.attach_adapter
+
+    def spy_attach(model: Any, *args: Any, **kwargs: Any) -> None:
+        seen["to_q"] = type(model.transformer_blocks[0].attn.to_q.weight)
+        seen["x_embedder"] = type(model.x_embedder.weight)  # one of the family's exclusions
+        attach(model, *args, **kwargs)
+
+    monkeypatch.setattr(stages, "attach_adapter", spy_attach)
+    result = run_env(make_env("torchao", base_model_precision="int8-torchao", **{**SHORT, "max_train_steps": 16}))
+    assert seen == {"to_q": Int8Tensor, "x_embedder": torch.nn.Parameter}
+    run_losses = losses(result)
+    assert sum(run_losses[-4:]) < sum(run_losses[:4]), run_losses
+    pipeline = FluxPipeline.from_pretrained(str(tiny_flux), dtype=torch.float32)
+    pipeline.load_lora_weights(str(result.output), adapter_name="trained")
+    loaded = get_peft_model_state_dict(pipeline.transformer, adapter_name="trained")
+    saved = {k.removeprefix("transformer."): v for k, v in lora_tensors(result).items()}
+    assert loaded.keys() == saved.keys() and saved
+    assert all(torch.equal(loaded[k], saved[k].to(loaded[k].dtype)) for k in saved)
+
+
+@pytest.mark.parametrize(("settings", "reason"), [
+    ({"fp8_training": True, "mixed_precision": "bf16"}, "fp8_training needs an NVIDIA GPU with float8 tensor cores"),
+    ({"attention_mechanism": "flash-attn"}, "runs only on CUDA GPUs"),
+    ({"attention_mechanism": "sageattention"}, "runs only on CUDA GPUs"),
+])
+def test_what_cannot_run_here_is_refused_before_training(make_env: Callable[..., str], run_env: Callable[..., Any],
+                                                         settings: dict[str, Any], reason: str) -> None:
+    name = make_env("refused", **{**SHORT, **settings})
+    with pytest.raises(SimpleTunerError, match=reason):
+        run_env(name)
