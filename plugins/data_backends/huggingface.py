@@ -23,6 +23,7 @@ import attrs
 
 from simpletuner.core.errors import DataBackendError
 from simpletuner.core.interfaces import DataBackend
+from simpletuner.plugins.data_backends.huggingface_filters import field
 from simpletuner.plugins.data_backends.huggingface_options import HuggingFaceOptions
 
 #: Seconds allowed for the Hub to answer :meth:`HuggingFaceDataBackend.check`.
@@ -39,18 +40,6 @@ def parse_options(options: Mapping[str, Any] | HuggingFaceOptions | None) -> Hug
     return HuggingFaceOptions(**{k: v for k, v in dict(options or {}).items() if k in known})
 
 
-def field(row: Mapping[str, Any], path: str) -> Any:
-    """A row's value at a column name or a nested ``a.b`` path; None where it has none."""
-    if path in row:
-        return row[path]
-    value: Any = row
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
-
-
 def text(value: Any) -> str:
     """A caption value as text: strings stripped, the first non-empty string of a list, "" for anything else."""
     if isinstance(value, str):
@@ -61,12 +50,21 @@ def text(value: Any) -> str:
 
 
 def caption_of(row: Mapping[str, Any], options: HuggingFaceOptions) -> str:
-    """The first non-empty caption column of a row, else its fallback caption column, else ""."""
-    for column in options.caption_column:
-        caption = text(field(row, column))
+    """The first non-empty caption column of a row, else its fallback caption column, else its description column,
+    else ""."""
+    for column in (*options.caption_column, options.fallback_caption_column):
+        caption = text(field(row, column)) if column else ""
         if caption:
             return caption
-    return text(field(row, options.fallback_caption_column)) if options.fallback_caption_column else ""
+    return description(field(row, options.description_column)) if options.description_column else ""
+
+
+def description(value: Any) -> str:
+    """A description value as a caption: text as it is, an object's ``main_subject``, ``description`` and
+    ``text`` joined (as SimpleTuner reads a description column)."""
+    if isinstance(value, Mapping):
+        return " ".join(t for t in (text(value.get(k)) for k in ("main_subject", "description", "text")) if t)
+    return text(value)
 
 
 def image_bytes(value: Any) -> bytes | None:

@@ -58,14 +58,36 @@ def open_split(options: HuggingFaceOptions) -> Any:
 def check_columns(features: Any, options: HuggingFaceOptions, where: str) -> None:
     """Refuse options naming columns (or nested fields) the dataset lacks, naming the columns it has."""
     names = [options.image_column, *options.caption_column, options.fallback_caption_column, options.width_column,
-             options.height_column]
-    for column in (c for c in names if c):
+             options.height_column, options.description_column]
+    rule = options.row_filter()
+    needed = {column: None for column in names if column}
+    needed.update({column: key for column, key in (rule.reads() if rule else {}).items() if column not in needed})
+    for column, filter_key in needed.items():
         if column in features:
             continue
         top, _, rest = column.partition(".")
         if top in features and rest and _has_path(features[top], rest):
             continue
-        raise DataBackendError(f"{where}: no column {column!r}; its columns are {', '.join(features)}")
+        reader = f" (read by huggingface.filter_func.{filter_key})" if filter_key else ""
+        raise DataBackendError(f"{where}: no column {column!r}{reader}; its columns are {', '.join(features)}")
+
+
+def kept_rows(split: Any, options: HuggingFaceOptions) -> list[int]:
+    """The indices of the rows ``huggingface.filter_func`` keeps (every row without filters); only the columns
+    the filters read are decoded, never the images."""
+    rule = options.row_filter()
+    if rule is None:
+        return list(range(len(split)))
+    columns = list(dict.fromkeys(column.split(".", 1)[0] for column in rule.reads()))
+    kept: list[int] = []
+    position = 0
+    for batch in split.select_columns(columns).iter(batch_size=1000):
+        count = len(next(iter(batch.values())))
+        for offset in range(count):
+            if rule.keep({name: values[offset] for name, values in batch.items()}):
+                kept.append(position + offset)
+        position += count
+    return kept
 
 
 def _has_path(feature: Any, path: str) -> bool:
@@ -91,7 +113,8 @@ def load_rows(options: HuggingFaceOptions, where: str) -> Any:
     elif getattr(image, "dtype", None) not in ("binary", "large_binary"):
         raise DataBackendError(f"{where}: column {options.image_column!r} holds {image}, not images; set "
                                "image_column to a column of images")
-    indices = subset(len(split), options.max_num_samples)
+    kept = kept_rows(split, options)
+    indices = [kept[i] for i in subset(len(kept), options.max_num_samples)]
     return split.select(indices).add_column(ROW_COLUMN, indices)
 
 
