@@ -149,7 +149,7 @@ def page_routes(ctx: AppContext) -> list[tuple[str, Page]]:
         ("/plugins", Page(ctx, "plugins.html", "Plugins", AUTHENTICATED, _plugins)),
         ("/admin/users", Page(ctx, "users.html", "Users", "users.manage", _users)),
         ("/admin/levels", Page(ctx, "levels.html", "Levels", "levels.manage", _level_page)),
-        ("/admin/providers", Page(ctx, "providers.html", "Auth Providers", "providers.manage", _providers)),
+        ("/admin/providers", Page(ctx, "providers.html", "Login providers", "providers.manage", _providers)),
         ("/admin/registration", Page(ctx, "registration.html", "Registration", "settings.manage", _registration)),
         ("/admin/paths", Page(ctx, "paths.html", "Allowed roots", "settings.manage", _paths)),
         ("/admin/outbound", Page(ctx, "outbound.html", "Outbound connections", "settings.manage", _outbound)),
