@@ -26,8 +26,9 @@ _INSTALL_HINTS = {
     "_flash_varlen_3": "build FlashAttention 3 (hopper/ in the flash-attention repository) on a Hopper GPU",
     "xformers": "pip install xformers", "sage": "pip install sageattention", "sage_varlen": "pip install sageattention",
 }
-#: Backends that run only on CUDA GPUs (PyTorch's own fused kernels and every third-party kernel).
-_CPU_BACKENDS = ("native", "_native_math", "flex")
+#: Backends that train on a CPU; the others need a CUDA GPU (PyTorch's fused kernels, every third-party kernel, and
+#: flex attention, which has no backward pass on the CPU).
+_CPU_BACKENDS = ("native", "_native_math")
 
 
 def backend_name(mechanism: str) -> str:
@@ -55,8 +56,8 @@ def backend_problem(backend: str, *, cuda: bool) -> str | None:
 
     mechanism = next(k for k, v in ATTENTION_BACKENDS.items() if v == backend)
     if not cuda and backend not in _CPU_BACKENDS:
-        return (f"attention_mechanism {mechanism!r} runs only on CUDA GPUs and none is visible; use diffusers, "
-                "native-math or flex on the CPU")
+        return (f"attention_mechanism {mechanism!r} runs only on CUDA GPUs and none is visible; use diffusers or "
+                "native-math on the CPU")
     try:
         _check_attention_backend_requirements(AttentionBackendName(backend))
     except (RuntimeError, ImportError) as exc:

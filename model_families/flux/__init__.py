@@ -27,6 +27,11 @@ MEMORY_PRESETS = (
     MemoryPreset(name="aggressive", tradeoff="Fits 24 GiB cards: int8 base weights and recomputed activations; "
                  "slower, small quality cost.",
                  settings={"gradient_checkpointing": True, "base_model_precision": "int8-quanto"}),
+    MemoryPreset(name="offload", tradeoff="For the smallest GPUs: the frozen weights stay in CPU memory (as much "
+                 "RAM as the model's size) and stream to the GPU layer by layer while activations are recomputed; "
+                 "the GPU holds the LoRA, a few layers and the activations; the slowest preset.",
+                 settings={"gradient_checkpointing": True, "enable_group_offload": True,
+                           "group_offload_use_stream": True}),
 )
 
 

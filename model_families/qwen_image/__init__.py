@@ -30,6 +30,11 @@ MEMORY_PRESETS = (
     MemoryPreset(name="aggressive", tradeoff="int4 base weights and recomputation: about 18 GiB at 1024 px (a 24 "
                  "GiB card); slower, with a visible loss of fine detail.",
                  settings={"base_model_precision": "int4-quanto", "gradient_checkpointing": True}),
+    MemoryPreset(name="offload", tradeoff="For the smallest GPUs: the frozen weights stay in CPU memory (as much "
+                 "RAM as the model's size) and stream to the GPU layer by layer while activations are recomputed; "
+                 "the GPU holds the LoRA, a few layers and the activations; the slowest preset.",
+                 settings={"gradient_checkpointing": True, "enable_group_offload": True,
+                           "group_offload_use_stream": True}),
 )
 
 SPEC = ModelFamilySpec(

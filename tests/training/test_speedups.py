@@ -5,6 +5,7 @@ with its reason before training."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,24 +119,61 @@ def test_math_attention_backend_trains_the_same_lora(make_env: Callable[..., str
 
 
 def test_regional_compilation_trains_and_saves_the_eager_layout(make_env: Callable[..., str],
-                                                                run_env: Callable[..., Any], plain: Any) -> None:
-    """Inductor compiles each repeated block class once; the saved LoRA has the eager run's keys (no _orig_mod
-    prefixes), loads into the pipeline, and the loss falls as the eager run's does."""
-    import torch
-
-    result = run_env(make_env("compiled", dynamo_backend="inductor", dynamo_use_regional_compilation=True,
-                              validation_prompt="a red square", validation_steps=0, validation_resolution="64",
-                              validation_num_inference_steps=2, **SHORT))
+                                                                run_env: Callable[..., Any], plain: Any,
+                                                                workspace: Any) -> None:
+    """Inductor compiles each repeated block class once; the saved LoRA and checkpoints have the eager run's keys
+    (no _orig_mod prefixes): an eager run resumes the compiled run's checkpoint and continues where it was, and the
+    loss falls as the eager run's does. Validation runs with the compiled code set aside."""
+    name = make_env("compiled", dynamo_backend="inductor", dynamo_use_regional_compilation=True,
+                    validation_prompt="a red square", validation_steps=0, validation_resolution="64",
+                    validation_num_inference_steps=2, checkpointing_steps=4, **SHORT)
+    result = run_env(name)
     compiled = events_of(result.run_dir, "speedups")[0]["compiled"]
     assert compiled["regional"] and compiled["modules"] >= 2 and compiled["backend"] == "inductor"
-    mine, theirs = lora_tensors(result), lora_tensors(plain)
-    assert mine.keys() == theirs.keys()
+    assert lora_tensors(result).keys() == lora_tensors(plain).keys()
     eager_losses, compiled_losses = losses(plain), losses(result)
     assert compiled_losses[0] == pytest.approx(eager_losses[0], rel=1e-3)  # the same first forward
     assert sum(compiled_losses[-3:]) < sum(compiled_losses[:3])
-    assert events_of(result.run_dir, "validation"), "validation ran with the compiled model set aside"
-    for key in mine:
-        assert torch.isfinite(mine[key]).all(), key
+    assert events_of(result.run_dir, "validation"), "validation ran"
+
+    config_path = workspace.configs_dir / name / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update(dynamo_backend="no", dynamo_use_regional_compilation=False, validation_prompt=None,
+                  resume_from_checkpoint=str(result.run_dir / "checkpoint-4"))
+    config_path.write_text(json.dumps(config))
+    resumed = run_env(name)
+    assert events_of(resumed.run_dir, "run_started")[0]["start_step"] == 4
+    assert losses(resumed) == pytest.approx(compiled_losses[4:], rel=1e-3)
+
+
+def test_the_offload_memory_preset_trains_the_same_lora(make_env: Callable[..., str], run_env: Callable[..., Any],
+                                                        plain: Any) -> None:
+    from simpletuner.core.plugins import Registry
+
+    preset = Registry().model_family("flux").memory_preset("offload")
+    assert preset.settings["enable_group_offload"] and preset.settings["gradient_checkpointing"]
+    result = run_env(make_env("preset", **{**SHORT, **preset.settings}))
+    assert_same_training(result, plain)
+
+
+def test_cudnn_attention_is_turned_off_only_where_its_backward_fails() -> None:
+    import torch
+
+    from simpletuner.core.training.attention import avoid_broken_cudnn_attention
+
+    def failing() -> None:
+        raise RuntimeError("cuDNN Frontend error: mha_graph.execute(...) is_good() failed\nmore detail")
+
+    enabled = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        assert avoid_broken_cudnn_attention(torch.bfloat16, probe=lambda: None) is None
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+        reason = avoid_broken_cudnn_attention(torch.bfloat16, probe=failing)
+        assert reason == "cuDNN Frontend error: mha_graph.execute(...) is_good() failed"
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(enabled)
 
 
 def test_torchao_int8_base_trains_a_loadable_lora(make_env: Callable[..., str], run_env: Callable[..., Any],

@@ -75,7 +75,7 @@ def test_memory_preset_applies_the_family_settings(plugin_ui: UiServer) -> None:
     admin = plugin_ui.admin()
     admin.post("/api/environments", {"name": "alpha", "example": "flux-lora"})
     presets = admin.get("/api/environments/alpha/presets").json
-    assert [p["name"] for p in presets["presets"]] == ["light", "balanced", "aggressive"]
+    assert [p["name"] for p in presets["presets"]] == ["light", "balanced", "aggressive", "offload"]
     applied = admin.post("/api/environments/alpha/presets", {"preset": "aggressive"})
     assert applied.status_code == 200, applied.text
     written = json.loads((plugin_ui.workspace.configs_dir / "alpha" / "config.json").read_text())

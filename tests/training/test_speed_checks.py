@@ -1,0 +1,99 @@
+"""Config checks of the speed and memory options: every combination that cannot work is a problem naming the key
+and the way out, settings that do nothing are warnings — from `simpletuner config check` as a user runs it, and
+for each combination through the checker itself."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simpletuner.core.config import Layer, build_schema
+from simpletuner.core.config.checks import check_config
+from simpletuner.core.plugins import Registry
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry()
+
+
+def check(registry: Registry, **settings: Any) -> tuple[list[str], list[str]]:
+    config, _ = build_schema(registry).load(
+        [Layer("env:t", {"model_family": "flux", "max_train_steps": 10, **settings})], own_source="env:t")
+    return check_config(config, registry)
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"attention_mechanism": "sageattention", "sageattention_usage": "training"},
+     "$.sageattention_usage: 'training' asks to train through SageAttention"),
+    ({"gradient_checkpointing_interval": 2}, "$.gradient_checkpointing_interval: only acts with gradient_"),
+    ({"fp8_training": True, "base_model_precision": "int8-quanto"}, "cannot run on a base model quantised"),
+    ({"fp8_training": True, "mixed_precision": "fp16"}, "set mixed_precision: bf16"),
+    ({"fp8_training": True, "deepspeed_config": "zero2"}, "not supported under DeepSpeed"),
+    ({"enable_group_offload": True, "deepspeed_config": "zero2"}, "cannot be combined with deepspeed_config"),
+    ({"enable_group_offload": True, "fsdp_enable": True}, "cannot be combined with fsdp_enable"),
+    ({"enable_group_offload": True, "group_offload_use_stream": True, "group_offload_to_disk_path": "offload"},
+     "streamed transfers need the weights pinned in CPU memory"),
+    ({"enable_group_offload": True, "group_offload_to_disk_path": "offload", "base_model_precision": "int8-torchao"},
+     "cannot be written to safetensors files"),
+])
+def test_impossible_combinations_are_problems(registry: Registry, settings: dict[str, Any], expected: str) -> None:
+    problems, _ = check(registry, **settings)
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"dynamo_mode": "max-autotune"}, "dynamo_mode: no effect while dynamo_backend is 'no'"),
+    ({"group_offload_use_stream": True}, "group_offload_use_stream: no effect without enable_group_offload"),
+    ({"enable_group_offload": True}, "without gradient_checkpointing the backward pass keeps"),
+    ({"enable_group_offload": True, "gradient_checkpointing": True, "lora_type": "lycoris"},
+     "only the text encoders and VAE are offloaded"),
+    ({"enable_group_offload": True, "gradient_checkpointing": True, "group_offload_type": "leaf_level",
+      "group_offload_blocks_per_group": 3}, "group_offload_blocks_per_group: no effect with group_offload_type"),
+])
+def test_settings_without_effect_are_warnings(registry: Registry, settings: dict[str, Any], expected: str) -> None:
+    problems, warnings = check(registry, **settings)
+    assert problems == [] and any(expected in w for w in warnings), (problems, warnings)
+
+
+def test_sensible_speed_settings_pass(registry: Registry) -> None:
+    problems, warnings = check(registry, dynamo_backend="inductor", dynamo_use_regional_compilation=True,
+                               attention_mechanism="sageattention", gradient_checkpointing=True,
+                               gradient_checkpointing_interval=2, enable_group_offload=True,
+                               group_offload_use_stream=True, base_model_precision="int8-torchao")
+    assert problems == [] and warnings == []
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"attention_mechanism": "flash-attention"}, "attention_mechanism"),
+    ({"dynamo_mode": "fastest"}, "dynamo_mode"),
+    ({"group_offload_blocks_per_group": 0}, "group_offload_blocks_per_group"),
+    ({"base_model_precision": "int4-torchao"}, "base_model_precision"),
+])
+def test_unknown_values_are_refused(registry: Registry, settings: dict[str, Any], expected: str) -> None:
+    try:
+        problems, _ = check(registry, **settings)
+    except Exception as exc:  # the schema refuses values outside an option's choices or bounds
+        assert expected in str(exc)
+        return
+    assert any(expected in p for p in problems), problems
+
+
+def test_config_check_cli_names_the_problem(tmp_path: Path) -> None:
+    env = tmp_path / "configs" / "fast"
+    env.mkdir(parents=True)
+    (env / "config.json").write_text(json.dumps({
+        "model_family": "flux", "max_train_steps": 10, "fp8_training": True, "mixed_precision": "fp16"}))
+    (env / "multidatabackend.json").write_text("[]")
+    done = subprocess.run([sys.executable, "-m", "simpletuner.core.cli.main", "--workspace", str(tmp_path),
+                           "config", "check", "--env", "fast"], capture_output=True, text=True, timeout=100)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert "$.fp8_training" in output and "mixed_precision: bf16" in output
