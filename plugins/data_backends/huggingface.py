@@ -9,7 +9,9 @@ the same rows on every run. Latents and embeddings are keyed by image bytes and 
 
 The dataset is read-only; its caches live on this machine (``cache_dir_vae`` / ``cache_dir``, or the run's output
 folder). ``datasets`` is imported when the rows are first needed, never at module import. ``HF_HUB_OFFLINE=1`` uses
-a copy downloaded before; ``HF_ENDPOINT`` and ``HF_TOKEN`` work as for every Hugging Face library.
+a copy downloaded before; ``HF_ENDPOINT`` and ``HF_TOKEN`` work as for every Hugging Face library. A private
+dataset is read with the token of the user the backend is made for, sent only to the endpoint it was checked against
+(see :mod:`simpletuner.core.hub_tokens`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.errors import DataBackendError
+from simpletuner.core.hub_tokens import Token, read_token
 from simpletuner.core.interfaces import DataBackend
 from simpletuner.plugins.data_backends.huggingface_filters import field
 from simpletuner.plugins.data_backends.huggingface_options import HuggingFaceOptions
@@ -30,6 +33,13 @@ from simpletuner.plugins.data_backends.huggingface_options import HuggingFaceOpt
 CHECK_TIMEOUT = 10
 
 _MAGIC = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpg"), (b"RIFF", "webp"))
+
+
+def hub_token() -> Token:
+    """The token for reads from the Hub endpoint huggingface_hub is configured for, for whom the reads are made."""
+    from huggingface_hub import constants
+
+    return read_token(constants.ENDPOINT)
 
 
 def parse_options(options: Mapping[str, Any] | HuggingFaceOptions | None) -> HuggingFaceOptions:
@@ -98,6 +108,8 @@ class HuggingFaceDataBackend(DataBackend):
             raise DataBackendError("huggingface dataset: dataset_name is not set; name a dataset on the Hub "
                                    "(owner/name) or a dataset folder on this machine")
         self.options = options
+        #: the Hub token reads use, fixed when the backend is made (for whom it is made: see core.hub_tokens)
+        self.token = hub_token()
         self._lock = threading.Lock()
         self._rows: Any = None
         self._files: dict[str, tuple[int, str]] | None = None
@@ -127,7 +139,7 @@ class HuggingFaceDataBackend(DataBackend):
     def _load(self) -> Any:
         from simpletuner.plugins.data_backends.huggingface_load import load_rows
 
-        return load_rows(self.options, self.location)
+        return load_rows(self.options, self.location, self.token)
 
     def files(self) -> dict[str, tuple[int, str]]:
         """Every served path → (position in :meth:`rows`, ``image`` or ``caption``)."""
@@ -181,4 +193,4 @@ class HuggingFaceDataBackend(DataBackend):
         A Hub dataset is asked about (not downloaded); a local or offline one is opened."""
         from simpletuner.plugins.data_backends.huggingface_load import check_dataset
 
-        check_dataset(self.options, self.location, CHECK_TIMEOUT)
+        check_dataset(self.options, self.location, CHECK_TIMEOUT, self.token)

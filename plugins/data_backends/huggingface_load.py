@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from simpletuner.core.errors import DataBackendError
+from simpletuner.core.hub_tokens import Token
 from simpletuner.core.workspace import Workspace
 from simpletuner.plugins.data_backends.huggingface_options import HuggingFaceOptions
 
@@ -42,8 +43,8 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def open_split(options: HuggingFaceOptions) -> Any:
-    """The whole split as a ``datasets.Dataset`` (downloading a Hub dataset's files unless cached)."""
+def open_split(options: HuggingFaceOptions, token: Token = None) -> Any:
+    """The whole split as a ``datasets.Dataset`` (downloading a Hub dataset's files unless cached, with ``token``)."""
     import datasets
 
     name = options.dataset_name or ""
@@ -52,7 +53,7 @@ def open_split(options: HuggingFaceOptions) -> Any:
         return datasets.load_dataset("parquet", data_files=str(local), split=options.split)
     if local is not None:
         return datasets.load_dataset(str(local), split=options.split)
-    return datasets.load_dataset(name, split=options.split, revision=options.revision)
+    return datasets.load_dataset(name, split=options.split, revision=options.revision, token=token)
 
 
 def check_columns(features: Any, options: HuggingFaceOptions, where: str) -> None:
@@ -98,12 +99,12 @@ def _has_path(feature: Any, path: str) -> bool:
     return True
 
 
-def load_rows(options: HuggingFaceOptions, where: str) -> Any:
+def load_rows(options: HuggingFaceOptions, where: str, token: Token = None) -> Any:
     """The rows to train on, with their split index in ``__row__`` and the image column left encoded."""
     import datasets
 
     try:
-        split = open_split(options)
+        split = open_split(options, token)
     except Exception as exc:
         raise DataBackendError(explain(exc, options, where)) from None
     check_columns(split.features, options, where)
@@ -118,18 +119,18 @@ def load_rows(options: HuggingFaceOptions, where: str) -> Any:
     return split.select(indices).add_column(ROW_COLUMN, indices)
 
 
-def check_dataset(options: HuggingFaceOptions, where: str, timeout: float) -> None:
+def check_dataset(options: HuggingFaceOptions, where: str, timeout: float, token: Token = None) -> None:
     """A Hub dataset's existence and revision (one request); a local or offline one is opened and its columns
     checked."""
     if local_copy(options.dataset_name or "") is None and not _offline():
         from huggingface_hub import HfApi
 
         try:
-            HfApi().dataset_info(options.dataset_name or "", revision=options.revision, timeout=timeout)
+            HfApi().dataset_info(options.dataset_name or "", revision=options.revision, timeout=timeout, token=token)
         except Exception as exc:
             raise DataBackendError(explain(exc, options, where)) from None
         return
-    load_rows(options, where)
+    load_rows(options, where, token)
 
 
 def explain(exc: BaseException, options: HuggingFaceOptions, where: str) -> str:
@@ -145,7 +146,8 @@ def explain(exc: BaseException, options: HuggingFaceOptions, where: str) -> str:
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if (isinstance(exc, errors.RepositoryNotFoundError) or type(exc).__name__ == "DatasetNotFoundError"
             or (isinstance(exc, errors.HfHubHTTPError) and status == 404)):
-        return (f"{where}: no dataset {name!r} on the Hub or on this machine (a private one needs HF_TOKEN); "
+        return (f"{where}: no dataset {name!r} on the Hub or on this machine (a private one needs your Hub login "
+                "or HF_TOKEN); "
                 "fix dataset_name")
     message = " ".join(str(exc).split())
     if isinstance(exc, ValueError) and "split" in message.lower():

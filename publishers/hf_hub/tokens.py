@@ -12,8 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-#: Environment variable naming a file that holds the token to publish with (one line, nothing else).
-TOKEN_FILE_ENV = "SIMPLETUNER_HUB_TOKEN_FILE"
+from simpletuner.core.hub_tokens import TOKEN_FILE_ENV
 
 
 def read_token_file(path: Path) -> str | None:

@@ -1,6 +1,8 @@
 """A loopback stand-in of the Hugging Face Hub serving dataset repositories, enough for ``datasets.load_dataset``
-(repository info, file listings, HEAD/GET of files by revision) and for ``HfApi.dataset_info``; point the libraries
-at it with :func:`use_hub`. A uniquely named module: test folders share one import namespace."""
+(repository info, file listings, HEAD/GET of files by revision) and for ``HfApi.dataset_info``, with private
+repositories readable only with their token and, optionally, file downloads redirected to another server (as the Hub
+redirects to its CDN); point the libraries at it with :func:`use_hub`. A uniquely named module: test folders share
+one import namespace."""
 
 from __future__ import annotations
 
@@ -24,6 +26,12 @@ class DatasetHub:
     commits: dict[str, dict[str, dict[str, bytes]]] = attrs.field(factory=dict)
     branches: dict[str, dict[str, str]] = attrs.field(factory=dict)
     requests: list[tuple[str, str]] = attrs.field(factory=list)
+    #: private repositories: repo id -> the token that may read it (others get the Hub's 401 RepoNotFound)
+    private: dict[str, str] = attrs.field(factory=dict)
+    #: (path, Authorization header) of every request
+    auth: list[tuple[str, str | None]] = attrs.field(factory=list)
+    #: when set, GETs of files are answered with a redirect to this server (another origin, as the Hub's CDN)
+    redirect_files_to: str | None = None
 
     def publish(self, repo: str, files: dict[str, bytes]) -> str:
         """Commit ``files`` (the whole tree) to ``main`` of ``repo``; returns the commit sha."""
@@ -63,8 +71,14 @@ def _handler(hub: DatasetHub) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             hub.requests.append((self.command, self.path))
+            hub.auth.append((self.path, self.headers.get("Authorization")))
             url = urllib.parse.urlparse(self.path)
             parts = [urllib.parse.unquote(p) for p in url.path.split("/") if p]
+            repo = f"{parts[2]}/{parts[3]}" if parts[:2] == ["api", "datasets"] and len(parts) >= 4 else \
+                f"{parts[1]}/{parts[2]}" if parts[:1] == ["datasets"] and len(parts) >= 3 else None
+            if repo in hub.private and self.headers.get("Authorization") != f"Bearer {hub.private[repo]}":
+                # the Hub hides a private repository from other accounts: 401 with RepoNotFound
+                return self._send(401, {"error": "Repository Not Found"}, {"X-Error-Code": "RepoNotFound"})
             if parts[:2] == ["api", "datasets"] and len(parts) >= 4:
                 return self._api(f"{parts[2]}/{parts[3]}", parts[4:], url.query)
             if parts[:1] == ["datasets"] and len(parts) >= 6 and parts[3] == "resolve":
@@ -81,8 +95,8 @@ def _handler(hub: DatasetHub) -> type[BaseHTTPRequestHandler]:
                 return self._missing("RevisionNotFound")
             sha, files = found
             if not rest or rest[0] == "revision":
-                return self._send(200, {"id": repo, "sha": sha, "private": False, "tags": [], "cardData": {},
-                                        "siblings": [{"rfilename": name} for name in files]})
+                return self._send(200, {"id": repo, "sha": sha, "private": repo in hub.private, "tags": [],
+                                        "cardData": {}, "siblings": [{"rfilename": name} for name in files]})
             if rest[0] == "tree":
                 folder = "/".join(rest[2:])
                 return self._send(200, _listing(files, folder, "recursive=true" in query.lower()))
@@ -97,6 +111,9 @@ def _handler(hub: DatasetHub) -> type[BaseHTTPRequestHandler]:
                 return self._send(404, {"error": "EntryNotFound"}, {"X-Error-Code": "EntryNotFound",
                                                                      "X-Repo-Commit": sha})
             data = files[name]
+            if hub.redirect_files_to and self.command == "GET":
+                target = f"{hub.redirect_files_to}/datasets/{repo}/resolve/{sha}/{urllib.parse.quote(name)}"
+                return self._send(302, b"", {"Location": target, "X-Repo-Commit": sha})
             self._send(200, data, {"X-Repo-Commit": sha, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
 
     return Handler

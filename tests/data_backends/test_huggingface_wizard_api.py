@@ -3,12 +3,15 @@ their captions, and a dataset_name outside the allowed folders refused before an
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import falcon.testing
 import pytest
 from hf_helpers import rows, use_datasets_cache, write_parquet
-from test_s3_wizard_api import Admin
+from test_s3_wizard_api import PASSWORD, Admin
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -50,3 +53,66 @@ def test_a_dataset_outside_the_allowed_folders_is_refused(admin: Admin, tmp_path
     assert answer.status_code == 403
     assert "options.dataset_name" in answer.json["description"] and "outside the allowed roots" in \
         answer.json["description"]
+
+
+class LoggedIn:
+    """Another user of the admin's app, logged in with their own session."""
+
+    def __init__(self, admin: Admin, username: str) -> None:
+        self.client = admin.client
+        login = self.client.simulate_request("POST", "/api/auth/login", remote_addr="127.0.0.1",
+                                             json={"username": username, "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        self.headers = {"Cookie": f"st_session={login.cookies['st_session'].value}",
+                        "X-CSRF-Token": login.json["csrf_token"]}
+
+    def call(self, method: str, path: str, body: Any = None) -> falcon.testing.Result:
+        return self.client.simulate_request(method, path, json=body, headers=self.headers, remote_addr="127.0.0.1")
+
+
+def _store_login(workspace: Any, user_id: int, token: str, endpoint: str) -> None:
+    """A stored Hub login, as the Hub login page leaves it (token file and what the Hub said about it)."""
+    from simpletuner.ui.workflow.publisher_logins import token_path
+
+    path = token_path(workspace, "hf-hub", user_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token + "\n")
+    path.with_suffix(".json").write_text(json.dumps({"name": f"user{user_id}", "endpoint": endpoint, "role": "read",
+                                                     "saved_at": 0}))
+
+
+def test_the_wizard_reads_a_private_hub_dataset_with_the_requesting_user_s_login(
+        admin: Admin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub_datasets import dataset_hub, use_hub
+
+    from simpletuner.core.hub_tokens import JOB_ID_ENV, TOKEN_FILE_ENV
+
+    for name in ("HF_TOKEN", TOKEN_FILE_ENV, JOB_ID_ENV):
+        monkeypatch.delenv(name, raising=False)
+    with dataset_hub() as hub:
+        use_hub(monkeypatch, hub.base_url, tmp_path / "hub-cache")
+        path = write_parquet(tmp_path / "secret", rows(2))
+        hub.publish("owner/secret", {"data/train-00000-of-00001.parquet": path.read_bytes()})
+        hub.private["owner/secret"] = "hf_rootsToken0123456789"
+        admin.allow(hub.base_url)
+        created = admin.call("POST", "/api/users", {"username": "rita", "email": "rita@example.org",
+                                                    "password": PASSWORD, "levels": ["researcher"]})
+        assert created.status_code == 201, created.text
+        rita = LoggedIn(admin, "rita")
+        request = {"type": "huggingface", "options": {"dataset_name": "owner/secret"}}
+
+        refused = admin.call("POST", "/api/datasets/remote/test", request)  # no login stored yet
+        assert refused.status_code == 422 and "no dataset 'owner/secret'" in refused.json["description"]
+        _store_login(admin.workspace, 1, "hf_rootsToken0123456789", hub.base_url)
+        tested = admin.call("POST", "/api/datasets/remote/test", request)
+        assert tested.status_code == 200, tested.text
+        scan = admin.call("POST", "/api/datasets/remote/scan", {**request, "resolution": 128,
+                                                                 "caption_strategy": "huggingface"})
+        assert scan.status_code == 200, scan.text
+        assert scan.json["images"] == 2
+        assert {auth for p, auth in hub.auth if "/datasets/" in p} >= {"Bearer hf_rootsToken0123456789"}
+
+        hub.auth.clear()
+        other = rita.call("POST", "/api/datasets/remote/test", request)  # root's login is root's alone
+        assert other.status_code == 422
+        assert {auth for p, auth in hub.auth if "/datasets/" in p} == {None}

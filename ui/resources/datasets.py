@@ -37,6 +37,7 @@ from simpletuner.ui.workflow.browse import (
 from simpletuner.ui.workflow.outbound_policy import outbound_policy
 from simpletuner.ui.workflow.ownership import TRUSTED, approved_digests
 from simpletuner.ui.workflow.path_policy import server_path_policy
+from simpletuner.ui.workflow.publisher_logins import read_scope
 from simpletuner.ui.workflow.remote_datasets import (
     RemoteRequestError,
     backends_json,
@@ -285,7 +286,7 @@ class RemoteTest(Resource):
     permissions = {"POST": "config.edit"}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        with _outbound_scope():
+        with _outbound_scope(), read_scope(self.ctx.workspace, self.principal(req).user_id):
             backend, _ = _remote_request(self, req, set())
         send_json(resp, {"ok": True, "location": describe(backend)})
 
@@ -298,7 +299,7 @@ class RemoteScan(Resource):
     permissions = {"POST": "config.edit"}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        with _outbound_scope():
+        with _outbound_scope(), read_scope(self.ctx.workspace, self.principal(req).user_id):
             backend, data = _remote_request(self, req, {"resolution", "resolution_type", "minimum_image_size",
                                                         "caption_strategy", "instance_prompt"})
             resolution_type, numbers = _scan_settings(data)

@@ -15,18 +15,22 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from simpletuner.core.atomic import atomic_write_json, atomic_write_text
+from simpletuner.core.hub_tokens import user_token_scope
 from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import PublisherSpec, UserToken
 from simpletuner.core.workspace import Workspace
 from simpletuner.ui.private_files import PRIVATE_FILE, private_dir
 
 SECRETS_DIR = "secrets"
+#: The publisher whose stored token also reads private Hub datasets.
+HUB_PUBLISHER = "hf-hub"
 #: Where Hub tokens were kept before tokens were stored per publisher; moved on server start.
 _LEGACY_HUB_DIR = ("hub", "hf-hub")
 
@@ -102,6 +106,21 @@ def log_out_everywhere(workspace: Workspace, user_id: int) -> list[str]:
     folder = workspace.root / SECRETS_DIR
     publishers = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     return [name for name in publishers if log_out(workspace, name, user_id)]
+
+
+def read_scope(workspace: Workspace, user_id: int | None,
+               publisher: str = HUB_PUBLISHER) -> AbstractContextManager[None]:
+    """Hub reads prepared inside this block (a huggingface dataset's test and preview) use the user's stored token
+    for ``publisher``, only against the endpoint it was checked on, and never another's or the server's own login
+    (see :mod:`simpletuner.core.hub_tokens`)."""
+    found = account(workspace, publisher, user_id) if user_id is not None else None
+    token = None
+    if found is not None and user_id is not None:
+        try:
+            token = token_path(workspace, publisher, user_id).read_text(encoding="utf-8").strip() or None
+        except OSError:
+            token = None
+    return user_token_scope(token, found.endpoint if found is not None else None)
 
 
 def token_files(workspace: Workspace, registry: Registry, user_id: int) -> dict[str, str]:
