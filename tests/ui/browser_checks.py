@@ -135,7 +135,17 @@ def screenshot(page: Page, folder: Path, name: str, full_page: bool = True) -> P
     from PIL import Image
 
     path = folder / f"{name}.png"
+    # A full-page capture keeps the window's height, so a bar stuck to the window's bottom would land mid-page.
+    unstick = """(on) => document.querySelectorAll(on ? "*" : "[data-unstuck]").forEach((e) => {
+      if (on && getComputedStyle(e).position === "sticky" && !e.closest("header")) {
+        e.dataset.unstuck = ""; e.style.position = "static";
+      } else if (!on) { delete e.dataset.unstuck; e.style.position = ""; }
+    })"""
+    if full_page:
+        page.evaluate(unstick, True)
     page.screenshot(path=path, full_page=full_page, animations="disabled", caret="hide")
+    if full_page:
+        page.evaluate(unstick, False)
     with Image.open(path) as image:
         reduced = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     reduced.save(path, optimize=True)

@@ -212,6 +212,11 @@ def test_phone_header_and_menu(live: LiveUi, shared_browser: Browser, sessions: 
         assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth"), page.evaluate(OVERFLOW)
         screenshot(page, shots, "phone-" + shot_name(path))
     assert watcher.take() == []
+    # tables become one card per row: a row's actions are on screen, not past a sideways scroll
+    open_page(page, live.url + "/environments", PAGES["/environments"])
+    delete = page.get_by_role("button", name="Delete alpha").bounding_box()
+    assert delete is not None and delete["x"] + delete["width"] <= PHONE["width"]
+    expect(page.locator("#env-table tr[data-env=alpha] td").nth(1)).to_have_attribute("data-label", "Owner")
 
     open_page(page, live.url + "/", "main h2")
     menu = page.get_by_role("button", name="Menu")

@@ -1,6 +1,6 @@
 // SimpleTuner UI components shared by every page: the header's menus (grouped navigation, the account menu and the
-// phone menu button), toasts for saved / failed, modal dialogs that replace window.prompt and window.confirm, and
-// keyboard access to regions that scroll. Page scripts reach them through window.ST.
+// phone menu button), toasts for saved / failed, modal dialogs that replace window.prompt and window.confirm,
+// tables that become cards on phones, and keyboard access to regions that scroll. Page scripts reach them through window.ST.
 "use strict";
 
 (function () {
@@ -219,10 +219,24 @@
     });
   }
 
+  // ---- A table marked .stack shows each row as a card on phones: every cell is labelled with its column's header.
+  function labelStackedCells() {
+    document.querySelectorAll("table.stack").forEach((table) => {
+      const headers = Array.from(table.querySelectorAll("tr:first-child > th")).map((th) => th.textContent.trim());
+      table.querySelectorAll("tr").forEach((row) => {
+        Array.from(row.children).forEach((cell, index) => {
+          if (cell.tagName === "TD" && !cell.hasAttribute("data-label") && !cell.hasAttribute("colspan")) {
+            cell.dataset.label = headers[index] || "";
+          }
+        });
+      });
+    });
+  }
+
   let pendingCheck = null;
   function scheduleScrollerCheck() {
     if (pendingCheck) return;
-    pendingCheck = window.requestAnimationFrame(() => { pendingCheck = null; focusableScrollers(); });
+    pendingCheck = window.requestAnimationFrame(() => { pendingCheck = null; labelStackedCells(); focusableScrollers(); });
   }
 
   ST.toast = toast;
@@ -233,6 +247,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     setUpHeader();
     showPending();
+    labelStackedCells();
     focusableScrollers();
     const main = document.getElementById("main");
     if (main) new MutationObserver(scheduleScrollerCheck).observe(main, { childList: true, subtree: true });
