@@ -312,6 +312,8 @@ class ModelFamilySpec(PluginSpec):
             a (lazy) converter ``(peft state dict of the trained component, the LoRA scale alpha / rank, the trained
             component) -> state dict in that layout``; e.g. ``kohya`` for the ``lora_unet_…`` keys ComfyUI, Forge
             and kohya's scripts load.
+        attention_backends: whether the trained model's attention runs through diffusers' attention dispatcher,
+            so that ``attention_mechanism`` can choose its kernels (FlashAttention, SageAttention, …).
     """
 
     flavours: tuple[Flavour, ...] = attrs.field(converter=_as_tuple)
@@ -326,6 +328,7 @@ class ModelFamilySpec(PluginSpec):
     aliases: tuple[str, ...] = attrs.field(default=(), converter=_normalized_names,
                                            validator=attrs.validators.deep_iterable(_valid_name))
     lora_layouts: Mapping[str, Callable[..., Any]] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
+    attention_backends: bool = False
 
     factory: ModelFamilyFactory = attrs.field(eq=False, repr=False)
 

@@ -47,6 +47,10 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
         problems += _precision_problems(core.base_model_precision, "base_model_precision", registry,
                                         family.precisions)
         problems += _layout_problems(core, family, families)
+        if core.attention_mechanism != "diffusers" and not family.attention_backends:
+            problems.append(f"$.attention_mechanism: {family.name}'s attention does not run through diffusers' "
+                            f"attention dispatcher, so {core.attention_mechanism!r} cannot be chosen for it; remove "
+                            "attention_mechanism (PyTorch SDPA picks its fastest kernel)")
         reason = family.discouraged_precisions.get(core.base_model_precision)
         if reason:
             warnings.append(f"base_model_precision {core.base_model_precision!r} is discouraged for "

@@ -63,6 +63,13 @@ def test_settings_without_effect_are_warnings(registry: Registry, settings: dict
     assert problems == [] and any(expected in w for w in warnings), (problems, warnings)
 
 
+@pytest.mark.parametrize("family", ["sana", "pixart", "sd3", "sdxl"])
+def test_attention_kernels_are_refused_where_the_family_cannot_switch_them(registry: Registry, family: str) -> None:
+    problems, _ = check(registry, model_family=family, attention_mechanism="xformers")
+    assert any(p.startswith("$.attention_mechanism: ") and "dispatcher" in p for p in problems), problems
+    assert check(registry, model_family="z_image", attention_mechanism="xformers")[0] == []
+
+
 def test_sensible_speed_settings_pass(registry: Registry) -> None:
     problems, warnings = check(registry, dynamo_backend="inductor", dynamo_use_regional_compilation=True,
                                attention_mechanism="sageattention", gradient_checkpointing=True,
