@@ -1,0 +1,96 @@
+"""``bench/gpu_suite.py``: its options, and its ``--dry-run`` on the CPU, where every row's path runs on tiny models
+of the same classes (the bare step, the engine eager, with regional compilation, int8-quanto, int8-torchao and group
+offloading) and the FP8 row carries the engine's refusal."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+SUITE = BENCH / "gpu_suite.py"
+FLUX_ROWS = ("bare", "engine", "compile", "int8-quanto", "int8-torchao", "offload", "fp8")
+#: The default plan: every row for Flux, the bare and engine eager steps for Sana and PixArt.
+EXPECTED = [("flux", row) for row in FLUX_ROWS] + [(f, r) for f in ("sana", "pixart") for r in ("bare", "engine")]
+TARGETS = {"engine": "≤ 1.05×", "compile": "≤ 0.42 s/step", "int8-quanto": "< 16 GiB", "int8-torchao": "< 16 GiB",
+           "offload": "< 12 GiB", "fp8": "≤ 0.35 s/step"}
+
+
+def _suite(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The suite as a module; the folder it adds to ``sys.path`` and its module entry go when the test ends."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    spec = importlib.util.spec_from_file_location("gpu_suite_bench", SUITE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rows_and_families_choose_the_plan(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    suite = _suite(monkeypatch)
+    assert suite.plan(suite.parse_args([])) == EXPECTED
+    chosen = suite.parse_args(["--families", "sana,pixart", "--rows", "bare,compile"])
+    assert suite.plan(chosen) == [("sana", "bare"), ("sana", "compile"), ("pixart", "bare"), ("pixart", "compile")]
+    assert (chosen.steps, chosen.warmup, suite.parse_args(["--dry-run"]).warmup) == (6, 2, 1)
+    with pytest.raises(SystemExit):
+        suite.parse_args(["--rows", "engine,turbo"])
+    assert "turbo: choose from bare, engine" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        suite.parse_args(["--steps", "0"])
+
+
+def _run_dry() -> tuple[list[dict[str, Any]], list[str]]:
+    """Run the dry run; return its JSON rows and its table's body lines."""
+    done = subprocess.run([sys.executable, str(SUITE), "--dry-run", "--steps", "2"], capture_output=True, text=True,
+                          timeout=540, cwd=BENCH.parent)
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.splitlines()
+    rows = [json.loads(line) for line in lines if line.startswith("{")]
+    table = [line for line in lines if line.startswith("| ")]
+    assert lines[0].startswith("gpu_suite: CPU") and "tiny dry run" in lines[0]
+    return rows, table[1:]
+
+
+@pytest.mark.timeout(600)
+def test_dry_run_runs_every_row_and_prints_its_figures() -> None:
+    rows, table = _run_dry()
+    assert [(r["family"], r["row"]) for r in rows] == EXPECTED
+    by_key = {(r["family"], r["row"]): r for r in rows}
+    for row in rows:
+        key = (row["family"], row["row"])
+        if row["row"] == "fp8":
+            continue
+        assert row["status"] == "ok", key
+        assert row["steps"] == 2 and 0 < row["step_s_min"] <= row["step_s"], key
+        assert row["memory"] in ("rss", None) and (row["peak_gib"] is None or row["peak_gib"] > 0), key
+        if row["row"] != "bare":
+            bare = by_key[(row["family"], "bare")]["step_s"]
+            assert row["ratio"] == pytest.approx(row["step_s"] / bare, rel=2e-3, abs=2e-3), key
+        # the engine's overhead target is every family's; the others are set for FLUX.1-dev
+        expected = TARGETS.get(row["row"]) if row["family"] == "flux" or row["row"] == "engine" else None
+        assert row["target"] == expected, key
+        assert row["met"] == ("n/a (dry run)" if row["target"] else None), key
+
+    compiled = by_key[("flux", "compile")]["applied"]["compiled"]
+    assert compiled["regional"] is True and compiled["modules"] >= 4  # the 2 + 2 tiny blocks, each compiled
+    assert compiled["backend"] in ("inductor", "aot_eager")
+    assert by_key[("flux", "offload")]["applied"]["offloaded"] == "transformer"
+
+    fp8 = by_key[("flux", "fp8")]
+    assert fp8["status"].startswith("refused: fp8_training needs an NVIDIA GPU"), fp8["status"]
+    assert fp8["step_s"] is None and fp8["steps"] == 0 and fp8["ratio"] is None
+
+    assert len(table) == len(rows)
+    for line, row in zip(table, rows, strict=True):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == row["family"] and cells[1] == row["title"] and cells[-1] == row["status"]
+        if row["status"] == "ok":
+            assert float(cells[2]) == pytest.approx(row["step_s"])
