@@ -47,12 +47,17 @@ def test_plugin_options_appear_and_invalid_values_are_not_saved(plugin_ui: UiSer
     assert admin.post("/api/environments", {"name": "alpha", "example": "flux-lora"}).status_code == 201
     view = admin.get("/api/environments/alpha/config").json
     validation = next(s for s in view["sections"] if s["key"] == "validation")
+    assert not [o for o in validation["options"] if o["owner"] == "tracker:fixture-tracker"], "not reported to"
+    report_to = next(o for o in validation["options"] if o["key"] == "report_to")
+    assert "fixture-tracker" in report_to["choices"]
+    chosen = admin.patch("/api/environments/alpha/config", {"values": {"report_to": ["fixture-tracker"]}})
+    assert chosen.status_code == 200, chosen.text
+    view = admin.get("/api/environments/alpha/config").json
+    validation = next(s for s in view["sections"] if s["key"] == "validation")
     mine = {o["key"]: o for o in validation["options"] if o["owner"] == "tracker:fixture-tracker"}
     assert mine["fixture_tracker_batch"]["minimum"] == 1
     assert mine["fixture_tracker_url"]["label"] == "Fixture tracker URL"
     assert view["values"]["fixture_tracker_batch"] == 8 and view["sources"]["fixture_tracker_batch"] == "default"
-    report_to = next(o for o in validation["options"] if o["key"] == "report_to")
-    assert "fixture-tracker" in report_to["choices"]
 
     config_file = plugin_ui.workspace.configs_dir / "alpha" / "config.json"
     before = config_file.read_bytes()
@@ -84,6 +89,34 @@ def test_memory_preset_applies_the_family_settings(plugin_ui: UiServer) -> None:
     viewer = plugin_ui.user(admin, "vera", ["viewer"])
     assert viewer.patch("/api/environments/alpha/config", {"values": {"lora_rank": 4}}).status_code == 403
     assert viewer.get("/api/environments/alpha/config").status_code == 200
+
+
+def test_only_the_options_of_the_chosen_plugins_apply(ui: UiServer) -> None:
+    """Trackers, publishers, the validation method and the executor show their options once chosen; options of
+    data backends (set per dataset) never show; an option the environment's file sets always shows."""
+    admin = ui.admin()
+    assert admin.post("/api/environments", {"name": "chosen", "example": "flux-lora"}).status_code == 201
+
+    def owners() -> set[str]:
+        view = admin.get("/api/environments/chosen/config").json
+        return {o["owner"] for s in view["sections"] for o in s["options"]}
+
+    before = owners()
+    assert not {o for o in before if o.startswith(("tracker:wandb", "executor:ray", "data_backend:",
+                                                   "validation_method:external-script"))}, before
+    changed = admin.patch("/api/environments/chosen/config", {"values": {
+        "report_to": ["wandb"], "validation_method": "external-script", "executor": "ray"}})
+    assert changed.status_code == 200, changed.text
+    after = owners()
+    assert {"tracker:wandb", "validation_method:external-script", "executor:ray"} <= after
+    assert not any(o.startswith("data_backend:") for o in after)
+
+    config_file = ui.workspace.configs_dir / "chosen" / "config.json"
+    raw = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**raw, "report_to": [], "wandb_entity": "team"}))
+    view = admin.get("/api/environments/chosen/config").json
+    keys = {o["key"] for s in view["sections"] for o in s["options"]}
+    assert "wandb_entity" in keys and "wandb_mode" not in keys  # set in the file: shown, so it can be removed
 
 
 def test_an_environment_shows_only_its_own_familys_options_and_no_login_settings(admin: Client) -> None:

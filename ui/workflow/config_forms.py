@@ -19,7 +19,7 @@ from simpletuner.core.environments import Environment, EnvironmentStore
 from simpletuner.core.errors import ConfigError
 from simpletuner.core.options import PRIVILEGED, SECTIONS
 from simpletuner.core.plugins import Registry
-from simpletuner.core.specs import Kind
+from simpletuner.core.specs import Kind, normalize_name
 from simpletuner.core.workspace import Workspace
 
 _PROBLEM = re.compile(r"^(?:\[(?P<layer>[^\]]+)\] )?\$\.(?P<key>[A-Za-z0-9_]+): (?P<message>.*)$", re.S)
@@ -117,14 +117,42 @@ def dynamic_choices(registry: Registry, choices_from: str | None) -> list[str] |
     return ["none", *names] if choices_from == "tracker" else names
 
 
-def option_sections(schema: ConfigSchema, registry: Registry, family: str | None = None) -> list[dict[str, Any]]:
-    """The tabs in display order, each with its options' metadata (core first, then plugins). Of the model
-    families' options only those of ``family`` (the environment's) are shown."""
-    by_section: dict[str, list[dict[str, Any]]] = {key: [] for key in SECTIONS}
+def applicable_owners(registry: Registry, values: Mapping[str, Any]) -> set[str]:
+    """The plugins whose options apply to an environment with these effective ``values``: its model family, the
+    quantizer of its base model's precision, its trackers, publishers, validation method and executor. Options of
+    data backends (set per dataset on the Datasets page) and of login providers (server settings) never apply."""
+    owners = {"core"}
+    family = values.get("model_family")
     spec = registry.find_model_family(family) if isinstance(family, str) else None
-    family_owner = f"{Kind.MODEL_FAMILY.value}:{spec.name}" if spec is not None else None
+    if spec is not None:
+        owners.add(f"{Kind.MODEL_FAMILY.value}:{spec.name}")
+    quantizer = registry.quantizer_for(str(values.get("base_model_precision") or "no_change"))
+    if quantizer is not None:
+        owners.add(f"{Kind.QUANTIZER.value}:{quantizer.name}")
+    chosen = {Kind.TRACKER: values.get("report_to"), Kind.PUBLISHER: values.get("publish_to"),
+              Kind.VALIDATION_METHOD: values.get("validation_method"), Kind.EXECUTOR: values.get("executor")}
+    if values.get("push_to_hub"):
+        chosen[Kind.PUBLISHER] = [*_names(chosen[Kind.PUBLISHER]), "hf-hub"]
+    for kind, names in chosen.items():
+        owners.update(f"{kind.value}:{normalize_name(name)}" for name in _names(names))
+    return owners
+
+
+def _names(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [part for part in value.split(",") if part.strip()]
+    return [str(v) for v in value or ()]
+
+
+def option_sections(schema: ConfigSchema, registry: Registry, values: Mapping[str, Any],
+                    own_keys: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The tabs in display order, each with the metadata of the options that apply to the environment (core first,
+    then plugins; see :func:`applicable_owners`). An option the environment's own file sets is always shown, so
+    that no value is hidden from the user who may change or remove it."""
+    by_section: dict[str, list[dict[str, Any]]] = {key: [] for key in SECTIONS}
+    owners, own = applicable_owners(registry, values), set(own_keys)
     for info in schema.options:
-        if info.owner.startswith(f"{Kind.MODEL_FAMILY.value}:") and info.owner != family_owner:
+        if info.owner not in owners and info.key not in own:
             continue
         data = info.to_json()
         data["choices"] = data["choices"] or dynamic_choices(registry, info.choices_from)
@@ -232,7 +260,7 @@ def config_view(store: EnvironmentStore, env: Environment, registry: Registry) -
     secrets = {info.key for info in schema.options if info.secret}
     return {
         "environment": env.name,
-        "sections": option_sections(schema, registry, values.get("model_family")),
+        "sections": option_sections(schema, registry, values, own),
         "values": {k: (None if k in secrets else v) for k, v in values.items()},
         "secrets_set": sorted(k for k in secrets if values.get(k)),
         "sources": sources,
