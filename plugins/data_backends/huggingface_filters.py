@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.errors import DataBackendError
+from simpletuner.plugins.data_backends.huggingface_rows import field
 
 #: ``filter_func`` keys and what each tests.
 FILTER_KEYS: dict[str, str] = {
@@ -51,18 +52,6 @@ REFUSED_KEYS: dict[str, str] = {
 }
 
 SUB_OBJECT_KEYS = (*COLUMN_KEYS, "description_column", "filter_func", *NO_EFFECT_KEYS, *REFUSED_KEYS)
-
-
-def field(row: Mapping[str, Any], path: str) -> Any:
-    """A row's value at a column name or a nested ``a.b`` path; None where it has none."""
-    if path in row:
-        return row[path]
-    value: Any = row
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
 
 
 def _number(value: Any, where: str) -> float:

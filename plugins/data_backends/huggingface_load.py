@@ -14,8 +14,6 @@ from simpletuner.core.hub_tokens import Token
 from simpletuner.core.workspace import Workspace
 from simpletuner.plugins.data_backends.huggingface_options import HuggingFaceOptions
 
-ROW_COLUMN = "__row__"
-
 #: The seed of the ``max_num_samples`` pick: fixed, so every run trains on the same rows.
 SUBSET_SEED = 0
 
@@ -36,7 +34,7 @@ def subset(count: int, limit: int | None) -> list[int]:
     return sorted(random.Random(SUBSET_SEED).sample(range(count), limit))
 
 
-def _offline() -> bool:
+def offline() -> bool:
     """Whether ``HF_HUB_OFFLINE`` is set, as the Hugging Face libraries read it."""
     from huggingface_hub import constants
 
@@ -99,40 +97,6 @@ def _has_path(feature: Any, path: str) -> bool:
     return True
 
 
-def load_rows(options: HuggingFaceOptions, where: str, token: Token = None) -> Any:
-    """The rows to train on, with their split index in ``__row__`` and the image column left encoded."""
-    import datasets
-
-    try:
-        split = open_split(options, token)
-    except Exception as exc:
-        raise DataBackendError(explain(exc, options, where)) from None
-    check_columns(split.features, options, where)
-    image = split.features[options.image_column]
-    if isinstance(image, datasets.Image):
-        split = split.cast_column(options.image_column, datasets.Image(decode=False))
-    elif getattr(image, "dtype", None) not in ("binary", "large_binary"):
-        raise DataBackendError(f"{where}: column {options.image_column!r} holds {image}, not images; set "
-                               "image_column to a column of images")
-    kept = kept_rows(split, options)
-    indices = [kept[i] for i in subset(len(kept), options.max_num_samples)]
-    return split.select(indices).add_column(ROW_COLUMN, indices)
-
-
-def check_dataset(options: HuggingFaceOptions, where: str, timeout: float, token: Token = None) -> None:
-    """A Hub dataset's existence and revision (one request); a local or offline one is opened and its columns
-    checked."""
-    if local_copy(options.dataset_name or "") is None and not _offline():
-        from huggingface_hub import HfApi
-
-        try:
-            HfApi().dataset_info(options.dataset_name or "", revision=options.revision, timeout=timeout, token=token)
-        except Exception as exc:
-            raise DataBackendError(explain(exc, options, where)) from None
-        return
-    load_rows(options, where, token)
-
-
 def explain(exc: BaseException, options: HuggingFaceOptions, where: str) -> str:
     """One line saying why the dataset cannot be opened and what to do."""
     from huggingface_hub import constants, errors
@@ -152,7 +116,10 @@ def explain(exc: BaseException, options: HuggingFaceOptions, where: str) -> str:
     message = " ".join(str(exc).split())
     if isinstance(exc, ValueError) and "split" in message.lower():
         return f"{where}: {message}; fix split"
-    if _offline() and isinstance(exc, ConnectionError | FileNotFoundError | OSError):
+    if type(exc).__name__ == "IncompleteSnapshotError":  # a run stopped while downloading the shards
+        return (f"{where}: HF_HUB_OFFLINE is set and only part of the dataset was downloaded before; run once online "
+                "to download the rest, or unset HF_HUB_OFFLINE")
+    if offline() and isinstance(exc, ConnectionError | FileNotFoundError | OSError):
         return (f"{where}: HF_HUB_OFFLINE is set and the dataset was not downloaded before; download it once "
                 "online or unset HF_HUB_OFFLINE")
     if _is_connection_error(exc):

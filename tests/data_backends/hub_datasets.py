@@ -1,8 +1,8 @@
 """A loopback stand-in of the Hugging Face Hub serving dataset repositories, enough for ``datasets.load_dataset``
-(repository info, file listings, HEAD/GET of files by revision) and for ``HfApi.dataset_info``, with private
-repositories readable only with their token and, optionally, file downloads redirected to another server (as the Hub
-redirects to its CDN); point the libraries at it with :func:`use_hub`. A uniquely named module: test folders share
-one import namespace."""
+and the huggingface backend's shard reader (repository info, file listings, HEAD/GET of files by revision, range
+requests) and for ``HfApi.dataset_info``, with private repositories readable only with their token and, optionally,
+file downloads redirected to another server (as the Hub redirects to its CDN); point the libraries at it with
+:func:`use_hub`. A uniquely named module: test folders share one import namespace."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ class DatasetHub:
     auth: list[tuple[str, str | None]] = attrs.field(factory=list)
     #: when set, GETs of files are answered with a redirect to this server (another origin, as the Hub's CDN)
     redirect_files_to: str | None = None
+    #: (method, ``repo@commit/path``, Range header or None) of every request for a file served here
+    reads: list[tuple[str, str, str | None]] = attrs.field(factory=list)
 
     def publish(self, repo: str, files: dict[str, bytes]) -> str:
         """Commit ``files`` (the whole tree) to ``main`` of ``repo``; returns the commit sha."""
@@ -114,7 +116,15 @@ def _handler(hub: DatasetHub) -> type[BaseHTTPRequestHandler]:
             if hub.redirect_files_to and self.command == "GET":
                 target = f"{hub.redirect_files_to}/datasets/{repo}/resolve/{sha}/{urllib.parse.quote(name)}"
                 return self._send(302, b"", {"Location": target, "X-Repo-Commit": sha})
-            self._send(200, data, {"X-Repo-Commit": sha, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
+            headers = {"X-Repo-Commit": sha, "ETag": f'"{hashlib.sha256(data).hexdigest()}"', "Accept-Ranges": "bytes"}
+            asked = self.headers.get("Range", "")
+            hub.reads.append((self.command, f"{repo}@{sha}/{name}", asked or None))
+            if asked.startswith("bytes=") and self.command == "GET":
+                first, _, last = asked[len("bytes="):].partition("-")
+                start, end = int(first), min(len(data) - 1, int(last)) if last else len(data) - 1
+                headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+                return self._send(206, data[start:end + 1], headers)
+            self._send(200, data, headers)
 
     return Handler
 

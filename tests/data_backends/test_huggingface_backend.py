@@ -44,15 +44,15 @@ def test_rows_are_images_and_captions(dataset: Path) -> None:
 
     hf = backend(dataset, caption_column="text")
     images = hf.list(extensions={"png", "jpg"})
-    assert images == [f"row-{i}.png" for i in range(6)]
-    assert "row-2.txt" not in hf.list() and not hf.exists("row-2.txt")  # an empty caption is no caption
-    assert hf.read("row-4.txt") == b"a square number 4"
-    with Image.open(io.BytesIO(hf.read("row-1.png"))) as image:
+    assert images == [f"row-{i:08d}.png" for i in range(6)]
+    assert "row-00000002.txt" not in hf.list() and not hf.exists("row-00000002.txt")  # an empty caption is no caption
+    assert hf.read("row-00000004.txt") == b"a square number 4"
+    with Image.open(io.BytesIO(hf.read("row-00000001.png"))) as image:
         assert image.size == (128, 144)
     with pytest.raises(FileNotFoundError):
-        hf.read("row-9.png")
+        hf.read("row-00000009.png")
     with pytest.raises(DataBackendError, match="read-only"):
-        hf.write("row-0.txt", b"x")
+        hf.write("row-00000000.txt", b"x")
 
 
 @pytest.mark.parametrize(("options", "row", "caption"), [
@@ -63,19 +63,19 @@ def test_rows_are_images_and_captions(dataset: Path) -> None:
     ({"caption_column": "text", "fallback_caption_column": "meta.alt"}, 5, "nested caption 5"),
 ])
 def test_caption_column_shapes(dataset: Path, options: dict[str, Any], row: int, caption: str) -> None:
-    assert backend(dataset, **options).read(f"row-{row}.txt").decode() == caption
+    assert backend(dataset, **options).read(f"row-{row:08d}.txt").decode() == caption
 
 
 def test_max_num_samples_picks_the_same_rows_every_time(dataset: Path) -> None:
     first = backend(dataset, max_num_samples=3).list(extensions={"png"})
     assert len(first) == 3
     assert backend(dataset, max_num_samples=3).list(extensions={"png"}) == first
-    assert backend(dataset, max_num_samples=50).list(extensions={"png"}) == [f"row-{i}.png" for i in range(6)]
+    assert backend(dataset, max_num_samples=50).list(extensions={"png"}) == [f"row-{i:08d}.png" for i in range(6)]
 
 
 def test_a_single_parquet_file_is_a_dataset(tmp_path: Path) -> None:
     path = write_parquet(tmp_path / "one", rows(2))
-    assert backend(path).list(extensions={"png"}) == ["row-0.png", "row-1.png"]
+    assert backend(path).list(extensions={"png"}) == ["row-00000000.png", "row-00000001.png"]
 
 
 def test_a_missing_column_names_the_columns_there_are(dataset: Path) -> None:
@@ -156,10 +156,10 @@ def test_a_hub_dataset_by_repo_id_and_revision(tmp_path: Path, monkeypatch: pyte
 
         backend("owner/pets").check()
         latest = backend("owner/pets")
-        assert latest.list(extensions={"png"}) == ["row-0.png", "row-1.png", "row-2.png"]
-        assert latest.read("row-1.txt") == b"the second version"
-        assert backend("owner/pets", revision=first).read("row-1.txt") == b"a square number 1"
-        assert backend("owner/pets", revision=second).read("row-0.png") == latest.read("row-0.png")
+        assert latest.list(extensions={"png"}) == ["row-00000000.png", "row-00000001.png", "row-00000002.png"]
+        assert latest.read("row-00000001.txt") == b"the second version"
+        assert backend("owner/pets", revision=first).read("row-00000001.txt") == b"a square number 1"
+        assert backend("owner/pets", revision=second).read("row-00000000.png") == latest.read("row-00000000.png")
         with pytest.raises(DataBackendError, match="no revision 'v9'; fix revision"):
             backend("owner/pets", revision="v9").check()
 
@@ -172,10 +172,13 @@ def test_a_downloaded_hub_dataset_is_used_offline(tmp_path: Path, monkeypatch: p
     with dataset_hub() as hub:
         use_hub(monkeypatch, hub.base_url, tmp_path / "hub-cache")
         hub.publish("owner/pets", _parquet(tmp_path, rows(3), "v1"))
-        online = backend("owner/pets").list()
+        reader = backend("owner/pets")
+        online = reader.list()
+        for path in online:  # as a scan does: the shard is downloaded when its images are read
+            reader.read(path)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     offline = backend("owner/pets")
     offline.check()  # offline, the check opens the downloaded copy instead of asking the Hub
     assert offline.list() == online
-    assert offline.read("row-0.txt") == b"a square number 0"
+    assert offline.read("row-00000000.txt") == b"a square number 0"

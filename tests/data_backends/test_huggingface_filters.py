@@ -93,9 +93,9 @@ def test_max_num_samples_picks_among_the_kept_rows_the_same_way_every_run(scored
 def test_the_sub_object_s_column_keys_apply(scored: Path) -> None:
     backend = HuggingFaceDataBackend.from_options("", {"dataset_name": str(scored), "huggingface": {
         "caption_column": "caption", "description_column": "description", "file_extension": "jpg", "num_proc": 4}})
-    assert backend.read("row-0.txt") == b"caption 0"
+    assert backend.read("row-00000000.txt") == b"caption 0"
     # row 7 has an empty caption: its description object captions it
-    assert backend.read("row-7.txt") == b"a lamp described 7"
+    assert backend.read("row-00000007.txt") == b"a lamp described 7"
 
 
 @pytest.mark.parametrize(("options", "message"), [

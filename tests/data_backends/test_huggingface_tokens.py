@@ -69,8 +69,8 @@ def test_a_job_reads_a_private_dataset_with_its_owner_s_token(hub: DatasetHub, t
     monkeypatch.setenv(TOKEN_FILE_ENV, str(job_token_file(tmp_path, OWNER_TOKEN, hub.base_url + "/")))
     backend = secret()
     backend.check()
-    assert backend.list(extensions={"png"}) == ["row-0.png", "row-1.png", "row-2.png"]
-    assert backend.read("row-1.txt") == b"a square number 1"
+    assert backend.list(extensions={"png"}) == ["row-00000000.png", "row-00000001.png", "row-00000002.png"]
+    assert backend.read("row-00000001.txt") == b"a square number 1"
     assert sent_tokens(hub) == {f"Bearer {OWNER_TOKEN}"}
 
 
@@ -98,7 +98,7 @@ def test_the_server_reads_with_the_requesting_user_s_token_only(hub: DatasetHub)
     with user_token_scope(None, None):
         other = secret()
     # the token is fixed when the backend is made: reads made later, outside the scope, keep it
-    assert owner.list(extensions={"png"}) == ["row-0.png", "row-1.png", "row-2.png"]
+    assert owner.list(extensions={"png"}) == ["row-00000000.png", "row-00000001.png", "row-00000002.png"]
     assert sent_tokens(hub) == {f"Bearer {OWNER_TOKEN}"}
     hub.auth.clear()
     with pytest.raises(DataBackendError, match="no dataset 'owner/secret'"):
@@ -123,7 +123,7 @@ def test_downloads_redirected_to_another_host_carry_no_token(hub: DatasetHub, tm
         hub.redirect_files_to = cdn.base_url
         with user_token_scope(OWNER_TOKEN, hub.base_url):
             backend = secret()
-        assert backend.read("row-0.txt") == b"a square number 0"
+        assert backend.read("row-00000000.txt") == b"a square number 0"
         assert any("/resolve/" in path for path, _ in cdn.auth)  # the files did come from the CDN
         assert sent_tokens(cdn) == {None}
         assert sent_tokens(hub) == {f"Bearer {OWNER_TOKEN}"}

@@ -42,7 +42,8 @@ def test_the_wizard_previews_rows_of_a_local_dataset(admin: Admin) -> None:
     assert scan.status_code == 200, scan.text
     assert (scan.json["images"], scan.json["usable"], scan.json["no_caption"]) == (3, 3, 0)
     assert {p["image"]: p["caption"] for p in scan.json["preview"]} == {
-        "row-0.png": "a square number 0", "row-1.png": "a square number 1", "row-2.png": "nested caption 2"}
+        "row-00000000.png": "a square number 0", "row-00000001.png": "a square number 1",
+        "row-00000002.png": "nested caption 2"}
 
 
 def test_a_dataset_outside_the_allowed_folders_is_refused(admin: Admin, tmp_path: Path) -> None:

@@ -1,0 +1,175 @@
+"""What a ``huggingface`` dataset serves: the rows that train (after the filters and ``max_num_samples``), the file
+names of their images and captions, and where the bytes come from — parquet shards read shard by shard (how the Hub
+stores datasets, see :mod:`~simpletuner.plugins.data_backends.huggingface_shards`), or the whole split through
+``datasets`` for other formats.
+
+Imports ``datasets`` and ``huggingface_hub``: only the backend's methods import this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from simpletuner.core.errors import DataBackendError
+from simpletuner.core.hub_tokens import Token
+from simpletuner.plugins.data_backends.huggingface_load import (
+    check_columns,
+    explain,
+    kept_rows,
+    local_copy,
+    offline,
+    open_split,
+    subset,
+)
+from simpletuner.plugins.data_backends.huggingface_options import HuggingFaceOptions
+from simpletuner.plugins.data_backends.huggingface_rows import (
+    caption_of,
+    extension,
+    extension_of_name,
+    image_bytes,
+    row_file,
+)
+from simpletuner.plugins.data_backends.huggingface_shards import ShardedRows, shard_files
+
+
+@attrs.frozen
+class Catalogue:
+    """The served files and how to read them."""
+
+    #: served path -> (row of the split, ``image`` or ``caption``)
+    files: dict[str, tuple[int, str]]
+    #: the caption of each served row that has one
+    captions: dict[int, str]
+    #: the encoded image of a row (None: the row has none)
+    image: Callable[[int], bytes | None]
+    #: ``stamp(row, kind)``: a change stamp of a row's image or caption, 0 when unknown
+    stamp: Callable[[int, str], int]
+    #: what reads the rows: a :class:`ShardedRows`, or the selected rows as a ``datasets.Dataset``
+    source: Any = None
+
+
+def open_catalogue(options: HuggingFaceOptions, where: str, token: Token) -> Catalogue:
+    """The rows to serve; :class:`DataBackendError` saying in one line why the dataset cannot be read."""
+    try:
+        shards = shard_files(options, token, offline())
+        rows = ShardedRows(shards, token) if shards is not None else None
+    except DataBackendError as exc:
+        raise DataBackendError(f"{where}: {exc}") from None
+    except Exception as exc:
+        raise DataBackendError(explain(exc, options, where)) from None
+    if rows is None:  # not parquet: read whole through datasets
+        return _arrow_catalogue(options, where, token)
+    return _sharded_catalogue(rows, options, where)
+
+
+def check_image_column(features: Any, options: HuggingFaceOptions, where: str) -> bool:
+    """Refuse an image column that holds no images; True for an ``Image`` column (a struct of bytes and a file
+    name), False for a column of encoded bytes."""
+    import datasets
+
+    feature = features[options.image_column]
+    if isinstance(feature, datasets.Image):
+        return True
+    if getattr(feature, "dtype", None) in ("binary", "large_binary"):
+        return False
+    raise DataBackendError(f"{where}: column {options.image_column!r} holds {feature}, not images; set "
+                           "image_column to a column of images")
+
+
+def _files_of(chosen: list[int], captions: dict[int, str], extension_of: Callable[[int], str]) -> dict[str, Any]:
+    files: dict[str, tuple[int, str]] = {}
+    for row in chosen:
+        files[row_file(row, extension_of(row))] = (row, "image")
+        if row in captions:
+            files[row_file(row, "txt")] = (row, "caption")
+    return files
+
+
+def _sharded_catalogue(rows: ShardedRows, options: HuggingFaceOptions, where: str) -> Catalogue:
+    """Filters and captions from the small columns, a shard at a time; images left where they are."""
+    try:
+        features = rows.features()
+        check_columns(features, options, where)
+        named_images = check_image_column(features, options, where)
+        rule = options.row_filter()
+        columns = [c for c in (*options.caption_column, options.fallback_caption_column, options.description_column,
+                               *(rule.reads() if rule else ())) if c]
+        wanted = list(dict.fromkeys(c.split(".", 1)[0] for c in columns))
+        if named_images:
+            wanted.append(f"{options.image_column}.path")  # the file name only, never the bytes
+        kept: list[int] = []
+        captions: dict[int, str] = {}
+        extensions: dict[int, str] = {}
+        for row, values in rows.iter_columns(wanted):
+            if rule is not None and not rule.keep(values):
+                continue
+            kept.append(row)
+            caption = caption_of(values, options)
+            if caption:
+                captions[row] = caption
+            if named_images:
+                extensions[row] = extension_of_name(values.get(options.image_column))
+    except DataBackendError:
+        raise
+    except Exception as exc:
+        raise DataBackendError(explain(exc, options, where)) from None
+    chosen = [kept[i] for i in subset(len(kept), options.max_num_samples)]
+    served = set(chosen)
+    captions = {row: text for row, text in captions.items() if row in served}
+    return Catalogue(files=_files_of(chosen, captions, lambda row: extensions.get(row, "png")), captions=captions,
+                     image=lambda row: image_bytes(rows.image_cell(row, options.image_column)), stamp=rows.stamp,
+                     source=rows)
+
+
+def _arrow_catalogue(options: HuggingFaceOptions, where: str, token: Token) -> Catalogue:
+    """A dataset in another format (image folders, JSON lines, ...), loaded whole through ``datasets``."""
+    import datasets
+
+    try:
+        split = open_split(options, token)
+    except Exception as exc:
+        raise DataBackendError(explain(exc, options, where)) from None
+    check_columns(split.features, options, where)
+    if check_image_column(split.features, options, where):
+        split = split.cast_column(options.image_column, datasets.Image(decode=False))
+    kept = kept_rows(split, options)
+    chosen = [kept[i] for i in subset(len(kept), options.max_num_samples)]
+    selected = split.select(chosen)
+    # an image column may name a file instead of holding bytes: read only files of the dataset and the caches
+    local = local_copy(options.dataset_name or "")
+    roots = tuple(Path(p) for p in (local, datasets.config.HF_DATASETS_CACHE, _hub_cache()) if p)
+    position = {row: i for i, row in enumerate(chosen)}
+    captions: dict[int, str] = {}
+    extensions: dict[int, str] = {}
+    for row, values in zip(chosen, selected, strict=True):
+        caption = caption_of(values, options)
+        if caption:
+            captions[row] = caption
+        extensions[row] = extension(image_bytes(values[options.image_column], roots) or b"")
+    return Catalogue(files=_files_of(chosen, captions, extensions.__getitem__), captions=captions,
+                     image=lambda row: image_bytes(selected[position[row]][options.image_column], roots),
+                     stamp=lambda row, kind: 0, source=selected)
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def check_dataset(options: HuggingFaceOptions, where: str, timeout: float, token: Token) -> Catalogue | None:
+    """A Hub dataset's existence and revision (one request; returns None); a local or offline one is opened and
+    returned."""
+    if local_copy(options.dataset_name or "") is None and not offline():
+        from huggingface_hub import HfApi
+
+        try:
+            HfApi().dataset_info(options.dataset_name or "", revision=options.revision, timeout=timeout, token=token)
+        except Exception as exc:
+            raise DataBackendError(explain(exc, options, where)) from None
+        return None
+    return open_catalogue(options, where, token)
