@@ -16,8 +16,8 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 SUITE = BENCH / "gpu_suite.py"
 FLUX_ROWS = ("bare", "engine", "compile", "int8-quanto", "int8-torchao", "offload", "fp8")
-#: The default plan: every row for Flux, the bare and engine eager steps for Sana and PixArt.
-EXPECTED = [("flux", row) for row in FLUX_ROWS] + [(f, r) for f in ("sana", "pixart") for r in ("bare", "engine")]
+#: The default plan: the bare and engine eager steps for Sana and PixArt, then every row for Flux.
+EXPECTED = [(f, r) for f in ("sana", "pixart") for r in ("bare", "engine")] + [("flux", row) for row in FLUX_ROWS]
 TARGETS = {"engine": "≤ 1.05×", "compile": "≤ 0.42 s/step", "int8-quanto": "< 16 GiB", "int8-torchao": "< 16 GiB",
            "offload": "< 12 GiB", "fp8": "≤ 0.35 s/step"}
 
@@ -39,7 +39,8 @@ def test_rows_and_families_choose_the_plan(monkeypatch: pytest.MonkeyPatch,
     assert suite.plan(suite.parse_args([])) == EXPECTED
     chosen = suite.parse_args(["--families", "sana,pixart", "--rows", "bare,compile"])
     assert suite.plan(chosen) == [("sana", "bare"), ("sana", "compile"), ("pixart", "bare"), ("pixart", "compile")]
-    assert (chosen.steps, chosen.warmup, suite.parse_args(["--dry-run"]).warmup) == (6, 2, 1)
+    dry = suite.parse_args(["--dry-run"])
+    assert (chosen.steps, chosen.warmup, chosen.budget_s, dry.warmup, dry.budget_s) == (6, 2, 420, 1, float("inf"))
     with pytest.raises(SystemExit):
         suite.parse_args(["--rows", "engine,turbo"])
     assert "turbo: choose from bare, engine" in capsys.readouterr().err
