@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hf_helpers import rows, use_datasets_cache, write_parquet
+from hf_helpers import png, rows, use_datasets_cache, write_parquet
 from hub_server import fake_hub
 
 from simpletuner.core.errors import DataBackendError
@@ -182,3 +182,37 @@ def test_a_downloaded_hub_dataset_is_used_offline(tmp_path: Path, monkeypatch: p
     offline.check()  # offline, the check opens the downloaded copy instead of asking the Hub
     assert offline.list() == online
     assert offline.read("row-00000000.txt") == b"a square number 0"
+
+
+def test_another_format_is_loaded_whole_and_its_image_files_are_read(tmp_path: Path) -> None:
+    folder = tmp_path / "folder-dataset" / "train"
+    folder.mkdir(parents=True)
+    pictures = {"a.png": png(64, 64, (10, 20, 30)), "b.png": png(64, 80, (200, 20, 30))}
+    for name, data in pictures.items():
+        (folder / name).write_bytes(data)
+    (folder / "metadata.jsonl").write_text("".join(
+        f'{{"file_name": "{name}", "text": "picture {name[0]}"}}\n' for name in pictures))
+    hf = backend(tmp_path / "folder-dataset", caption_column="text")
+    assert hf.list() == ["row-00000000.png", "row-00000000.txt", "row-00000001.png", "row-00000001.txt"]
+    assert {hf.read("row-00000000.png"), hf.read("row-00000001.png")} == set(pictures.values())
+    assert hf.read("row-00000001.txt") in (b"picture a", b"picture b")
+
+
+def test_a_row_naming_a_file_elsewhere_never_makes_it_read(tmp_path: Path) -> None:
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    outside = tmp_path / "private" / "secret.png"
+    outside.parent.mkdir()
+    outside.write_bytes(png(64, 64, (1, 2, 3)))
+    features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
+    table = pa.Table.from_pylist([{"image": {"bytes": None, "path": str(outside)}, "text": "a stolen picture"}],
+                                 schema=features.arrow_schema)
+    dataset = tmp_path / "hostile" / "data" / "train-00000-of-00001.parquet"
+    dataset.parent.mkdir(parents=True)
+    pq.write_table(table, dataset)
+    hf = backend(tmp_path / "hostile")
+    assert hf.list(extensions={"png"}) == ["row-00000000.png"]
+    with pytest.raises(FileNotFoundError, match="has no image"):
+        hf.read("row-00000000.png")

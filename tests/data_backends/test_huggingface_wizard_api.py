@@ -117,3 +117,21 @@ def test_the_wizard_reads_a_private_hub_dataset_with_the_requesting_user_s_login
         other = rita.call("POST", "/api/datasets/remote/test", request)  # root's login is root's alone
         assert other.status_code == 422
         assert {auth for p, auth in hub.auth if "/datasets/" in p} == {None}
+
+
+def test_the_wizard_takes_the_huggingface_object_as_json_text(admin: Admin) -> None:
+    write_parquet(admin.workspace.datasets_dir / "pets", rows(4))
+    request = {"type": "huggingface", "options": {"dataset_name": "datasets/pets", "caption_column": "text",
+                                                  "huggingface": '{"filter_func": {"min_height": 130}}'},
+               "resolution": 64, "resolution_type": "pixel", "caption_strategy": "huggingface"}
+    scan = admin.call("POST", "/api/datasets/remote/scan", request)
+    assert scan.status_code == 200, scan.text
+    assert scan.json["images"] == 2  # rows 1 and 3 are 144 pixels high, rows 0 and 2 only 128
+
+    request["options"]["huggingface"] = '{"filter_func": {"min_height": 130}'
+    broken = admin.call("POST", "/api/datasets/remote/scan", request)
+    assert broken.status_code == 400 and "options.huggingface: not JSON" in broken.json["description"]
+    request["options"]["huggingface"] = '{"filter_func": {"max_height": 130}}'
+    unknown = admin.call("POST", "/api/datasets/remote/scan", request)
+    assert unknown.status_code == 422
+    assert "unknown filter 'max_height'; the filters are collection" in unknown.json["description"]

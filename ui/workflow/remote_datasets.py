@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import typing
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from simpletuner.core.datasets.buckets import ResolutionSettings, too_small
 from simpletuner.core.datasets.scan import IMAGE_EXTENSIONS, caption_for
 from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.interfaces import DataBackend
-from simpletuner.core.options import describe_options
+from simpletuner.core.options import describe_options, type_name
 from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import DataBackendSpec, normalize_name
 from simpletuner.ui.workflow.browse import PREVIEW_PAIRS
@@ -71,6 +72,12 @@ def typed_options(spec: DataBackendSpec, raw: Any) -> dict[str, Any]:
         if key not in types:
             problems.append(f"options.{key}: not an option of the {spec.name} backend")
         elif value not in (None, ""):
+            if isinstance(value, str) and type_name(types[key]) == "object":
+                try:  # the wizard's text field holds an object option as JSON text
+                    value = json.loads(value)
+                except ValueError as exc:
+                    problems.append(f"options.{key}: not JSON ({exc}); write an object, such as {{\"key\": 1}}")
+                    continue
             try:
                 values[key] = structure_value(converter, value, types[key])
             except ValueTypeError as exc:
