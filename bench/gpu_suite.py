@@ -299,7 +299,8 @@ def row_result(family: str, row: str, measured: Measured, bare_s: float | None, 
                args: argparse.Namespace, elapsed: float) -> dict[str, Any]:
     """The JSON record of one row: figures, ratio to the family's bare row and the target's verdict."""
     ok = measured.status == "ok" and bool(measured.times)
-    step_s = statistics.median(measured.times) if ok else None
+    step_s = _round(statistics.median(measured.times), 5) if ok else None
+    # from the printed figures, so that a reader recomputes the same ratio
     ratio = step_s / bare_s if step_s is not None and bare_s and row != "bare" else None
     spec = ROWS[row]
     target = spec.target if spec.target and family in spec.target.families else None
@@ -315,7 +316,7 @@ def row_result(family: str, row: str, measured: Measured, bare_s: float | None, 
     status = measured.status if measured.times or measured.status != "ok" else "failed: no steps measured"
     return {
         "family": family, "row": row, "title": spec.title, "status": status,
-        "step_s": _round(step_s, 4), "step_s_min": _round(min(measured.times), 4) if ok else None,
+        "step_s": step_s, "step_s_min": _round(min(measured.times), 5) if ok else None,
         "steps": len(measured.times), "peak_gib": _round(measured.peak_gib, 2), "memory": probe.kind,
         "ratio": _round(ratio, 3), "target": target.text() if target else None, "met": met,
         "applied": measured.applied, "elapsed_s": round(elapsed, 1),
@@ -331,17 +332,17 @@ def table(results: list[dict[str, Any]]) -> str:
     lines = ["| family | row | s/step | peak GiB | ratio vs bare | target | met | status |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
-        peak = "n/a on CPU" if r["peak_gib"] is None and r["memory"] != "cuda" else _cell(r["peak_gib"])
+        peak = "n/a on CPU" if r["peak_gib"] is None and r["memory"] != "cuda" else _cell(r["peak_gib"], 2)
         if r["memory"] == "rss" and r["peak_gib"] is not None:
             peak = f"{r['peak_gib']:.2f} (RSS)"
         ratio = f"{r['ratio']:.3f}×" if r["ratio"] is not None else "—"
-        lines.append(f"| {r['family']} | {r['title']} | {_cell(r['step_s'])} | {peak} | {ratio} | "
+        lines.append(f"| {r['family']} | {r['title']} | {_cell(r['step_s'], 3)} | {peak} | {ratio} | "
                      f"{r['target'] or '—'} | {r['met'] or '—'} | {r['status'].replace('|', '/')} |")
     return "\n".join(lines)
 
 
-def _cell(value: float | None) -> str:
-    return "—" if value is None else f"{value:g}"
+def _cell(value: float | None, decimals: int) -> str:
+    return "—" if value is None else f"{value:.{decimals}f}"
 
 
 def family_rows(family: str, rows: list[str], size: Size, args: argparse.Namespace, root: Path, registry: Any,

@@ -74,7 +74,7 @@ def test_dry_run_runs_every_row_and_prints_its_figures() -> None:
         assert row["memory"] in ("rss", None) and (row["peak_gib"] is None or row["peak_gib"] > 0), key
         if row["row"] != "bare":
             bare = by_key[(row["family"], "bare")]["step_s"]
-            assert row["ratio"] == pytest.approx(row["step_s"] / bare, rel=2e-3, abs=2e-3), key
+            assert row["ratio"] == pytest.approx(row["step_s"] / bare, abs=5.1e-4), key  # printed to 3 decimals
         # the engine's overhead target is every family's; the others are set for FLUX.1-dev
         expected = TARGETS.get(row["row"]) if row["family"] == "flux" or row["row"] == "engine" else None
         assert row["target"] == expected, key
@@ -94,4 +94,4 @@ def test_dry_run_runs_every_row_and_prints_its_figures() -> None:
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == row["family"] and cells[1] == row["title"] and cells[-1] == row["status"]
         if row["status"] == "ok":
-            assert float(cells[2]) == pytest.approx(row["step_s"])
+            assert float(cells[2]) == pytest.approx(row["step_s"], abs=5.1e-4)  # s/step to 3 decimals
