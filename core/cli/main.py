@@ -15,13 +15,14 @@ from simpletuner.core.cli import (
     plugin_commands,
     preset_commands,
     train_commands,
+    try_commands,
 )
 from simpletuner.core.cli.context import CliContext
 from simpletuner.core.cli.registry import installed_command_modules
 from simpletuner.core.errors import SimpleTunerError
 
-_COMMAND_MODULES = (plugin_commands, env_commands, config_commands, preset_commands, train_commands, demo_commands,
-                    job_commands)
+_COMMAND_MODULES = (plugin_commands, env_commands, config_commands, preset_commands, train_commands, try_commands,
+                    demo_commands, job_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
 from simpletuner.core.interfaces import ValidationContext, ValidationMethod, ValidationResult
+from simpletuner.core.rendering import render_image
 from simpletuner.plugins.validation.prompt_library import PromptEntry, resolve_prompts
 
 
@@ -36,28 +36,11 @@ class PipelineValidation(ValidationMethod):
                                 groups=groups)
 
     def _render(self, context: ValidationContext, entry: PromptEntry) -> Path:
-        import torch
         from PIL.PngImagePlugin import PngInfo
 
-        pipeline = context.pipeline
-        if hasattr(pipeline, "set_progress_bar_config"):
-            pipeline.set_progress_bar_config(disable=True)
-        accepted = inspect.signature(pipeline.__call__).parameters
-        # A CPU generator gives the same image for a seed on any device (diffusers draws the noise on it).
-        arguments: dict[str, Any] = {
-            "prompt": entry.prompt,
-            "width": entry.width,
-            "height": entry.height,
-            "num_inference_steps": entry.steps,
-            "generator": torch.Generator(device="cpu").manual_seed(entry.seed),
-            "output_type": "pil",
-        }
-        if entry.guidance is not None:
-            arguments["guidance_scale"] = entry.guidance
-        if entry.negative_prompt and "negative_prompt" in accepted:
-            arguments["negative_prompt"] = entry.negative_prompt
-        with torch.no_grad():
-            image = pipeline(**{k: v for k, v in arguments.items() if k in accepted}).images[0]
+        image = render_image(context.pipeline, entry.prompt, width=entry.width, height=entry.height,
+                             steps=entry.steps, seed=entry.seed, guidance=entry.guidance,
+                             negative_prompt=entry.negative_prompt)
         info = PngInfo()
         for key, value in (("name", entry.name), ("prompt", entry.prompt), ("seed", entry.seed),
                            ("steps", entry.steps), ("guidance", entry.guidance), ("step", context.step),

@@ -18,8 +18,9 @@ from typing import Any
 
 import attrs
 
+from simpletuner.core.rendering import parse_resolution
+
 _FIELDS = {"prompt", "seed", "resolution", "steps", "guidance", "negative_prompt"}
-_SIZE = re.compile(r"^\s*(\d+)\s*(?:[xX×]\s*(\d+))?\s*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -40,21 +41,6 @@ class PromptEntry:
     def slug(self) -> str:
         """The name as it appears in file names."""
         return _UNSAFE.sub("_", self.name).strip("_") or "prompt"
-
-
-def parse_resolution(value: Any, where: str) -> list[tuple[int, int]]:
-    """``1024`` → ``[(1024, 1024)]``; ``"1024x768,512"`` → ``[(1024, 768), (512, 512)]`` (width × height)."""
-    sizes = []
-    for part in str(value).split(","):
-        match = _SIZE.match(part)
-        if isinstance(value, bool) or match is None:
-            raise ValueError(f"{where}: expected a size such as 1024 or '1024x768', got {value!r}")
-        width = int(match.group(1))
-        height = int(match.group(2) or width)
-        if width < 8 or height < 8:
-            raise ValueError(f"{where}: {width}x{height} is too small; use at least 8 pixels a side")
-        sizes.append((width, height))
-    return sizes
 
 
 def check_library(library: Mapping[str, Any], key: str) -> None:
