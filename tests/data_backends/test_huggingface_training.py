@@ -35,7 +35,7 @@ def _train(workspace: Workspace, name: str) -> Any:
     return train(loaded, workspace, registry)
 
 
-def _entries(dataset: Path, **overrides: Any) -> list[dict[str, Any]]:
+def _entries(dataset: Path | str, **overrides: Any) -> list[dict[str, Any]]:
     """A SimpleTuner-style huggingface entry and a local text-embeds entry."""
     pets = {"id": "pets", "type": "huggingface", "dataset_name": str(dataset), "split": "train",
             "caption_strategy": "huggingface", "metadata_backend": "huggingface", "image_column": "image",
@@ -117,3 +117,44 @@ def test_cache_folders_and_local_datasets_are_confined(workspace: Workspace, tmp
     problems = datasets_path_problems(workspace, loaded.environment, loaded.datasets, registry,
                                       PathPolicy.for_workspace(workspace))
     assert sorted(p.split(":")[0] for p in problems) == ["dataset 'far'.cache_dir_vae", "dataset 'far'.dataset_name"]
+
+
+def test_training_from_a_private_sharded_hub_dataset_with_the_owner_s_token(
+        workspace: Workspace, tiny_flux: Path, hf_env: dict[str, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub_datasets import dataset_hub, use_hub
+    from test_huggingface_shards import ROWS_PER_SHARD, repository
+
+    from simpletuner.core.hub_tokens import JOB_ID_ENV, TOKEN_FILE_ENV
+
+    token = "hf_ownerOfPets0123456789"
+    items = rows(3 * ROWS_PER_SHARD)
+    with dataset_hub() as hub:
+        use_hub(monkeypatch, hub.base_url, tmp_path / "hub-cache")
+        hub.publish("owner/pets", repository(items))
+        hub.private["owner/pets"] = token
+        # as the server's job runner starts a job: the owner's stored Hub login, checked against this Hub
+        stored = tmp_path / "secrets" / "3.token"
+        stored.parent.mkdir()
+        stored.write_text(token + "\n")
+        stored.with_suffix(".json").write_text(json.dumps({"name": "rita", "endpoint": hub.base_url, "role": "read",
+                                                           "saved_at": 0}))
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.setenv(JOB_ID_ENV, "3")
+        monkeypatch.setenv(TOKEN_FILE_ENV, str(stored))
+        write_env(workspace.configs_dir, "hubrun", tiny_config(tiny_flux, "hubrun"), _entries("owner/pets"))
+        first = _train(workspace, "hubrun")
+        assert first.output.is_file()
+        assert _files(workspace.root / "cache" / "vae" / "pets") == 3 * ROWS_PER_SHARD
+        assert {auth for path, auth in hub.auth if "/datasets/" in path} == {f"Bearer {token}"}
+
+        # a new revision changes one image of the second shard: only that shard is downloaded, one row encoded
+        items[ROWS_PER_SHARD]["image"] = {"bytes": png(128, 128, (255, 0, 0)), "path": None}
+        hub.publish("owner/pets", repository(items))
+        hub.reads.clear()
+        second = _train(workspace, "hubrun")
+        assert second.encoder_calls == {"latents": 1, "text": 0}
+        assert _files(workspace.root / "cache" / "vae" / "pets") == 3 * ROWS_PER_SHARD + 1
+        downloaded = [name for method, name, asked in hub.reads if method == "GET" and asked is None
+                      and name.endswith(".parquet")]
+        assert [name.rsplit("/", 1)[-1] for name in downloaded] == ["train-00001-of-00003.parquet"]
