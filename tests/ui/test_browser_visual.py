@@ -109,6 +109,7 @@ def test_every_page_renders_without_errors(live: LiveUi, admin: BrowserContext, 
     answer = page.goto(live.url + "/no-such-page")
     assert answer is not None and answer.status == 404
     expect(page.get_by_role("link", name="Go to the home page")).to_be_visible()
+    screenshot(page, shots, "desktop-not-found")
     assert all("404" in problem for problem in watcher.take())  # the page's own status, nothing else
     icon = page.request.get(live.url + "/static/favicon.svg")  # browsers ask for it on every page
     assert icon.ok and icon.headers["content-type"].startswith("image/svg+xml")
