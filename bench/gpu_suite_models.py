@@ -110,19 +110,21 @@ def full_sizes() -> dict[str, Size]:
 
 
 def tiny_sizes() -> dict[str, Size]:
-    """The dry run's sizes: each family's tiny test transformer with a few more blocks, at 64–128 px."""
+    """The dry run's sizes: each family's tiny test transformer with a few more blocks, at 64–128 px, and text
+    widths other than the tiny encoders' (48, pooled 40), so that the encoders are widened as for the real sizes."""
     from simpletuner.model_families.flux.tiny import TINY_SIZES as FLUX
     from simpletuner.model_families.pixart.tiny import TINY_SIZES as PIXART
     from simpletuner.model_families.sana.tiny import TINY_SIZES as SANA
 
-    flux = {**FLUX["transformer"], "num_layers": 2, "num_single_layers": 2}
+    width, pooled = 48, 40
+    flux = {**FLUX["transformer"], "num_layers": 2, "num_single_layers": 2, "joint_attention_dim": width,
+            "pooled_projection_dim": pooled}
     return {
-        "flux": Size("flux", flux, 64, 16, flux["joint_attention_dim"], flux["pooled_projection_dim"]),
+        "flux": Size("flux", flux, 64, 16, width, pooled),
         # Sana's DC-AE downsamples 32×: 128 px is a 4×4 latent
-        "sana": Size("sana", {**SANA["transformer"], "num_layers": 3}, 128, 16,
-                     SANA["transformer"]["caption_channels"]),
-        "pixart": Size("pixart", {**PIXART["transformer"], "num_layers": 3}, 64, 16,
-                       PIXART["transformer"]["caption_channels"]),
+        "sana": Size("sana", {**SANA["transformer"], "num_layers": 3, "caption_channels": width}, 128, 16, width),
+        "pixart": Size("pixart", {**PIXART["transformer"], "num_layers": 3, "caption_channels": width}, 64, 16,
+                       width),
     }
 
 
