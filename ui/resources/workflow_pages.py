@@ -50,7 +50,7 @@ def workflow_page_routes(ctx: AppContext) -> list[tuple[str, Page]]:
     """The workflow's pages."""
     return [
         ("/onboarding", Page(ctx, "onboarding.html", "Get started", "settings.manage", _onboarding)),
-        ("/environments", Page(ctx, "environments.html", "Manage Configs", "config.view", _plain)),
+        ("/environments", Page(ctx, "environments.html", "Environments", "config.view", _plain)),
         ("/config", Page(ctx, "config.html", "Configuration", "config.view", _config_page)),
         ("/wizard", Page(ctx, "wizard.html", "Training wizard", "config.edit", _plain)),
         ("/datasets", Page(ctx, "datasets.html", "Datasets", "config.view", _plain)),

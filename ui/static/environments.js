@@ -1,4 +1,4 @@
-// Manage Configs: list, create, duplicate, rename, download, upload and delete environments; review and approve
+// Environments: list, create, duplicate, rename, download, upload and delete environments; review and approve
 // their privileged values; share them.
 "use strict";
 
