@@ -68,8 +68,8 @@ REGIONAL = {"dynamo_backend": "inductor", "dynamo_use_regional_compilation": Tru
 
 @dataclass(frozen=True)
 class Target:
-    """A target of the issue: ``metric`` (``ratio``, ``step_s`` or ``peak_gib``) at most ``limit``, for the
-    ``families`` it is set for."""
+    """A target of the issue: ``metric`` (``ratio``, ``step_s`` or ``peak_gib``) at most ``limit`` (below it when
+    ``strict``), for the ``families`` it is set for."""
 
     metric: str
     limit: float
