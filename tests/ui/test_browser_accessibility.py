@@ -167,6 +167,8 @@ def test_open_menus_dialogs_and_toasts(live: LiveUi, browser: Browser, sessions:
     page.set_viewport_size(PHONE)
     page.get_by_role("button", name="Menu").click()
     problems += page_problems(page, watcher, "phone menu open")
+    page.emulate_media(color_scheme="dark")
+    problems += page_problems(page, watcher, "phone menu open, dark")
     context.close()
     assert problems == [], "\n".join(problems)
 
@@ -186,3 +188,15 @@ def test_tab_reaches_every_control_with_a_visible_focus(live: LiveUi, browser: B
             hidden_focus[path] = unseen
     context.close()
     assert unreached == {} and hidden_focus == {}, (unreached, hidden_focus)
+
+
+def test_a_wizard_step_starts_on_its_chosen_option(live: LiveUi, browser: Browser, sessions: dict[str, Any]) -> None:
+    context = browser.new_context(viewport=DESKTOP, storage_state=sessions["admin"])
+    page = context.new_page()
+    open_page(page, live.url + "/wizard", PAGES["/wizard"])
+    chosen = page.locator("input[name=family]:checked")
+    expect(chosen).to_have_value("flux")  # alpha comes from the Flux example
+    expect(chosen).to_be_focused()  # not the first card of the group
+    page.keyboard.press("ArrowRight")  # arrows move the choice within the group
+    expect(page.locator("input[name=family]:checked")).not_to_have_value("flux")
+    context.close()

@@ -114,7 +114,9 @@
     $("w-finish").hidden = index !== steps.length - 1;
     if (steps[index].dataset.step === "flavour") fillFamily();
     if (steps[index].dataset.step === "review") review();
-    const first = steps[index].querySelector("input, select, button");
+    // the step's first control; in a radio group its chosen option, where Tab into the group would land
+    let first = steps[index].querySelector("input, select, button");
+    if (first && first.type === "radio") first = steps[index].querySelector("input[name=" + first.name + "]:checked") || first;
     if (first) first.focus();
   }
 
