@@ -204,22 +204,22 @@ class ShardedRows:
         return int.from_bytes(digest[:7], "big") | 1
 
     def iter_columns(self, columns: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(split row, its values of ``columns``) for every row, a shard at a time (``a.b`` reads a nested field)."""
+        """(split row, its values of ``columns``) for every row, in order (``a.b`` reads a nested field); a few
+        shards are read at once."""
         import pyarrow.parquet as pq
 
-        for index in range(len(self.shards)):
-            row = self.offsets[index]
+        def read(index: int) -> Any:
+            if not columns:
+                return None
             with self._open(index) as handle:
-                parquet = pq.ParquetFile(handle, pre_buffer=True)
-                if not columns:
-                    for _ in range(parquet.metadata.num_rows):
-                        yield row, {}
-                        row += 1
-                    continue
-                for batch in parquet.iter_batches(columns=columns, batch_size=4096):
-                    for values in batch.to_pylist():
-                        yield row, values
-                        row += 1
+                return pq.ParquetFile(handle, pre_buffer=True).read(columns=columns)
+
+        with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
+            for index, table in enumerate(pool.map(read, range(len(self.shards)))):
+                first = self.offsets[index]
+                values = table.to_pylist() if table is not None else [{}] * (self.offsets[index + 1] - first)
+                for offset, row_values in enumerate(values):
+                    yield first + offset, row_values
 
     def image_cell(self, row: int, column: str) -> Any:
         """The image column's value in split row ``row`` (its shard downloaded first when it is on the Hub)."""
