@@ -304,15 +304,10 @@ def row_result(family: str, row: str, measured: Measured, bare_s: float | None, 
     ratio = step_s / bare_s if step_s is not None and bare_s and row != "bare" else None
     spec = ROWS[row]
     target = spec.target if spec.target and family in spec.target.families else None
-    met: str | None = None
+    met = None
     if target is not None:
         value = {"ratio": ratio, "step_s": step_s, "peak_gib": measured.peak_gib if probe.cuda else None}
-        if args.dry_run:
-            met = "n/a (dry run)"
-        elif value[target.metric] is None:
-            met = "n/a"
-        else:
-            met = "met" if target.met(value[target.metric]) else "not met"
+        met = _verdict(target, value[target.metric], args.dry_run)
     status = measured.status if measured.times or measured.status != "ok" else "failed: no steps measured"
     return {
         "family": family, "row": row, "title": spec.title, "status": status,
@@ -321,6 +316,15 @@ def row_result(family: str, row: str, measured: Measured, bare_s: float | None, 
         "ratio": _round(ratio, 3), "target": target.text() if target else None, "met": met,
         "applied": measured.applied, "elapsed_s": round(elapsed, 1),
     }
+
+
+def _verdict(target: Target, value: float | None, dry_run: bool) -> str:
+    """``met`` or ``not met``, or why there is no verdict (tiny models, or no figure)."""
+    if dry_run:
+        return "n/a (dry run)"
+    if value is None:
+        return "n/a"
+    return "met" if target.met(value) else "not met"
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -48,6 +48,32 @@ def test_rows_and_families_choose_the_plan(monkeypatch: pytest.MonkeyPatch,
         suite.parse_args(["--steps", "0"])
 
 
+def test_gpu_rows_are_judged_against_the_issue_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Figures as a GPU run records them (no GPU needed to judge them): step-time targets are bounds, memory
+    targets strict, the engine's ratio is against the family's bare step, and rows without figures get none."""
+    suite = _suite(monkeypatch)
+    gpu, args = suite.MemoryProbe(cuda=True), suite.parse_args([])
+
+    def judged(family: str, row: str, times: list[float], peak: float | None, bare_s: float | None = 0.555,
+               status: str = "ok") -> dict[str, Any]:
+        measured = suite.Measured(status=status, times=times, peak_gib=peak)
+        return suite.row_result(family, row, measured, bare_s, gpu, args, 1.0)
+
+    compiled = judged("flux", "compile", [0.45, 0.42, 0.41], 42.0)
+    assert (compiled["step_s"], compiled["ratio"], compiled["met"]) == (0.42, 0.757, "met")
+    assert judged("flux", "compile", [0.43], 42.0)["met"] == "not met"
+    assert judged("flux", "offload", [2.0], 12.0)["met"] == "not met"  # < 12 GiB
+    assert judged("flux", "int8-torchao", [1.0], 15.99)["met"] == "met"
+    assert judged("sana", "engine", [0.17], 6.8, bare_s=0.162)["met"] == "met"  # 1.049×
+    assert judged("sana", "compile", [0.1], 6.8)["target"] is None  # the step-time targets are FLUX.1-dev's
+    refused = judged("flux", "fp8", [], None, status="refused: fp8_training needs compute capability 8.9")
+    assert (refused["status"], refused["step_s"], refused["met"]) == (
+        "refused: fp8_training needs compute capability 8.9", None, "n/a")
+    assert judged("flux", "engine", [], None)["status"] == "failed: no steps measured"
+    assert "| flux | engine + regional compile | 0.420 | 42.00 | 0.757× | ≤ 0.42 s/step | met | ok |" in (
+        suite.table([compiled]))
+
+
 def _run_dry() -> tuple[list[dict[str, Any]], list[str]]:
     """Run the dry run; return its JSON rows and its table's body lines."""
     done = subprocess.run([sys.executable, str(SUITE), "--dry-run", "--steps", "2"], capture_output=True, text=True,
