@@ -35,10 +35,12 @@ class HuggingFaceOptions:
         None, help="The column whose value is the caption of rows with an empty caption column.",
         section="dataset", label="Fallback caption column")
     width_column: str | None = option(
-        None, help="A column of image widths; checked to exist (sizes are read from the images themselves).",
+        None, help="A column of image widths, read by the min_width filter (training sizes are read from the "
+        "images themselves).",
         section="dataset", label="Width column")
     height_column: str | None = option(
-        None, help="A column of image heights; checked to exist (sizes are read from the images themselves).",
+        None, help="A column of image heights, read by the min_height filter (training sizes are read from the "
+        "images themselves).",
         section="dataset", label="Height column")
     description_column: str | None = option(
         None, help="A column whose value captions rows left without one by the caption and fallback columns (an "
