@@ -84,6 +84,7 @@ def api_routes(ctx: AppContext) -> list[Route]:
         ("/api/jobs", jobs.Jobs),
         ("/api/jobs/{job_id:int}", jobs.JobItem),
         ("/api/jobs/{job_id:int}/log", jobs.JobLog),
+        ("/api/jobs/{job_id:int}/try", jobs.JobTry),
         ("/api/jobs/{job_id:int}/files/{path:path}", jobs.JobFile),
         ("/api/events", events.Events),
         ("/api/plugins", system.Plugins),

@@ -14,7 +14,7 @@ from simpletuner.core.events import EVENTS_FILE
 from simpletuner.core.plugins import Registry
 from simpletuner.core.workspace import Workspace
 from simpletuner.ui.jobs.guard import guard_environ
-from simpletuner.ui.jobs.models import Job
+from simpletuner.ui.jobs.models import TRY, Job
 from simpletuner.ui.jobs.queue import JobRequest
 from simpletuner.ui.workflow.publisher_logins import token_files
 
@@ -40,8 +40,18 @@ def events_path(job: Job) -> Path:
     return Path(job.run_dir or job.output_dir) / EVENTS_FILE
 
 
+TRY_REQUEST_FILE = "try-request.json"
+
+
 def train_arguments(job: Job, workspace: Workspace) -> list[str]:
-    """The ``simpletuner`` arguments of a job: ``--workspace W train --env NAME --run-dir FOLDER``."""
+    """The ``simpletuner`` arguments of a job: ``--workspace W train --env NAME --run-dir FOLDER``, or for a try
+    job ``--workspace W try --env NAME --run-dir TRAINED_RUN --request FILE --out FOLDER`` (its request is written
+    into the job's folder when it is launched)."""
+    if job.kind == TRY:
+        assert job.run_dir is not None and job.task is not None
+        return ["--workspace", str(workspace.root), "try", "--env", job.environment, "--run-dir",
+                job.task["run_dir"], "--request", str(job_dir(workspace, job.id) / TRY_REQUEST_FILE),
+                "--out", job.run_dir]
     return ["--workspace", str(workspace.root), "train", "--env", job.environment,
             *(["--run-dir", job.run_dir] if job.run_dir is not None else [])]
 

@@ -13,6 +13,8 @@ from simpletuner.ui.db.fields import JSONTextField
 from simpletuner.ui.db.models import BaseModel, User
 
 QUEUED, RUNNING, STOPPING = "queued", "running", "stopping"
+#: What a job does: train an environment, or render a finished run's model beside the base model.
+TRAIN, TRY = "train", "try"
 COMPLETED, FAILED, STOPPED, CANCELLED = "completed", "failed", "stopped", "cancelled"
 #: Jobs that hold (or wait for) their GPU set.
 ACTIVE = (RUNNING, STOPPING)
@@ -74,6 +76,10 @@ class Job(BaseModel):
     resources = JSONTextField(null=True)
     # Handed to a cluster's scheduler: the server's queue does not hold it back for GPUs of the server's own.
     cluster = peewee.BooleanField(default=False, constraints=[peewee.SQL("DEFAULT FALSE")])
+    # ``train`` or ``try``; a try job's ``task`` holds its request (see simpletuner.core.trying.TryRequest), the
+    # run folder it renders from and the job that trained it.
+    kind = peewee.CharField(max_length=16, default=TRAIN, constraints=[peewee.SQL("DEFAULT 'train'")])
+    task = JSONTextField(null=True)
 
     class Meta:
         table_name = "training_jobs"

@@ -33,6 +33,8 @@ class JobRequest:
     executor_options: Mapping[str, Any] | None = None
     resources: Mapping[str, Any] | None = None  # nodes and processes of a job on a cluster
     cluster: bool = False  # handed to a cluster's scheduler: no GPU set of this server is held for it
+    kind: str = "train"  # or "try": render a finished run's model (``task`` says what)
+    task: Mapping[str, Any] | None = None
 
 
 def _locked(database: peewee.Database) -> None:
@@ -72,7 +74,7 @@ def submit(database: peewee.Database, request: JobRequest, now: float | None = N
                          executor=request.executor,
                          executor_options=dict(request.executor_options) if request.executor_options else None,
                          resources=dict(request.resources) if request.resources else None, cluster=request.cluster,
-                         created_at=now)
+                         kind=request.kind, task=dict(request.task) if request.task else None, created_at=now)
         record_event(job.id, "job_queued", now, environment=job.environment, owner=job.owner_name)
     admit_ready(database, now)
     return Job.get_by_id(job.id)

@@ -40,12 +40,21 @@ from simpletuner.core.interfaces.executor import (
 )
 from simpletuner.core.plugins import Registry
 from simpletuner.core.training.run_folders import create_run_folder
+from simpletuner.core.trying import new_try_folder
 from simpletuner.core.workspace import Workspace
 from simpletuner.plugins.executors.local import LocalExecutor
 from simpletuner.plugins.executors.processes import describe_exit
 from simpletuner.ui.jobs import ingest
-from simpletuner.ui.jobs.launch import LOG_FILE, events_path, job_dir, job_environment, tail_lines, train_arguments
-from simpletuner.ui.jobs.models import ACTIVE, COMPLETED, FAILED, RUNNING, STOPPED, STOPPING, Job
+from simpletuner.ui.jobs.launch import (
+    LOG_FILE,
+    TRY_REQUEST_FILE,
+    events_path,
+    job_dir,
+    job_environment,
+    tail_lines,
+    train_arguments,
+)
+from simpletuner.ui.jobs.models import ACTIVE, COMPLETED, FAILED, RUNNING, STOPPED, STOPPING, TRY, Job
 from simpletuner.ui.jobs.placement import LOCAL, build_executor
 from simpletuner.ui.jobs.queue import admit_ready, finish_unlaunched, record_event
 from simpletuner.ui.jobs.retention import APPLY_EVERY_S, apply_retention
@@ -181,7 +190,7 @@ class Supervisor:
         try:
             executor = self._executor(job)
             if job.run_dir is None:
-                job.run_dir = str(create_run_folder(Path(job.output_dir), job.environment, job_id=job.id, now=now))
+                job.run_dir = str(self._new_folder(job, now))
                 Job.update(run_dir=job.run_dir).where(Job.id == job.id).execute()
             path = events_path(job)
             offset = path.stat().st_size if path.exists() else 0
@@ -206,6 +215,16 @@ class Supervisor:
                      run_dir=job.run_dir, executor=job.executor or LOCAL)
         record_event(job.id, "phase", now, phase="starting")
         logger.info("started job %s (%s) on %s as %s", job.id, job.environment, job.executor or LOCAL, ref)
+
+    def _new_folder(self, job: Job, now: float) -> Path:
+        """The folder the job writes into: a new run folder for training; for a try job, a new folder under the
+        trained run's ``tries/``, with the request beside the job's log."""
+        if job.kind != TRY:
+            return create_run_folder(Path(job.output_dir), job.environment, job_id=job.id, now=now)
+        folder = new_try_folder(Path(job.task["run_dir"]))
+        request = job_dir(self.workspace, job.id) / TRY_REQUEST_FILE
+        request.write_text(json.dumps(job.task["request"]))
+        return folder
 
     def _fail(self, job: Job, error: str, now: float | None = None) -> None:
         now = time.time() if now is None else now

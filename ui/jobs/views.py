@@ -8,12 +8,13 @@ from typing import Any
 
 import peewee
 
+from simpletuner.core.trying import MANIFEST_FILE, TRIES_DIR
 from simpletuner.core.workspace import Workspace
 from simpletuner.ui.db import prepared
 from simpletuner.ui.db.unchanged import UnchangedCache
 from simpletuner.ui.jobs.ingest import file_url
-from simpletuner.ui.jobs.launch import LOG_FILE, job_dir, tail_lines
-from simpletuner.ui.jobs.models import ACTIVE, ENDED, QUEUED, Job, JobEvent
+from simpletuner.ui.jobs.launch import LOG_FILE, job_dir, run_folder, tail_lines
+from simpletuner.ui.jobs.models import ACTIVE, ENDED, QUEUED, TRY, Job, JobEvent
 from simpletuner.ui.jobs.queue import positions
 
 #: The job columns a summary shows, as (JSON key, column) pairs.
@@ -22,7 +23,7 @@ _SUMMARY_COLUMNS = (
     ("status", "status"), ("phase", "phase"), ("gpu_ids", "gpu_ids"), ("step", "step"),
     ("total_steps", "total_steps"), ("epoch", "epoch"), ("loss", "loss"), ("it_per_s", "it_per_s"),
     ("eta_s", "eta_s"), ("created_at", "created_at"), ("started_at", "started_at"), ("ended_at", "ended_at"),
-    ("exit_code", "exit_code"), ("exit_signal", "exit_signal"), ("error", "error"),
+    ("exit_code", "exit_code"), ("exit_signal", "exit_signal"), ("error", "error"), ("kind", "kind"),
 )
 
 
@@ -128,7 +129,27 @@ def outputs(job: Job) -> dict[str, Any]:
                      "files": _files(job, path) if path.is_dir() else [],
                      "usage": data["usage"] if isinstance(data.get("usage"), str) else None}
     saved = [{**c, "files": _files(job, Path(c["path"]))} for c in checkpoints.values() if Path(c["path"]).is_dir()]
-    return {"model": model, "checkpoints": saved, "validation_images": images}
+    return {"model": model, "checkpoints": saved, "validation_images": images, "tries": tries(job)}
+
+
+def tries(job: Job) -> list[dict[str, Any]]:
+    """The finished tries of a training job's run, newest first: each try's request, settings and image pairs with
+    their download URLs (through this job's files)."""
+    folder = run_folder(job)
+    if job.kind == TRY or folder is None or not (folder / TRIES_DIR).is_dir():
+        return []
+    found = []
+    for manifest_path in sorted((folder / TRIES_DIR).glob(f"*/{MANIFEST_FILE}"), reverse=True):
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            pairs = [{"prompt": str(pair["prompt"]),
+                      **{side: file_url(job, str(manifest_path.parent / pair[side])) for side in ("base", "trained")}}
+                     for pair in manifest["images"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a try still being written, or a damaged manifest: not listed
+        found.append({"folder": manifest_path.parent.name, "request": manifest.get("request"),
+                      "settings": manifest.get("settings"), "images": pairs})
+    return found
 
 
 def detail(job: Job, workspace: Workspace, log_lines: int = 40) -> dict[str, Any]:
@@ -143,4 +164,5 @@ def detail(job: Job, workspace: Workspace, log_lines: int = 40) -> dict[str, Any
         "launcher_args": job.launcher_args, "executor": job.executor or "local", "executor_ref": job.executor_ref,
         "pid": job.pid, "stop_requested_at": job.stop_requested_at, "stop_requested_by": job.stop_requested_by,
         "log_tail": log[-log_lines:], "log_url": f"/api/jobs/{job.id}/log", "outputs": outputs(job),
+        "task": job.task,
     }

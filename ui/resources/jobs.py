@@ -5,15 +5,17 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path
 
+import attrs
 import falcon
 
 from simpletuner.core.errors import ConfigError, WorkspaceError
 from simpletuner.core.training.run_folders import read_run
+from simpletuner.core.trying import TryError, TryRequest
 from simpletuner.ui.http import bad_request, int_param, only_keys, read_json
 from simpletuner.ui.jobs import queue
 from simpletuner.ui.jobs.guard import check_job
 from simpletuner.ui.jobs.launch import LOG_FILE, job_dir, job_request, run_folder, tail_lines
-from simpletuner.ui.jobs.models import ACTIVE, STATUSES, Job
+from simpletuner.ui.jobs.models import ACTIVE, COMPLETED, STATUSES, TRY, Job
 from simpletuner.ui.jobs.views import detail, summary
 from simpletuner.ui.resources.base import Resource, send_json
 from simpletuner.ui.workflow import ownership
@@ -97,6 +99,68 @@ class TrainingStart(Resource):
         position = queue.positions().get(job.id)
         send_json(resp, {"job_id": job.id, "status": "queued" if job.status == "queued" else "running",
                          "position": position, "executor": job.executor or "local"}, status=202)
+
+
+class JobTry(Resource):
+    """``POST /api/jobs/{id}/try`` ``{"prompts": [...], "strength": 1.0, "seed": N, "steps": N, "checkpoint":
+    "checkpoint-500"}`` → ``{job_id, status, position}``: queue a short job that renders the prompts with the
+    training job's model (its final model, or a checkpoint) beside the base model, on the training job's GPU set
+    and executor, into ``tries/`` of its run folder (listed under the training job's ``outputs.tries``).
+
+    It needs what starting the environment needs (``job.start``, the right to change the environment, a config
+    that loads, paths inside the allowed roots, approved privileged values).
+    """
+
+    permissions = {"POST": "job.start"}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: int) -> None:
+        data = read_json(req, self.ctx.settings.max_body_bytes)
+        try:
+            request = TryRequest.from_json(data)
+        except TryError as exc:
+            raise bad_request(str(exc)) from None
+        source = _job(job_id)
+        if source.kind == TRY:
+            raise bad_request(f"job {source.id} is a try; give the id of the training job whose model to try")
+        folder = run_folder(source)
+        if folder is None or not folder.is_dir():
+            raise falcon.HTTPConflict(description=f"job {source.id} has no run folder yet; try it once it has "
+                                                  "finished or saved a checkpoint")
+        if request.checkpoint is None and source.status != COMPLETED:
+            raise falcon.HTTPConflict(description=f"job {source.id} is {source.status}: only a completed job has a "
+                                                  "final model; give one of its checkpoints (checkpoint-N)")
+        if request.checkpoint is not None and not (folder / request.checkpoint).is_dir():
+            raise falcon.HTTPConflict(description=f"job {source.id} has no {request.checkpoint} in its run folder")
+        principal = self.principal(req)
+        name = source.environment
+        try:
+            started = job_request(self.ctx.workspace, self.ctx.registry, name, principal.user_id,
+                                  principal.username, executor=source.executor,
+                                  executor_options=source.executor_options,
+                                  permissions=frozenset(principal.permissions))
+            ownership.require_change(principal, name)
+            guard = check_job(self.ctx.workspace, self.ctx.registry, name)
+        except ConfigError as exc:
+            send_json(resp, {"title": "Invalid configuration", "description": f"environment {name!r} has "
+                             f"{len(exc.problems)} problem(s)", "problems": exc.problems}, status=422)
+            return
+        except WorkspaceError as exc:
+            raise falcon.HTTPNotFound(description=str(exc)) from None
+        problems = guard.path_problems or guard.approval_problems
+        if problems:
+            send_json(resp, {"title": "The environment cannot run", "description": f"environment {name!r} cannot "
+                             "run jobs until these are fixed", "problems": problems}, status=409)
+            return
+        # one process on the training job's GPUs; the output folder is the run's own, so a try never waits for the
+        # environment's next training job (only for the GPUs)
+        job = queue.submit(self.ctx.database, attrs.evolve(
+            started, output_dir=str(folder), launcher_args=None, resources=None, kind=TRY,
+            gpu_ids=tuple(source.gpu_ids) if source.gpu_ids is not None else None,
+            task={"request": request.to_json(), "run_dir": str(folder), "job_id": source.id}), self.ctx.now())
+        self.audit(req, "job_try", target=name, detail={"job_id": job.id, "trained_job": source.id,
+                                                         "prompts": len(request.prompts)})
+        send_json(resp, {"job_id": job.id, "status": "queued" if job.status == "queued" else "running",
+                         "position": queue.positions().get(job.id)}, status=202)
 
 
 class TrainingStop(Resource):

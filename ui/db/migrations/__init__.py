@@ -27,6 +27,7 @@ from simpletuner.ui.db.migrations import (
     m0007_login_throttle,
     m0008_open_streams,
     m0009_job_executors,
+    m0010_job_kinds,
 )
 
 
@@ -53,6 +54,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration.from_module(m0004_job_end_index), Migration.from_module(m0005_environment_records),
     Migration.from_module(m0006_job_run_folders), Migration.from_module(m0007_login_throttle),
     Migration.from_module(m0008_open_streams), Migration.from_module(m0009_job_executors),
+    Migration.from_module(m0010_job_kinds),
 )
 
 
