@@ -31,6 +31,10 @@ from .conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveUi, log_in, needs_c
 pytestmark = [needs_chromium, pytest.mark.timeout(420)]
 #: The pages a viewer opens (the rest answer them 403).
 VIEWER_PAGES = ("/", "/training", "/datasets", "/config", "/environments", "/plugins", "/profile")
+#: A name as long as the header must still fit beside the menus.
+VIEWER = "vera-from-the-visual-effects-team"
+#: Just wider than the phone layout: the full header on the least room it gets.
+NARROW_DESKTOP = {"width": 761, "height": 800}
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +91,10 @@ def sessions(live: LiveUi, browser: Browser) -> dict[str, Any]:
     page.locator("#result .toast").wait_for()  # the login page with its "administrator created" toast
     findings += page_problems(page, watcher, "login")
     log_in(page, live.url, "root")
-    fill_workspace(page, "vera", PASSWORD)
+    fill_workspace(page, VIEWER, PASSWORD)
     admin = context.storage_state()
     viewer_context = browser.new_context(viewport=DESKTOP)
-    log_in(viewer_context.new_page(), live.url, "vera")
+    log_in(viewer_context.new_page(), live.url, VIEWER)
     viewer = viewer_context.storage_state()
     viewer_context.close()
     context.close()
@@ -132,14 +136,20 @@ def test_every_page_at_phone_width(live: LiveUi, browser: Browser, sessions: dic
     assert problems == [], "\n".join(problems)
 
 
-def test_a_viewers_pages(live: LiveUi, browser: Browser, sessions: dict[str, Any]) -> None:
-    context = browser.new_context(viewport=DESKTOP, storage_state=sessions["viewer"])
+def test_a_viewers_pages_with_a_long_name_on_a_narrow_desktop(live: LiveUi, browser: Browser,
+                                                              sessions: dict[str, Any]) -> None:
+    context = browser.new_context(viewport=NARROW_DESKTOP, storage_state=sessions["viewer"])
     page = context.new_page()
     watcher = Watcher(page)
     problems: list[str] = []
     for path in VIEWER_PAGES:
         open_page(page, live.url + path, "main h1")
         problems += page_problems(page, watcher, "viewer " + path)
+        header = page.locator("#site-header").bounding_box()
+        assert header is not None and header["height"] <= 64, path
+        assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth"), path
+    expect(page.get_by_role("button", name=VIEWER + " (account)")).to_be_visible()  # cut short, named in full
+    expect(page.get_by_label("Environment")).to_be_visible()
     context.close()
     assert problems == [], "\n".join(problems)
 
