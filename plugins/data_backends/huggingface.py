@@ -85,9 +85,12 @@ class HuggingFaceDataBackend(DataBackend):
 
     @property
     def location(self) -> str:
-        """The dataset, split and revision, for messages."""
+        """The dataset, split, revision and composite picture, for messages (and what a scan's index is made for:
+        another picture of composite images is another set of images)."""
         at = f" at revision {self.options.revision}" if self.options.revision else ""
-        return f"huggingface dataset {self.options.dataset_name} (split {self.options.split}{at})"
+        split = self.options.composite()
+        picture = f", picture {split.index + 1} of {split.count}" if split else ""
+        return f"huggingface dataset {self.options.dataset_name} (split {self.options.split}{at}{picture})"
 
     def catalogue(self) -> Catalogue:
         """The served rows (opened once: footers and small columns of a parquet dataset, see

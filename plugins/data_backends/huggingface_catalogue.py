@@ -61,9 +61,15 @@ def open_catalogue(options: HuggingFaceOptions, where: str, token: Token) -> Cat
         raise DataBackendError(f"{where}: {exc}") from None
     except Exception as exc:
         raise DataBackendError(explain(exc, options, where)) from None
-    if rows is None:  # not parquet: read whole through datasets
-        return _arrow_catalogue(options, where, token)
-    return _sharded_catalogue(rows, options, where)
+    catalogue = _arrow_catalogue(options, where, token) if rows is None else _sharded_catalogue(rows, options, where)
+    split = options.composite()
+    if split is None:
+        return catalogue
+    # one picture of each composite image trains: the served image is that picture, as PNG
+    files = {(p.rsplit(".", 1)[0] + ".png" if kind == "image" else p): (row, kind)
+             for p, (row, kind) in catalogue.files.items()}
+    read = catalogue.image
+    return attrs.evolve(catalogue, files=files, image=lambda row: split.apply(read(row)))
 
 
 def check_image_column(features: Any, options: HuggingFaceOptions, where: str) -> bool:

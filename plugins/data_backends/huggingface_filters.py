@@ -1,5 +1,6 @@
 """SimpleTuner's ``huggingface`` sub-object of a ``huggingface`` dataset entry: its column keys and the declarative
-row filters of its ``filter_func``, checked when the entry is read. Light to import.
+row filters of its ``filter_func``, checked when the entry is read (its ``composite_image_config`` is in
+:mod:`~simpletuner.plugins.data_backends.huggingface_composite`). Light to import.
 
 A filter is data, never code: ``filter_func`` is an object of the keys below, each a test of a row's columns. No
 value of it is evaluated or imported, so a datasets file cannot run a program through it.
@@ -41,8 +42,6 @@ NO_EFFECT_KEYS = ("file_extension", "cache_dir", "num_proc", "streaming", "auto_
 
 #: Keys that ask for something not trained here: refused with the way forward.
 REFUSED_KEYS: dict[str, str] = {
-    "composite_image_config": "splitting composite (grid) images is not supported here; split the images into a "
-                              "dataset of their own, or remove composite_image_config (or set its enabled: false)",
     "bbox_column": "bounding-box (grounding) conditioning is not trained here; remove bbox_column",
     "video_column": "video datasets are not trained here; remove video_column",
     "num_frames_column": "video datasets are not trained here; remove num_frames_column",
@@ -51,7 +50,8 @@ REFUSED_KEYS: dict[str, str] = {
     "lyrics_column": "audio datasets are not trained here; remove lyrics_column",
 }
 
-SUB_OBJECT_KEYS = (*COLUMN_KEYS, "description_column", "filter_func", *NO_EFFECT_KEYS, *REFUSED_KEYS)
+SUB_OBJECT_KEYS = (*COLUMN_KEYS, "description_column", "filter_func", "composite_image_config", *NO_EFFECT_KEYS,
+                   *REFUSED_KEYS)
 
 
 def _number(value: Any, where: str) -> float:
@@ -171,6 +171,6 @@ def check_sub_object(raw: Any, where: str = "huggingface") -> dict[str, Any]:
                                f"{', '.join(SUB_OBJECT_KEYS)}")
     for key, reason in REFUSED_KEYS.items():
         value = raw.get(key)
-        if bool(value.get("enabled")) if isinstance(value, Mapping) else value not in (None, "", []):
+        if value not in (None, "", []):
             raise DataBackendError(f"{where}.{key}: {reason}")
     return dict(raw)

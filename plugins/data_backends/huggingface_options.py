@@ -12,6 +12,7 @@ import attrs
 
 from simpletuner.core.errors import DataBackendError
 from simpletuner.core.options import PATH, option
+from simpletuner.plugins.data_backends.huggingface_composite import CompositeSplit, parse_composite
 from simpletuner.plugins.data_backends.huggingface_filters import COLUMN_KEYS, RowFilter, check_sub_object, parse_filter
 
 
@@ -51,7 +52,9 @@ class HuggingFaceOptions:
     huggingface: dict[str, Any] | None = option(
         None, help="SimpleTuner's huggingface object: the column keys above, and filter_func, an object of row "
         "filters: collection (values of the collection column), quality_thresholds (minimum scores in "
-        "quality_column, quality_assessment), min_width and min_height (of the width and height columns).",
+        "quality_column, quality_assessment), min_width and min_height (of the width and height columns); and "
+        "composite_image_config (enabled, image_count, select_index): train on one of the pictures side by side in "
+        "each image.",
         section="dataset", label="Hugging Face settings")
 
     def __attrs_post_init__(self) -> None:
@@ -87,6 +90,12 @@ class HuggingFaceOptions:
                 raise DataBackendError(f"{key} is {current!r} and huggingface.{key} is {sub[key]!r}; keep one of them")
             setattr(self, key, value)
         self.row_filter()  # a bad filter is reported when the entry is read, not when rows are first needed
+        self.composite()
+
+    def composite(self) -> CompositeSplit | None:
+        """Which picture of a composite image trains (``huggingface.composite_image_config``), or None."""
+        return parse_composite((self.huggingface or {}).get("composite_image_config"),
+                               "huggingface.composite_image_config")
 
     def row_filter(self) -> RowFilter | None:
         """The rows ``huggingface.filter_func`` keeps, or None when it sets no filter."""

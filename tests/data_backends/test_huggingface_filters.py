@@ -110,8 +110,16 @@ def test_the_sub_object_s_column_keys_apply(scored: Path) -> None:
     ({"huggingface": {"filter_func": {"collection": []}}}, "huggingface.filter_func.collection: expected"),
     ({"huggingface": {"caption_colum": "caption"}}, "huggingface: unknown key 'caption_colum'; its keys are "
                                                     "image_column, caption_column"),
-    ({"huggingface": {"composite_image_config": {"enabled": True, "image_count": 2, "select_index": 0}}},
-     "huggingface.composite_image_config: splitting composite (grid) images is not supported here"),
+    ({"huggingface": {"bbox_column": "boxes"}},
+     "huggingface.bbox_column: bounding-box (grounding) conditioning is not trained here"),
+    ({"huggingface": {"composite_image_config": {"enabled": True, "image_count": 2, "select_index": 2}}},
+     "huggingface.composite_image_config.select_index: 2 is not one of the 2 pictures (0 to 1)"),
+    ({"huggingface": {"composite_image_config": {"enabled": True, "image_count": 0}}},
+     "huggingface.composite_image_config.image_count: expected a whole number of at least 1, got 0"),
+    ({"huggingface": {"composite_image_config": {"enabled": "yes"}}},
+     "huggingface.composite_image_config.enabled: expected true or false, got 'yes'"),
+    ({"huggingface": {"composite_image_config": {"enabled": True, "split": "rows"}}},
+     "huggingface.composite_image_config: unknown key 'split'; its keys are enabled, image_count, select_index"),
     ({"huggingface": {"video_column": "clip"}}, "huggingface.video_column: video datasets are not trained here"),
     ({"caption_column": "caption", "huggingface": {"caption_column": "description.description"}},
      "caption_column is ['caption'] and huggingface.caption_column is 'description.description'; keep one"),
@@ -157,3 +165,36 @@ def test_config_check_accepts_filters_and_names_an_unknown_one(workspace: Any, t
     lines = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
     assert lines == ["  - dataset 'scored': huggingface.filter_func: unknown filter 'min_score'; the filters are "
                      "collection, quality_thresholds, quality_column, min_width, min_height"], result.stderr
+
+
+def test_composite_images_train_on_the_selected_picture(tmp_path: Path) -> None:
+    import io
+
+    import datasets
+    from PIL import Image
+
+    pair = Image.new("RGB", (64, 32), (255, 0, 0))
+    pair.paste((0, 0, 255), (32, 0, 64, 32))  # left red, right blue, side by side as Subjects200K stores pairs
+    encoded = io.BytesIO()
+    pair.save(encoded, format="JPEG", quality=95)
+    features = datasets.Features({"image": datasets.Image(), "caption": datasets.Value("string")})
+    path = tmp_path / "pairs" / "data" / "train-00000-of-00001.parquet"
+    path.parent.mkdir(parents=True)
+    datasets.Dataset.from_list([{"image": {"bytes": encoded.getvalue(), "path": "pair.jpg"}, "caption": "a pair"}],
+                               features=features).to_parquet(str(path))
+
+    def served(index: int) -> tuple[str, Any]:
+        backend = HuggingFaceDataBackend.from_options("", {
+            "dataset_name": str(tmp_path / "pairs"), "caption_column": "caption",
+            "huggingface": {"composite_image_config": {"enabled": True, "image_count": 2, "select_index": index}}})
+        [name] = backend.list(extensions={"png", "jpg"})
+        with Image.open(io.BytesIO(backend.read(name))) as image:
+            return backend.location, (image.format, image.size, image.convert("RGB").getpixel((16, 16)))
+
+    left, right = served(0), served(1)
+    assert left[0].endswith("(split train, picture 1 of 2)")  # another picture is another set of images to scan
+    assert left[1][:2] == right[1][:2] == ("PNG", (32, 32))
+    assert left[1][2][0] > 200 > left[1][2][2] and right[1][2][2] > 200 > right[1][2][0]
+    plain = HuggingFaceDataBackend.from_options("", {"dataset_name": str(tmp_path / "pairs"),
+                                                     "caption_column": "caption"})
+    assert plain.list(extensions={"png", "jpg"}) == ["row-00000000.jpg"]  # the stored file name's extension
