@@ -8,6 +8,7 @@ Imports ``datasets`` and ``huggingface_hub``: only the backend's methods import 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -126,9 +127,13 @@ def _sharded_catalogue(rows: ShardedRows, options: HuggingFaceOptions, where: st
     chosen = [kept[i] for i in subset(len(kept), options.max_num_samples)]
     served = set(chosen)
     captions = {row: text for row, text in captions.items() if row in served}
+    # a row's stamp also covers the options that make its file: other columns give other images and captions
+    reads = {"image": json.dumps([options.image_column]),
+             "caption": json.dumps([options.caption_column, options.fallback_caption_column,
+                                    options.description_column])}
     return Catalogue(files=_files_of(chosen, captions, lambda row: extensions.get(row, "png")), captions=captions,
-                     image=lambda row: image_bytes(rows.image_cell(row, options.image_column)), stamp=rows.stamp,
-                     source=rows)
+                     image=lambda row: image_bytes(rows.image_cell(row, options.image_column)),
+                     stamp=lambda row, kind: rows.stamp(row, f"{kind}\0{reads[kind]}"), source=rows)
 
 
 def _arrow_catalogue(options: HuggingFaceOptions, where: str, token: Token) -> Catalogue:

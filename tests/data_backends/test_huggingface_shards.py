@@ -136,3 +136,18 @@ def test_offline_a_copy_missing_shards_is_refused_and_a_complete_one_is_read(hub
     offline.check()
     assert offline.list() == online.list()
     assert offline.read("row-00000017.png") == online.read("row-00000017.png")
+
+
+def test_other_caption_columns_read_the_captions_again(hub: DatasetHub) -> None:
+    from simpletuner.core.datasets.index import ScanContext, refresh
+    from simpletuner.core.datasets.scan import IMAGE_EXTENSIONS
+
+    hub.publish("owner/big", repository(rows(SHARDS * ROWS_PER_SHARD, size=32)))
+    first = backend()
+    context = ScanContext(location=first.location, caption_strategy="huggingface", instance_prompt="")
+    scanned = refresh(first, context, None, IMAGE_EXTENSIONS, threads=2)
+    nested = HuggingFaceDataBackend.from_options("", {"dataset_name": "owner/big", "caption_column": "meta.alt"})
+    again = refresh(nested, context, scanned.table, IMAGE_EXTENSIONS, threads=2)
+    # the images are known, every caption is read again: its embedding must be the new caption's
+    assert (again.read_images, again.read_captions) == (0, SHARDS * ROWS_PER_SHARD)
+    assert again.table.caption_digest[0].tobytes() != scanned.table.caption_digest[0].tobytes()
