@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user mistakes print one message on stderr and exit non-zero, never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_import_noise()
     context = CliContext(workspace_path=args.workspace)
     try:
         return int(args.handler(args, context) or 0)
@@ -53,6 +54,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+#: Loggers that warn on import about optional parts this run does not use: torchao's CUDA kernels missing on a CPU
+#: build of torch, torch's pytree registration notices, and diffusers' loader of torchao-serialised checkpoints.
+#: Left on, they fill the first lines of every job's log; real errors are still logged.
+_IMPORT_NOISE = ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer")
+
+
+def _quiet_import_noise() -> None:
+    import logging
+
+    for name in _IMPORT_NOISE:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":

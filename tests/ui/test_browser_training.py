@@ -166,6 +166,27 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     page.reload()
     expect(page.locator("#loss-chart")).to_have_attribute("data-points", "4")  # the curve comes back from the API
 
+    # Try it: the finished job's LoRA beside the base model, rendered by a short job of its own.
+    expect(page.get_by_role("heading", name="Try it")).to_be_visible()
+    expect(page.locator("#try-weights option")).to_have_text(["Final model", "Checkpoint at step 2", "Checkpoint at step 3"])
+    page.get_by_label("Prompts, one per line (up to 8)").fill("a red square\na blue circle")
+    page.get_by_label(re.compile("^Strength")).fill("1.5")
+    expect(page.locator("#try-strength-value")).to_have_text("1.50")
+    page.get_by_role("button", name="Try", exact=True).click()
+    expect(page.locator("#try-message")).to_have_text(re.compile(r"^Queued as job #2"))
+    pairs = page.locator("#tries .try-pair")
+    expect(pairs).to_have_count(2, timeout=120_000)
+    expect(pairs.first).to_contain_text("a red square")
+    expect(page.locator("#tries .try > figcaption")).to_contain_text("final model · strength 1.50")
+    for picture in page.locator("#tries img").all():
+        expect(picture).to_be_visible()
+        assert picture.evaluate("img => img.complete && img.naturalWidth > 0")
+    try_row = page.locator("#history tbody tr", has_text="#2")
+    expect(try_row).to_contain_text("demo-flux (try)")
+    expect(try_row).to_contain_text("completed", timeout=60_000)  # its process has ended: the GPUs are free
+    expect(page.locator("#job-title")).to_have_text(re.compile(r"^Job #1 "))  # the trained job stays shown
+    page.screenshot(path=shots / "04b-try-it.png", full_page=True)
+
     # A long job runs and another waits behind it (one CPU), for a viewer to watch.
     assert api(page, "POST", "/api/users", {"username": "vera", "email": "vera@example.org",
                                             "password": "correct horse battery", "levels": ["viewer"]})[0] == 201
@@ -173,25 +194,25 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     long_values = {"max_train_steps": 100000, "validation_steps": 0, "checkpointing_steps": 0,
                    "output_dir": "output/demo-long", "push_to_hub": False}
     assert api(page, "PATCH", "/api/environments/demo-long/config", {"values": long_values})[0] == 200
-    assert api(page, "POST", "/api/training/start", {"environment": "demo-long"})[1]["job_id"] == 2
+    assert api(page, "POST", "/api/training/start", {"environment": "demo-long"})[1]["job_id"] == 3
     queued = api(page, "POST", "/api/training/start", {"environment": "demo-flux"})[1]
-    assert queued == {"job_id": 3, "status": "queued", "position": 1, "executor": "local"}
+    assert queued == {"job_id": 4, "status": "queued", "position": 1, "executor": "local"}
 
     viewer = chromium_browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     viewer.on("pageerror", lambda exc: errors.append(str(exc)))
     log_in(viewer, url, "vera")
     expect(viewer.get_by_role("link", name="Wizard")).to_have_count(0)
     viewer.goto(url + "/training")
-    expect(viewer.locator("#job-title")).to_have_text("Job #2 · demo-long · root")
+    expect(viewer.locator("#job-title")).to_have_text("Job #3 · demo-long · root")
     expect(viewer.locator("#st-status")).to_have_text("running")
-    expect(viewer.locator("#queue li")).to_have_text(["#3 demo-flux (root), place 1"])
+    expect(viewer.locator("#queue li")).to_have_text(["#4 demo-flux (root), place 1"])
     expect(viewer.locator("#history tbody tr", has_text="#1")).to_contain_text("completed")
     expect(viewer.get_by_role("button", name=re.compile("^Start training"))).to_have_count(0)
     expect(viewer.get_by_role("button", name="Stop")).to_have_count(0)
     expect(viewer.locator("#watch-only")).to_be_visible()
     viewer.screenshot(path=shots / "05-viewer-training.png", full_page=True)
     for method, path, body in (("POST", "/api/training/start", {"environment": "demo-flux"}),
-                               ("POST", "/api/training/stop", {"job_id": 2}),
+                               ("POST", "/api/training/stop", {"job_id": 3}),
                                ("PATCH", "/api/environments/demo-flux/config", {"values": {"lora_rank": 4}}),
                                ("PUT", "/api/hub/login", {"token": TOKEN}),
                                ("POST", "/api/environments", {"name": "mine"})):
@@ -212,9 +233,9 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
 
     # The lead stops both jobs; the viewer's page follows the outcome live.
     viewer.goto(url + "/training")
-    assert api(page, "POST", "/api/training/stop", {"job_id": 3}) == (202, {"job_id": 3, "status": "cancelled"})
-    assert api(page, "POST", "/api/training/stop", {"job_id": 2})[0] == 202
-    expect(viewer.locator("#history tbody tr", has_text="#3")).to_contain_text("cancelled")
-    expect(viewer.locator("#history tbody tr", has_text="#2")).to_contain_text("stopped", timeout=60_000)
+    assert api(page, "POST", "/api/training/stop", {"job_id": 4}) == (202, {"job_id": 4, "status": "cancelled"})
+    assert api(page, "POST", "/api/training/stop", {"job_id": 3})[0] == 202
+    expect(viewer.locator("#history tbody tr", has_text="#4")).to_contain_text("cancelled")
+    expect(viewer.locator("#history tbody tr", has_text="#3")).to_contain_text("stopped", timeout=60_000)
     expect(viewer.locator("#queue-empty")).to_be_visible()
     assert errors == []

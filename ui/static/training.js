@@ -68,7 +68,7 @@
     // While a job of this environment runs or waits, Start says what another click does: queue another run.
     const start = $("train-start");
     if (!start || !root.dataset.env) return;
-    const mine = [...(status.jobs || []), ...(status.queue || [])].find((j) => j.environment === root.dataset.env);
+    const mine = [...(status.jobs || []), ...(status.queue || [])].find((j) => j.environment === root.dataset.env && j.kind !== "try");
     start.textContent = (mine ? "Queue another run of " : "Start training ") + root.dataset.env;
     start.title = mine ? "Job #" + mine.id + " of this environment is " + (mine.status || "queued") : "";
   }
@@ -100,7 +100,7 @@
       el("img", { src: image.url, alt: "validation image at step " + image.step }),
       el("figcaption", { text: "step " + image.step }))));
     const items = job.outputs.checkpoints.map((c) => el("li", { class: "checkpoint" }, "Checkpoint at step " + c.step + ": ",
-      ...c.files.filter((f) => f.url && f.name.endsWith(".safetensors")).map((f) => fileLink(f))));
+      ...c.files.filter((f) => f.url && f.name.endsWith(".safetensors")).flatMap((f, i) => (i ? [" · ", fileLink(f)] : [fileLink(f)]))));
     if (job.outputs.model) {
       const files = job.outputs.model.files.length ? job.outputs.model.files : [Object.assign({ name: job.outputs.model.path.split("/").pop() }, job.outputs.model)];
       files.filter((f) => f.url).forEach((f) => items.push(el("li", { class: "model" }, "LoRA: ", fileLink(f, "Download " + f.name))));
@@ -111,6 +111,31 @@
     $("usage-panel").hidden = !usage;
     $("log-link").href = job.log_url;
     $("log-link").hidden = false;
+    showTries(job);
+  }
+
+  // "Try it": the job's finished tries, and the form that queues a new one (final model or a checkpoint).
+  function showTries(job) {
+    const weights = [];
+    if (job.status === "completed" && job.outputs.model) weights.push(["", "Final model"]);
+    job.outputs.checkpoints.forEach((c) => weights.push([c.path.split("/").pop(), "Checkpoint at step " + c.step]));
+    $("try-panel").hidden = job.kind === "try" || (!weights.length && !job.outputs.tries.length);
+    const select = $("try-weights");
+    if (select && select.dataset.job !== String(job.id) + ":" + weights.length) {
+      select.dataset.job = String(job.id) + ":" + weights.length;
+      select.replaceChildren(...weights.map(([value, label]) => el("option", { value: value, text: label })));
+      $("try-start").disabled = !weights.length;
+    }
+    $("tries").replaceChildren(...job.outputs.tries.map((attempt) => {
+      const request = attempt.request || {};
+      const heading = (request.checkpoint || "final model") + " · strength " + Number(request.strength).toFixed(2)
+        + " · seed " + attempt.settings.seed + " · " + attempt.settings.steps + " steps";
+      return el("figure", { class: "try" }, el("figcaption", { text: heading }),
+        ...attempt.images.map((pair) => el("div", { class: "try-pair" },
+          el("p", { class: "try-prompt", text: pair.prompt }),
+          el("figure", {}, el("img", { src: pair.base, alt: "base model: " + pair.prompt }), el("figcaption", { text: "Base model" })),
+          el("figure", {}, el("img", { src: pair.trained, alt: "trained model: " + pair.prompt }), el("figcaption", { text: "Trained, strength " + Number(request.strength).toFixed(2) })))));
+    }));
   }
 
   async function show(id) {
@@ -136,9 +161,9 @@
         const open = el("button", { type: "button", text: "Show job #" + j.id });
         open.addEventListener("click", () => { pinned = j.id; refresh(); root.scrollIntoView(); });
         return el("tr", { dataset: { job: String(j.id), total: j.total_steps || "" } }, el("td", { text: "#" + j.id }),
-          el("td", { text: j.environment }), el("td", { text: j.owner || "server" }),
+          el("td", { text: j.environment + (j.kind === "try" ? " (try)" : "") }), el("td", { text: j.owner || "server" }),
           el("td", { text: j.status + (j.error ? ": " + j.error : "") }),
-          el("td", { class: "steps", text: String(j.step || 0) + (j.total_steps ? " / " + j.total_steps : "") }),
+          el("td", { class: "steps", text: j.kind === "try" ? "—" : String(j.step || 0) + (j.total_steps ? " / " + j.total_steps : "") }),
           el("td", {}, open));
       }));
     }
@@ -193,6 +218,24 @@
     });
   }
   $("show-latest").addEventListener("click", () => { pinned = null; refresh(); });
+
+  const tryForm = $("try-form");
+  if (tryForm) {
+    $("try-strength").addEventListener("input", () => { $("try-strength-value").textContent = Number($("try-strength").value).toFixed(2); });
+    tryForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = { prompts: $("try-prompts").value.split("\n").map((p) => p.trim()).filter(Boolean),
+        strength: Number($("try-strength").value) };
+      if ($("try-seed").value !== "") body.seed = Number($("try-seed").value);
+      if ($("try-weights").value) body.checkpoint = $("try-weights").value;
+      $("try-start").disabled = true;
+      const trained = current;
+      const result = await api("POST", "/api/jobs/" + trained + "/try", body);
+      $("try-start").disabled = false;
+      say("try-message", result.ok ? "Queued as job #" + result.data.job_id + "; the images appear below when it finishes." : message(result), !result.ok);
+      if (result.ok) pinned = trained;  // keep this job in the panel while the try runs
+    });
+  }
 
   const source = new EventSource("/api/events");
   source.addEventListener("message", (event) => {
