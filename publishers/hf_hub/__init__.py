@@ -12,9 +12,9 @@ from typing import Any
 import attrs
 
 from simpletuner.core.hookspecs import RegisterPublisher, hookimpl
+from simpletuner.core.hub_tokens import TOKEN_FILE_ENV
 from simpletuner.core.options import PRIVILEGED, option
 from simpletuner.core.specs import PublisherSpec, UserToken, lazy
-from simpletuner.publishers.hf_hub.tokens import TOKEN_FILE_ENV
 
 
 @attrs.define(kw_only=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hub_server import HubState, fake_hub
 
-from simpletuner.publishers.hf_hub.tokens import TOKEN_FILE_ENV
+from simpletuner.core.hub_tokens import TOKEN_FILE_ENV
 from simpletuner.ui.jobs.launch import job_environment
 from simpletuner.ui.jobs.models import Job
 from simpletuner.ui.workflow.publisher_logins import token_path
