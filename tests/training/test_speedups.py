@@ -176,12 +176,38 @@ def test_cudnn_attention_is_turned_off_only_where_its_backward_fails() -> None:
         torch.backends.cuda.enable_cudnn_sdp(enabled)
 
 
-def test_torchao_int8_base_trains_a_loadable_lora(make_env: Callable[..., str], run_env: Callable[..., Any],
-                                                  tiny_flux: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_whole_model_compilation_trains_like_the_eager_model(make_env: Callable[..., str],
+                                                             run_env: Callable[..., Any], plain: Any) -> None:
+    """aot_eager traces the whole model through dynamo and AOTAutograd without generating code: the same
+    arithmetic as eager, so the same losses."""
+    result = run_env(make_env("whole", dynamo_backend="aot_eager", dynamo_dynamic=False, **SHORT))
+    assert events_of(result.run_dir, "speedups")[0]["compiled"] == {"backend": "aot_eager", "modules": 1,
+                                                                    "regional": False}
+    assert losses(result) == pytest.approx(losses(plain), rel=1e-4)
+
+
+def test_compile_options_follow_the_config() -> None:
+    from simpletuner.core.config.core_options import CoreOptions
+    from simpletuner.core.training.compile import backend_problem, compile_options
+
+    core = CoreOptions(dynamo_backend="Inductor", dynamo_mode="max-autotune", dynamo_fullgraph=True,
+                       dynamo_dynamic=False)
+    assert compile_options(core) == {"backend": "inductor", "fullgraph": True, "dynamic": False,
+                                     "mode": "max-autotune"}
+    assert "mode" not in compile_options(CoreOptions(dynamo_backend="inductor", dynamo_mode="default"))
+    problem = backend_problem(CoreOptions(dynamo_backend="tensorrt-magic"))
+    assert problem is not None and "not a torch.compile backend of this torch build" in problem
+    assert "inductor" in problem and backend_problem(CoreOptions(dynamo_backend="no")) is None
+
+
+@pytest.mark.parametrize(("precision", "tensor"), [("int8-torchao", "Int8Tensor"), ("fp8-torchao", "Float8Tensor")])
+def test_torchao_base_trains_a_loadable_lora(make_env: Callable[..., str], run_env: Callable[..., Any],
+                                             tiny_flux: Path, monkeypatch: pytest.MonkeyPatch, precision: str,
+                                             tensor: str) -> None:
     import torch
+    import torchao.quantization
     from diffusers import FluxPipeline
     from peft.utils import get_peft_model_state_dict
-    from torchao.quantization import Int8Tensor
 
     seen: dict[str, Any] = {}
     attach = stages.attach_adapter
@@ -192,8 +218,8 @@ def test_torchao_int8_base_trains_a_loadable_lora(make_env: Callable[..., str], 
         attach(model, *args, **kwargs)
 
     monkeypatch.setattr(stages, "attach_adapter", spy_attach)
-    result = run_env(make_env("torchao", base_model_precision="int8-torchao", **{**SHORT, "max_train_steps": 16}))
-    assert seen == {"to_q": Int8Tensor, "x_embedder": torch.nn.Parameter}
+    result = run_env(make_env("torchao", base_model_precision=precision, **{**SHORT, "max_train_steps": 16}))
+    assert seen == {"to_q": getattr(torchao.quantization, tensor), "x_embedder": torch.nn.Parameter}
     run_losses = losses(result)
     assert sum(run_losses[-4:]) < sum(run_losses[:4]), run_losses
     pipeline = FluxPipeline.from_pretrained(str(tiny_flux), dtype=torch.float32)
