@@ -84,7 +84,7 @@ class HuggingFaceOptions:
                                        f"{sub[key]!r}")
             if key != "caption_column" and not isinstance(value, str):
                 raise DataBackendError(f"huggingface.{key}: expected a column name, got {value!r}")
-            default = defaults[key].factory() if isinstance(defaults[key], attrs.Factory) else defaults[key]
+            default = defaults[key].factory() if hasattr(defaults[key], "factory") else defaults[key]
             current = getattr(self, key)
             if current != default and current != value:
                 raise DataBackendError(f"{key} is {current!r} and huggingface.{key} is {sub[key]!r}; keep one of them")
