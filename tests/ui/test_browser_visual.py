@@ -116,7 +116,7 @@ def test_every_page_renders_without_errors(live: LiveUi, admin: BrowserContext, 
 
 
 def test_a_new_api_key_is_shown_once_with_a_copy_button(live: LiveUi, shared_browser: Browser,
-                                                        sessions: dict[str, Any]) -> None:
+                                                        sessions: dict[str, Any], shots: Path) -> None:
     context = shared_browser.new_context(viewport=DESKTOP, storage_state=sessions["admin"])
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
     page = context.new_page()
@@ -132,8 +132,12 @@ def test_a_new_api_key_is_shown_once_with_a_copy_button(live: LiveUi, shared_bro
     expect(box).to_be_visible()
     key = box.locator("code").inner_text()
     assert key.startswith("st_")
-    box.get_by_role("button", name="Copy").click()
+    expect(box.get_by_role("button", name="Copy")).to_be_focused()  # ready for Enter, and in view
+    expect(page.locator("#api-keys .empty-state")).to_have_count(0)
+    page.keyboard.press("Enter")
     expect(page.locator("#result .toast").last).to_have_text(re.compile("^Copied to the clipboard"))
+    box.scroll_into_view_if_needed()
+    screenshot(page, shots, "desktop-profile-new-key", full_page=False)
     assert page.evaluate("navigator.clipboard.readText()") == key
     # the copied text is the key itself: it opens the API
     assert page.request.get(live.url + "/api/environments", headers={"X-API-Key": key}).ok

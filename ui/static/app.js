@@ -82,14 +82,16 @@
     }
   }
 
-  // A new API key is shown once, with a button that copies it.
+  // A new API key is shown once, with a button that copies it; the focus goes to that button (which also brings it
+  // into view), and the list's "no key yet" no longer applies.
   function showKey(key) {
     const box = document.getElementById("new-key");
     if (!box) return;
-    const value = box.querySelector("code");
-    value.textContent = key;
+    box.querySelector("code").textContent = key;
     box.hidden = false;
-    window.ST.toast("API key created: copy it now, it is shown only once.");
+    const none = document.querySelector("#api-keys .empty-state");
+    if (none) none.remove();
+    document.getElementById("new-key-copy").focus();
   }
 
   const copy = document.getElementById("new-key-copy");
