@@ -154,7 +154,7 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Download pytorch_lora_weights.safetensors").click()
     download = download_info.value
-    assert download.suggested_filename == "pytorch_lora_weights.safetensors"
+    assert download.suggested_filename == "demo-flux-job1-pytorch_lora_weights.safetensors"
     [run] = run_folders(workspace / "output" / "demo-flux")
     lora = run.path / "pytorch_lora_weights.safetensors"
     expect(page.locator("#run-folder")).to_be_visible()
@@ -165,10 +165,15 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     expect(page.locator("#usage-code")).to_contain_text("pipeline.load_lora_weights(")
     page.reload()
     expect(page.locator("#loss-chart")).to_have_attribute("data-points", "4")  # the curve comes back from the API
+    expect(page.locator("#loss-chart")).to_have_attribute("data-steps", "1-4")  # the step axis
+    page.get_by_label(re.compile("^Smoothing")).fill("0.5")
+    expect(page.locator("#chart-smoothing-value")).to_have_text("0.50")
+    expect(page.locator("#loss-chart")).to_have_attribute("aria-label", re.compile(r"4 steps up to step 4, last loss"))
 
     # Try it: the finished job's LoRA beside the base model, rendered by a short job of its own.
     expect(page.get_by_role("heading", name="Try it")).to_be_visible()
-    expect(page.locator("#try-weights option")).to_have_text(["Final model", "Checkpoint at step 2", "Checkpoint at step 3"])
+    expect(page.locator("#try-weights option")).to_have_text(["Final model", "Checkpoint at step 2",
+                                                               "Checkpoint at step 3"])
     page.get_by_label("Prompts, one per line (up to 8)").fill("a red square\na blue circle")
     page.get_by_label(re.compile("^Strength")).fill("1.5")
     expect(page.locator("#try-strength-value")).to_have_text("1.50")

@@ -294,8 +294,19 @@ class JobFile(Resource):
         kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         resp.content_type = kind
         if not kind.startswith("image/"):
-            resp.downloadable_as = target.name
+            resp.downloadable_as = download_name(job, target.relative_to(root))
         resp.stream, resp.content_length = target.open("rb"), target.stat().st_size
+
+
+def download_name(job: Job, relative: Path) -> str:
+    """The name a downloaded file is saved under: environment, job and (inside a checkpoint) step before the file's
+    own name, so that files of several runs and checkpoints can sit in one downloads folder —
+    ``demo-flux-job3-step500-pytorch_lora_weights.safetensors``."""
+    parts = [job.environment, f"job{job.id}"]
+    step = next((p.removeprefix("checkpoint-") for p in relative.parts[:-1] if p.startswith("checkpoint-")), None)
+    if step is not None:
+        parts.append(f"step{step}")
+    return "-".join([*parts, relative.name])
 
 
 def _in_run_folder(root: Path, target: Path) -> bool:

@@ -8,7 +8,7 @@
   const root = document.getElementById("training");
   if (!root) return;
   const $ = (id) => document.getElementById(id);
-  const losses = [];
+  const curve = []; // {step, loss, lr} of the job shown
   let current = null; // the job shown in the panel
   let pinned = null; // a job chosen from the history (else the running or last finished one)
   let total = null;
@@ -23,22 +23,74 @@
     return s >= 3600 ? Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m" : Math.floor(s / 60) + "m " + (s % 60) + "s";
   }
 
+  // The loss chart: raw loss (faint), its exponential moving average (the "Smoothing" slider) and the learning rate
+  // on a right-hand axis, with step and value ticks. Colours come from the page's design tokens, so it follows
+  // the light and dark schemes.
+  const token = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+  function smoothed(values, factor) {
+    let last = null;
+    return values.map((v) => (last = last === null ? v : last * factor + v * (1 - factor)));
+  }
+
+  function ticks(min, max, count) {
+    if (max === min) return [min];
+    return Array.from({ length: count }, (_, i) => min + ((max - min) * i) / (count - 1));
+  }
+
   function drawChart() {
     const canvas = $("loss-chart");
     const ctx = canvas.getContext("2d");
-    ctx.clearRect(0, 0, canvas.width, canvas.height);
-    canvas.dataset.points = String(losses.length);
-    canvas.setAttribute("aria-label", losses.length ? "Loss chart: " + losses.length + " steps, last loss " + fmt(losses[losses.length - 1]) : "Loss chart: no steps yet");
-    if (losses.length < 2) return;
-    const max = Math.max(...losses), min = Math.min(...losses), span = max - min || 1;
-    ctx.strokeStyle = "#2563eb";
-    ctx.beginPath();
-    losses.forEach((loss, i) => {
-      const x = (i / (losses.length - 1)) * (canvas.width - 10) + 5;
-      const y = canvas.height - 5 - ((loss - min) / span) * (canvas.height - 10);
-      if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+    const ratio = window.devicePixelRatio || 1;
+    const width = canvas.clientWidth || canvas.width, height = canvas.clientHeight || canvas.height;
+    canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(height * ratio);
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, width, height);
+    const points = curve.filter((p) => Number.isFinite(p.loss));
+    canvas.dataset.points = String(points.length);
+    const factor = Number(($("chart-smoothing") || { value: 0.8 }).value);
+    const smooth = smoothed(points.map((p) => p.loss), factor);
+    canvas.dataset.steps = points.length ? points[0].step + "-" + points[points.length - 1].step : "";
+    canvas.setAttribute("aria-label", points.length ? "Loss chart: " + points.length + " steps up to step "
+      + points[points.length - 1].step + ", last loss " + fmt(points[points.length - 1].loss) + ", smoothed "
+      + fmt(smooth[smooth.length - 1]) : "Loss chart: no steps yet");
+    if (points.length < 2) return;
+    const left = 52, right = 56, top = 10, bottom = 26;
+    const plotW = width - left - right, plotH = height - top - bottom;
+    const first = points[0].step, last = points[points.length - 1].step, stepSpan = last - first || 1;
+    const losses = points.map((p) => p.loss);
+    const lossMin = Math.min(...losses), lossMax = Math.max(...losses), lossSpan = lossMax - lossMin || 1;
+    const rates = points.map((p) => p.lr).filter(Number.isFinite);
+    const lrMax = rates.length ? Math.max(...rates) : 0;
+    const x = (step) => left + ((step - first) / stepSpan) * plotW;
+    const y = (loss) => top + plotH - ((loss - lossMin) / lossSpan) * plotH;
+    const yRate = (lr) => top + plotH - (lrMax ? lr / lrMax : 0) * plotH;
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = token("--color-border");
+    ctx.fillStyle = token("--color-text-muted");
+    ticks(lossMin, lossMax, 4).forEach((value) => {  // value grid and labels on the left
+      ctx.beginPath(); ctx.moveTo(left, y(value)); ctx.lineTo(left + plotW, y(value)); ctx.stroke();
+      ctx.textAlign = "right"; ctx.textBaseline = "middle"; ctx.fillText(fmt(value, 3), left - 6, y(value));
     });
-    ctx.stroke();
+    [...new Set(ticks(first, last, Math.min(5, last - first + 1)).map(Math.round))].forEach((step) => {
+      ctx.textAlign = "center"; ctx.textBaseline = "top"; ctx.fillText(String(step), x(step), top + plotH + 6);
+    });
+    if (lrMax) {
+      ctx.textAlign = "left"; ctx.textBaseline = "middle";
+      [0, lrMax].forEach((lr) => ctx.fillText(lr.toExponential(1), left + plotW + 6, yRate(lr)));
+    }
+    const line = (values, colour, width, dash, place) => {
+      ctx.strokeStyle = colour; ctx.lineWidth = width; ctx.setLineDash(dash);
+      ctx.beginPath();
+      values.forEach((value, i) => { const px = x(points[i].step), py = place(value); if (i) ctx.lineTo(px, py); else ctx.moveTo(px, py); });
+      ctx.stroke();
+      ctx.setLineDash([]);
+    };
+    if (rates.length === points.length) line(points.map((p) => p.lr), token("--color-success"), 1.5, [4, 3], yRate);
+    line(losses, token("--color-border-strong"), 1, [], y);
+    line(smooth, token("--color-primary"), 2, [], y);
   }
 
   function showStep(step) {
@@ -76,8 +128,8 @@
   async function loadCurve(id) {
     const result = await api("GET", "/api/jobs/" + id + "/metrics");
     if (!result.ok || current !== id) return;
-    losses.length = 0;
-    result.data.steps.forEach((s) => losses.push(s.loss));
+    curve.length = 0;
+    result.data.steps.forEach((s) => curve.push(s));
     const last = result.data.steps[result.data.steps.length - 1];
     if (last) $("st-lr").textContent = fmt(last.lr, 3);
     drawChart();
@@ -141,7 +193,7 @@
   async function show(id) {
     if (id !== current) {
       current = id;
-      losses.length = 0;
+      curve.length = 0;
       drawChart();
       if (id !== null) loadCurve(id);
     }
@@ -179,7 +231,7 @@
     if (data.event === "step") historyStep(data);
     if (current === null || data.job_id !== current) { refresh(); return; }
     if (data.event === "step") {
-      losses.push(data.loss);
+      curve.push({ step: data.step, loss: data.loss, lr: data.lr });
       drawChart();
       showStep(data.step);
       $("st-phase").textContent = "training";
@@ -218,6 +270,8 @@
     });
   }
   $("show-latest").addEventListener("click", () => { pinned = null; refresh(); });
+  $("chart-smoothing").addEventListener("input", () => { $("chart-smoothing-value").textContent = Number($("chart-smoothing").value).toFixed(2); drawChart(); });
+  window.addEventListener("resize", drawChart);
 
   const tryForm = $("try-form");
   if (tryForm) {
