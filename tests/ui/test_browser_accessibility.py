@@ -213,3 +213,30 @@ def test_a_wizard_step_starts_on_its_chosen_option(live: LiveUi, browser: Browse
     page.keyboard.press("ArrowRight")  # arrows move the choice within the group
     expect(page.locator("input[name=family]:checked")).not_to_have_value("flux")
     context.close()
+
+
+def test_every_configuration_tab_and_wizard_step(live: LiveUi, browser: Browser, sessions: dict[str, Any]) -> None:
+    """The pages' hidden parts (other tabs, later steps) are checked as each is shown."""
+    context = browser.new_context(viewport=DESKTOP, storage_state=sessions["admin"])
+    page = context.new_page()
+    watcher = Watcher(page)
+    problems: list[str] = []
+    open_page(page, live.url + "/config", PAGES["/config"])
+    tabs = page.get_by_role("tab")
+    assert tabs.count() >= 5
+    for index in range(tabs.count()):
+        tab = tabs.nth(index)
+        tab.click()
+        expect(tab).to_have_attribute("aria-selected", "true")
+        problems += page_problems(page, watcher, "configuration tab " + tab.inner_text())
+    open_page(page, live.url + "/wizard", PAGES["/wizard"])
+    steps = int(page.locator("#step-count").inner_text())
+    for number in range(1, steps + 1):
+        expect(page.locator("#step-number")).to_have_text(str(number))
+        page.wait_for_load_state("networkidle")
+        problems += page_problems(page, watcher, f"wizard step {number}")
+        if number < steps:
+            page.get_by_role("button", name="Next").click()
+    expect(page.get_by_role("button", name="Finish")).to_be_visible()
+    context.close()
+    assert problems == [], "\n".join(problems)
