@@ -89,6 +89,9 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
 
     # Wizard: its publishing step logs in to the (loopback) Hub and chooses a private repository.
     expect(page.get_by_role("radio", name=re.compile(r"^Flux(?!\.2)"))).to_be_checked()
+    wizard_to(page, "Memory")
+    expect(page.get_by_role("radio", name=re.compile("^Keep the current settings"))).to_be_checked()
+    page.get_by_role("radio", name=re.compile("^balanced")).check()
     wizard_to(page, "How long")
     expect(page.get_by_label("Number")).to_have_value("4")
     wizard_to(page, "Publishing")
@@ -117,6 +120,8 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
                                                                         'environment)')
     expect(diff.locator("tr", has_text="push_to_hub")).to_contain_text("false (default)true (this environment)")
     expect(diff.locator("tr", has_text="hub_private")).to_have_count(0)  # already private by default: not pinned
+    expect(diff.locator("tr", has_text="gradient_checkpointing")).to_contain_text("true (this environment)")
+    expect(page.locator("#review-warning")).to_be_hidden()  # the demo has its dataset
     expect(diff).not_to_contain_text("(unset)")
     expect(page.locator("#review-errors")).to_be_hidden()
     page.screenshot(path=shots / "03-wizard-review.png", full_page=True)

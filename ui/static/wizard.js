@@ -13,6 +13,7 @@
   let catalog = null;
   let currentValues = {};
   let presetScheduler = null; // the learning-rate preset's scheduler, once one is chosen
+  let hasDataset = true; // whether the environment has an image dataset (the review warns when not)
 
   const checked = (name) => form.querySelector("input[name=" + name + "]:checked").value;
   const family = () => catalog.families.find((f) => f.name === (form.querySelector("input[name=family]:checked") || {}).value);
@@ -30,6 +31,11 @@
       const pre = Object.entries(fl.settings).map(([k, v]) => k + " = " + JSON.stringify(v)).join(", ");
       return radioChoice("flavour", fl.name, fl.name, (fl.description || fl.pretrained) + (pre ? " — pre-enables " + pre : ""), fl.name === chosenFlavour);
     }));
+    const chosenPreset = (form.querySelector("input[name=memory]:checked") || {}).value || "";
+    $("memory-presets").replaceChildren(radioChoice("memory", "", "Keep the current settings", "No preset: memory options stay as they are.", true),
+      ...f.memory_presets.map((p) => radioChoice("memory", p.name, p.name, p.tradeoff + " Sets " + Object.entries(p.settings)
+        .map(([k, v]) => k + " = " + JSON.stringify(v)).join(", ") + ".", p.name === chosenPreset)));
+    if (chosenPreset && !f.memory_presets.some((p) => p.name === chosenPreset)) form.querySelector("input[name=memory][value='']").checked = true;
     const available = f.precisions.filter((p) => catalog.available_precisions.includes(p));
     $("w-precision").replaceChildren(...available.map((p) => el("option", { value: p, text: p, selected: p === (currentValues.base_model_precision || "no_change") })));
     advise();
@@ -74,6 +80,9 @@
     v.train_batch_size = Number($("w-batch").value);
     v.optimizer = $("w-optimizer").value;
     if (presetScheduler) v.lr_scheduler = presetScheduler;
+    const memory = (form.querySelector("input[name=memory]:checked") || {}).value;
+    const preset = memory ? f.memory_presets.find((p) => p.name === memory) : null;
+    if (preset) Object.assign(v, preset.settings);
     return v;
   }
 
@@ -103,6 +112,7 @@
       reviewCell("new", row.new, row.new_source, row.secret))));
     const problems = Object.entries(d.field_errors || {}).map(([k, m]) => k + ": " + m.join("; ")).concat(d.errors || []);
     say("review-errors", result.ok || result.status === 422 ? problems.join("\n") : message(result), true);
+    say("review-warning", hasDataset ? "" : "No dataset is set yet: you can save, but training cannot start until the environment has one (open the dataset wizard).", false);
   }
 
   function go(to) {
@@ -171,6 +181,7 @@
     if (currentValues.hub_private === false) $("w-private").checked = false;
     const datasets = await api("GET", base + "/datasets");
     const images = datasets.ok ? datasets.data.datasets.filter((d) => d.dataset_type !== "text_embeds") : [];
+    hasDataset = images.length > 0;
     $("dataset-now").textContent = images.length ? "Keeping: " + images.map((d) => d.id + " (" + d.instance_data_dir + ")").join(", ") : "No dataset yet.";
     go(0);
   }
