@@ -9,6 +9,10 @@ from typing import Any
 
 #: Algorithms of ``lycoris.wrapper.network_module_dict`` (checked against the installed package by a test).
 ALGORITHMS = ("lora", "locon", "loha", "lokr", "dylora", "glora", "full", "diag-oft", "boft", "ia3", "tlora")
+#: Built-in presets ``preset`` may name (``lycoris.wrapper.PRESET``). LyCORIS reads any other value as the path of a
+#: TOML file, which a config must not make the server read: targets are given with ``apply_preset`` instead.
+BUILTIN_PRESETS = ("full", "full-lin", "attn-mlp", "attn-only", "unet-only", "unet-transformer-only",
+                   "unet-convblock-only", "ia3")
 #: ``apply_preset`` keys LyCORIS knows (``lycoris.config_sdk.VALID_PRESET_KEYS``).
 PRESET_KEYS = ("enable_conv", "target_module", "target_name", "module_algo_map", "name_algo_map", "lora_prefix",
                "use_fnmatch", "unet_target_module", "unet_target_name", "text_encoder_target_module",
@@ -63,6 +67,10 @@ def lycoris_problems(config: Mapping[str, Any]) -> list[str]:
     factor = config.get("factor")
     if isinstance(factor, int) and factor != -1 and factor < 1:
         problems.append("factor: must be -1 (automatic) or at least 1")
+    if "preset" in config and config["preset"] not in BUILTIN_PRESETS:
+        problems.append(f"preset: {config['preset']!r} is not one of LyCORIS' built-in presets "
+                        f"({', '.join(BUILTIN_PRESETS)}); preset files are not read, choose layers with "
+                        "apply_preset (target_module, target_name)")
     preset = config.get("apply_preset")
     if preset is None:
         return problems

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from training_helpers import events_of, only_run
 
+from simpletuner.core.config.lycoris_config import BUILTIN_PRESETS
 from simpletuner.core.training.checkpoints import complete_checkpoints
 from simpletuner.core.training.lycoris import (
     ALGORITHMS,
@@ -61,9 +62,10 @@ def _forward(transformer: Any) -> Any:
 
 def test_known_names_match_the_installed_lycoris() -> None:
     from lycoris.config_sdk import VALID_PRESET_KEYS
-    from lycoris.wrapper import network_module_dict
+    from lycoris.wrapper import PRESET, network_module_dict
 
     assert set(ALGORITHMS) == set(network_module_dict)
+    assert set(BUILTIN_PRESETS) == set(PRESET)
     assert set(PRESET_KEYS) == set(VALID_PRESET_KEYS)
     assert {"algo", "linear_dim", "linear_alpha", "factor", "apply_preset"} <= set(CONFIG_KEYS)
 
@@ -78,6 +80,16 @@ def test_bad_configs_name_each_problem() -> None:
     assert "apply_preset.target_module: expected a list" in text and "apply_preset: unknown key(s) targets" in text
     assert "module_algo_map.Attention.algo: unknown algorithm 'nope'" in text
     assert lycoris_problems(LOKR) == []
+
+
+def test_a_preset_is_a_builtin_name_never_a_file_to_read(tmp_path: Path) -> None:
+    """LyCORIS reads a ``preset`` that is not one of its names as a TOML file: a config could make the server read
+    any file (and echo it in a parse error). Only the built-in names pass; the file is never opened."""
+    secret = tmp_path / "secret.toml"
+    secret.write_text("token = 'do-not-read'\n")
+    problems = lycoris_problems({**LOKR, "preset": str(secret)})
+    assert len(problems) == 1 and "preset files are not read" in problems[0]
+    assert lycoris_problems({**LOKR, "preset": "attn-mlp"}) == []
     with pytest.raises(ValueError, match="matches no layer"):
         build_network(_tiny_transformer(), {"algo": "lokr", "apply_preset": {"target_module": ["NoSuchBlock"]}})
 

@@ -69,6 +69,7 @@ def workflow_api_routes(ctx: AppContext) -> list[tuple[str, object]]:
         ("/api/environments/{name}/config/validate", config.ConfigValidate),
         ("/api/environments/{name}/presets", config.MemoryPresets),
         ("/api/environments/{name}/datasets", config.EnvironmentDatasets),
+        ("/api/environments/{name}/lycoris", config.EnvironmentLycoris),
         ("/api/environments/{name}/access", access.EnvironmentAccess),
         ("/api/environments/{name}/approve", access.EnvironmentApproval),
         ("/api/environments/{name}/sharing", access.EnvironmentSharing),
