@@ -5,6 +5,7 @@ requests. The phone pass photographs every page."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,7 @@ def test_every_configuration_tab_and_wizard_step(live: LiveUi, browser: Browser,
         expect(tab).to_have_attribute("aria-selected", "true")
         problems += page_problems(page, watcher, "configuration tab " + tab.inner_text())
     open_page(page, live.url + "/wizard", PAGES["/wizard"])
+    expect(page.locator("#step-count")).to_have_text(re.compile(r"^\d+$"))  # counted once the page is ready
     steps = int(page.locator("#step-count").inner_text())
     for number in range(1, steps + 1):
         expect(page.locator("#step-number")).to_have_text(str(number))

@@ -99,6 +99,7 @@ def test_phone_width_and_labels(live: LiveUi, chromium_browser, tmp_path: Path) 
     (live.workspace / "configs" / "alpha" / "multidatabackend.json").unlink()
     page.goto(live.url + "/wizard")
     page.locator("#families label").first.wait_for()
+    expect(page.locator("#step-count")).to_have_text(re.compile(r"^\d+$"))  # counted once the page is ready
     count = int(page.locator("#step-count").inner_text())
     for step in range(1, count + 1):
         expect(page.locator("#step-number")).to_have_text(str(step))

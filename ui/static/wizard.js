@@ -14,6 +14,9 @@
   let currentValues = {};
   let presetScheduler = null; // the learning-rate preset's scheduler, once one is chosen
   let hasDataset = true; // whether the environment has an image dataset (the review warns when not)
+  let lycoris = { presets: [], config: null }; // the environment's LyCORIS presets and current config
+  // What the size field sets for each algorithm (LoKr's factor: smaller is larger; the others' rank).
+  const LYCORIS_SIZE = { lokr: ["factor", "Factor (smaller means a larger adapter)"], locon: ["linear_dim", "Rank"], loha: ["linear_dim", "Rank"] };
 
   const checked = (name) => form.querySelector("input[name=" + name + "]:checked").value;
   const family = () => catalog.families.find((f) => f.name === (form.querySelector("input[name=family]:checked") || {}).value);
@@ -103,6 +106,38 @@
       el("span", { class: "source", text: "(" + sourceText(source) + ")" }));
   }
 
+  const applies = (step) => step.dataset.when !== "lycoris" || checked("adapter") === "lycoris";
+
+  function fillLycoris() {
+    const current = lycoris.config ? lycoris.config.algo : "lokr";
+    const chosen = (form.querySelector("input[name=lycoris]:checked") || {}).value || current;
+    $("lycoris-algos").replaceChildren(...lycoris.presets.map((p) => radioChoice("lycoris", p.name, p.title, p.description, p.name === chosen)));
+    form.querySelectorAll("input[name=lycoris]").forEach((r) => r.addEventListener("change", () => sizeFor(true)));
+    sizeFor(false);
+  }
+
+  // The size field of the chosen algorithm, from the current config when it has that algorithm, else the preset.
+  function sizeFor(reset) {
+    const algo = (form.querySelector("input[name=lycoris]:checked") || {}).value;
+    const size = LYCORIS_SIZE[algo];
+    $("lycoris-size-field").hidden = !size;
+    if (!size) return;
+    $("w-lyco-size-label").textContent = size[1];
+    const preset = lycoris.presets.find((p) => p.name === algo);
+    const own = !reset && lycoris.config && lycoris.config.algo === algo ? lycoris.config[size[0]] : undefined;
+    $("w-lyco-size").value = own !== undefined ? own : preset.config[size[0]];
+  }
+
+  // The LyCORIS config the wizard writes: the chosen preset (with the targets of the family saved by then) and size.
+  function lycorisConfig(presets) {
+    const algo = (form.querySelector("input[name=lycoris]:checked") || {}).value;
+    const preset = (presets || lycoris.presets).find((p) => p.name === algo);
+    if (!preset) return null;
+    const config = JSON.parse(JSON.stringify(preset.config));
+    if (LYCORIS_SIZE[algo]) config[LYCORIS_SIZE[algo][0]] = Number($("w-lyco-size").value);
+    return config;
+  }
+
   async function review() {
     const result = await api("POST", base + "/config/validate", { values: values() });
     const d = result.data;
@@ -112,16 +147,25 @@
       reviewCell("new", row.new, row.new_source, row.secret))));
     const problems = Object.entries(d.field_errors || {}).map(([k, m]) => k + ": " + m.join("; ")).concat(d.errors || []);
     say("review-errors", result.ok || result.status === 422 ? problems.join("\n") : message(result), true);
+    const lyco = checked("adapter") === "lycoris" ? lycorisConfig() : null;
+    say("review-lycoris", lyco ? "lycoris_config.json will be: " + JSON.stringify(lyco) : "", false);
     say("review-warning", hasDataset ? "" : "No dataset is set yet: you can save, but training cannot start until the environment has one (open the dataset wizard).", false);
   }
 
+  // Moves to step ``to``, passing over steps that do not apply (LyCORIS without a LyCORIS adapter) in the direction
+  // of travel; the numbering counts only the steps that apply.
   function go(to) {
+    const direction = to < index ? -1 : 1;
     index = Math.max(0, Math.min(steps.length - 1, to));
+    while (!applies(steps[index]) && index + direction >= 0 && index + direction < steps.length) index += direction;
+    const shown = steps.filter(applies);
     steps.forEach((s, i) => { s.hidden = i !== index; });
-    $("step-number").textContent = String(index + 1);
+    $("step-number").textContent = String(shown.indexOf(steps[index]) + 1);
+    $("step-count").textContent = String(shown.length);
     $("w-back").disabled = index === 0;
     $("w-next").hidden = index === steps.length - 1;
     $("w-finish").hidden = index !== steps.length - 1;
+    if (steps[index].dataset.step === "lycoris" && !form.querySelector("input[name=lycoris]")) fillLycoris();
     if (steps[index].dataset.step === "flavour") fillFamily();
     if (steps[index].dataset.step === "review") review();
     // the step's first control; in a radio group its chosen option, where Tab into the group would land
@@ -144,6 +188,12 @@
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const result = await api("PATCH", base + "/config", { values: values() });
+    if (result.ok && checked("adapter") === "lycoris") {
+      // the presets again: they target the blocks of the family just saved
+      const fresh = await api("GET", base + "/lycoris");
+      const written = await api("PUT", base + "/lycoris", { config: lycorisConfig(fresh.ok ? fresh.data.presets : null) });
+      if (!written.ok) { say("w-status", "Settings saved, but not the LyCORIS config: " + ((written.data || {}).errors || [message(written)]).join("; "), true); return; }
+    }
     if (result.ok) {
       window.ST.toastNext("Saved " + env + ": ready to train.");
       window.location.assign("/training");
@@ -155,7 +205,6 @@
     catalog = (await api("GET", "/api/wizard/catalog")).data;
     const config = await api("GET", base + "/config");
     currentValues = config.ok ? config.data.values : {};
-    $("step-count").textContent = String(steps.length);
     $("families").replaceChildren(...catalog.families.map((f) => radioChoice("family", f.name, f.title, f.description,
       f.name === currentValues.model_family)));
     catalog.deepspeed_presets.forEach((p) => $("w-deepspeed").append(el("option", { value: p, text: p })));
@@ -179,6 +228,9 @@
     $("w-push").checked = Boolean(currentValues.push_to_hub);
     if (currentValues.hub_model_id) $("w-hub-id").value = currentValues.hub_model_id;
     if (currentValues.hub_private === false) $("w-private").checked = false;
+    const lycorisView = await api("GET", base + "/lycoris");
+    if (lycorisView.ok) lycoris = lycorisView.data;
+    if (currentValues.lora_type === "lycoris" && currentValues.model_type !== "full") form.querySelector("input[name=adapter][value=lycoris]").checked = true;
     const datasets = await api("GET", base + "/datasets");
     const images = datasets.ok ? datasets.data.datasets.filter((d) => d.dataset_type !== "text_embeds") : [];
     hasDataset = images.length > 0;
