@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.cli.context import CliContext
-from simpletuner.core.config import load_environment
+from simpletuner.core.config import LoadedEnvironment, load_environment
 from simpletuner.core.config.job_guard import job_guard_problems
 from simpletuner.core.distributed import launch_arguments, needs_launcher, uses_deepspeed
 from simpletuner.core.environments import CONFIG_FILE, EnvironmentStore
@@ -51,11 +51,9 @@ def _store_and_name(args: argparse.Namespace, context: CliContext) -> tuple[Envi
     return EnvironmentStore(path.parent.parent), path.parent.name
 
 
-def train_command(args: argparse.Namespace, context: CliContext) -> int:
-    """Check the environment, then train it (in this process, or relaunched under accelerate)."""
-    if args.num_processes is not None and args.num_processes < 1:
-        raise SimpleTunerError("--num_processes must be at least 1")
-    store, name = _store_and_name(args, context)
+def load_checked(context: CliContext, store: EnvironmentStore, name: str) -> LoadedEnvironment | None:
+    """Load an environment for a run and repeat the checks the server makes before a job (paths inside the allowed
+    roots, approved privileged values); prints every problem and returns None when there are any."""
     try:
         loaded = load_environment(context.workspace, store, name, context.registry)
         problems = job_guard_problems(context.workspace, store, loaded, context.registry)
@@ -65,6 +63,17 @@ def train_command(args: argparse.Namespace, context: CliContext) -> int:
         print(f"Environment {name!r} has {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
+        return None
+    return loaded
+
+
+def train_command(args: argparse.Namespace, context: CliContext) -> int:
+    """Check the environment, then train it (in this process, or relaunched under accelerate)."""
+    if args.num_processes is not None and args.num_processes < 1:
+        raise SimpleTunerError("--num_processes must be at least 1")
+    store, name = _store_and_name(args, context)
+    loaded = load_checked(context, store, name)
+    if loaded is None:
         return 1
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)

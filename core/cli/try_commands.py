@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from simpletuner.core.cli.context import CliContext
-from simpletuner.core.config import load_environment
-from simpletuner.core.config.job_guard import job_guard_problems
-from simpletuner.core.errors import ConfigError, SimpleTunerError
+from simpletuner.core.cli.train_commands import load_checked
+from simpletuner.core.errors import SimpleTunerError
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -53,15 +51,8 @@ def try_command(args: argparse.Namespace, context: CliContext) -> int:
     run_dir = args.run_dir.expanduser().resolve()
     if not run_dir.is_dir():
         raise SimpleTunerError(f"--run-dir {args.run_dir}: not a folder; give a run folder of the environment")
-    try:
-        loaded = load_environment(context.workspace, context.store, args.env, context.registry)
-        problems = job_guard_problems(context.workspace, context.store, loaded, context.registry)
-        if problems:
-            raise ConfigError(problems)
-    except ConfigError as exc:
-        print(f"Environment {args.env!r} has {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+    loaded = load_checked(context, context.store, args.env)
+    if loaded is None:
         return 1
     if args.out is not None:
         folder = args.out.expanduser().resolve()
