@@ -55,7 +55,6 @@ def train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, *
     :mod:`~simpletuner.core.training.run_folders`). Raises :class:`~simpletuner.core.errors.SimpleTunerError` for
     input problems (before heavy work wherever possible)."""
     resolved = resolve_run(loaded, workspace, registry)
-    check_machine(loaded.config.core, current_device())
     accelerator = build_accelerator(loaded.config.core, resolved.family,
                                     lambda p: workspace.resolve_config_path(p, loaded.environment.path))
     folder = shared_run_folder(accelerator, resolved.output_dir, loaded.environment.name, run_dir)
@@ -63,6 +62,7 @@ def train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, *
     step: int | None = None
     offload: GroupOffload | None = None
     try:
+        check_machine(loaded.config.core, accelerator.device)  # before any data or model is loaded
         offload = group_offload(loaded.config.core, accelerator,
                                 lambda p: workspace.resolve_config_path(p, loaded.environment.path))
         run = stages.Run(loaded, workspace, registry, resolved, folder, accelerator, events, offload)
@@ -77,13 +77,6 @@ def train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, *
         if offload is not None:
             offload.close()
         events.close()
-
-
-def current_device() -> Any:
-    """The device this process trains on, as accelerate will choose it (its GPU, else the CPU)."""
-    from accelerate import PartialState
-
-    return PartialState().device
 
 
 def group_offload(core: Any, accelerator: Any, resolve_path: Any) -> GroupOffload | None:
