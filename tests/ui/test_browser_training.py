@@ -85,7 +85,15 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     page.get_by_label("Training steps of the tiny demo").fill("4")
     page.screenshot(path=shots / "01-onboarding.png", full_page=True)
     page.get_by_role("button", name="Finish").click()
-    page.wait_for_url("**/wizard", timeout=120_000)
+    ready = page.get_by_role("heading", name="Your demo is ready — start training")
+    expect(ready).to_be_visible(timeout=120_000)
+    expect(ready).to_be_focused()
+    expect(page.locator("#ready-name")).to_have_text("demo-flux")
+    expect(page.locator("#env-switcher")).to_have_value("demo-flux")
+    expect(page.get_by_role("link", name="Start training")).to_have_attribute("href", "/training")
+    page.screenshot(path=shots / "01b-demo-ready.png", full_page=True)
+    page.get_by_role("link", name="Review its settings in the wizard").click()
+    page.wait_for_url("**/wizard")
 
     # Wizard: its publishing step logs in to the (loopback) Hub and chooses a private repository.
     expect(page.get_by_role("radio", name=re.compile(r"^Flux(?!\.2)"))).to_be_checked()

@@ -3,6 +3,7 @@
 
 (function () {
   const { api, message, el, say } = window.ST;
+  const $ = (id) => document.getElementById(id);
   const form = document.getElementById("onboarding");
   if (!form) return;
   const value = (id) => document.getElementById(id).value.trim();
@@ -77,16 +78,25 @@
     const folders = { configs_dir: value("configs_dir"), datasets_dir: value("datasets_dir"), output_dir: value("output_dir") };
     let result = await api("PATCH", "/api/onboarding", { folders: folders, gpus: gpuSettings() });
     const first = form.querySelector("input[name=first]:checked");
+    let created = null;
     if (result.ok && first && first.value !== "none") {
       say("onboarding-status", first.value === "tiny-demo" ? "Building the tiny demo (a minute or two)…" : "Creating…", false);
       const body = first.value === "blank" ? { name: value("first_name"), merge_defaults: true }
         : { name: value("first_name"), example: first.value, demo_steps: Number(value("demo_steps")) };
       result = await api("POST", "/api/environments", body);
+      if (result.ok) created = result.data.name;
     }
     if (result.ok) result = await api("PATCH", "/api/onboarding", { done: true });
     button.disabled = false;
-    if (result.ok) window.location.assign("/wizard");
-    else say("onboarding-status", message(result), true);
+    if (!result.ok) { say("onboarding-status", message(result), true); return; }
+    if (first && first.value === "tiny-demo" && created) {
+      // the demo trains as it is: say so and offer the next step instead of a form to fill in
+      form.hidden = true;
+      $("ready-name").textContent = created;
+      $("onboarding-ready").hidden = false;
+      $("ready-title").focus();
+      window.ST.refreshEnvironments();  // the header's switcher shows the new environment as the active one
+    } else window.location.assign("/wizard");
   });
 
   const skip = document.getElementById("onboarding-skip");

@@ -83,6 +83,8 @@
     result.data.environments.forEach((env) => {
       select.append(el("option", { value: env.name, text: env.name, selected: env.name === active }));
     });
+    if (select.dataset.bound) return;  // filled again after a page created an environment: one listener
+    select.dataset.bound = "1";
     select.addEventListener("change", async () => {
       if (!select.value) return;
       await api("PUT", "/api/active-environment", { name: select.value });
@@ -93,6 +95,6 @@
   }
 
   window.ST = Object.assign(window.ST || {}, { api: api, message: message, upload: upload, el: el, say: say,
-    activeEnvironment: activeEnvironment });
+    activeEnvironment: activeEnvironment, refreshEnvironments: fillSwitcher });
   document.addEventListener("DOMContentLoaded", fillSwitcher);
 })();
