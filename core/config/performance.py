@@ -70,6 +70,11 @@ def _offload_problems(core: Any, warnings: list[str]) -> list[str]:
     if core.group_offload_use_stream and core.group_offload_to_disk_path:
         problems.append("$.group_offload_use_stream: streamed transfers need the weights pinned in CPU memory and "
                         "cannot read them from group_offload_to_disk_path; use one of the two")
+    for key in ("text_encoder_1_precision", "text_encoder_2_precision"):
+        if getattr(core, key) != "no_change":
+            problems.append(f"$.{key}: a quantised text encoder cannot also be group-offloaded (quantisation "
+                            "replaces the layers the offloading hooks sit on); keep its precision or turn "
+                            "enable_group_offload off")
     if core.group_offload_to_disk_path and core.base_model_precision != "no_change":
         problems.append(f"$.group_offload_to_disk_path: the weights of a base model quantised to "
                         f"{core.base_model_precision} cannot be written to safetensors files; offload to CPU memory "

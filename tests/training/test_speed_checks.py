@@ -43,6 +43,8 @@ def check(registry: Registry, **settings: Any) -> tuple[list[str], list[str]]:
      "streamed transfers need the weights pinned in CPU memory"),
     ({"enable_group_offload": True, "group_offload_to_disk_path": "offload", "base_model_precision": "int8-torchao"},
      "cannot be written to safetensors files"),
+    ({"enable_group_offload": True, "text_encoder_1_precision": "int8-quanto"},
+     "$.text_encoder_1_precision: a quantised text encoder cannot also be group-offloaded"),
 ])
 def test_impossible_combinations_are_problems(registry: Registry, settings: dict[str, Any], expected: str) -> None:
     problems, _ = check(registry, **settings)
