@@ -59,7 +59,8 @@ def api(page: Page, method: str, path: str, body: object = None) -> tuple[int, d
 
 
 def wizard_to(page: Page, heading: str) -> None:
-    """Press Next until the wizard step titled ``heading`` shows."""
+    """Press Next until the wizard step titled ``heading`` shows (once the wizard has loaded its choices)."""
+    page.locator("#families label").first.wait_for(state="attached")
     target = page.get_by_role("heading", name=heading, exact=True)
     for _ in range(12):
         if target.is_visible():

@@ -176,6 +176,7 @@
 
   $("w-back").addEventListener("click", () => go(index - 1));
   $("w-next").addEventListener("click", () => {
+    if (!catalog) return;  // still loading
     if (steps[index].dataset.step === "family" && !family()) { say("w-status", "Choose a model family.", true); return; }
     say("w-status", "", false);
     go(index + 1);
@@ -201,12 +202,14 @@
     else { review(); say("w-status", "Not saved: " + message(result), true); }
   });
 
+  // Everything is fetched first and the page filled in one go: the family choices appear (and Next works) only once
+  // the wizard knows the environment, so nothing moves the wizard back to its first step after the user went on.
   async function load() {
-    catalog = (await api("GET", "/api/wizard/catalog")).data;
-    const config = await api("GET", base + "/config");
+    const [catalogView, config, lycorisView, datasets] = await Promise.all([api("GET", "/api/wizard/catalog"),
+      api("GET", base + "/config"), api("GET", base + "/lycoris"), api("GET", base + "/datasets")]);
+    catalog = catalogView.data;
     currentValues = config.ok ? config.data.values : {};
-    $("families").replaceChildren(...catalog.families.map((f) => radioChoice("family", f.name, f.title, f.description,
-      f.name === currentValues.model_family)));
+    if (lycorisView.ok) lycoris = lycorisView.data;
     catalog.deepspeed_presets.forEach((p) => $("w-deepspeed").append(el("option", { value: p, text: p })));
     $("trackers").replaceChildren(...catalog.trackers.map((t) => el("label", {}, el("input", { type: "checkbox", name: "tracker", value: t.name,
       checked: (currentValues.report_to || []).includes(t.name) }), " " + t.title)));
@@ -228,13 +231,12 @@
     $("w-push").checked = Boolean(currentValues.push_to_hub);
     if (currentValues.hub_model_id) $("w-hub-id").value = currentValues.hub_model_id;
     if (currentValues.hub_private === false) $("w-private").checked = false;
-    const lycorisView = await api("GET", base + "/lycoris");
-    if (lycorisView.ok) lycoris = lycorisView.data;
     if (currentValues.lora_type === "lycoris" && currentValues.model_type !== "full") form.querySelector("input[name=adapter][value=lycoris]").checked = true;
-    const datasets = await api("GET", base + "/datasets");
     const images = datasets.ok ? datasets.data.datasets.filter((d) => d.dataset_type !== "text_embeds") : [];
     hasDataset = images.length > 0;
     $("dataset-now").textContent = images.length ? "Keeping: " + images.map((d) => d.id + " (" + d.instance_data_dir + ")").join(", ") : "No dataset yet.";
+    $("families").replaceChildren(...catalog.families.map((f) => radioChoice("family", f.name, f.title, f.description,
+      f.name === currentValues.model_family)));
     go(0);
   }
   load();
