@@ -156,7 +156,7 @@ def _render_all(loaded: LoadedEnvironment, workspace: Workspace, registry: Regis
     components = {name: family.load_components(source, dtype=dtype, device=device, names=[name])[name]
                   for name, source in sources.items()}
     base = components[component]
-    trained = _trained_model(base, family, core, loaded, run_dir, weights, request, dtype, device)
+    trained = _trained_model(base, family, core, loaded, run_dir, weights, dtype, device)
     width, height = parse_resolution(core.validation_resolution, "validation_resolution")[0]
     seed = core.validation_seed if request.seed is None else request.seed
     steps = request.steps or core.validation_num_inference_steps
@@ -183,7 +183,7 @@ def _render_all(loaded: LoadedEnvironment, workspace: Workspace, registry: Regis
 
 
 def _trained_model(base: Any, family: Any, core: Any, loaded: LoadedEnvironment, run_dir: Path, weights: Path,
-                   request: TryRequest, dtype: Any, device: Any) -> Any:
+                   dtype: Any, device: Any) -> Any:
     """The trained component: the base model with the run's adapter loaded onto it, or the full-rank weights."""
     from safetensors.torch import load_file
 
