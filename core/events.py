@@ -100,6 +100,11 @@ class EventWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = path.open("a", encoding="utf-8")
 
+    def failed(self, exc: BaseException, step: int | None) -> dict[str, Any]:
+        """Write the ``failed`` event of ``exc``: its first line (or its type when it has no message)."""
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return self.emit("failed", step=step, error=message, error_type=type(exc).__name__)
+
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         """Write one event and return it."""
         with self._lock:

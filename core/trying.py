@@ -130,8 +130,7 @@ def try_model(loaded: LoadedEnvironment, workspace: Workspace, registry: Registr
         events.emit("finished", step=None, output=str(folder / MANIFEST_FILE), images=len(manifest["images"]))
         return manifest
     except BaseException as exc:
-        events.emit("failed", step=None, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                    error_type=type(exc).__name__)
+        events.failed(exc, None)
         raise
     finally:
         events.close()

@@ -70,8 +70,7 @@ def train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, *
         step = result.step
         return result
     except BaseException as exc:
-        events.emit("failed", step=step, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                    error_type=type(exc).__name__)
+        events.failed(exc, step)
         raise
     finally:
         if offload is not None:

@@ -289,4 +289,7 @@ def _block_classes(registry, family: str | None) -> tuple[str, ...]:  # type: ig
     spec = registry.find_model_family(family) if family else None
     if spec is None:
         return ()
-    return tuple(getattr(spec.build(spec.flavour(None), None), "block_classes", ()))
+    try:
+        return tuple(getattr(spec.build(spec.flavour(None), None), "block_classes", ()))
+    except Exception:  # a plugin family that cannot be built here: the presets target generic class names
+        return ()
