@@ -225,17 +225,19 @@ def test_a_non_admin_never_sees_what_the_remote_answered(app: tuple[LiveHttp, di
     assert allow(live, admin, allowed_hosts=[site.hostport]).status == 200
     endpoint = f"http://{site.hostport}"
     as_admin = remote_test(live, admin, endpoint)
-    assert as_admin.status == 422 and "418" in as_admin.json["description"]  # admins see the details
+    admin_sees = as_admin.json["description"].replace(site.hostport, "")
+    assert as_admin.status == 422 and "418" in admin_sees  # admins see the details
     for path, extra in (("/api/datasets/remote/test", {}), ("/api/datasets/remote/scan", {"resolution": 128})):
         answer = live.json("POST", path, {"type": "s3", "options": {"aws_bucket_name": "bucket-one",
                                                                     "aws_endpoint_url": endpoint}, **extra}, rita)
         assert answer.status == 422
         assert endpoint in answer.json["description"] and "audit log" in answer.json["description"]
+        shown = answer.text.replace(site.hostport, "")  # the port number may itself contain "418"
         for leak in ("418", "Teapot", "INTERNAL-SECRET-42", "secret-header-value"):
-            assert leak not in answer.text
+            assert leak not in shown
     events = [e for e in live.request("GET", "/api/audit", None, admin).json["events"]
               if e["event"] == "remote_dataset_failed"]
-    assert events and all("418" in e["detail"]["error"] for e in events)
+    assert events and all("418" in e["detail"]["error"].replace(site.hostport, "") for e in events)
 
 
 def test_a_researcher_without_config_trusted_cannot_choose_an_endpoint(
