@@ -47,6 +47,11 @@ def test_demo_trains_through_the_api_and_its_lora_is_served(live: LiveServer) ->
     assert events[-1]["status"] == "completed" and events[-1]["exit_code"] == 0
     ids = [e["id"] for e in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    # the console output came live over the stream, in order, the last line before the job's end
+    shown = [line for e in events if e["event"] == "log" for line in e["lines"]]
+    assert any("Trained 1 steps" in line for line in shown), shown
+    offsets = [e["offset"] for e in events if e["event"] == "log"]
+    assert offsets == sorted(offsets)
 
     # Reconnecting with Last-Event-ID resumes right after that event.
     resumed = live.read_events("vic", finished(job_id), since=ids[3], job=job_id)
@@ -63,6 +68,8 @@ def test_demo_trains_through_the_api_and_its_lora_is_served(live: LiveServer) ->
     image = job["outputs"]["validation_images"][0]
     validation = next(e for e in events if e["event"] == "validation")
     assert image["url"] in validation["image_urls"]
+    # the gallery shows each image with its prompt and size
+    assert image["prompt"] == "a red circle on a blue background" and image["width"] == image["height"] == 128
     status, png = live.call("GET", image["url"], user="vic")
     assert status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
     assert any("Trained 1 steps" in line for line in job["log_tail"])

@@ -33,15 +33,17 @@ def test_finished_jobs_are_compacted_and_running_ones_left_alone(ui: UiServer, a
             record_event(job.id, "step", float(step), step=step, loss=1.0 / step, lr=1e-4)
         for tick in range(50):
             record_event(job.id, "cache_progress", float(tick), kind="latents", done=tick, total=50)
+        for tick in range(5):
+            record_event(job.id, "log", float(tick), lines=[f"line {tick}"], offset=tick * 7, skipped=0)
         record_event(job.id, "job_finished", 400.0, status="completed")
     removed = apply_retention(ui.database, now=1000.0, settings=Retention(steps_per_finished_job=20,
                                                                            events_per_finished_job=11))
-    assert removed["job_events"] == 280 + 40
+    assert removed["job_events"] == 280 + 5 + 40  # the live log's events all go: the log file has it all
     kept = [row.data["step"] for row in JobEvent.select().where((JobEvent.job == done.id) & (JobEvent.event == "step"))
             .order_by(JobEvent.id)]
     assert len(kept) == 20 and kept[0] == 1 and kept[-1] == 300
     assert JobEvent.select().where((JobEvent.job == done.id) & (JobEvent.event == "job_finished")).count() == 1
-    assert JobEvent.select().where(JobEvent.job == live.id).count() == 351  # a running job keeps everything
+    assert JobEvent.select().where(JobEvent.job == live.id).count() == 356  # a running job keeps everything
     curve = admin.get(f"/api/jobs/{done.id}/metrics").json["steps"]
     assert [p["step"] for p in curve] == kept  # the loss chart still spans the whole run
     assert apply_retention(ui.database, now=1000.0, settings=Retention(steps_per_finished_job=20,

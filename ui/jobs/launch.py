@@ -14,6 +14,7 @@ from simpletuner.core.events import EVENTS_FILE
 from simpletuner.core.plugins import Registry
 from simpletuner.core.workspace import Workspace
 from simpletuner.ui.jobs.guard import guard_environ
+from simpletuner.ui.jobs.live_log import last_state
 from simpletuner.ui.jobs.models import TRY, Job
 from simpletuner.ui.jobs.queue import JobRequest
 from simpletuner.ui.workflow.publisher_logins import token_files
@@ -85,8 +86,7 @@ def tail_lines(path: Path, count: int = 40, max_bytes: int = 64 * 1024) -> list[
             data = handle.read()
     except FileNotFoundError:
         return []
-    # progress bars rewrite their line with carriage returns: keep the last state of each line
-    lines = [line.rsplit("\r", 1)[-1] for line in data.decode("utf-8", errors="replace").splitlines()]
+    lines = [last_state(line) for line in data.decode("utf-8", errors="replace").split("\n")]
     return [line for line in lines if line.strip()][-count:]
 
 

@@ -1,6 +1,6 @@
 """Keeping the database small under a long-lived server: the audit log is kept by age and count, and the events of
 finished jobs are compacted — their step history thinned to evenly spaced steps (the first and the last kept, so
-the loss chart still draws the whole run) and their progress events bounded.
+the loss chart still draws the whole run), their live-log events dropped and their progress events bounded.
 
 The supervisor applies the policy at start and then every :data:`APPLY_EVERY_S` seconds; running jobs are never
 touched, so a client resuming a live stream loses nothing.
@@ -95,6 +95,8 @@ def _compact_job(job_id: int, settings: Retention) -> int:
         (JobEvent.job == job_id) & (JobEvent.event == "step")).order_by(JobEvent.id)]
     kept = evenly_spaced(len(steps), settings.steps_per_finished_job)
     removed = _delete_ids([event_id for index, event_id in enumerate(steps) if index not in kept])
+    # the live log's events only mattered while the job ran: its log file holds all of it
+    removed += JobEvent.delete().where((JobEvent.job == job_id) & (JobEvent.event == "log")).execute()
     others = JobEvent.select().where((JobEvent.job == job_id) & (JobEvent.event != "step")).count()
     excess = others - settings.events_per_finished_job
     if excess > 0:

@@ -54,6 +54,7 @@ from simpletuner.ui.jobs.launch import (
     tail_lines,
     train_arguments,
 )
+from simpletuner.ui.jobs.live_log import LiveLog
 from simpletuner.ui.jobs.models import ACTIVE, COMPLETED, FAILED, RUNNING, STOPPED, STOPPING, TRY, Job
 from simpletuner.ui.jobs.placement import LOCAL, build_executor
 from simpletuner.ui.jobs.queue import admit_ready, finish_unlaunched, record_event
@@ -81,6 +82,8 @@ class Handle:
     state: str | None = None
     unreachable: str | None = None
     log_offset: int = 0
+    #: The live view of the job's log (``log`` events).
+    live: LiveLog | None = None
 
     @property
     def pid(self) -> int | None:
@@ -122,7 +125,7 @@ class Supervisor:
         log = job_dir(self.workspace, job.id) / LOG_FILE
         return Handle(job.id, SubmittedJob(ref=ref, folder=job_dir(self.workspace, job.id)), executor,
                       local=not job.cluster and isinstance(executor, LocalExecutor),
-                      log_offset=log.stat().st_size if log.exists() else 0)
+                      log_offset=log.stat().st_size if log.exists() else 0, live=LiveLog.from_end(log))
 
     # --- start-up ---------------------------------------------------------------------------------------------
     def reconcile(self) -> None:
@@ -194,6 +197,7 @@ class Supervisor:
                 Job.update(run_dir=job.run_dir).where(Job.id == job.id).execute()
             path = events_path(job)
             offset = path.stat().st_size if path.exists() else 0
+            live = LiveLog.from_end(folder / LOG_FILE)  # before the job can print anything
             problems = executor.problems(self.workspace.root, Path(job.output_dir))
             if problems:
                 raise SubmitError("; ".join(problems))
@@ -206,6 +210,7 @@ class Supervisor:
             self._fail(job, f"could not start the job: {type(exc).__name__}: {exc}", now)
             return
         handle = self._handle(job, ref, executor)
+        handle.live = live
         self.handles[job.id] = handle
         # started_at stays the admission time, so jobs admitted one after the other keep that order even when
         # their processes happen to launch the other way round.
@@ -299,6 +304,8 @@ class Supervisor:
             if failure and sig is None:
                 error = f"{failure} ({error})"
         now = time.time()
+        if handle.live is not None:
+            handle.live.publish(job.id, now, final=True)
         log_tail = tail_lines(job_dir(self.workspace, job.id) / LOG_FILE)
         Job.update(status=status, phase=status, ended_at=now, exit_code=code, exit_signal=sig, error=error,
                    log_tail=log_tail, eta_s=None if status != COMPLETED else 0.0).where(Job.id == job.id).execute()
@@ -363,6 +370,8 @@ class Supervisor:
                     self._finish(handle, state)
                     continue
             self.ingest(handle.job_id)
+            if handle.live is not None:
+                handle.live.publish(handle.job_id, now)
 
     def run(self, parent_pid: int | None = None, ready: IO[str] | None = None) -> None:
         """Reconcile, report readiness, then supervise until SIGTERM/SIGINT or until the server goes away."""

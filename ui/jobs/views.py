@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,8 @@ def _files(job: Job, folder: Path) -> list[dict[str, Any]]:
 
 def outputs(job: Job) -> dict[str, Any]:
     """This job's outputs, from its own events: the final model (with ``usage``, the code that loads it, from
-    runs that wrote one), checkpoints still on disk, validation images."""
+    runs that wrote one), checkpoints still on disk, validation images (with their prompts, see
+    :func:`image_details`)."""
     model: dict[str, Any] | None = None
     checkpoints: dict[str, dict[str, Any]] = {}
     images: list[dict[str, Any]] = []
@@ -120,8 +122,8 @@ def outputs(job: Job) -> dict[str, Any]:
         elif row.event == "validation":
             for path in data.get("images") or []:
                 if Path(path).is_file():
-                    images.append({"step": data.get("step"), "path": path,
-                                   "url": file_url(job, path)})
+                    images.append({"step": data.get("step"), "path": path, "url": file_url(job, path),
+                                   **image_details(Path(path))})
         elif isinstance(data.get("output"), str):
             path = Path(data["output"])
             model = {"path": str(path), "url": file_url(job, str(path)) if path.is_file()
@@ -130,6 +132,30 @@ def outputs(job: Job) -> dict[str, Any]:
                      "usage": data["usage"] if isinstance(data.get("usage"), str) else None}
     saved = [{**c, "files": _files(job, Path(c["path"]))} for c in checkpoints.values() if Path(c["path"]).is_dir()]
     return {"model": model, "checkpoints": saved, "validation_images": images, "tries": tries(job)}
+
+
+#: The text chunks of a validation PNG that the gallery shows (written by the ``pipeline`` validation method).
+IMAGE_DETAILS = ("name", "prompt", "negative_prompt", "seed", "steps", "guidance")
+
+
+def image_details(path: Path) -> dict[str, Any]:
+    """What a validation image says about itself: its prompt's name, the prompt, seed, steps and guidance from its
+    PNG text chunks (read from the file's header, not decoded; empty for images without them), and its size."""
+    stat = path.stat()
+    return dict(_image_details(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4096)
+def _image_details(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, Any], ...]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            found: list[tuple[str, Any]] = [("width", image.width), ("height", image.height)]
+            found += [(key, str(image.info[key])) for key in IMAGE_DETAILS if isinstance(image.info.get(key), str)]
+    except (OSError, UnidentifiedImageError, ValueError):
+        return ()
+    return tuple(found)
 
 
 def tries(job: Job) -> list[dict[str, Any]]:
@@ -155,14 +181,18 @@ def tries(job: Job) -> list[dict[str, Any]]:
 def detail(job: Job, workspace: Workspace, log_lines: int = 40) -> dict[str, Any]:
     """``GET /api/jobs/{id}``: the summary plus stop request, output folder, run folder (``run_dir``: where this job's
     files are, null until it is launched), where it runs (``executor`` and the executor's reference to it), log tail
-    and outputs."""
+    (``log_offset``: the log's size when it was read, see :mod:`simpletuner.ui.jobs.live_log`) and outputs."""
     position = positions().get(job.id) if job.status == "queued" else None
-    log = job.log_tail if job.status in ENDED and job.log_tail is not None else \
-        tail_lines(job_dir(workspace, job.id) / LOG_FILE, log_lines)
+    path = job_dir(workspace, job.id) / LOG_FILE
+    # measured before the tail is read: a live client applies the ``log`` events past it (a line may come twice,
+    # none is lost)
+    log_offset = path.stat().st_size if path.is_file() else 0
+    log = job.log_tail if job.status in ENDED and job.log_tail is not None else tail_lines(path, log_lines)
     return {
         **summary(job, position), "output_dir": job.output_dir, "run_dir": job.run_dir,
         "launcher_args": job.launcher_args, "executor": job.executor or "local", "executor_ref": job.executor_ref,
         "pid": job.pid, "stop_requested_at": job.stop_requested_at, "stop_requested_by": job.stop_requested_by,
-        "log_tail": log[-log_lines:], "log_url": f"/api/jobs/{job.id}/log", "outputs": outputs(job),
+        "log_tail": log[-log_lines:], "log_offset": log_offset, "log_url": f"/api/jobs/{job.id}/log",
+        "outputs": outputs(job),
         "task": job.task,
     }
