@@ -83,6 +83,8 @@ def api_routes(ctx: AppContext) -> list[Route]:
         ("/api/training/stop", jobs.TrainingStop),
         ("/api/jobs", jobs.Jobs),
         ("/api/jobs/{job_id:int}", jobs.JobItem),
+        ("/api/jobs/{job_id:int}/config", jobs.JobConfig),
+        ("/api/jobs/compare", jobs.JobCompare),
         ("/api/jobs/{job_id:int}/log", jobs.JobLog),
         ("/api/jobs/{job_id:int}/try", jobs.JobTry),
         ("/api/jobs/{job_id:int}/files/{path:path}", jobs.JobFile),

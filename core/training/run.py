@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from simpletuner.core.config.loading import LoadedEnvironment
+from simpletuner.core.config.snapshot import write_run_snapshot
 from simpletuner.core.events import EVENTS_FILE, EventWriter, Listener
 from simpletuner.core.plugins import Registry
 from simpletuner.core.publishing import Publishing
@@ -62,6 +63,8 @@ def train(loaded: LoadedEnvironment, workspace: Workspace, registry: Registry, *
     step: int | None = None
     offload: GroupOffload | None = None
     try:
+        if accelerator.is_main_process:
+            write_run_snapshot(folder, loaded, registry)
         check_machine(loaded.config.core, accelerator.device)  # before any data or model is loaded
         offload = group_offload(loaded.config.core, accelerator,
                                 lambda p: workspace.resolve_config_path(p, loaded.environment.path))

@@ -68,6 +68,10 @@ def test_demo_trains_through_the_api_and_its_lora_is_served(live: LiveServer) ->
     image = job["outputs"]["validation_images"][0]
     validation = next(e for e in events if e["event"] == "validation")
     assert image["url"] in validation["image_urls"]
+    # the run recorded what it was configured with
+    status, config = live.call("GET", f"/api/jobs/{job_id}/config", user="vic")
+    assert status == 200 and config["settings"]["validation_prompt"]["value"] == "a red circle on a blue background"
+    assert config["environment"] == DEMO_ENV and config["datasets"]
     # the gallery shows each image with its prompt and size
     assert image["prompt"] == "a red circle on a blue background" and image["width"] == image["height"] == 128
     status, png = live.call("GET", image["url"], user="vic")

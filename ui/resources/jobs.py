@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
 import falcon
 
+from simpletuner.core.config.loading import build_schema
+from simpletuner.core.config.snapshot import read_run_snapshot, snapshot_differences
 from simpletuner.core.errors import ConfigError, WorkspaceError
 from simpletuner.core.training.run_folders import read_run
 from simpletuner.core.trying import TryError, TryRequest
@@ -248,6 +251,61 @@ class JobItem(Resource):
             raise bad_request(str(exc)) from None
         self.audit(req, "job_reorder", target=job.environment, detail={"job_id": job.id, "position": position})
         send_json(resp, {"queue": order})
+
+
+def _snapshot(job: Job) -> dict:
+    """The training configuration a job ran with (404 naming why there is none)."""
+    if job.kind == TRY:
+        raise falcon.HTTPNotFound(description=f"job #{job.id} is a try of a trained model: the configuration is "
+                                              "that of the job it tried")
+    snapshot = read_run_snapshot(Path(job.run_dir)) if job.run_dir else None
+    if snapshot is None:
+        raise falcon.HTTPNotFound(description=f"job #{job.id} has no configuration record: it "
+                                              + ("has not started yet" if job.run_dir is None else
+                                                 "ran before runs recorded theirs, or its run folder was removed"))
+    return snapshot
+
+
+class JobConfig(Resource):
+    """``GET /api/jobs/{id}/config``: the configuration the job's run started with — every option's value and
+    source, its datasets and LyCORIS config, secrets left out (see :mod:`simpletuner.core.config.snapshot`) — with
+    the options' labels."""
+
+    permissions = {"GET": VIEW}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: int) -> None:
+        snapshot = _snapshot(_job(job_id))
+        send_json(resp, {**snapshot, "labels": _labels(self, snapshot["settings"])})
+
+
+def _labels(resource: Resource, keys: Iterable[str]) -> dict[str, str]:
+    schema = build_schema(resource.ctx.registry)
+    return {key: schema.info(key).label if schema.knows(key) else key for key in keys}
+
+
+class JobCompare(Resource):
+    """``GET /api/jobs/compare?a=ID&b=ID``: two training runs side by side — their summaries, the settings whose
+    values differ (with labels and sources), and whether their datasets and LyCORIS configs are the same."""
+
+    permissions = {"GET": VIEW}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        ids = [int_param(req.get_param(name), name, 0, 2**62) for name in ("a", "b")]
+        if not all(ids):
+            raise bad_request("name the two jobs to compare: /api/jobs/compare?a=ID&b=ID")
+        jobs = [_job(job_id) for job_id in ids]
+        first, second = (_snapshot(job) for job in jobs)
+        rows = snapshot_differences(first, second)
+        labels = _labels(self, [row["key"] for row in rows])
+        send_json(resp, {
+            "jobs": [summary(job) for job in jobs],
+            "environments": [first.get("environment"), second.get("environment")],
+            "settings": [{**row, "label": labels[row["key"]]} for row in rows],
+            "datasets": {"same": first.get("datasets") == second.get("datasets"),
+                         "a": first.get("datasets"), "b": second.get("datasets")},
+            "lycoris_config": {"same": first.get("lycoris_config") == second.get("lycoris_config"),
+                               "a": first.get("lycoris_config"), "b": second.get("lycoris_config")},
+        })
 
 
 class JobLog(Resource):

@@ -12,10 +12,9 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import attrs
-
 from simpletuner.core.config.converter import ValueTypeError, make_converter, structure_value
 from simpletuner.core.config.datasets import CAPTION_STRATEGIES, DatasetEntry
+from simpletuner.core.config.snapshot import secret_backend_keys
 from simpletuner.core.datasets.buckets import ResolutionSettings, too_small
 from simpletuner.core.datasets.scan import IMAGE_EXTENSIONS, caption_for
 from simpletuner.core.errors import SimpleTunerError
@@ -154,11 +153,7 @@ def scan_remote(backend: DataBackend, *, resolution: float, resolution_type: str
 def _secret_keys(registry: Registry, entry: Any) -> set[str]:
     if not isinstance(entry, Mapping):
         return set()
-    spec = registry.data_backends().get(normalize_name(str(entry.get("type", "local"))))
-    if spec is None or spec.options is None:
-        return set()
-    return {f.name for f in attrs.fields(spec.options) if f.metadata.get("simpletuner") and
-            f.metadata["simpletuner"].secret}
+    return secret_backend_keys(registry, str(entry.get("type", "local")))
 
 
 def mask_secrets(registry: Registry, datasets: Any) -> tuple[Any, list[dict[str, str]]]:
