@@ -21,6 +21,13 @@ Trust classes: on a shared server, configuration is written by partly trusted us
 chooses where credentials or data are sent, or loads a file that can hold code is :data:`PRIVILEGED`: only users
 allowed to set privileged values may change it, and a job does not start until an admin approved the values. An
 option that names a file or folder is a :data:`PATH`: it must resolve inside the workspace or an admin-allowed root.
+
+Labels: an option without a ``label`` is shown under one derived from its key, with the acronyms and product names
+of :data:`LABEL_WORDS` spelled properly (``lora_rank`` → "LoRA rank"); give a ``label`` where that still does not
+read well (``num_train_epochs`` → "Training epochs").
+
+Editors: ``editor`` names a structured editor of the web UI (see :data:`EDITORS`) for a value that a plain text
+field edits badly, e.g. a prompt library as a table of named prompts.
 """
 
 from __future__ import annotations
@@ -54,6 +61,31 @@ SECTIONS: dict[str, str] = {
     "environment": "Environment",
 }
 
+#: Structured editors of the web UI an option may ask for, with what each edits.
+EDITORS: dict[str, str] = {
+    "prompt-library": "an object of name → prompt (or prompt settings), edited as a table of named prompts",
+    "lycoris": "the path of a LyCORIS config, with the config itself edited as a form with presets",
+}
+
+#: How words of option keys are written in derived labels: acronyms and product names.
+LABEL_WORDS: dict[str, str] = {
+    "lora": "LoRA", "lycoris": "LyCORIS", "ema": "EMA", "fsdp": "FSDP", "lr": "LR", "vae": "VAE", "t5": "T5",
+    "clip": "CLIP", "deepspeed": "DeepSpeed", "fp8": "FP8", "fp16": "FP16", "bf16": "BF16", "s3": "S3", "url": "URL",
+    "id": "ID", "ids": "IDs", "ip": "IP", "gpu": "GPU", "gpus": "GPUs", "cpu": "CPU", "cpus": "CPUs", "mb": "MB",
+    "snr": "SNR", "hf": "HF", "wandb": "W&B", "sd3": "SD3", "sdxl": "SDXL", "pixart": "PixArt", "flux2": "FLUX.2",
+    "flux": "Flux", "tensorboard": "TensorBoard", "sageattention": "SageAttention", "aws": "AWS", "api": "API",
+    "json": "JSON", "ldap": "LDAP", "oidc": "OIDC", "sso": "SSO", "tls": "TLS", "dtype": "data type",
+    "dir": "folder", "num": "number of", "cls": "class",
+}
+
+
+def derive_label(key: str) -> str:
+    """A readable label from an option key: words split at ``_``, acronyms spelled as in :data:`LABEL_WORDS`,
+    the first letter capitalised (``fsdp_cpu_offload`` → "FSDP CPU offload")."""
+    words = [LABEL_WORDS.get(word.lower(), word) for word in key.split("_") if word]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
+
 
 @attrs.frozen
 class OptionMeta:
@@ -70,6 +102,8 @@ class OptionMeta:
     choices_from: str | None = None
     #: :data:`PLAIN`, :data:`PATH` or :data:`PRIVILEGED`.
     trust: str = PLAIN
+    #: A structured editor of :data:`EDITORS` the web UI uses for the value; a plain field when None.
+    editor: str | None = None
 
 
 def option(
@@ -84,6 +118,7 @@ def option(
     secret: bool = False,
     choices_from: str | None = None,
     trust: str = PLAIN,
+    editor: str | None = None,
     factory: Callable[[], Any] | None = None,
 ) -> Any:
     """An attrs field describing one config option.
@@ -99,11 +134,14 @@ def option(
         choices_from: a plugin kind whose registered names are the allowed values (``"model_family"``, ...).
         trust: :data:`PRIVILEGED` for a command, an endpoint that receives credentials or data, or a file that can
             hold code; :data:`PATH` for a file or folder; :data:`PLAIN` (the default) for everything else.
+        editor: a structured editor of :data:`EDITORS` for the web UI (a table, a form) instead of a text field.
     """
     if section not in SECTIONS:
         raise ValueError(f"unknown option section {section!r}; expected one of {', '.join(SECTIONS)}")
     if trust not in TRUST_CLASSES:
         raise ValueError(f"unknown trust class {trust!r}; expected one of {', '.join(TRUST_CLASSES)}")
+    if editor is not None and editor not in EDITORS:
+        raise ValueError(f"unknown option editor {editor!r}; expected one of {', '.join(EDITORS)}")
     meta = OptionMeta(
         help=help,
         section=section,
@@ -114,6 +152,7 @@ def option(
         secret=secret,
         choices_from=choices_from,
         trust=trust,
+        editor=editor,
     )
     if factory is not None:
         return attrs.field(factory=factory, metadata={METADATA_KEY: meta})
@@ -138,6 +177,7 @@ class OptionInfo:
     choices_from: str | None = None
     nullable: bool = False
     trust: str = PLAIN
+    editor: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (choices as a list)."""
@@ -209,11 +249,12 @@ def describe_options(cls: type, owner: str = "core") -> list[OptionInfo]:
                 choices=meta.choices,
                 minimum=meta.minimum,
                 maximum=meta.maximum,
-                label=meta.label or field.name.replace("_", " ").capitalize(),
+                label=meta.label or derive_label(field.name),
                 secret=meta.secret,
                 choices_from=meta.choices_from,
                 nullable=is_nullable(tp),
                 trust=meta.trust,
+                editor=meta.editor,
             )
         )
     return infos

@@ -47,11 +47,13 @@ class CoreOptions:
         choices=("lora", "full"),
     )
     pretrained_model_name_or_path: str | None = option(
-        None, help="Hugging Face repository or local diffusers folder of the base model; the flavour's if unset.",
+        None, label="Base model (Hub ID or folder)",
+        help="Hugging Face repository or local diffusers folder of the base model; the flavour's if unset.",
         section="model", trust=PATH,
     )
     pretrained_vae_model_name_or_path: str | None = option(
-        None, help="A different VAE to use instead of the base model's own.", section="model", trust=PATH
+        None, label="VAE (Hub ID or folder)",
+        help="A different VAE to use instead of the base model's own.", section="model", trust=PATH
     )
     lora_type: str = option(
         "standard", help="standard = PEFT LoRA; lycoris = LyCORIS algorithms configured by lycoris_config.",
@@ -69,12 +71,13 @@ class CoreOptions:
     )
     lycoris_config: str | None = option(
         None, help="Path of the LyCORIS JSON config; the environment's lycoris_config.json if unset.", section="model",
-        trust=PATH,
+        trust=PATH, editor="lycoris",
     )
     init_lora: str | None = option(None, help="Start from the weights of an existing LoRA file.", section="model",
-                                   trust=PATH)
+                                   trust=PATH, label="Start from LoRA file")
     lora_save_formats: list[str] = option(
-        factory=list, help="Also save the final LoRA in these key layouts beside the diffusers file, e.g. kohya "
+        factory=list, label="Extra LoRA file layouts",
+        help="Also save the final LoRA in these key layouts beside the diffusers file, e.g. kohya "
         "(lora_unet_… keys, which ComfyUI, Forge and kohya's scripts load), for families that offer the layout.",
         section="model",
     )
@@ -99,37 +102,44 @@ class CoreOptions:
                              "(<UTC start time>-<environment>[-job<id>]).",
                              section="validation", trust=PATH)
     data_backend_config: str | None = option(
-        None, help="Path of the datasets file; the environment's multidatabackend.json if unset.", section="dataset",
+        None, label="Datasets file",
+        help="Path of the datasets file; the environment's multidatabackend.json if unset.", section="dataset",
         trust=PATH,
     )
-    train_batch_size: int = option(1, help="Samples per device per step.", section="training", minimum=1)
+    train_batch_size: int = option(1, help="Samples per device per step.", section="training", minimum=1,
+                                   label="Batch size per GPU")
     gradient_accumulation_steps: int = option(
         1, help="Micro-batches accumulated into one optimizer step.", section="training", minimum=1
     )
     num_train_epochs: int = option(
-        1, help="Passes over the data; ignored when max_train_steps is set (set only one of them).",
+        1, label="Training epochs",
+        help="Passes over the data; ignored when max_train_steps is set (set only one of them).",
         section="training", minimum=0,
     )
     max_train_steps: int = option(
-        0, help="Optimizer steps to train for; 0 trains for num_train_epochs instead.", section="training", minimum=0
+        0, label="Training steps",
+        help="Optimizer steps to train for; 0 trains for num_train_epochs instead.", section="training", minimum=0
     )
     learning_rate: float = option(1e-4, help="Peak learning rate.", section="training", minimum=0)
     lr_scheduler: str = option("constant", help="How the learning rate changes over training.", section="training",
-                               choices=LR_SCHEDULERS)
+                               choices=LR_SCHEDULERS, label="Learning-rate schedule")
     lr_warmup_steps: int = option(0, help="Steps of linear warm-up from 0 to learning_rate.", section="training",
-                                  minimum=0)
-    lr_num_cycles: int = option(1, help="Restarts of cosine_with_restarts.", section="training", minimum=1)
-    lr_power: float = option(1.0, help="Power of the polynomial scheduler.", section="training", minimum=0)
+                                  minimum=0, label="Learning-rate warm-up steps")
+    lr_num_cycles: int = option(1, help="Restarts of cosine_with_restarts.", section="training", minimum=1,
+                                label="Learning-rate cycles")
+    lr_power: float = option(1.0, help="Power of the polynomial scheduler.", section="training", minimum=0,
+                             label="Learning-rate decay power")
     optimizer: str = option(
         "adamw", help="adamw (fp32 states), adamw_bf16 (bf16 weights with stochastic rounding), adafactor.",
         section="training", choices=OPTIMIZERS,
     )
-    adam_beta1: float = option(0.9, help="AdamW beta1.", section="training", minimum=0, maximum=1)
-    adam_beta2: float = option(0.999, help="AdamW beta2.", section="training", minimum=0, maximum=1)
+    adam_beta1: float = option(0.9, help="AdamW beta1.", section="training", minimum=0, maximum=1, label="Adam beta 1")
+    adam_beta2: float = option(0.999, help="AdamW beta2.", section="training", minimum=0, maximum=1,
+                               label="Adam beta 2")
     adam_weight_decay: float = option(1e-2, help="Decoupled weight decay.", section="training", minimum=0)
     adam_epsilon: float = option(1e-8, help="AdamW epsilon.", section="training", minimum=0)
     max_grad_norm: float = option(2.0, help="Clip gradients to this norm; 0 disables clipping.", section="training",
-                                  minimum=0)
+                                  minimum=0, label="Gradient clipping norm")
     mixed_precision: str = option("bf16", help="Autocast precision of the forward pass.", section="memory",
                                   choices=("no", "bf16", "fp16"))
     gradient_checkpointing: bool = option(
@@ -142,22 +152,27 @@ class CoreOptions:
     )
     # --- speed and memory on GPUs (core/training/compile.py, attention.py, offload.py, fp8.py) -------------
     dynamo_backend: str = option(
-        "no", help="torch.compile backend for the trained model (inductor is the usual one); no trains eagerly. "
+        "no", label="torch.compile backend",
+        help="torch.compile backend for the trained model (inductor is the usual one); no trains eagerly. "
         "Checked against torch._dynamo.list_backends() when the run starts.", section="memory",
     )
     dynamo_mode: str | None = option(
-        None, help="torch.compile mode; torch's default if unset.", section="memory", choices=DYNAMO_MODES,
+        None, label="torch.compile mode",
+        help="torch.compile mode; torch's default if unset.", section="memory", choices=DYNAMO_MODES,
     )
     dynamo_fullgraph: bool = option(
-        False, help="Compile each compiled region into one graph, failing on anything that would split it.",
+        False, label="torch.compile full graph",
+        help="Compile each compiled region into one graph, failing on anything that would split it.",
         section="memory",
     )
     dynamo_dynamic: bool | None = option(
-        None, help="Compile for dynamic shapes (true), one shape at a time (false), or let torch decide after the "
+        None, label="torch.compile dynamic shapes",
+        help="Compile for dynamic shapes (true), one shape at a time (false), or let torch decide after the "
         "first new shape (unset: recommended with several aspect buckets).", section="memory",
     )
     dynamo_use_regional_compilation: bool = option(
-        False, help="Compile each repeated transformer block once instead of the whole model: a much shorter "
+        False, label="Compile block by block (regional)",
+        help="Compile each repeated transformer block once instead of the whole model: a much shorter "
         "compile for the same speed.", section="memory",
     )
     attention_mechanism: str = option(
@@ -189,7 +204,8 @@ class CoreOptions:
         section="memory",
     )
     group_offload_to_disk_path: str | None = option(
-        None, help="Folder to keep offloaded weights in instead of CPU memory (a fast local SSD).", section="memory",
+        None, label="Group offload folder on disk",
+        help="Folder to keep offloaded weights in instead of CPU memory (a fast local SSD).", section="memory",
         trust=PATH,
     )
     fp8_training: bool = option(
@@ -202,7 +218,7 @@ class CoreOptions:
         0.0, help="Chance of training a sample with an empty caption.", section="training", minimum=0, maximum=1
     )
     use_ema: bool = option(False, help="Keep an exponential moving average of the trained weights.",
-                           section="training")
+                           section="training", label="Keep EMA weights")
     ema_decay: float = option(0.995, help="Decay of the moving average.", section="training", minimum=0, maximum=1)
 
     # --- dataset ---------------------------------------------------------------------------------------------
@@ -224,7 +240,8 @@ class CoreOptions:
         section="dataset", minimum=1,
     )
     batch_memory_cache_mb: int = option(
-        1024, help="Megabytes of cached latents and embeddings each training process keeps decoded in memory after "
+        1024, label="Batch memory cache (MB)",
+        help="Megabytes of cached latents and embeddings each training process keeps decoded in memory after "
         "their first read (the rest is read from the cache every epoch); 0 reads everything every time.",
         section="dataset", minimum=0,
     )
@@ -254,41 +271,49 @@ class CoreOptions:
     validation_seed: int = option(42, help="Seed of validation images.", section="validation")
     validation_resolution: str = option("1024", help="Validation size: '1024' or '1024x768'.", section="validation")
     validation_guidance: float | None = option(
-        None, help="Guidance scale of validation images; the family's default if unset.", section="validation",
+        None, label="Validation guidance scale",
+        help="Guidance scale of validation images; the family's default if unset.", section="validation",
         minimum=0,
     )
     validation_num_inference_steps: int = option(20, help="Sampler steps of validation images.",
-                                                 section="validation", minimum=1)
+                                                 section="validation", minimum=1, label="Validation inference steps")
     validation_method: str = option(
         "pipeline", help="How validation runs: pipeline (generate images) or a plugin such as external-script.",
         section="validation", choices_from="validation_method",
     )
     report_to: list[str] = option(
-        factory=lambda: ["none"], help="Trackers to send metrics to (wandb, tensorboard, local); none by default.",
+        factory=lambda: ["none"], label="Trackers",
+        help="Trackers to send metrics to (wandb, tensorboard, local); none by default.",
         section="validation", choices_from="tracker",
     )
     tracker_project_name: str = option("simpletuner", help="Project name in the trackers.", section="validation")
     tracker_run_name: str = option("simpletuner-training", help="Run name in the trackers.", section="validation")
 
     post_checkpoint_script: str | None = option(
-        None, help="Command run after each checkpoint is on disk, e.g. 'python eval.py {local_checkpoint_path} "
+        None, label="Command after each checkpoint",
+        help="Command run after each checkpoint is on disk, e.g. 'python eval.py {local_checkpoint_path} "
         "{global_step}'. Split into arguments, never run by a shell; placeholders: {local_checkpoint_path}, "
         "{global_step}, {tracker_run_name}, {tracker_project_name}, {model_family}, {model_type}, {lora_type}, "
         "{huggingface_path} and validation_* options.", section="validation", trust=PRIVILEGED,
     )
     post_upload_script: str | None = option(
-        None, help="Command run after each upload; the placeholders of post_checkpoint_script plus "
+        None, label="Command after each upload",
+        help="Command run after each upload; the placeholders of post_checkpoint_script plus "
         "{remote_checkpoint_path}.", section="publishing", trust=PRIVILEGED,
     )
     script_timeout: float = option(
-        3600, help="Seconds a post-checkpoint or post-upload command may run before it is killed and reported.",
+        3600, label="Command timeout (s)",
+        help="Seconds a post-checkpoint or post-upload command may run before it is killed and reported.",
         section="validation", minimum=1,
     )
 
     # --- publishing ------------------------------------------------------------------------------------------
-    push_to_hub: bool = option(False, help="Upload the final model to the Hugging Face Hub.", section="publishing")
-    push_checkpoints_to_hub: bool = option(False, help="Also upload each checkpoint.", section="publishing")
-    hub_model_id: str | None = option(None, help="Hub repository (user/name) to publish to.", section="publishing")
+    push_to_hub: bool = option(False, help="Upload the final model to the Hugging Face Hub.", section="publishing",
+                               label="Push to the Hugging Face Hub")
+    push_checkpoints_to_hub: bool = option(False, help="Also upload each checkpoint.", section="publishing",
+                                           label="Push checkpoints to the Hub")
+    hub_model_id: str | None = option(None, help="Hub repository (user/name) to publish to.", section="publishing",
+                                      label="Hub repository (user/name)")
     publish_to: list[str] = option(
         factory=list, help="Publishers that receive the final model besides the Hub (e.g. local); push_to_hub adds "
         "hf-hub.", section="publishing", choices_from="publisher",
@@ -296,35 +321,37 @@ class CoreOptions:
 
     # --- multi-GPU, multi-node, DeepSpeed and FSDP2 ----------------------------------------------------------
     num_processes: int = option(1, help="Training processes in all (one per GPU); more than 1 runs through "
-                                "accelerate launch.", section="environment", minimum=1)
+                                "accelerate launch.", section="environment", minimum=1, label="Processes (GPUs)")
     gpu_ids: str | None = option(None, help="GPUs this environment trains on, e.g. '1' or '0,1'; all visible if "
                                  "unset.", section="environment")
     num_machines: int = option(1, help="Machines taking part in a multi-node run.", section="environment",
-                               minimum=1)
+                               minimum=1, label="Machines")
     machine_rank: int = option(0, help="This machine's rank in a multi-node run (0 = the main machine).",
                                section="environment", minimum=0)
     main_process_ip: str | None = option(None, help="Address of the main machine in a multi-node run.",
-                                         section="environment", trust=PRIVILEGED)
+                                         section="environment", trust=PRIVILEGED, label="Main machine IP address")
     main_process_port: int = option(29500, help="Port of the main machine in a multi-node run.",
-                                    section="environment", minimum=1, maximum=65535)
+                                    section="environment", minimum=1, maximum=65535, label="Main machine port")
     deepspeed_config: str | None = option(
         None, help="DeepSpeed ZeRO: a preset (zero1, zero2, zero2-offload, zero3, zero3-offload, zero3-nvme), a "
         "JSON file or an inline JSON object.", section="memory", trust=PATH,
     )
     offload_param_path: str | None = option(None, help="NVMe folder for DeepSpeed's zero3-nvme offload.",
-                                            section="memory", trust=PATH)
+                                            section="memory", trust=PATH, label="DeepSpeed offload folder")
     fsdp_enable: bool = option(False, help="Shard the model with PyTorch FSDP2 through accelerate.",
-                               section="memory")
+                               section="memory", label="Use FSDP2")
     fsdp_reshard_after_forward: bool = option(
         True, help="Free gathered parameters after each forward pass (less memory, more communication).",
         section="memory",
     )
     fsdp_state_dict_type: str = option(
-        "SHARDED_STATE_DICT", help="How FSDP checkpoints are written; the final model is always gathered.",
+        "SHARDED_STATE_DICT", label="FSDP checkpoint layout",
+        help="How FSDP checkpoints are written; the final model is always gathered.",
         section="memory", choices=("SHARDED_STATE_DICT", "FULL_STATE_DICT"),
     )
     fsdp_transformer_layer_cls_to_wrap: str | None = option(
-        None, help="Block classes FSDP wraps (comma separated); the family's transformer blocks if unset.",
+        None, label="FSDP block classes to wrap",
+        help="Block classes FSDP wraps (comma separated); the family's transformer blocks if unset.",
         section="memory",
     )
     fsdp_cpu_offload: bool = option(False, help="Keep FSDP shards in CPU memory between uses.", section="memory")

@@ -25,12 +25,14 @@ class SDXLOptions:
         "v-prediction fine-tunes, usually with rescale_betas_zero_snr).", section="model", choices=PREDICTION_TYPES,
     )
     rescale_betas_zero_snr: bool = option(
-        False, help="Rescale the noise schedule to zero terminal SNR (Lin et al. 2023), so the last timestep is pure "
+        False, label="Rescale betas to zero terminal SNR",
+        help="Rescale the noise schedule to zero terminal SNR (Lin et al. 2023), so the last timestep is pure "
         "noise; needs prediction_type v_prediction. Validation then samples with trailing timesteps.",
         section="model",
     )
     snr_gamma: float | None = option(
-        None, help="Min-SNR-γ loss weighting (5 is the paper's value): each sample's loss is weighted by "
+        None, label="Min-SNR gamma",
+        help="Min-SNR-γ loss weighting (5 is the paper's value): each sample's loss is weighted by "
         "min(SNR, γ)/SNR (epsilon) or min(SNR, γ)/(SNR+1) (v-prediction). Unset or 0: plain MSE.",
         section="training", minimum=0,
     )

@@ -12,7 +12,8 @@ class ZImageOptions:
     """Z-Image-only settings."""
 
     z_image_max_tokens: int = option(
-        512, help="Text tokens per caption after the chat template (longer captions are cut); padding is dropped "
+        512, label="Z-Image max tokens",
+        help="Text tokens per caption after the chat template (longer captions are cut); padding is dropped "
         "before the transformer sees the text, so a lower limit only shortens long captions.", section="model",
         minimum=16, maximum=1024,
     )

@@ -30,8 +30,8 @@ class S3Options:
         None, help="Region of the bucket; AWS_DEFAULT_REGION or the profile's if unset.", section="dataset",
         label="S3 region")
     aws_access_key_id: str | None = option(
-        None, help="Access key id; from AWS_ACCESS_KEY_ID or the AWS profile if unset.", section="dataset",
-        label="S3 access key id")
+        None, help="Access key ID; from AWS_ACCESS_KEY_ID or the AWS profile if unset.", section="dataset",
+        label="S3 access key ID")
     aws_secret_access_key: str | None = option(
         None, help="Secret access key; from AWS_SECRET_ACCESS_KEY or the AWS profile if unset.", section="dataset",
         label="S3 secret access key", secret=True)

@@ -23,10 +23,11 @@ class PipelineValidationOptions:
     """Options of the ``pipeline`` validation method."""
 
     validation_prompts: dict[str, Any] = option(
-        factory=dict, help="Named prompts rendered at each validation besides validation_prompt: "
+        factory=dict, label="Validation prompt library",
+        help="Named prompts rendered at each validation besides validation_prompt: "
         "{\"name\": \"prompt\"} or {\"name\": {\"prompt\": ..., \"seed\": 7, \"resolution\": \"1024x768\", "
         "\"steps\": 30, \"guidance\": 4.0, \"negative_prompt\": ...}}; unset fields take the validation_* values.",
-        section="validation",
+        section="validation", editor="prompt-library",
     )
 
     @validation_prompts.validator
@@ -39,17 +40,20 @@ class ExternalScriptOptions:
     """Options of the ``external-script`` validation method."""
 
     validation_external_script: str | None = option(
-        None, help="Command run at each validation, e.g. 'python eval.py {local_checkpoint_path} {global_step}'. "
+        None, label="External validation command",
+        help="Command run at each validation, e.g. 'python eval.py {local_checkpoint_path} {global_step}'. "
         "Split into arguments, never run by a shell. Placeholders: {local_checkpoint_path}, {global_step}, "
         "{tracker_run_name}, {tracker_project_name}, {model_family}, {model_type}, {lora_type}, "
         "{huggingface_path} and any {validation_*} option.", section="validation", trust=PRIVILEGED,
     )
     validation_external_background: bool = option(
-        False, help="Start the command and train on without waiting for it; its outcome is logged.",
+        False, label="Run external validation in the background",
+        help="Start the command and train on without waiting for it; its outcome is logged.",
         section="validation",
     )
     validation_external_timeout: float = option(
-        3600, help="Seconds the command may run before it is killed and reported.", section="validation", minimum=1,
+        3600, label="External validation timeout (s)",
+        help="Seconds the command may run before it is killed and reported.", section="validation", minimum=1,
     )
 
     @validation_external_script.validator

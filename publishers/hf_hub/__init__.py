@@ -22,7 +22,8 @@ class HubOptions:
     """Options of the ``hf-hub`` publisher; the repository is ``hub_model_id``."""
 
     hub_private: bool = option(
-        True, help="Create the repository private (only you and your organisation see it); false makes it public.",
+        True, label="Private Hub repository",
+        help="Create the repository private (only you and your organisation see it); false makes it public.",
         section="publishing",
     )
     hub_license: str | None = option(

@@ -61,7 +61,7 @@ def test_journey(server: tuple[str, Path], chromium_browser, tmp_path: Path) -> 
 
     page.goto(url + "/config")
     page.get_by_role("tab", name="Model").click()
-    rank = page.get_by_label("Lora rank", exact=True)
+    rank = page.get_by_label("LoRA rank", exact=True)
     rank.fill("0")
     page.get_by_role("button", name="Save").click()
     error = page.locator("#err-lora_rank")

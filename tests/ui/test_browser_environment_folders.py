@@ -41,5 +41,5 @@ def test_environments_page_shows_every_folder(server: LiveUi, chromium_browser) 
     page.locator(f'tr[data-env="{st.PIXART}"]').get_by_role("link", name="Open").click()
     page.wait_for_url("**/config?env=pixart_sigma%2Bfull")
     page.get_by_role("tab", name="Model").click()
-    expect(page.get_by_label("Pixart max tokens", exact=True)).to_be_visible()
+    expect(page.get_by_label("PixArt max tokens", exact=True)).to_be_visible()
     assert errors == []

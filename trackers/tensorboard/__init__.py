@@ -17,7 +17,8 @@ class TensorBoardOptions:
     """Options of the ``tensorboard`` tracker."""
 
     logging_dir: str = option(
-        "logs", help="Folder of TensorBoard event files, relative to the run's folder under output_dir (or "
+        "logs", label="TensorBoard log folder",
+        help="Folder of TensorBoard event files, relative to the run's folder under output_dir (or "
         "absolute); each run writes into <logging_dir>/<tracker_run_name>.", section="validation", trust=PATH,
     )
     tensorboard_flush_seconds: float = option(
