@@ -61,10 +61,14 @@ class CacheStore:
         self._lock = threading.Lock()
 
     def valid(self, keys: Sequence[str], threads: int = 4, record: bool = True) -> np.ndarray:
-        """Which of ``keys`` have a complete entry, from one listing of the cache and its manifest: only files the
-        manifest does not know (or whose size or stamp changed) are opened. With ``record``, the manifest keeps its
-        entries whose files are unchanged and gains those just verified."""
-        wanted = digests(keys)
+        """Which of ``keys`` (hex) have a complete entry: :meth:`valid_digests` of their digests."""
+        return self.valid_digests(digests(keys), threads=threads, record=record)
+
+    def valid_digests(self, wanted: np.ndarray, threads: int = 4, record: bool = True) -> np.ndarray:
+        """Which of ``wanted`` (an ``S32`` array of key digests) have a complete entry, from one listing of the
+        cache and its manifest: only files the manifest does not know (or whose size or stamp changed) are
+        opened. With ``record``, the manifest keeps its entries whose files are unchanged and gains those just
+        verified."""
         listed = listed_entries(self.backend)
         known = load_manifest(self.backend)
         kept = known.unchanged_in(listed)  # recorded entries whose files are listed as they were recorded
@@ -78,7 +82,8 @@ class CacheStore:
         valid = trusted.copy()
         if len(unknown):
             with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-                valid[unknown] = list(pool.map(lambda i: self.is_valid(keys[i]), unknown.tolist()))
+                valid[unknown] = list(pool.map(lambda i: self.is_valid(wanted[i : i + 1].tobytes().hex()),
+                                               unknown.tolist()))
         if record:
             new = unknown[valid[unknown]]
             if len(new) or len(kept) != len(known):

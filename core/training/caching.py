@@ -11,13 +11,17 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+import numpy as np
 
 from simpletuner.core.datasets.cache_store import CacheStore
 from simpletuner.core.datasets.pixels import load_pixels
 from simpletuner.core.datasets.scan import Sample, ScannedDataset
+
+if TYPE_CHECKING:
+    from simpletuner.core.training.data import DatasetCaches
 
 #: Latents encoded but not yet written that caching holds at most.
 MAX_PENDING_WRITES = 256
@@ -54,6 +58,13 @@ class TextJob:
 # each equals cache_key() of the same parts (the tests hold them to it).
 
 
+def _latent_text(model_json: str, image: str, left: int, top: int, width: int, height: int, bucket_width: int,
+                 bucket_height: int) -> str:
+    return (f'{{"crop":[{left},{top},{left + bucket_width},{top + bucket_height}],"image":"{image}",'
+            f'"kind":"latents","model":{model_json},"resized":[{width},{height}],'
+            f'"size":[{bucket_width},{bucket_height}]}}')
+
+
 def latent_keys(model: Any) -> Callable[[Sample], str]:
     """The latent-cache key of a sample for the VAE source ``model``: ``cache_key(kind="latents", image=content
     hash, model=model, size=bucket size, resized=resized size, crop=crop box)``."""
@@ -61,9 +72,8 @@ def latent_keys(model: Any) -> Callable[[Sample], str]:
 
     def key(sample: Sample) -> str:
         p = sample.placement
-        (left, top, right, bottom), (width, height) = p.crop_box, p.resized
-        text = (f'{{"crop":[{left},{top},{right},{bottom}],"image":"{sample.content_hash}","kind":"latents",'
-                f'"model":{model_json},"resized":[{width},{height}],"size":[{p.width},{p.height}]}}')
+        (left, top, _, _), (width, height) = p.crop_box, p.resized
+        text = _latent_text(model_json, sample.content_hash, left, top, width, height, p.width, p.height)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     return key
@@ -72,6 +82,23 @@ def latent_keys(model: Any) -> Callable[[Sample], str]:
 def latent_key(sample: Sample, model: str) -> str:
     """The latent-cache key: image content, the VAE's source, bucket size and crop box."""
     return latent_keys(model)(sample)
+
+
+def latent_key_column(dataset: ScannedDataset, model: Any) -> np.ndarray:
+    """The latent key of every sample of ``dataset`` (as :func:`latent_keys`), as 32-byte digests, made from the
+    dataset's arrays without a :class:`Sample` object per image."""
+    model_json = json.dumps(model, default=str)
+    placements = dataset.placements
+    bucket_sizes = [tuple(int(v) for v in name.split("x")) for name in placements.names]
+    images = dataset.table.digest[dataset.rows].tobytes().hex()
+    sha256 = hashlib.sha256
+    digests = [
+        sha256(_latent_text(model_json, images[64 * i : 64 * i + 64], left, top, width, height,
+                            *bucket_sizes[bucket]).encode()).digest()
+        for i, (bucket, (width, height), (left, top)) in enumerate(
+            zip(placements.bucket.tolist(), placements.resized.tolist(), placements.origin.tolist(), strict=True))
+    ]
+    return np.frombuffer(b"".join(digests), dtype="S32").copy()
 
 
 def text_keys(model: Any, family: str, settings: Mapping[str, Any]) -> Callable[[str], str]:
@@ -84,6 +111,17 @@ def text_keys(model: Any, family: str, settings: Mapping[str, Any]) -> Callable[
         return hashlib.sha256(f'{{"caption_sha256":"{caption_sha256}",{rest}'.encode()).hexdigest()
 
     return key
+
+
+def text_key_column(caption_digests: np.ndarray, key: Callable[[str], str]) -> np.ndarray:
+    """The text key (by ``key``, from :func:`text_keys`) of each row of ``caption_digests`` (``n × 32`` bytes), as
+    32-byte digests; each distinct caption is keyed once."""
+    if not len(caption_digests):
+        return np.zeros(0, dtype="S32")
+    unique, inverse = np.unique(np.ascontiguousarray(caption_digests).view("S32").ravel(), return_inverse=True)
+    hexes = unique.tobytes().hex()
+    keys = b"".join(bytes.fromhex(key(hexes[64 * i : 64 * i + 64])) for i in range(len(unique)))
+    return np.frombuffer(keys, dtype="S32")[inverse.ravel()]
 
 
 def _batches(jobs: Sequence[LatentJob], batch_size: int) -> list[list[LatentJob]]:
@@ -147,30 +185,48 @@ def encode_texts(jobs: Sequence[TextJob], encode: Callable[[list[str]], list[dic
     return calls
 
 
-def _valid_by_store(stores_and_keys: Sequence[tuple[CacheStore, str]], record: bool, threads: int) -> list[bool]:
-    """Whether each (store, key) has a complete entry: one check per store (see :meth:`CacheStore.valid`)."""
-    groups: dict[int, tuple[CacheStore, list[int]]] = {}
-    for index, (store, _) in enumerate(stores_and_keys):
-        groups.setdefault(id(store), (store, []))[1].append(index)
-    valid = [False] * len(stores_and_keys)
-    for store, indices in groups.values():
-        found = store.valid([stores_and_keys[i][1] for i in indices], threads=threads, record=record)
-        for index, ok in zip(indices, found.tolist(), strict=True):
-            valid[index] = ok
-    return valid
+@attrs.frozen
+class Missing:
+    """What a check of the caches found: the jobs of the entries to encode, and how many distinct entries it
+    checked."""
+
+    jobs: list[Any]
+    checked: int
 
 
-def missing_latents(jobs: Sequence[LatentJob], threads: int = 4, record: bool = True) -> list[LatentJob]:
-    """The jobs whose cache entry is absent or damaged (``record``: note what was verified in the manifests)."""
-    valid = _valid_by_store([(job.store, job.key) for job in jobs], record, threads)
-    return [job for job, ok in zip(jobs, valid, strict=True) if not ok]
+def missing_latents(caches: Sequence[DatasetCaches], threads: int = 4, record: bool = True) -> Missing:
+    """The latent jobs whose cache entry is absent or damaged, each store checked once over its key column
+    (``record``: note what was verified in the manifests)."""
+    jobs = []
+    for dataset in caches:
+        valid = dataset.latent_store.valid_digests(dataset.latent_keys, threads=threads, record=record)
+        jobs += [dataset.latent_job(int(i)) for i in np.flatnonzero(~valid)]
+    return Missing(jobs, sum(len(d.latent_keys) for d in caches))
 
 
-def missing_texts(jobs: Sequence[TextJob], threads: int = 4, record: bool = True) -> list[TextJob]:
-    """The text jobs whose cache entry is absent or damaged, each key once."""
-    unique = list({(id(job.store), job.key): job for job in jobs}.values())
-    valid = _valid_by_store([(job.store, job.key) for job in unique], record, threads)
-    return [job for job, ok in zip(unique, valid, strict=True) if not ok]
+def missing_texts(caches: Sequence[DatasetCaches], extra: Sequence[TextJob] = (), threads: int = 4,
+                  record: bool = True) -> Missing:
+    """The text jobs whose cache entry is absent or damaged, each key of a store once: the datasets' captions
+    and ``extra`` jobs (the empty caption)."""
+    by_store: dict[int, tuple[CacheStore, list[DatasetCaches], list[TextJob]]] = {}
+    for dataset in caches:
+        by_store.setdefault(id(dataset.text_store), (dataset.text_store, [], []))[1].append(dataset)
+    for job in extra:
+        by_store.setdefault(id(job.store), (job.store, [], []))[2].append(job)
+    jobs: list[TextJob] = []
+    checked = 0
+    for store, datasets, extras in by_store.values():
+        columns = [d.text_keys for d in datasets] + [np.array([bytes.fromhex(j.key) for j in extras], dtype="S32")]
+        keys = np.concatenate(columns)
+        unique, first = np.unique(keys, return_index=True)
+        valid = store.valid_digests(unique, threads=threads, record=record)
+        checked += len(unique)
+        offsets = np.cumsum([0] + [len(c) for c in columns])
+        for row in first[~valid].tolist():
+            part = int(np.searchsorted(offsets, row, side="right")) - 1
+            index = row - int(offsets[part])
+            jobs.append(datasets[part].text_job(index) if part < len(datasets) else extras[index])
+    return Missing(jobs, checked)
 
 
 def record_written(jobs: Sequence[LatentJob] | Sequence[TextJob]) -> None:

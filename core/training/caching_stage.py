@@ -81,10 +81,10 @@ def fill_caches(data: TrainingData, family: Any, components: Components, config:
     encodes every n-th missing entry (n processes), so none waits idle; returns the encoder calls of all processes.
     Only the main process records what it verified and reports progress."""
     rank, processes, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-    text_jobs = data.all_text_jobs()
-    texts = missing_texts(text_jobs, record=main)
-    latent_jobs = data.all_latent_jobs()
-    latents = missing_latents(latent_jobs, record=main)
+    text_check = missing_texts(data.caches, [data.empty_text], record=main)
+    texts = text_check.jobs
+    latent_check = missing_latents(data.caches, record=main)
+    latents = latent_check.jobs
     accelerator.wait_for_everyone()  # every process has checked before any writes
 
     text_calls = latent_calls = 0
@@ -99,9 +99,8 @@ def fill_caches(data: TrainingData, family: Any, components: Components, config:
     _record_in_turn(accelerator, mine)
     [text_calls] = _sum_over_processes(accelerator, [text_calls])
     if main:
-        unique_texts = len({(id(j.store), j.key) for j in text_jobs})
-        events.emit("cache_ready", kind="text", total=unique_texts, encoded=len(texts),
-                    reused=unique_texts - len(texts), encoder_calls=text_calls)
+        events.emit("cache_ready", kind="text", total=text_check.checked, encoded=len(texts),
+                    reused=text_check.checked - len(texts), encoder_calls=text_calls)
 
     mine_latents = latents[rank::processes]
     if mine_latents:
@@ -115,7 +114,7 @@ def fill_caches(data: TrainingData, family: Any, components: Components, config:
 
     [latent_calls] = _sum_over_processes(accelerator, [latent_calls])
     if main:
-        events.emit("cache_ready", kind="latents", total=len(latent_jobs), encoded=len(latents),
-                    reused=len(latent_jobs) - len(latents), encoder_calls=latent_calls)
+        events.emit("cache_ready", kind="latents", total=latent_check.checked, encoded=len(latents),
+                    reused=latent_check.checked - len(latents), encoder_calls=latent_calls)
     accelerator.wait_for_everyone()
     return {"text": text_calls, "latents": latent_calls}

@@ -1,4 +1,8 @@
-"""The run's data: scanned datasets, their cache keys and stores, and the epoch planner."""
+"""The run's data: scanned datasets, their cache keys and stores, and the epoch planner.
+
+Every per-sample fact is held in arrays: a dataset's cache keys are two columns of 32-byte digests (its latents'
+and its caption's), and the jobs of caching are made only for the entries found missing.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +13,70 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 
 from simpletuner.core.config.datasets import DatasetEntry, default_text_embeds
 from simpletuner.core.datasets.cache_store import CacheStore
 from simpletuner.core.datasets.scan import ScannedDataset
 from simpletuner.core.datasets.storage import DatasetStorage
-from simpletuner.core.training.caching import LatentJob, TextJob, latent_keys, text_keys
+from simpletuner.core.training.caching import LatentJob, TextJob, latent_key_column, text_key_column, text_keys
 from simpletuner.core.training.sampler import DatasetPlan, EpochPlanner
+
+
+def hex_key(keys: np.ndarray, index: int) -> str:
+    """Row ``index`` of a column of 32-byte digests, as the hex key the cache stores use (read through the bytes:
+    a NumPy ``S32`` item would lose trailing zero bytes)."""
+    return keys[index : index + 1].tobytes().hex()
+
+
+@attrs.frozen(eq=False)
+class DatasetCaches:
+    """One dataset's caches: where its latents and caption embeddings are kept and each sample's two keys."""
+
+    dataset: ScannedDataset
+    latent_store: CacheStore
+    latent_keys: np.ndarray  # (n,) "S32": latent key of each sample
+    text_store: CacheStore
+    text_keys: np.ndarray  # (n,) "S32": text key of each sample's caption
+
+    def latent_job(self, index: int) -> LatentJob:
+        """The caching job of sample ``index``'s latents."""
+        return LatentJob(self.dataset.sample(index), self.dataset, self.latent_store, hex_key(self.latent_keys, index))
+
+    def text_job(self, index: int) -> TextJob:
+        """The caching job of sample ``index``'s caption embedding (its caption is read only if it is encoded)."""
+        return TextJob(partial(self.dataset.caption, index), self.text_store, hex_key(self.text_keys, index))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of per-sample keys held."""
+        return int(self.latent_keys.nbytes + self.text_keys.nbytes)
 
 
 @attrs.define
 class TrainingData:
-    """Scanned datasets with the cache key of every sample's latents and caption."""
+    """Scanned datasets with the cache keys of every sample's latents and caption, and the epoch planner."""
 
     datasets: list[ScannedDataset]
-    latent_jobs: list[list[LatentJob]]
-    text_jobs: list[list[TextJob]]
+    caches: list[DatasetCaches]
     empty_text: TextJob
     planner: EpochPlanner
 
-    def all_latent_jobs(self) -> list[LatentJob]:
-        """Every sample's latent job."""
-        return [job for jobs in self.latent_jobs for job in jobs]
+    def latent_entry(self, dataset: int, index: int) -> tuple[CacheStore, str]:
+        """(store, key) of the latents of sample ``index`` of dataset ``dataset``."""
+        caches = self.caches[dataset]
+        return caches.latent_store, hex_key(caches.latent_keys, index)
 
-    def all_text_jobs(self) -> list[TextJob]:
-        """Every caption's text job, plus the empty caption used by caption dropout."""
-        return [job for jobs in self.text_jobs for job in jobs] + [self.empty_text]
+    def text_entry(self, dataset: int, index: int) -> tuple[CacheStore, str]:
+        """(store, key) of the caption embedding of sample ``index`` of dataset ``dataset``."""
+        caches = self.caches[dataset]
+        return caches.text_store, hex_key(caches.text_keys, index)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of per-sample bookkeeping held: index tables, placements, cache keys and bucket codes."""
+        return int(sum(d.nbytes for d in self.datasets) + sum(c.nbytes for c in self.caches)
+                   + sum(p.bucket.nbytes for p in self.planner.datasets))
 
 
 def _empty_caption() -> str:
@@ -73,23 +115,21 @@ def build_training_data(
             text_stores[embeds.id] = CacheStore(storage.text_embeds(embeds, cache_root))
         return text_stores[embeds.id]
 
-    latent_key = latent_keys(vae_source)
     text_key = text_keys(text_source, family.spec.name, family.text_cache_settings())
-    latent_jobs, text_jobs = [], []
+    caches = []
     for dataset in scanned:
         entry = dataset.entry
-        store = CacheStore(storage.latents(entry, cache_root))
-        latent_jobs.append([LatentJob(s, dataset, store, latent_key(s)) for s in dataset.samples])
-        tstore = text_store(entry)
         # keyed by the captions' digests from the index: no caption file is read unless its embedding is missing
-        text_jobs.append([TextJob(partial(dataset.caption, i), tstore, text_key(dataset.caption_digest(i)))
-                          for i in range(len(dataset.rows))])
+        caption_digests = dataset.table.caption_digest[dataset.rows]
+        caches.append(DatasetCaches(dataset, CacheStore(storage.latents(entry, cache_root)),
+                                    latent_key_column(dataset, vae_source), text_store(entry),
+                                    text_key_column(caption_digests, text_key)))
     first_store = text_store(scanned[0].entry)
     empty = TextJob(_empty_caption, first_store, text_key(hashlib.sha256(b"").hexdigest()))
     planner = EpochPlanner(
-        datasets=[DatasetPlan(name=d.entry.id, buckets=d.placements.bucket_names(),
+        datasets=[DatasetPlan(name=d.entry.id, bucket_names=d.placements.names, bucket=d.placements.bucket,
                               repeats=d.entry.repeats, probability=d.entry.probability) for d in scanned],
         batch_size=batch_size, world_size=world_size, seed=seed, oversubscribe=oversubscribe,
         accumulation=accumulation,
     )
-    return TrainingData(list(scanned), latent_jobs, text_jobs, empty, planner)
+    return TrainingData(list(scanned), caches, empty, planner)

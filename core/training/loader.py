@@ -70,10 +70,8 @@ def load_batch(data: TrainingData, refs: Sequence[SampleRef], memory: SampleMemo
     latents = []
     texts: dict[str, list[Any]] = {}
     for ref in refs:
-        job = data.latent_jobs[ref.dataset][ref.index]
-        latents.append(read(job.store, job.key)["latents"])
-        text_job = data.text_jobs[ref.dataset][ref.index]
-        for name, tensor in read(text_job.store, text_job.key).items():
+        latents.append(read(*data.latent_entry(ref.dataset, ref.index))["latents"])
+        for name, tensor in read(*data.text_entry(ref.dataset, ref.index)).items():
             texts.setdefault(name, []).append(tensor)
     return torch.stack(latents), {name: torch.stack(values) for name, values in texts.items()}
 

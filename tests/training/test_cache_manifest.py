@@ -114,3 +114,40 @@ def test_the_keys_made_per_image_equal_the_cache_key_of_their_parts(model: objec
     settings = {"max_tokens": 77, "template": "é {}", "nested": {"b": 1, "a": [1, 2]}}
     assert text_keys(model, "flux", settings)("cd" * 32) == cache_key(kind="text", caption_sha256="cd" * 32,
                                                                       model=model, family="flux", settings=settings)
+
+
+def test_the_key_columns_equal_the_keys_made_per_sample() -> None:
+    import numpy as np
+
+    from simpletuner.core.config.datasets import DatasetEntry
+    from simpletuner.core.datasets.buckets import ResolutionSettings
+    from simpletuner.core.datasets.index import ImageTable, PathColumn
+    from simpletuner.core.datasets.scan import build_scanned
+    from simpletuner.core.training.caching import latent_key_column, latent_keys, text_key_column, text_keys
+    from simpletuner.core.training.data import hex_key
+    from simpletuner.plugins.data_backends.local import LocalDataBackend
+
+    count = 300
+    rng = np.random.default_rng(1)
+    table = ImageTable.empty(count)
+    table.paths = PathColumn.from_list([f"{i:04d}.png" for i in range(count)])
+    table.width[:] = rng.choice([64, 96, 128], count)
+    table.height[:] = rng.choice([64, 96, 128], count)
+    table.readable[:] = True
+    table.digest[:] = rng.integers(0, 256, (count, 32), dtype=np.uint8)
+    table.digest[7, -3:] = 0  # a digest ending in zero bytes keeps them in its key
+    table.caption_digest[:] = rng.integers(0, 256, (count, 32), dtype=np.uint8)
+    table.caption_digest[10:20] = table.caption_digest[3]  # repeated captions share a key
+    settings = ResolutionSettings(resolution=64, resolution_type="pixel", minimum_image_size=32, alignment=16,
+                                  crop=True, crop_style="random", crop_aspect="preserve")
+    scanned = build_scanned(DatasetEntry(id="d", instance_data_dir="x"), LocalDataBackend("."), settings, table, 3)
+    model = "/models/é \"vae\""
+    column = latent_key_column(scanned, model)
+    per_sample = latent_keys(model)
+    assert [hex_key(column, i) for i in range(count)] == [per_sample(s) for s in scanned.samples]
+    assert scanned.content_hash(7).endswith("000000")
+
+    key = text_keys(model, "flux", {"max_tokens": 77})
+    texts = text_key_column(table.caption_digest[scanned.rows], key)
+    assert [hex_key(texts, i) for i in range(count)] == [key(scanned.caption_digest(i)) for i in range(count)]
+    assert len(np.unique(texts)) == count - 10

@@ -15,13 +15,15 @@ from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.training.sampler import DatasetPlan, EpochPlanner
 from simpletuner.core.workspace import Workspace
 
+plan = DatasetPlan.from_labels
+
 # one dataset: bucket "big" of 8 images, "small" of 3, "tiny" of 1
 SHAPES = ["big"] * 8 + ["small"] * 3 + ["tiny"]
 
 
 @pytest.mark.parametrize("world_size", [1, 2])
 def test_undersized_buckets_fail_with_every_fix(world_size: int) -> None:
-    planner = EpochPlanner([DatasetPlan("shapes", SHAPES), DatasetPlan("other", ["big"] * 16)], batch_size=2,
+    planner = EpochPlanner([plan("shapes", SHAPES), plan("other", ["big"] * 16)], batch_size=2,
                            world_size=world_size, accumulation=2)
     effective = 4 * world_size
     assert planner.effective_batch == effective
@@ -38,14 +40,14 @@ def test_undersized_buckets_fail_with_every_fix(world_size: int) -> None:
     if world_size == 2:
         assert "shapes/big" not in message
     # the computed repeats are enough
-    fixed = EpochPlanner([DatasetPlan("shapes", SHAPES, repeats=effective - 1)], batch_size=2,
+    fixed = EpochPlanner([plan("shapes", SHAPES, repeats=effective - 1)], batch_size=2,
                          world_size=world_size, accumulation=2)
     assert fixed.check_sizes() == []
 
 
 @pytest.mark.parametrize("world_size", [1, 2])
 def test_oversubscription_repeats_only_undersized_buckets(world_size: int) -> None:
-    planner = EpochPlanner([DatasetPlan("shapes", SHAPES)], batch_size=2, world_size=world_size, accumulation=2,
+    planner = EpochPlanner([plan("shapes", SHAPES)], batch_size=2, world_size=world_size, accumulation=2,
                            oversubscribe=True)
     effective = 4 * world_size
     warnings = planner.check_sizes()
@@ -59,10 +61,11 @@ def test_oversubscription_repeats_only_undersized_buckets(world_size: int) -> No
     assert seen["small"] == (3 * copies["small"]) // (2 * world_size) * 2 * world_size
     assert seen["tiny"] == effective
     # a dataset with its own repeats is left alone, and still refused
-    own = EpochPlanner([DatasetPlan("shapes", SHAPES, repeats=1)], batch_size=2, world_size=world_size,
+    own = EpochPlanner([plan("shapes", SHAPES, repeats=1)], batch_size=2, world_size=world_size,
                        accumulation=2, oversubscribe=True)
     with pytest.raises(SimpleTunerError, match="leaves datasets with their own repeats"):
         own.check_sizes()
+
 
 
 def test_engine_refuses_before_caching_and_pads_when_allowed(make_env: Callable[..., str],

@@ -111,10 +111,10 @@ class _Store:
 
 def _stream_data(samples: int) -> tuple[Any, _Store, _Store]:
     latents, text = _Store(), _Store()
-    jobs = [[SimpleNamespace(store=latents, key=i) for i in range(samples)]]
-    text_jobs = [[SimpleNamespace(store=text, key=i) for i in range(samples)]]
-    planner = EpochPlanner([DatasetPlan("d", ["a"] * samples)], batch_size=1, seed=0)
-    return SimpleNamespace(planner=planner, latent_jobs=jobs, text_jobs=text_jobs, datasets=[]), latents, text
+    planner = EpochPlanner([DatasetPlan.from_labels("d", ["a"] * samples)], batch_size=1, seed=0)
+    data = SimpleNamespace(planner=planner, datasets=[], latent_entry=lambda dataset, index: (latents, index),
+                           text_entry=lambda dataset, index: (text, index))
+    return data, latents, text
 
 
 def _settle(store: _Store, reads: int) -> None:
@@ -143,7 +143,7 @@ def test_reader_waits_for_its_turn_once_ahead() -> None:
 def test_a_consumer_that_never_hands_a_turn_still_gets_every_batch_in_order() -> None:
     data, _, _ = _stream_data(8)
     stream = BatchStream(data, 0, 0, 0, depth=3)
-    expected = [ref.index for batch in data.planner.epoch(0) + data.planner.epoch(1) for ref in batch]
+    expected = [ref.index for batch in [*data.planner.epoch(0), *data.planner.epoch(1)] for ref in batch]
     try:
         got = [int(next(stream).latents[0, 0]) for _ in range(16)]
     finally:
