@@ -17,6 +17,7 @@ from playwright.sync_api import Page, expect
 
 from simpletuner.core.training.run_folders import run_folders
 
+from .browser_checks import axe_violations, describe
 from .conftest import LiveUi, csrf_headers, first_admin, log_in, needs_chromium
 
 pytestmark = needs_chromium
@@ -164,7 +165,40 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     expect(image).to_be_visible()
     assert image.evaluate("img => img.complete && img.naturalWidth > 0")
     expect(page.locator("#history tbody tr", has_text="#1")).to_contain_text("completed")
+    expect(page.locator("#log-tail")).to_contain_text("Trained 4 steps")
+    expect(page.locator("#st-cache")).to_have_text("—")  # no stale caching progress on a finished job
+
+    # The gallery: a step at a time, each image with its prompt; full size with its settings on a click.
+    prompt = "a red circle on a blue background"
+    expect(page.locator("#gallery figcaption").first).to_have_text("validation: " + prompt)  # name: prompt
+    slider = page.get_by_role("slider", name="Step")
+    expect(slider).to_be_visible()
+    expect(page.locator("#gallery-step-value")).to_have_text(re.compile(r"^step 4 \(\d of \d\)$"))
+    slider.focus()
+    slider.press("Home")
+    expect(page.locator("#gallery-step-value")).to_have_text(re.compile(r"^step 2 \(1 of \d\)$"))
+    page.get_by_role("button", name=re.compile("^Show full size: ")).first.click()
+    viewer_dialog = page.get_by_role("dialog", name=re.compile("at step 2$"))
+    expect(viewer_dialog).to_be_visible()
+    expect(viewer_dialog.locator("dd").first).to_have_text(prompt)
+    expect(viewer_dialog).to_contain_text("128 × 128")
+    page.screenshot(path=shots / "04a-image-viewer.png")
+    assert not (found := axe_violations(page)), describe(found)
+    viewer_dialog.get_by_role("button", name="Next").click()
+    expect(page.locator("#image-viewer-title")).to_have_text(re.compile("at step [34]$"))
+    page.keyboard.press("Escape")
+    expect(viewer_dialog).to_be_hidden()
+
+    # What the run was configured with.
+    page.get_by_text("Configuration of this run").click()
+    steps_row = page.locator("#run-config-table tbody tr", has=page.locator("td[title=max_train_steps]"))
+    expect(steps_row).to_contain_text("4")
+    expect(steps_row).to_contain_text("environment demo-flux")
+    expect(page.locator("#run-config-table tbody tr", has=page.locator("td[title=lr_warmup_steps]"))).to_have_count(0)
     page.screenshot(path=shots / "04-training-done.png", full_page=True)
+    page.get_by_label("Show every option (with defaults)").check()
+    expect(page.locator("#run-config-table tbody tr", has=page.locator("td[title=lr_warmup_steps]"))).to_contain_text(
+        "default")
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Download pytorch_lora_weights.safetensors").click()
     download = download_info.value
@@ -229,6 +263,10 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     expect(viewer.get_by_role("button", name=re.compile("^Start training"))).to_have_count(0)
     expect(viewer.get_by_role("button", name="Stop")).to_have_count(0)
     expect(viewer.locator("#watch-only")).to_be_visible()
+    # the running job's console output arrives live over the event stream
+    with (workspace / "jobs" / "3" / "output.log").open("a") as log:
+        log.write("a line printed while the viewer watches\n")
+    expect(viewer.locator("#log-tail")).to_contain_text("a line printed while the viewer watches", timeout=10_000)
     viewer.screenshot(path=shots / "05-viewer-training.png", full_page=True)
     for method, path, body in (("POST", "/api/training/start", {"environment": "demo-flux"}),
                                ("POST", "/api/training/stop", {"job_id": 3}),
@@ -257,4 +295,23 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     expect(viewer.locator("#history tbody tr", has_text="#4")).to_contain_text("cancelled")
     expect(viewer.locator("#history tbody tr", has_text="#3")).to_contain_text("stopped", timeout=60_000)
     expect(viewer.locator("#queue-empty")).to_be_visible()
+
+    # Two runs compared: the settings that differ, with where each value came from.
+    compare = viewer.get_by_role("button", name="Compare the two chosen runs")
+    expect(compare).to_be_disabled()
+    expect(viewer.get_by_label("Compare job #2")).to_be_disabled()  # a try has no training configuration
+    viewer.get_by_label("Compare job #1").check()
+    viewer.get_by_label("Compare job #3").check()
+    compare.click()
+    comparison = viewer.get_by_role("region", name="Two runs compared")
+    expect(comparison).to_be_visible()
+    steps_row = comparison.locator("#comparison-settings tbody tr", has=viewer.locator("td[title=max_train_steps]"))
+    expect(steps_row).to_contain_text("4")
+    expect(steps_row).to_contain_text("100000")
+    expect(comparison.locator("#comparison-summary thead th").nth(1)).to_have_text("Job #1 · demo-flux")  # older first
+    expect(comparison.locator("#comparison-summary")).to_contain_text("stopped")
+    same = comparison.locator("#comparison-settings tbody tr", has=viewer.locator("td[title=lora_rank]"))
+    expect(same).to_have_count(0)  # only what differs
+    viewer.screenshot(path=shots / "07-runs-compared.png", full_page=True)
+    assert not (found := axe_violations(viewer)), describe(found)
     assert errors == []

@@ -14,6 +14,12 @@
   let total = null;
   let active = false;
   let announced = null; // the job whose start the message under Start reports
+  let logOffset = 0; // the byte of the shown job's log up to which the log panel shows it
+  let images = []; // validation images of the job shown, oldest step first
+  let steps = []; // their distinct steps
+  let viewing = -1; // index in `images` of the image open in the viewer
+  let configShown = null; // the job whose configuration the panel holds
+  const LOG_LINES = 500; // lines the live log keeps
 
   function fmt(n, digits) { return n === null || n === undefined ? "—" : Number(n).toPrecision(digits || 4); }
 
@@ -108,6 +114,8 @@
     $("st-loss").textContent = fmt(job && job.loss);
     $("st-speed").textContent = fmt(job && job.it_per_s, 3);
     $("st-eta").textContent = eta(job && job.eta_s);
+    // scanning and caching progress only means something while the run prepares its data
+    if (!job || !["starting", "scanning", "caching"].includes(job.phase)) $("st-cache").textContent = "—";
     const stop = $("train-stop");
     if (stop) stop.disabled = !active;
     if (job && job.id === announced && !active && job.status !== "queued") {
@@ -144,13 +152,13 @@
     if (!result.ok) return;
     const job = result.data;
     showJob(job);
-    $("log-tail").textContent = (job.log_tail || []).join("\n");
+    showLog(job.log_tail || []);
+    logOffset = job.log_offset || 0;
     $("run-dir").textContent = job.run_dir || "";
     $("run-folder").hidden = !job.run_dir;
     $("st-executor").textContent = job.executor + (job.executor_ref && job.executor !== "local" ? " (" + job.executor_ref + ")" : "");
-    $("gallery").replaceChildren(...job.outputs.validation_images.filter((i) => i.url).map((image) => el("figure", {},
-      el("img", { src: image.url, alt: "validation image at step " + image.step }),
-      el("figcaption", { text: "step " + image.step }))));
+    showGallery(job.outputs.validation_images.filter((i) => i.url));
+    if (configShown !== job.id) showConfig(job);
     const items = job.outputs.checkpoints.map((c) => el("li", { class: "checkpoint" }, "Checkpoint at step " + c.step + ": ",
       ...c.files.filter((f) => f.url && f.name.endsWith(".safetensors")).flatMap((f, i) => (i ? [" · ", fileLink(f)] : [fileLink(f)]))));
     if (job.outputs.model) {
@@ -165,6 +173,156 @@
     $("log-link").hidden = false;
     showTries(job);
   }
+
+  // ---- the log: the tail from the job's record, then the lines the event stream brings
+  function showLog(lines) {
+    const pre = $("log-tail");
+    const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    pre.textContent = lines.slice(-LOG_LINES).join("\n");
+    if (atEnd) pre.scrollTop = pre.scrollHeight;  // follow the end unless the reader scrolled up
+  }
+
+  function appendLog(data) {
+    if (data.offset <= logOffset) return;  // already in the tail read over HTTP
+    logOffset = data.offset;
+    const pre = $("log-tail");
+    const lines = pre.textContent ? pre.textContent.split("\n") : [];
+    if (data.skipped) lines.push("[… " + data.skipped + " bytes of output skipped: the full log has them]");
+    showLog(lines.concat(data.lines));
+  }
+
+  // ---- the validation gallery: one step at a time (the slider), each image with its prompt, full size on click
+  function describe(image) {
+    return (image.name ? image.name + ": " : "") + (image.prompt || "validation image");
+  }
+
+  function showGallery(list) {
+    const following = !steps.length || Number($("gallery-step").value) === steps.length - 1;
+    images = list;
+    steps = [...new Set(list.map((i) => i.step))];
+    const slider = $("gallery-step");
+    $("gallery-steps").hidden = steps.length < 2;
+    slider.max = String(Math.max(steps.length - 1, 0));
+    if (following || Number(slider.value) > steps.length - 1) slider.value = String(Math.max(steps.length - 1, 0));
+    drawGallery();
+  }
+
+  function drawGallery() {
+    const index = Number($("gallery-step").value);
+    const step = steps[index];
+    $("gallery-step-value").textContent = steps.length ? "step " + step + " (" + (index + 1) + " of " + steps.length + ")" : "";
+    $("gallery-step").setAttribute("aria-valuetext", "step " + step);
+    $("gallery").replaceChildren(...images.map((image, at) => [image, at]).filter(([image]) => image.step === step)
+      .map(([image, at]) => {
+        const open = el("button", { type: "button", class: "thumb", "aria-label": "Show full size: " + describe(image) + ", step " + image.step },
+          el("img", { src: image.url, alt: "" }));
+        open.addEventListener("click", () => openViewer(at));
+        return el("figure", {}, open, el("figcaption", { class: "prompt", text: describe(image) }));
+      }));
+  }
+
+  function openViewer(at) {
+    viewing = at;
+    const image = images[at];
+    $("image-viewer-img").src = image.url;
+    $("image-viewer-img").alt = describe(image) + ", step " + image.step;
+    $("image-viewer-title").textContent = (image.name || "Validation image") + " at step " + image.step;
+    const facts = [["Prompt", image.prompt], ["Negative prompt", image.negative_prompt], ["Step", image.step],
+      ["Seed", image.seed], ["Size", image.width ? image.width + " × " + image.height : null],
+      ["Sampling steps", image.steps], ["Guidance", image.guidance]].filter(([, value]) => value !== undefined && value !== null && value !== "");
+    $("image-viewer-facts").replaceChildren(...facts.flatMap(([term, value]) => [el("dt", { text: term }), el("dd", { text: String(value) })]));
+    $("image-viewer-open").href = image.url;
+    $("image-viewer-prev").disabled = at === 0;
+    $("image-viewer-next").disabled = at === images.length - 1;
+    const viewer = $("image-viewer");
+    if (!viewer.open) viewer.showModal();
+  }
+
+  $("image-viewer-close").addEventListener("click", () => $("image-viewer").close());
+  $("image-viewer-prev").addEventListener("click", () => { if (viewing > 0) openViewer(viewing - 1); });
+  $("image-viewer-next").addEventListener("click", () => { if (viewing < images.length - 1) openViewer(viewing + 1); });
+  $("image-viewer").addEventListener("keydown", (event) => {
+    if (event.key === "ArrowLeft" && viewing > 0) openViewer(viewing - 1);
+    if (event.key === "ArrowRight" && viewing < images.length - 1) openViewer(viewing + 1);
+  });
+  $("gallery-step").addEventListener("input", drawGallery);
+
+  // ---- the configuration the run started with (set values; every option on request)
+  function shown(value) {
+    return value === null || value === undefined ? "(not set)" : typeof value === "object" ? JSON.stringify(value) : String(value);
+  }
+
+  function sourceName(from) {
+    if (!from || from === "default") return "default";
+    return from.startsWith("env:") ? "environment " + from.slice(4) : from.replace("flavour:", "flavour ");
+  }
+
+  let config = null;
+  async function showConfig(job) {
+    config = null;
+    $("run-config-table").querySelector("tbody").replaceChildren();
+    $("run-config").hidden = job.kind === "try" || !job.run_dir;
+    if ($("run-config").hidden) return;
+    const result = await api("GET", "/api/jobs/" + job.id + "/config");
+    if (current !== job.id) return;
+    // a run writes its record as it starts: until then, asked again on the job's next change
+    if (result.ok || !active) configShown = job.id;
+    if (!result.ok) { $("run-config-note").textContent = message(result); return; }
+    config = result.data;
+    drawConfig();
+  }
+
+  function drawConfig() {
+    if (!config) return;
+    const all = $("run-config-all").checked;
+    const rows = Object.entries(config.settings).filter(([, s]) => all || s.source !== "default");
+    $("run-config-note").textContent = "Environment " + config.environment + ": " + rows.length + " option(s) shown"
+      + (all ? "" : " (those not left at their default)") + "; " + config.datasets.length + " dataset(s)."
+      + (config.lycoris_config ? " LyCORIS: " + JSON.stringify(config.lycoris_config) : "");
+    $("run-config-table").querySelector("tbody").replaceChildren(...rows.map(([key, s]) => el("tr", {},
+      el("td", { text: config.labels[key] || key, title: key }), el("td", {}, el("code", { text: shown(s.value) })),
+      el("td", { text: sourceName(s.source) }))));
+  }
+  $("run-config-all").addEventListener("change", drawConfig);
+
+  // ---- two runs compared
+  function chosenRuns() {
+    return [...document.querySelectorAll("#history input.compare:checked")].map((box) => Number(box.value)).sort((a, b) => a - b);
+  }
+
+  function updateCompare() {
+    const chosen = chosenRuns();
+    $("compare-runs").disabled = chosen.length !== 2;
+    $("compare-hint").textContent = chosen.length === 2 ? "Runs #" + chosen[0] + " and #" + chosen[1] + " chosen."
+      : "Tick two training runs to compare their settings" + (chosen.length ? " (" + chosen.length + " ticked)." : ".");
+  }
+
+  async function compareRuns() {
+    const [a, b] = chosenRuns();
+    const result = await api("GET", "/api/jobs/compare?a=" + a + "&b=" + b);
+    if (!result.ok) { window.ST.toast(message(result), "error"); return; }
+    const data = result.data;
+    const head = (first) => el("tr", {}, el("th", { scope: "col", text: first }),
+      ...data.jobs.map((j, i) => el("th", { scope: "col", text: "Job #" + j.id + " · " + data.environments[i] })));
+    const outcome = [["Outcome", (j) => j.status + (j.error ? ": " + j.error : "")],
+      ["Steps", (j) => String(j.step || 0) + (j.total_steps ? " / " + j.total_steps : "")],
+      ["Last loss", (j) => fmt(j.loss)],
+      ["Duration", (j) => (j.started_at && j.ended_at ? eta(j.ended_at - j.started_at) : "—")]];
+    $("comparison-summary").querySelector("thead").replaceChildren(head(""));
+    $("comparison-summary").querySelector("tbody").replaceChildren(...outcome.map(([label, value]) =>
+      el("tr", {}, el("th", { scope: "row", text: label }), ...data.jobs.map((j) => el("td", { text: value(j) })))));
+    $("comparison-settings").querySelector("thead").replaceChildren(head("Setting"));
+    $("comparison-settings").querySelector("tbody").replaceChildren(...data.settings.map((row) => el("tr", {},
+      el("td", { text: row.label, title: row.key }),
+      el("td", {}, el("code", { text: shown(row.a) }), " ", el("span", { class: "muted", text: "(" + sourceName(row.source_a) + ")" })),
+      el("td", {}, el("code", { text: shown(row.b) }), " ", el("span", { class: "muted", text: "(" + sourceName(row.source_b) + ")" })))));
+    $("comparison-data").textContent = (data.settings.length ? data.settings.length + " setting(s) differ. " : "Every setting is the same. ")
+      + (data.datasets.same ? "Same datasets." : "The datasets differ.")
+      + (data.lycoris_config.same ? "" : " The LyCORIS configs differ.");
+    $("comparison").hidden = false;
+    $("comparison").scrollIntoView();
+  }
+  $("compare-runs").addEventListener("click", compareRuns);
 
   // "Try it": the job's finished tries, and the form that queues a new one (final model or a checkpoint).
   function showTries(job) {
@@ -209,15 +367,20 @@
     $("queue-empty").hidden = Boolean(status.queue && status.queue.length);
     const history = await api("GET", "/api/jobs?limit=20");
     if (history.ok) {
+      const ticked = new Set(chosenRuns());
       $("history").querySelector("tbody").replaceChildren(...history.data.jobs.map((j) => {
         const open = el("button", { type: "button", text: "Show job #" + j.id });
         open.addEventListener("click", () => { pinned = j.id; refresh(); root.scrollIntoView(); });
-        return el("tr", { dataset: { job: String(j.id), total: j.total_steps || "" } }, el("td", { text: "#" + j.id }),
+        const chosen = el("input", { type: "checkbox", class: "compare", value: String(j.id),
+          "aria-label": "Compare job #" + j.id, checked: ticked.has(j.id), disabled: j.kind === "try" });
+        chosen.addEventListener("change", updateCompare);
+        return el("tr", { dataset: { job: String(j.id), total: j.total_steps || "" } }, el("td", {}, chosen), el("td", { text: "#" + j.id }),
           el("td", { text: j.environment + (j.kind === "try" ? " (try)" : "") }), el("td", { text: j.owner || "server" }),
           el("td", { text: j.status + (j.error ? ": " + j.error : "") }),
           el("td", { class: "steps", text: j.kind === "try" ? "—" : String(j.step || 0) + (j.total_steps ? " / " + j.total_steps : "") }),
           el("td", {}, open));
       }));
+      updateCompare();
     }
   }
 
@@ -228,6 +391,10 @@
   }
 
   function onEvent(data) {
+    if (data.event === "log") {  // frequent: never a reason to reload the page's data
+      if (data.job_id === current) appendLog(data);
+      return;
+    }
     if (data.event === "step") historyStep(data);
     if (current === null || data.job_id !== current) { refresh(); return; }
     if (data.event === "step") {
@@ -235,6 +402,7 @@
       drawChart();
       showStep(data.step);
       $("st-phase").textContent = "training";
+      $("st-cache").textContent = "—";
       $("st-loss").textContent = fmt(data.loss);
       $("st-lr").textContent = fmt(data.lr, 3);
       $("st-speed").textContent = fmt(data.it_per_s, 3);
