@@ -90,6 +90,31 @@ def test_a_lycoris_network_is_tried_at_its_strength(make_env: Callable[..., str]
     assert np.array_equal(images[0.0][0], images[1.0][0]) and np.abs(images[1.0][0] - images[1.0][1]).mean() > 1.0
 
 
+def test_a_full_rank_run_is_tried_from_its_model_and_its_checkpoints(make_env: Callable[..., str],
+                                                                     run_env: Callable[..., Any],
+                                                                     workspace: Workspace) -> None:
+    name = make_env("full", **{**TRAIN, "model_type": "full", "learning_rate": 1e-3})
+    result = run_env(name)
+    registry = Registry()
+    loaded = load_environment(workspace, EnvironmentStore(workspace.configs_dir), name, registry)
+    tried = {}
+    for checkpoint in (None, "checkpoint-3"):
+        folder = new_try_folder(result.run_dir)
+        request = TryRequest(prompts=("a yellow star",), seed=9, checkpoint=checkpoint)
+        manifest = try_model(loaded, workspace, registry, result.run_dir, request, folder)
+        pair = manifest["images"][0]
+        tried[checkpoint] = (pixels(folder / pair["base"]), pixels(folder / pair["trained"]), manifest["weights"])
+    final_base, final_trained, final_weights = tried[None]
+    step3_base, step3_trained, step3_weights = tried["checkpoint-3"]
+    assert final_weights == str(result.output) and "checkpoint-3" in step3_weights
+    assert np.array_equal(final_base, step3_base)  # the same base image, seed and settings
+    assert np.abs(final_base - final_trained).mean() > 1.0, "the trained weights change the image"
+    assert not np.array_equal(final_trained, step3_trained), "six steps are not three"
+    with pytest.raises(TryError, match="strength applies to LoRA and LyCORIS runs"):
+        try_model(loaded, workspace, registry, result.run_dir, TryRequest(prompts=("x",), strength=0.5),
+                  new_try_folder(result.run_dir))
+
+
 def test_a_run_without_the_asked_weights_is_refused(make_env: Callable[..., str], workspace: Workspace) -> None:
     name = make_env("untrained", **TRAIN)
     run_dir = workspace.root / "output" / "untrained" / "never-ran"
