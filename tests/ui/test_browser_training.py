@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 
 from simpletuner.core.training.run_folders import run_folders
 
-from .browser_checks import axe_violations, describe
+from .browser_checks import PHONE, axe_violations, describe, screenshot, screenshot_folder
 from .conftest import LiveUi, csrf_headers, first_admin, log_in, needs_chromium
 
 pytestmark = needs_chromium
@@ -75,7 +75,8 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     url, workspace = live.url, live.workspace
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    print(f"\nscreenshots in {shots}")
+    docs = screenshot_folder(shots)  # docs/screenshots/ with SIMPLETUNER_UPDATE_SCREENSHOTS=1
+    print(f"\nscreenshots in {shots} and {docs}")
     page = chromium_browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -182,7 +183,7 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     expect(viewer_dialog).to_be_visible()
     expect(viewer_dialog.locator("dd").first).to_have_text(prompt)
     expect(viewer_dialog).to_contain_text("128 × 128")
-    page.screenshot(path=shots / "04a-image-viewer.png")
+    screenshot(page, docs, "desktop-training-image", full_page=False)
     assert not (found := axe_violations(page)), describe(found)
     viewer_dialog.get_by_role("button", name="Next").click()
     expect(page.locator("#image-viewer-title")).to_have_text(re.compile("at step [34]$"))
@@ -195,7 +196,7 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     expect(steps_row).to_contain_text("4")
     expect(steps_row).to_contain_text("environment demo-flux")
     expect(page.locator("#run-config-table tbody tr", has=page.locator("td[title=lr_warmup_steps]"))).to_have_count(0)
-    page.screenshot(path=shots / "04-training-done.png", full_page=True)
+    screenshot(page, docs, "desktop-training-finished")
     page.get_by_label("Show every option (with defaults)").check()
     expect(page.locator("#run-config-table tbody tr", has=page.locator("td[title=lr_warmup_steps]"))).to_contain_text(
         "default")
@@ -312,6 +313,11 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     expect(comparison.locator("#comparison-summary")).to_contain_text("stopped")
     same = comparison.locator("#comparison-settings tbody tr", has=viewer.locator("td[title=lora_rank]"))
     expect(same).to_have_count(0)  # only what differs
-    viewer.screenshot(path=shots / "07-runs-compared.png", full_page=True)
+    screenshot(viewer, docs, "desktop-training-compare")
+    assert not (found := axe_violations(viewer)), describe(found)
+    viewer.set_viewport_size(PHONE)  # on a phone: nothing wider than the screen, the tables become cards
+    expect(comparison).to_be_visible()
+    assert viewer.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(viewer, docs, "phone-training-compare")
     assert not (found := axe_violations(viewer)), describe(found)
     assert errors == []
