@@ -1,5 +1,5 @@
 """Configuration tabs over HTTP: option metadata with effective values and sources, validation as you type by the
-config loader itself, atomic saves, memory presets, the datasets file and the LyCORIS config."""
+config loader itself, atomic saves, memory presets and the datasets file (the LyCORIS config: :mod:`.lycoris`)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ from simpletuner.core.config.loading import (
     datasets_path,
     load_config,
 )
-from simpletuner.core.config.lycoris_config import lycoris_problems
 from simpletuner.core.config.schema import strip_key
 from simpletuner.core.config.trust import CONFIG_PART, DATASETS_PART, PrivilegedValues, datasets_privileged
-from simpletuner.core.environments import DEFAULT_DATASETS_FILE, LYCORIS_FILE
+from simpletuner.core.environments import DEFAULT_DATASETS_FILE
 from simpletuner.core.environments import read_json as read_json_file
 from simpletuner.core.errors import ConfigError, SimpleTunerError
+from simpletuner.core.options import PRIVILEGED
 from simpletuner.core.presets import apply_memory_preset
 from simpletuner.core.specs import normalize_name
 from simpletuner.ui.errors import http_error
@@ -38,7 +38,7 @@ from simpletuner.ui.resources.environments import (
 )
 from simpletuner.ui.workflow import ownership
 from simpletuner.ui.workflow.config_forms import config_view, validate_change
-from simpletuner.ui.workflow.lycoris_presets import lycoris_presets
+from simpletuner.ui.workflow.option_approvals import option_approvals
 from simpletuner.ui.workflow.path_policy import server_path_policy
 from simpletuner.ui.workflow.remote_datasets import keep_secrets, mask_secrets
 
@@ -63,7 +63,9 @@ def _change(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 class EnvironmentConfig(Resource):
-    """``GET /api/environments/{name}/config``; ``PATCH`` ``{values, unset}`` saves when valid (else 422 with
+    """``GET /api/environments/{name}/config``: the tabs with every option that applies, effective values and sources,
+    problems, and ``approvals`` (see :func:`~simpletuner.ui.workflow.option_approvals.option_approvals`) of the
+    privileged options shown; ``PATCH`` ``{values, unset}`` saves when valid (else 422 with
     ``field_errors`` by key and nothing written)."""
 
     permissions = {"GET": "config.view", "PATCH": "config.edit"}
@@ -71,9 +73,15 @@ class EnvironmentConfig(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         env = get_environment(self, name)
         try:
-            send_json(resp, config_view(store_of(self), env, self.ctx.registry))
+            view = config_view(store_of(self), env, self.ctx.registry)
         except ConfigError as exc:  # the file is not even JSON: nothing to show field by field
             send_json(resp, {"environment": name, "errors": exc.problems, "unreadable": True}, 422)
+            return
+        privileged = [option["key"] for section in view["sections"] for option in section["options"]
+                      if option["trust"] == PRIVILEGED]
+        view["approvals"] = option_approvals(self.ctx.workspace, store_of(self), env, self.ctx.registry,
+                                             self.principal(req), privileged)
+        send_json(resp, view)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         env = changeable_environment(self, req, name)
@@ -229,67 +237,3 @@ class EnvironmentDatasets(Resource):
         ownership.after_trusted_write(env.name, before, privileged_of(self, env), principal, self.ctx.now())
         self.audit(req, "datasets_saved", target=name)
         send_json(resp, {"ok": True, "file": str(path)})
-
-
-class EnvironmentLycoris(Resource):
-    """``GET /api/environments/{name}/lycoris``: the environment's LyCORIS config (null when it has none) and
-    presets for its family; ``PUT`` ``{"config": {...}}`` checks it as training will and writes
-    ``lycoris_config.json`` in the environment's folder (422 with every problem, nothing written)."""
-
-    permissions = {"GET": "config.view", "PUT": "config.edit"}
-
-    def _path(self, env):  # type: ignore[no-untyped-def]
-        try:
-            config, _ = load_config(store_of(self), env, self.ctx.registry)
-        except ConfigError:
-            config = None
-        chosen = config.core.lycoris_config if config is not None else None
-        path = (self.ctx.workspace.resolve_config_path(chosen, env.path) if chosen else env.path / LYCORIS_FILE)
-        problem = server_path_policy(self.ctx.workspace).problem("lycoris_config", str(path), path)
-        if problem:
-            raise falcon.HTTPForbidden(title="Outside the allowed roots", description=problem)
-        return path, config
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        env = get_environment(self, name)
-        path, config = self._path(env)
-        try:
-            current = read_json_file(path) if path.is_file() else None
-        except ConfigError as exc:
-            raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
-        family = config.core.model_family if config is not None else None
-        send_json(resp, {"file": str(path), "config": current if isinstance(current, dict) else None,
-                         "presets": lycoris_presets(_block_classes(self.ctx.registry, family))})
-
-    def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        env = changeable_environment(self, req, name)
-        data = read_json(req, self.ctx.settings.max_body_bytes)
-        only_keys(data, {"config"})
-        lycoris = data.get("config")
-        if not isinstance(lycoris, dict) or "algo" not in lycoris:
-            raise bad_request("config must be a LyCORIS config object with at least algo (lokr, locon, loha, "
-                              "full, ...)")
-        path, _ = self._path(env)
-        if path.resolve().parent != env.path.resolve() and ownership.EDIT_ALL not in self.principal(req).permissions:
-            raise falcon.HTTPConflict(
-                title="Shared LyCORIS config",
-                description=f"this environment reads its LyCORIS config from {path}, outside its own folder, where "
-                            "other environments may read it too; unset lycoris_config to edit it here")
-        problems = lycoris_problems(lycoris)
-        if problems:
-            send_json(resp, {"ok": False, "errors": [f"{LYCORIS_FILE}: {p}" for p in problems]}, 422)
-            return
-        atomic_write_json(path, lycoris)
-        self.audit(req, "lycoris_saved", target=name, detail={"algo": lycoris["algo"]})
-        send_json(resp, {"ok": True, "file": str(path)})
-
-
-def _block_classes(registry, family: str | None) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
-    """The repeated block classes of a family (none for an unknown one)."""
-    spec = registry.find_model_family(family) if family else None
-    if spec is None:
-        return ()
-    try:
-        return tuple(getattr(spec.build(spec.flavour(None), None), "block_classes", ()))
-    except Exception:  # a plugin family that cannot be built here: the presets target generic class names
-        return ()

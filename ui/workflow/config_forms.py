@@ -22,7 +22,10 @@ from simpletuner.core.plugins import Registry
 from simpletuner.core.specs import Kind, normalize_name
 from simpletuner.core.workspace import Workspace
 
-_PROBLEM = re.compile(r"^(?:\[(?P<layer>[^\]]+)\] )?\$\.(?P<key>[A-Za-z0-9_]+): (?P<message>.*)$", re.S)
+#: ``[layer] $.key.inner.path: message``: a problem of one option, possibly of a part of its value (a prompt of a
+#: prompt library), which is shown beside the option with the part named.
+_PROBLEM = re.compile(r"^(?:\[(?P<layer>[^\]]+)\] )?\$\.(?P<key>[A-Za-z0-9_]+)(?P<inner>(?:\.[^:]+|\[\d+\])*): "
+                      r"(?P<message>.*)$", re.S)
 #: The plugin kind whose registered names a ``choices_from`` option accepts.
 _CHOICE_KINDS = {"model_family": Kind.MODEL_FAMILY, "tracker": Kind.TRACKER, "publisher": Kind.PUBLISHER,
                  "validation_method": Kind.VALIDATION_METHOD, "data_backend": Kind.DATA_BACKEND,
@@ -162,13 +165,16 @@ def option_sections(schema: ConfigSchema, registry: Registry, values: Mapping[st
 
 
 def split_problems(problems: Iterable[str]) -> tuple[dict[str, list[str]], list[str]]:
-    """``"$.key: message"`` lines by key; lines that name no key (or another layer) stay general."""
+    """``"$.key: message"`` lines by key (``"$.key.part: message"`` as ``"part: message"``); lines that name no
+    key (or another layer) stay general."""
     by_key: dict[str, list[str]] = {}
     general: list[str] = []
     for problem in problems:
         match = _PROBLEM.match(problem)
         if match and not match.group("layer"):
-            by_key.setdefault(match.group("key"), []).append(match.group("message"))
+            inner = match.group("inner").lstrip(".")
+            message = f"{inner}: {match.group('message')}" if inner else match.group("message")
+            by_key.setdefault(match.group("key"), []).append(message)
         else:
             general.append(problem)
     return by_key, general
