@@ -26,13 +26,16 @@ PHASE_AFTER = {
 
 
 def file_url(job: Job, path: str) -> str | None:
-    """The download URL of a file inside the job's run folder (None for anything outside it)."""
+    """The download URL of a file inside the job's run folder (None for anything outside it, also through ``..`` or
+    a symbolic link: the events naming files are written by the run, so they are not taken at their word)."""
     root, target = run_folder(job), Path(path)
     if root is None:
         return None
     try:
         relative = target.relative_to(root)
     except ValueError:
+        return None
+    if ".." in relative.parts or not target.resolve().is_relative_to(root.resolve()):
         return None
     return f"/api/jobs/{job.id}/files/{quote(relative.as_posix())}"
 

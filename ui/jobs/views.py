@@ -121,9 +121,9 @@ def outputs(job: Job) -> dict[str, Any]:
             checkpoints[str(data.get("path"))] = {"step": data.get("step"), "path": data.get("path")}
         elif row.event == "validation":
             for path in data.get("images") or []:
-                if Path(path).is_file():
-                    images.append({"step": data.get("step"), "path": path, "url": file_url(job, path),
-                                   **image_details(Path(path))})
+                url = file_url(job, path) if Path(path).is_file() else None
+                if url is not None:  # only the job's own files are described (and served)
+                    images.append({"step": data.get("step"), "path": path, "url": url, **image_details(Path(path))})
         elif isinstance(data.get("output"), str):
             path = Path(data["output"])
             model = {"path": str(path), "url": file_url(job, str(path)) if path.is_file()
