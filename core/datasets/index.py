@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import logging
 import time
 import zipfile
@@ -243,14 +244,11 @@ def refresh(backend: DataBackend, context: ScanContext, old: ImageTable | None, 
     table.size[:] = images.sizes
     table.stamp[:] = images.stamps
     if file_captions:
-        caption_index = {p: i for i, p in enumerate(captions.paths)}
-        found = np.array([caption_index.get(caption_file(p), -1) for p in paths], dtype=np.int64)
+        found = _caption_rows(paths, captions.paths)
         present = found >= 0
-        cap_sizes = np.asarray(captions.sizes, dtype=np.int64)
-        cap_stamps = np.asarray(captions.stamps, dtype=np.int64)
-        table.caption_size[:] = np.where(present, cap_sizes[np.maximum(found, 0)] if len(cap_sizes) else 0,
-                                         NO_CAPTION_FILE)
-        table.caption_stamp[:] = np.where(present, cap_stamps[np.maximum(found, 0)] if len(cap_stamps) else 0, 0)
+        at = np.maximum(found, 0)
+        table.caption_size[:] = np.where(present, captions.sizes[at] if len(captions) else 0, NO_CAPTION_FILE)
+        table.caption_stamp[:] = np.where(present, captions.stamps[at] if len(captions) else 0, 0)
 
     old_rows = _match(old, table)
     known = old_rows >= 0
@@ -277,20 +275,38 @@ def refresh(backend: DataBackend, context: ScanContext, old: ImageTable | None, 
                    seconds=time.perf_counter() - started)
 
 
-def _split(listing: FileListing, extensions: frozenset[str]) -> tuple[FileListing, FileListing]:
-    """The listing's images and its caption files."""
-    if not listing.paths:
-        return listing, listing
-    kinds = [p.rpartition(".")[2].lower() for p in listing.paths]
-    pick = [k in extensions for k in kinds]
-    texts = [k == "txt" for k in kinds]
+@attrs.frozen(eq=False)
+class _Files:
+    """Part of a listing: paths, with sizes and stamps as arrays."""
 
-    def part(mask: list[bool]) -> FileListing:
-        return FileListing(paths=[p for p, m in zip(listing.paths, mask, strict=True) if m],
-                           sizes=[s for s, m in zip(listing.sizes, mask, strict=True) if m],
-                           stamps=[s for s, m in zip(listing.stamps, mask, strict=True) if m])
+    paths: list[str]
+    sizes: np.ndarray  # int64
+    stamps: np.ndarray  # int64
 
-    return part(pick), part(texts)
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _split(listing: FileListing, extensions: frozenset[str]) -> tuple[_Files, _Files]:
+    """The listing's images and its caption files (by extension, whatever its case)."""
+    paths = listing.paths
+    kinds = [p.rpartition(".")[2].lower() for p in paths]
+    sizes = np.asarray(listing.sizes, dtype=np.int64)
+    stamps = np.asarray(listing.stamps, dtype=np.int64)
+
+    def part(mask: list[bool]) -> _Files:
+        pick = np.array(mask, dtype=bool)
+        return _Files(list(itertools.compress(paths, mask)), sizes[pick] if len(pick) else sizes,
+                      stamps[pick] if len(pick) else stamps)
+
+    return part(list(map(extensions.__contains__, kinds))), part(list(map("txt".__eq__, kinds)))
+
+
+def _caption_rows(images: list[str], captions: list[str]) -> np.ndarray:
+    """For each image, the row of its caption file (:func:`caption_file`) in ``captions``; -1 when it has none."""
+    stems = {path[:-4]: row for row, path in enumerate(captions) if path.endswith(".txt")}
+    image_stems = [path.rpartition(".")[0] for path in images]  # every image path has its extension
+    return np.fromiter(map(stems.get, image_stems, itertools.repeat(-1)), dtype=np.int64, count=len(images))
 
 
 def _match(old: ImageTable | None, table: ImageTable) -> np.ndarray:

@@ -12,6 +12,44 @@ from simpletuner.core.interfaces import DataBackend
 from simpletuner.core.interfaces.data_backend import FileListing
 
 
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def _stat_all(folder: str, names: list[str]) -> list[os.stat_result | None]:
+    """``os.stat`` of each of ``names`` in ``folder`` (None for one removed meanwhile), relative to the open folder
+    where the platform allows: the kernel then resolves one name, not the whole path, per file."""
+    stat = os.stat
+    found: list[os.stat_result | None] = []
+    if stat not in os.supports_dir_fd:
+        for name in names:
+            try:
+                found.append(stat(os.path.join(folder, name)))
+            except FileNotFoundError:
+                found.append(None)
+        return found
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        for name in names:
+            try:
+                found.append(stat(name, dir_fd=descriptor))
+            except FileNotFoundError:
+                found.append(None)
+    finally:
+        os.close(descriptor)
+    return found
+
+
+def _sorted_listing(paths: list[str], sizes: list[int], stamps: list[int]) -> tuple[list[str], list[int], list[int]]:
+    """The three columns ordered by path. Folders are walked in order and each one's names sorted, so the paths
+    are mostly in order already (not always: ``a-b/x`` sorts before ``a/x``) and this is mostly a check."""
+    if all(map(str.__lt__, paths, paths[1:])):
+        return paths, sizes, stamps
+    order = sorted(range(len(paths)), key=paths.__getitem__)
+    return ([paths[i] for i in order], [sizes[i] for i in order] if sizes else sizes,
+            [stamps[i] for i in order] if stamps else stamps)
+
+
 class LocalDataBackend(DataBackend):
     """A :class:`DataBackend` rooted at a folder; paths may not leave it.
 
@@ -34,46 +72,54 @@ class LocalDataBackend(DataBackend):
 
     def list(self, prefix: str = "", extensions: Iterable[str] | None = None) -> list[str]:
         """Files under ``prefix``, recursively, sorted; hidden files and folders are skipped."""
-        return [path for path, _ in self._walk(prefix, extensions)]
+        return _sorted_listing([lead + name for _, lead, names in self._walk(prefix, extensions) for name in names],
+                               [], [])[0]
 
     def list_stamped(self, prefix: str = "", extensions: Iterable[str] | None = None) -> FileListing:
         """:meth:`list` with each file's size and modification time (ns): one ``stat`` per file, nothing read."""
-        paths, sizes, stamps = [], [], []
-        for path, entry in self._walk(prefix, extensions):
-            try:
-                stat = entry.stat()
-            except FileNotFoundError:  # removed while listing
-                continue
-            paths.append(path)
-            sizes.append(stat.st_size)
-            stamps.append(stat.st_mtime_ns)
+        paths: list[str] = []
+        sizes: list[int] = []
+        stamps: list[int] = []
+        for folder, lead, names in self._walk(prefix, extensions):
+            for name, info in zip(names, _stat_all(folder, names), strict=True):
+                if info is None:  # removed while listing
+                    continue
+                paths.append(lead + name)
+                sizes.append(info.st_size)
+                stamps.append(info.st_mtime_ns)
+        paths, sizes, stamps = _sorted_listing(paths, sizes, stamps)
         return FileListing(paths=paths, sizes=sizes, stamps=stamps)
 
-    def _walk(self, prefix: str, extensions: Iterable[str] | None) -> list[tuple[str, os.DirEntry[str]]]:
-        """(relative path, directory entry) of the files under ``prefix``, sorted by path."""
+    def _walk(self, prefix: str, extensions: Iterable[str] | None) -> list[tuple[str, str, list[str]]]:
+        """(folder, its relative path with a trailing ``/``, names of its files) of every folder under
+        ``prefix``, folders and names in order; hidden files and folders are skipped, links to folders are not
+        followed (nor listed), as by ``os.walk``."""
         wanted = {e.lower().lstrip(".") for e in extensions} if extensions is not None else None
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return []
-        found: list[tuple[str, os.DirEntry[str]]] = []
+        found: list[tuple[str, str, list[str]]] = []
         pending = [(str(base), base.relative_to(self.root).as_posix() if base != self.root else "")]
         while pending:
             folder, relative = pending.pop()
             try:
-                entries = list(os.scandir(folder))
+                entries = sorted(os.scandir(folder), key=_name)
             except (FileNotFoundError, NotADirectoryError):
                 continue
+            lead = f"{relative}/" if relative else ""
+            names: list[str] = []
+            subfolders = []
             for entry in entries:
                 name = entry.name
                 if name.startswith("."):
                     continue
-                path = f"{relative}/{name}" if relative else name
                 if entry.is_dir():
-                    if not entry.is_symlink():  # links to folders are not followed (nor listed), as by os.walk
-                        pending.append((entry.path, path))
-                elif wanted is None or name.rsplit(".", 1)[-1].lower() in wanted:
-                    found.append((path, entry))
-        found.sort(key=lambda item: item[0])
+                    if not entry.is_symlink():
+                        subfolders.append((entry.path, lead + name))
+                elif wanted is None or name.rpartition(".")[2].lower() in wanted:
+                    names.append(name)
+            found.append((folder, lead, names))
+            pending += reversed(subfolders)
         return found
 
     def read(self, path: str) -> bytes:
