@@ -14,7 +14,8 @@
   let total = null;
   let active = false;
   let announced = null; // the job whose start the message under Start reports
-  let logOffset = 0; // the byte of the shown job's log up to which the log panel shows it
+  let logJob = null; // the job whose log the log panel shows
+  let logOffset = 0; // the byte of that job's log up to which the panel shows it
   let images = []; // validation images of the job shown, oldest step first
   let steps = []; // their distinct steps
   let viewing = -1; // index in `images` of the image open in the viewer
@@ -152,8 +153,11 @@
     if (!result.ok) return;
     const job = result.data;
     showJob(job);
-    showLog(job.log_tail || []);
-    logOffset = job.log_offset || 0;
+    if (logJob !== job.id) {  // the tail once per job shown; the event stream brings the rest
+      logJob = job.id;
+      showLog(job.log_tail || []);
+      logOffset = job.log_offset || 0;
+    }
     $("run-dir").textContent = job.run_dir || "";
     $("run-folder").hidden = !job.run_dir;
     $("st-executor").textContent = job.executor + (job.executor_ref && job.executor !== "local" ? " (" + job.executor_ref + ")" : "");
