@@ -12,32 +12,32 @@ from simpletuner.core.interfaces import DataBackend
 from simpletuner.core.interfaces.data_backend import FileListing
 
 
-def _name(entry: os.DirEntry[str]) -> str:
-    return entry.name
-
-
-def _stat_all(folder: str, names: list[str]) -> list[os.stat_result | None]:
-    """``os.stat`` of each of ``names`` in ``folder`` (None for one removed meanwhile), relative to the open folder
+def _stat_all(folder: str, names: list[str]) -> tuple[list[str], list[os.stat_result]]:
+    """``os.stat`` of each of ``names`` in ``folder``, less the files removed meanwhile, relative to the open folder
     where the platform allows: the kernel then resolves one name, not the whole path, per file."""
     stat = os.stat
-    found: list[os.stat_result | None] = []
-    if stat not in os.supports_dir_fd:
-        for name in names:
-            try:
-                found.append(stat(os.path.join(folder, name)))
-            except FileNotFoundError:
-                found.append(None)
-        return found
-    descriptor = os.open(folder, os.O_RDONLY)
+    kept: list[str] = []
+    found: list[os.stat_result] = []
+    relative = stat in os.supports_dir_fd
+    try:
+        descriptor = os.open(folder, os.O_RDONLY) if relative else None
+    except (FileNotFoundError, NotADirectoryError):  # the folder was removed since it was listed
+        return kept, found
     try:
         for name in names:
             try:
-                found.append(stat(name, dir_fd=descriptor))
+                found.append(stat(name, dir_fd=descriptor) if relative else stat(os.path.join(folder, name)))
             except FileNotFoundError:
-                found.append(None)
+                continue
+            kept.append(name)
     finally:
-        os.close(descriptor)
-    return found
+        if descriptor is not None:
+            os.close(descriptor)
+    return kept, found
+
+
+#: Per folder: its path, its relative path with a trailing ``/`` (empty for the root) and its files' names.
+Folders = list[tuple[str, str, list[str]]]
 
 
 def _sorted_listing(paths: list[str], sizes: list[int], stamps: list[int]) -> tuple[list[str], list[int], list[int]]:
@@ -81,16 +81,14 @@ class LocalDataBackend(DataBackend):
         sizes: list[int] = []
         stamps: list[int] = []
         for folder, lead, names in self._walk(prefix, extensions):
-            for name, info in zip(names, _stat_all(folder, names), strict=True):
-                if info is None:  # removed while listing
-                    continue
-                paths.append(lead + name)
-                sizes.append(info.st_size)
-                stamps.append(info.st_mtime_ns)
+            names, infos = _stat_all(folder, names)
+            paths += [lead + name for name in names]
+            sizes += [info.st_size for info in infos]
+            stamps += [info.st_mtime_ns for info in infos]
         paths, sizes, stamps = _sorted_listing(paths, sizes, stamps)
         return FileListing(paths=paths, sizes=sizes, stamps=stamps)
 
-    def _walk(self, prefix: str, extensions: Iterable[str] | None) -> list[tuple[str, str, list[str]]]:
+    def _walk(self, prefix: str, extensions: Iterable[str] | None) -> Folders:
         """(folder, its relative path with a trailing ``/``, names of its files) of every folder under
         ``prefix``, folders and names in order; hidden files and folders are skipped, links to folders are not
         followed (nor listed), as by ``os.walk``."""
@@ -98,12 +96,12 @@ class LocalDataBackend(DataBackend):
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return []
-        found: list[tuple[str, str, list[str]]] = []
+        found: Folders = []
         pending = [(str(base), base.relative_to(self.root).as_posix() if base != self.root else "")]
         while pending:
             folder, relative = pending.pop()
             try:
-                entries = sorted(os.scandir(folder), key=_name)
+                entries = list(os.scandir(folder))
             except (FileNotFoundError, NotADirectoryError):
                 continue
             lead = f"{relative}/" if relative else ""
@@ -118,8 +116,9 @@ class LocalDataBackend(DataBackend):
                         subfolders.append((entry.path, lead + name))
                 elif wanted is None or name.rpartition(".")[2].lower() in wanted:
                     names.append(name)
+            names.sort()
             found.append((folder, lead, names))
-            pending += reversed(subfolders)
+            pending += sorted(subfolders, reverse=True)
         return found
 
     def read(self, path: str) -> bytes:
