@@ -178,8 +178,10 @@ def test_the_lycoris_config_is_a_form_with_presets(live: LiveUi, browser: Browse
                                         "apply_preset": {"target_module": ["FluxTransformerBlock"],
                                                          "module_algo_map": {"Attention": {"factor": 8}}}}))
     open_config(page, live, "lyco", "Model")
+    expect(page.locator("details.lycoris-form")).not_to_have_attribute("open", "")  # a standard LoRA for now
     page.get_by_label("LoRA type").select_option("lycoris")
-    page.get_by_text("LyCORIS settings: lokr").click()
+    expect(page.get_by_text("LyCORIS settings: lokr")).to_be_visible()
+    expect(page.locator("details.lycoris-form")).to_have_attribute("open", "")  # opened by choosing LyCORIS
     expect(page.get_by_label("Factor (LoKr)")).to_have_value("16")
     expect(page.get_by_label("Target modules")).to_have_value("FluxTransformerBlock")
     advanced = json.loads(page.get_by_label("Other keys (JSON)").input_value())
@@ -250,6 +252,9 @@ def test_privileged_options_show_their_approval(live: LiveUi, browser: Browser, 
     expect(researcher.locator("#opt-post_checkpoint_script")).to_be_disabled()  # nor change it
     expect(researcher.locator("#appr-post_upload_script")).to_contain_text("only users allowed to set privileged")
     expect(researcher.locator("#config-approval")).to_contain_text("post_checkpoint_script")
+    researcher.set_viewport_size(PHONE)
+    assert researcher.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+    screenshot(researcher, shots, "phone-config-approval-waiting")
 
     context = browser.new_context(viewport=DESKTOP, storage_state=admin_state)
     admin = context.new_page()
@@ -273,9 +278,12 @@ def test_privileged_options_show_their_approval(live: LiveUi, browser: Browser, 
     no_serious_violations(admin, watcher)
     screenshot(admin, shots, "config-approval-approved-dark")
     context.close()
-
+    researcher.set_viewport_size(PHONE)
     researcher.reload()
     researcher.get_by_role("tab", name="Validations & Output").click()
     expect(researcher.locator("#appr-post_checkpoint_script")).to_contain_text("Approved by root")
+    assert researcher.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+    screenshot(researcher, shots, "phone-config-approval")
+
     assert api(researcher, "POST", "/api/training/start", {"environment": "hers"})[0] == 202
     researcher_context.close()

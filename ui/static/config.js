@@ -112,15 +112,17 @@
   function showErrors(fieldErrors, errors) {
     document.querySelectorAll(".field-error").forEach((node) => say(node, "", false));
     document.querySelectorAll("[role=tab]").forEach((tab) => tab.classList.remove("error"));
+    const mark = (node, text) => {
+      say(node, text, true);
+      const panel = node.closest("[role=tabpanel]");
+      document.getElementById("tab-" + panel.dataset.section).classList.add("error");
+    };
     Object.entries(fieldErrors || {}).forEach(([key, messages]) => {
       const node = document.getElementById("err-" + key);
-      if (node) {
-        say(node, messages.join("; "), true);
-        const panel = node.closest("[role=tabpanel]");
-        document.getElementById("tab-" + panel.dataset.section).classList.add("error");
-      } else (errors = errors || []).push(key + ": " + messages.join("; "));
+      if (node) mark(node, messages.join("; "));
+      else (errors = errors || []).push(key + ": " + messages.join("; "));
     });
-    localErrors.forEach((text, key) => say("err-" + key, text, true));
+    localErrors.forEach((text, key) => mark(document.getElementById("err-" + key), text));
     say("config-errors", (errors || []).join("\n"), true);
   }
 

@@ -60,6 +60,7 @@
         node.append(" ", button);
       } else node.append(" ", el("a", { href: "/environments", text: "See the Environments page" }));
     }
+    if (approvals.on_change === "refused") node.append(" Only users allowed to set privileged values can change it.");
     return node;
   }
 

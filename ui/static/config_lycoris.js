@@ -35,12 +35,19 @@
     return Array.isArray(value) ? value.join(", ") : String(value);
   }
 
+  // Choosing the LyCORIS adapter opens its settings.
+  document.addEventListener("change", (event) => {
+    if (event.target.id === "opt-lora_type" && event.target.value === "lycoris") {
+      document.querySelectorAll("details.lycoris-form").forEach((details) => { details.open = true; });
+    }
+  });
+
   editors.lycoris = function (opt, value, ctx) {
     const { el, api, say, message } = ST;
     const path = el("input", { id: ctx.id, name: opt.key, type: "text", value: value === null || value === undefined ? "" : String(value),
       "aria-describedby": ctx.describedBy, disabled: !ctx.canEdit });
     path.addEventListener("input", ctx.onEdit);
-    const summary = el("summary", { text: "LyCORIS settings" });
+    const summary = el("summary", { text: "LyCORIS settings (used when the LoRA type is lycoris)" });
     const body = el("div", { class: "lycoris-body" }, el("p", { class: "muted", text: "Loading the LyCORIS config…" }));
     const details = el("details", { class: "lycoris-form", open: ctx.values.lora_type === "lycoris" }, summary, body);
 
