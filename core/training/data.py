@@ -7,7 +7,7 @@ and its caption's), and the jobs of caching are made only for the entries found 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,10 @@ import numpy as np
 
 from simpletuner.core.config.datasets import DatasetEntry, default_text_embeds
 from simpletuner.core.datasets.cache_store import CacheStore
-from simpletuner.core.datasets.scan import ScannedDataset
+from simpletuner.core.datasets.scan import IndexFile, ScannedDataset
 from simpletuner.core.datasets.storage import DatasetStorage
-from simpletuner.core.training.caching import LatentJob, TextJob, latent_key_column, text_key_column, text_keys
+from simpletuner.core.training.caching import LatentJob, TextJob, text_key_column, text_keys
+from simpletuner.core.training.key_store import latent_keys_of
 from simpletuner.core.training.sampler import DatasetPlan, EpochPlanner
 
 
@@ -97,8 +98,10 @@ def build_training_data(
     seed: int,
     oversubscribe: bool,
     accumulation: int = 1,
+    index_for: Callable[[DatasetEntry], IndexFile | None] | None = None,
 ) -> TrainingData:
-    """Attach cache stores and keys to the scanned datasets and plan their batches.
+    """Attach cache stores and keys to the scanned datasets and plan their batches (latent keys are kept beside
+    each dataset's index, where ``index_for`` names one: :mod:`simpletuner.core.training.key_store`).
 
     Latents go to each dataset's ``cache_dir_vae`` (``cache_root/vae/<id>`` when unset); embeddings to the
     ``cache_dir`` of the dataset's text_embeds entry (``cache_root/text/<id>`` when unset); see
@@ -122,7 +125,8 @@ def build_training_data(
         # keyed by the captions' digests from the index: no caption file is read unless its embedding is missing
         caption_digests = dataset.table.caption_digest[dataset.rows]
         caches.append(DatasetCaches(dataset, CacheStore(storage.latents(entry, cache_root)),
-                                    latent_key_column(dataset, vae_source), text_store(entry),
+                                    latent_keys_of(dataset, vae_source, index_for(entry) if index_for else None),
+                                    text_store(entry),
                                     text_key_column(caption_digests, text_key)))
     first_store = text_store(scanned[0].entry)
     empty = TextJob(_empty_caption, first_store, text_key(hashlib.sha256(b"").hexdigest()))

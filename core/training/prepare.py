@@ -89,6 +89,7 @@ def prepare_data(loaded: LoadedEnvironment, workspace: Workspace, registry: Regi
             vae_source=resolved.vae_source, text_source=resolved.pretrained, family=resolved.family,
             batch_size=core.train_batch_size, world_size=world_size, seed=seed,
             oversubscribe=core.allow_dataset_oversubscription, accumulation=core.gradient_accumulation_steps,
+            index_for=index_for,
         )
     for warning in data.planner.check_sizes():
         logger.warning(warning)
