@@ -195,12 +195,15 @@ class Missing:
 
 
 def missing_latents(caches: Sequence[DatasetCaches], threads: int = 4, record: bool = True) -> Missing:
-    """The latent jobs whose cache entry is absent or damaged, each store checked once over its key column
-    (``record``: note what was verified in the manifests)."""
+    """The latent jobs whose cache entry is absent or damaged, one per missing key (identical images placed alike
+    share one), each store checked once over its key column (``record``: note what was verified in the
+    manifests)."""
     jobs = []
     for dataset in caches:
         valid = dataset.latent_store.valid_digests(dataset.latent_keys, threads=threads, record=record)
-        jobs += [dataset.latent_job(int(i)) for i in np.flatnonzero(~valid)]
+        missing = np.flatnonzero(~valid)
+        _, first = np.unique(dataset.latent_keys[missing], return_index=True)
+        jobs += [dataset.latent_job(int(i)) for i in missing[np.sort(first)]]
     return Missing(jobs, sum(len(d.latent_keys) for d in caches))
 
 
