@@ -62,6 +62,8 @@ def test_prompt_library_problems_name_the_prompt_and_save_nothing(ui: UiServer, 
 def test_the_lycoris_view_has_its_form_and_a_check_that_writes_nothing(ui: UiServer, admin: Client) -> None:
     assert admin.post("/api/environments", {"name": "lyco", "example": "flux-lora"}).status_code == 201
     view = admin.get("/api/environments/lyco/lycoris").json
+    assert view["shown_file"] == "configs/lyco/lycoris_config.json"
+    assert view["file"] == str(ui.workspace.configs_dir / "lyco" / "lycoris_config.json")
     fields = {field["key"]: field for field in view["form"]}
     assert fields["algo"]["required"] and "lokr" in fields["algo"]["choices"]
     assert fields["factor"]["algorithms"] == ["lokr"]

@@ -53,8 +53,9 @@ def _problems(lycoris: dict[str, Any]) -> list[str]:
 
 
 class EnvironmentLycoris(Resource):
-    """``GET /api/environments/{name}/lycoris``: the environment's LyCORIS config (null when it has none), the
-    presets for its family and the ``form`` that edits it; ``PUT`` ``{"config": {...}}`` checks it as training will
+    """``GET /api/environments/{name}/lycoris``: the environment's LyCORIS config (null when it has none), its
+    ``file`` (and as ``shown_file`` relative to the workspace when inside it), the presets for its family and the
+    ``form`` that edits it; ``PUT`` ``{"config": {...}}`` checks it as training will
     and writes ``lycoris_config.json`` in the environment's folder (422 with every problem, nothing written)."""
 
     permissions = {"GET": "config.view", "PUT": "config.edit"}
@@ -67,7 +68,8 @@ class EnvironmentLycoris(Resource):
         except ConfigError as exc:
             raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
         family = config.core.model_family if config is not None else None
-        send_json(resp, {"file": str(path), "config": current if isinstance(current, dict) else None,
+        send_json(resp, {"file": str(path), "shown_file": _shown(self, path),
+                         "config": current if isinstance(current, dict) else None,
                          "presets": lycoris_presets(_block_classes(self.ctx.registry, family)),
                          "form": lycoris_form()})
 
@@ -99,6 +101,13 @@ class LycorisValidate(Resource):
         get_environment(self, name)
         problems = _problems(_posted_config(self, req))
         send_json(resp, {"ok": not problems, "errors": problems})
+
+
+def _shown(resource: Resource, path: Path) -> str:
+    """A path as a person reads it: relative to the workspace when inside it."""
+    root = resource.ctx.workspace.root.resolve()
+    resolved = path.resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
 
 
 def _block_classes(registry, family: str | None) -> tuple[str, ...]:  # type: ignore[no-untyped-def]

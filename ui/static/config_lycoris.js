@@ -162,7 +162,8 @@
       state.advanced.addEventListener("input", edited);
       state.errors = el("p", { class: "field-error", id: "lyco-errors", role: "alert", hidden: true });
       body.replaceChildren(
-        el("p", { class: "help", text: view.config ? "Written to " + view.file + "." : "No LyCORIS config yet: choose a preset to start one (written to " + view.file + ")." }),
+        el("p", { class: "help", text: view.config ? "Written to " + view.shown_file + "."
+          : "No LyCORIS config yet: choose a preset to start one (written to " + view.shown_file + ")." }),
         el("div", { class: "lyco-field" }, el("label", { for: "lyco-preset", text: "Start from a preset" }), preset, presetHelp),
         el("div", { class: "lyco-fields" }, view.form.map(fieldFor)),
         el("div", { class: "lyco-field" }, el("label", { for: "lyco-advanced", text: "Other keys (JSON)" }), state.advanced,
