@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -112,6 +113,12 @@ def _guard_connections(client: Any, policy: OutboundPolicy) -> None:
     pools.update(http=guarded(awsrequest.AWSHTTPConnectionPool), https=guarded(awsrequest.AWSHTTPSConnectionPool))
 
 
+#: Listing entries of objects, the prefixes of folders, and (relative path, listing entry) pairs.
+Entries = list[dict[str, Any]]
+Prefixes = list[str]
+Found = list[tuple[str, dict[str, Any]]]
+
+
 class S3DataBackend(DataBackend):
     """A :class:`DataBackend` over the keys under one prefix of a bucket.
 
@@ -166,27 +173,55 @@ class S3DataBackend(DataBackend):
                            sizes=[int(item.get("Size", -1)) for _, item in found],
                            stamps=[_stamp(item) for _, item in found])
 
-    def _objects(self, prefix: str, extensions: Iterable[str] | None) -> list[tuple[str, dict[str, Any]]]:
-        """(relative path, listing entry) of the objects under ``prefix``, page after page."""
+    def _objects(self, prefix: str, extensions: Iterable[str] | None) -> Found:
+        """(relative path, listing entry) of the objects under ``prefix``.
+
+        S3 answers a listing 1,000 keys at a time, each page asking for the next, so a million keys under one
+        listing take a thousand requests in a row. The folder is therefore listed one level deep first (its own
+        objects and its subfolders), then every subfolder is listed whole in parallel, with as many requests in
+        flight as the backend has connections. Only a folder holding its objects directly, with no subfolders,
+        is listed page after page."""
         wanted = {e.lower().lstrip(".") for e in extensions} if extensions is not None else None
         start = len(self.base) + 1 if self.base else 0
-        found = []
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
-                                                                          Prefix=self._folder(prefix))
-            for page in pages:
-                for item in page.get("Contents", ()):
-                    relative = item["Key"][start:]
-                    if not relative or relative.endswith("/"):  # "folder" marker objects
-                        continue
-                    if any(part.startswith(".") for part in relative.split("/")):
-                        continue
-                    if wanted is not None and relative.rsplit(".", 1)[-1].lower() not in wanted:
-                        continue
-                    found.append((relative, item))
+            items, folders = self._level(self._folder(prefix))
+            while not items and len(folders) == 1:  # a lone subfolder: look inside it for folders to share out
+                items, folders = self._level(folders[0])
+            if folders:
+                workers = max(1, min(len(folders), self.options.aws_max_pool_connections))
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    for listed in pool.map(self._everything, folders):
+                        items += listed
         except Exception as exc:
             raise self._explain(exc, "listing") from None
+        found: Found = []
+        for item in items:
+            relative = item["Key"][start:]
+            if not relative or relative.endswith("/"):  # "folder" marker objects
+                continue
+            if any(part.startswith(".") for part in relative.split("/")):
+                continue
+            if wanted is not None and relative.rsplit(".", 1)[-1].lower() not in wanted:
+                continue
+            found.append((relative, item))
         return found
+
+    def _pages(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return iter(self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, **params))
+
+    def _level(self, folder: str) -> tuple[Entries, Prefixes]:
+        """The objects directly in ``folder`` and the prefixes of its subfolders (hidden ones left out)."""
+        items: Entries = []
+        folders: Prefixes = []
+        for page in self._pages(Prefix=folder, Delimiter="/"):
+            items += page.get("Contents", ())
+            folders += [sub["Prefix"] for sub in page.get("CommonPrefixes", ())
+                        if not sub["Prefix"][len(folder):].startswith(".")]
+        return items, folders
+
+    def _everything(self, folder: str) -> Entries:
+        """Every object under ``folder``, page after page."""
+        return [item for page in self._pages(Prefix=folder) for item in page.get("Contents", ())]
 
     def read(self, path: str) -> bytes:
         """The object's bytes; ``FileNotFoundError`` if absent."""

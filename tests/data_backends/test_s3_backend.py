@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -84,6 +86,46 @@ def test_listing_pages_past_1000_keys(s3_endpoint: str, bucket: str, s3_client: 
     found = store.list(extensions={"png"})
     assert found == [key.removeprefix("many/") for key in keys]
     assert len(calls) == 2  # S3 answers at most 1000 keys per request: the second page was asked for
+
+
+@pytest.mark.timeout(60)
+def test_folders_are_listed_in_parallel_with_the_same_result(s3_endpoint: str, bucket: str, s3_client: Any) -> None:
+    keys = [f"tree/top-{i}.png" for i in range(3)] + ["tree/.hidden/x.png", "tree/a/.b/y.png", "tree/marker/"]
+    keys += [f"tree/shard-{s:02d}/{i:03d}.{ext}" for s in range(12) for i in range(25) for ext in ("png", "txt")]
+    keys += [f"tree/shard-03/deeper/{i}.png" for i in range(5)] + ["tree-sibling/z.png"]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda key: s3_client.put_object(Bucket=bucket, Key=key, Body=key.encode()), keys))
+    store = backend(s3_endpoint, bucket, "tree")
+    prefixes: list[str] = []
+    in_flight, most = [0], [0]
+    lock = threading.Lock()
+
+    def started(params: dict[str, Any], **kwargs: Any) -> None:
+        with lock:
+            prefixes.append(params["Prefix"] + ("|" if params.get("Delimiter") else ""))
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        time.sleep(0.05)  # long enough for the other listings to be under way too
+
+    def finished(**kwargs: Any) -> None:
+        with lock:
+            in_flight[0] -= 1
+
+    store.client.meta.events.register("before-parameter-build.s3.ListObjectsV2", started)
+    store.client.meta.events.register("after-call.s3.ListObjectsV2", finished)
+    listing = store.list_stamped(extensions={"png", "txt"})
+    expected = sorted(k.removeprefix("tree/") for k in keys
+                      if k.startswith("tree/") and not k.endswith("/") and "/." not in k)
+    assert listing.paths == expected and listing.sizes == [len(f"tree/{p}") for p in expected]
+    # one look at the folder's first level, then each visible subfolder whole (a folder marker's too), several at
+    # once
+    shards = [f"tree/shard-{s:02d}/" for s in range(12)]
+    assert sorted(prefixes) == sorted(["tree/|", "tree/a/", "tree/marker/", *shards])
+    assert most[0] > 1
+
+    lone = backend(s3_endpoint, bucket, "tree/shard-03")
+    assert lone.list() == sorted([f"{i:03d}.{e}" for i in range(25) for e in ("png", "txt")]
+                                 + [f"deeper/{i}.png" for i in range(5)])
 
 
 def test_a_failing_request_is_retried_by_botocore(s3_endpoint: str, bucket: str) -> None:

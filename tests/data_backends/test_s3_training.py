@@ -49,10 +49,10 @@ def test_caches_in_the_bucket_are_reused_by_the_next_run(workspace: Workspace, t
     assert first.encoder_calls["latents"] > 0 and first.encoder_calls["text"] > 0
     latents = keys_under(s3_client, bucket, "pets/cache/vae/")
     assert len([key for key in latents if key.endswith(".safetensors")]) == 6
-    # beside them, the cache's manifest and the dataset's index: a restart lists the bucket instead of reading
-    # every image and cache object again
+    # beside them, the cache's manifest and the dataset's index with its latent keys: a restart lists the bucket
+    # instead of reading every image and cache object again
     indexes = [key for key in latents if key.startswith("pets/cache/vae/dataset-index/")]
-    assert len(indexes) == 1 and indexes[0].endswith(".npz")
+    assert len(indexes) == 2 and indexes[1] == indexes[0].replace(".latent-keys.npz", ".npz")
     assert [key for key in latents if not key.endswith(".safetensors")] == ["pets/cache/vae/cache-manifest.npz",
                                                                             *indexes]
     texts = keys_under(s3_client, bucket, "pets/cache/text/")
@@ -62,7 +62,7 @@ def test_caches_in_the_bucket_are_reused_by_the_next_run(workspace: Workspace, t
 
     second = _train(workspace, "s3run")
     assert second.encoder_calls == {"text": 0, "latents": 0}
-    assert len(keys_under(s3_client, bucket, "pets/")) == 6 * 2 + 8 + 8  # images, captions, caches: nothing new
+    assert len(keys_under(s3_client, bucket, "pets/")) == 6 * 2 + 9 + 8  # images, captions, caches: nothing new
 
 
 def test_unset_cache_prefixes_keep_the_caches_on_this_machine(workspace: Workspace, tiny_flux: Path,
