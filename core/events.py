@@ -11,7 +11,8 @@ Types and their fields:
     ``steps_per_epoch``, ``resumed_from`` (the checkpoint folder resumed, or null), ``start_step``.
 ``datasets_scanned``
     ``datasets``: list of ``{"id", "images", "skipped": {reason: count}, "skipped_examples": [path, ...]}``;
-    ``buckets``: ``{"WIDTHxHEIGHT": images}``; ``dropped``: ``{"dataset/bucket": samples left out of full batches}``.
+    ``buckets``: ``{"WIDTHxHEIGHT": images}``; ``dropped``: ``{"dataset/bucket": samples left out of full batches}``;
+    ``bookkeeping_bytes``: memory held for the run's per-image facts (index tables, placements, cache keys, plan).
 ``cache_progress``
     ``kind`` (``latents`` or ``text``), ``done``, ``total``: while encoding (at most about 100 per kind).
 ``cache_ready``

@@ -154,6 +154,10 @@ class ScannedDataset:
         return tuple(Skipped(self.entry.id, self.table.paths[int(r)], SKIP_REASONS[self.reasons[r]])
                      for r in np.flatnonzero(self.reasons))
 
+    def skipped_paths(self, limit: int) -> list[str]:
+        """The paths of the first ``limit`` images left out."""
+        return [self.table.paths[int(r)] for r in np.flatnonzero(self.reasons)[:limit]]
+
     def skip_counts(self) -> dict[str, int]:
         """Images left out, by reason."""
         counts = np.bincount(self.reasons, minlength=len(SKIP_REASONS))

@@ -75,9 +75,9 @@ class TrainingData:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of per-sample bookkeeping held: index tables, placements, cache keys and bucket codes."""
-        return int(sum(d.nbytes for d in self.datasets) + sum(c.nbytes for c in self.caches)
-                   + sum(p.bucket.nbytes for p in self.planner.datasets))
+        """Bytes of per-image bookkeeping held for the run: index tables, placements, cache keys and the epoch plan
+        (the planner's bucket codes are the placements' own array)."""
+        return int(sum(d.nbytes for d in self.datasets) + sum(c.nbytes for c in self.caches) + self.planner.nbytes)
 
 
 def _empty_caption() -> str:

@@ -98,9 +98,9 @@ def prepare_data(loaded: LoadedEnvironment, workspace: Workspace, registry: Regi
     events.emit(
         "datasets_scanned",
         datasets=[{"id": d.entry.id, "images": len(d.samples), "skipped": d.skip_counts(),
-                   "skipped_examples": [s.path for s in d.skipped[:20]],
+                   "skipped_examples": d.skipped_paths(20),
                    "read": d.refreshed.read_images if d.refreshed else None,
                    "scan_s": round(d.refreshed.seconds, 3) if d.refreshed else None} for d in scanned],
-        buckets=bucket_counts(scanned), dropped=dict(data.planner.dropped),
+        buckets=bucket_counts(scanned), dropped=dict(data.planner.dropped), bookkeeping_bytes=data.nbytes,
     )
     return data

@@ -247,6 +247,11 @@ class EpochPlanner:
             samples[mine] = batches[: int(mine.sum())]
         return EpochPlan(self.datasets, dataset, samples)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the kept epoch plan."""
+        return self._last[1].nbytes if self._last is not None else 0
+
     def batches_per_epoch(self) -> int:
         """Global batches in an epoch (the same every epoch); raises when there are none."""
         count = len(self.epoch(0))
