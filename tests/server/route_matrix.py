@@ -19,6 +19,8 @@ from typing import Any
 import attrs
 import falcon.testing
 
+from simpletuner.core.atomic import atomic_write_json
+from simpletuner.core.config.snapshot import RUN_CONFIG_FILE, SNAPSHOT_FORMAT
 from simpletuner.core.environments import EnvironmentStore
 from simpletuner.core.training.run_folders import create_run_folder
 from simpletuner.core.workspace import Workspace
@@ -206,7 +208,9 @@ class Targets:
         job = Job.create(environment=self.template_env, owner=owner, owner_name=owner.username, status="completed",
                          output_dir=str(output), created_at=self.now, ended_at=self.now, step=1, total_steps=1)
         run = create_run_folder(output, self.template_env, job_id=job.id, now=self.now)
-        (run / "notes.txt").write_text("trained\n")
+        (run / "notes.txt").write_text("trained\n")  # and the record of its configuration:
+        atomic_write_json(run / RUN_CONFIG_FILE, {"format": SNAPSHOT_FORMAT, "environment": self.template_env,
+                                                  "settings": {}, "datasets": [], "lycoris_config": None})
         Job.update(run_dir=str(run)).where(Job.id == job.id).execute()
         return str(job.id)
 

@@ -43,9 +43,10 @@ PUBLIC_ROUTES = {
 }
 
 #: Query strings reads need to answer with content rather than 400 (the route table has no query parameters).
-READ_QUERIES = {
-    "/api/datasets/scan": "?path=shapes",
-    "/api/datasets/file": "?path=shapes/one.png",
+READ_QUERIES: dict[str, Callable[[Targets, User], str]] = {
+    "/api/datasets/scan": lambda targets, owner: "?path=shapes",
+    "/api/datasets/file": lambda targets, owner: "?path=shapes/one.png",
+    "/api/jobs/compare": lambda targets, owner: f"?a={targets.job(owner)}&b={targets.job(owner)}",
 }
 
 
@@ -126,7 +127,8 @@ def test_permission_matrix(matrix: Matrix, case: RouteCase, principal: Principal
     owner = matrix.owner(principal)
     path = matrix.targets.fill(case.template, owner)
     if case.method == "GET":
-        path += READ_QUERIES.get(case.template, "")
+        query = READ_QUERIES.get(case.template)
+        path += query(matrix.targets, owner) if query else ""
     make_body = BODIES.get((case.method, case.template))
     headers, body = json_body(case.method, make_body(matrix.targets, owner) if make_body else {})
     answer = send(matrix.server.app, case.method, path, headers | matrix.credentials(principal), body)
