@@ -85,6 +85,13 @@ def test_the_lycoris_view_has_its_form_and_a_check_that_writes_nothing(ui: UiSer
     assert viewer.get("/api/environments/lyco/lycoris").status_code == 200
     assert viewer.post("/api/environments/lyco/lycoris/validate", {"config": good}).status_code == 403
 
+    # a file that is not an object of settings is reported, never shown as "none yet" to be written over
+    stored = ui.workspace.configs_dir / "lyco" / "lycoris_config.json"
+    stored.write_text('["lokr", 8]')
+    broken = admin.get("/api/environments/lyco/lycoris")
+    assert broken.status_code == 422 and "holds a JSON list, not an object" in broken.json["description"]
+    assert stored.read_text() == '["lokr", 8]'
+
 
 def test_privileged_options_carry_their_approval_state(ui: UiServer, admin: Client) -> None:
     rita = ui.user(admin, "rita", ["researcher"])

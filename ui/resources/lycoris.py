@@ -67,9 +67,13 @@ class EnvironmentLycoris(Resource):
             current = read_json_file(path) if path.is_file() else None
         except ConfigError as exc:
             raise falcon.HTTPUnprocessableEntity(description="; ".join(exc.problems)) from None
+        if current is not None and not isinstance(current, dict):  # shown as broken, never silently replaced
+            raise falcon.HTTPUnprocessableEntity(
+                description=f"{_shown(self, path)} holds a JSON {type(current).__name__}, not an object of LyCORIS "
+                            "settings; fix the file, or delete it to start from a preset")
         family = config.core.model_family if config is not None else None
         send_json(resp, {"file": str(path), "shown_file": _shown(self, path),
-                         "config": current if isinstance(current, dict) else None,
+                         "config": current,
                          "presets": lycoris_presets(_block_classes(self.ctx.registry, family)),
                          "form": lycoris_form()})
 
