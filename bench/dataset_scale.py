@@ -1,14 +1,15 @@
 """How a run's start scales with the size of its dataset: launch → datasets scanned → caches ready → first step.
 
 For each dataset size it generates that many small images with captions (three aspect ratios, so three buckets),
-then trains the tiny demo family for one step twice in fresh processes: cold (nothing scanned or cached) and warm (a
-restart: index and caches complete). Each run is a ``simpletuner train`` subprocess; the times come from the moment
-it is started and the timestamps of its events, its peak RSS from the kernel's accounting of that process.
+then trains the tiny demo family for one step in fresh processes: once cold (nothing scanned or cached), then warm (a
+restart: index and caches complete) ``--repeats`` times, the sizes taking turns; the warm figures are the medians.
+Each run is a ``simpletuner train`` subprocess; the times come from the moment it is started and the timestamps of
+its events, its peak RSS from the kernel's accounting of that process.
 
-usage: python bench/dataset_scale.py [--images 200,2000] [--family pixart] [--pixels 64] [--keep DIR]
+usage: python bench/dataset_scale.py [--images 200,2000] [--family pixart] [--pixels 64] [--repeats 3] [--keep DIR]
 Prints one JSON line per run and a summary with the ratios the targets name (warm launch → first step and peak RSS
-of the largest size against the smallest; first-scan images per second) and the figures extrapolated to 1,000,000
-images from the per-image cost between the two sizes.
+of the largest size against the smallest; first-scan images per second), the memory the run holds per image for its
+bookkeeping, and the figures extrapolated to 1,000,000 images from the per-image cost between the two sizes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,10 +89,18 @@ def train_once(workspace: Path, name: str) -> dict[str, Any]:
         found = next(e for e in events if e["event"] == event and all(e.get(k) == v for k, v in match.items()))
         return round(found["time"] - launched, 3)
 
-    scanned = next(e for e in events if e["event"] == "datasets_scanned")["datasets"][0]
+    report = next(e for e in events if e["event"] == "datasets_scanned")
+    scanned = report["datasets"][0]
     return {"scanned_s": at("datasets_scanned"), "caches_ready_s": at("cache_ready", kind="latents"),
             "first_step_s": at("step"), "images": scanned["images"], "read": scanned.get("read"),
-            "scan_s": scanned.get("scan_s"), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+            "scan_s": scanned.get("scan_s"), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+            "bookkeeping_bytes_per_image": round(report["bookkeeping_bytes"] / max(1, scanned["images"]))}
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over ``runs``."""
+    return {key: statistics.median(run[key] for run in runs) if isinstance(runs[0][key], int | float) else runs[0][key]
+            for key in runs[0]}
 
 
 def main() -> None:
@@ -99,6 +109,7 @@ def main() -> None:
     parser.add_argument("--family", default="pixart")
     parser.add_argument("--pixels", type=int, default=64, help="training resolution (images are made to fit it)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--repeats", type=int, default=3, help="warm restarts per size (their median is compared)")
     args = parser.parse_args()
     sizes = [int(n) for n in args.images.split(",")]
 
@@ -109,23 +120,28 @@ def main() -> None:
     subprocess.run([str(SIMPLETUNER), "demo", "--family", args.family, "--no-train"], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results: dict[int, dict[str, dict[str, Any]]] = {}
+    warm_runs: dict[int, list[dict[str, Any]]] = {count: [] for count in sizes}
     try:
         for count in sizes:
             images = workspace / "datasets" / f"scale-{count}"
             started = time.perf_counter()
             make_images(images, count, args.pixels)
-            name = f"scale-{count}"
-            write_environment(workspace, name, demo, images, args.pixels)
+            write_environment(workspace, f"scale-{count}", demo, images, args.pixels)
             made_s = time.perf_counter() - started
-            results[count] = {}
-            for kind in ("cold", "warm"):
-                run = train_once(workspace, name)
-                results[count][kind] = run
-                print(json.dumps({"images": count, "run": kind, "images_made_s": round(made_s, 1), **run}),
-                      flush=True)
+            run = train_once(workspace, f"scale-{count}")
+            results[count] = {"cold": run}
+            print(json.dumps({"images": count, "run": "cold", "images_made_s": round(made_s, 1), **run}), flush=True)
+        # the restarts of all sizes take turns, so a burst of load on a shared machine falls on each size alike
+        for repeat in range(args.repeats):
+            for count in sizes:
+                run = train_once(workspace, f"scale-{count}")
+                warm_runs[count].append(run)
+                print(json.dumps({"images": count, "run": "warm", "repeat": repeat + 1, **run}), flush=True)
     finally:
         if args.keep is None:
             shutil.rmtree(workspace, ignore_errors=True)
+    for count in sizes:
+        results[count]["warm"] = median_run(warm_runs[count])
 
     small, large = min(sizes), max(sizes)
     cold_large = results[large]["cold"]
@@ -135,6 +151,7 @@ def main() -> None:
                                        3),
         "peak_rss_ratio": round(results[large]["warm"]["peak_rss_mib"] / results[small]["warm"]["peak_rss_mib"], 3),
         "first_scan_images_per_s": round(large / cold_large["scan_s"]) if cold_large.get("scan_s") else None,
+        "bookkeeping_bytes_per_image": results[large]["warm"]["bookkeeping_bytes_per_image"],
     }
     if large > small:
         million = {}
