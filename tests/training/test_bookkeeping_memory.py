@@ -68,3 +68,23 @@ def test_a_run_holds_under_300_bytes_per_image(tmp_path: Path) -> None:
     assert per_image <= LIMIT, f"{per_image:.0f} bytes per image"
     # the run's own account covers what it holds, give or take the objects of a few datasets and buckets
     assert data.nbytes <= held <= data.nbytes + 64 * 1024, (data.nbytes, held)
+
+
+def test_the_data_stage_leaves_imported_objects_out_of_collections_and_still_collects_its_own() -> None:
+    import weakref
+
+    from simpletuner.core.training.prepare import imports_frozen
+
+    class Node:
+        pass
+
+    assert gc.get_freeze_count() == 0
+    with imports_frozen():
+        frozen = gc.get_freeze_count()
+        cycle = Node()
+        cycle.self = cycle  # type: ignore[attr-defined]
+        gone = weakref.ref(cycle)
+        del cycle
+        gc.collect()
+        assert gone() is None  # made inside: still collected
+    assert frozen > 1000 and gc.get_freeze_count() == 0
