@@ -124,14 +124,60 @@ def text_key_column(caption_digests: np.ndarray, key: Callable[[str], str]) -> n
     return np.frombuffer(keys, dtype="S32")[inverse.ravel()]
 
 
-def _batches(jobs: Sequence[LatentJob], batch_size: int) -> list[list[LatentJob]]:
-    by_bucket: dict[str, list[LatentJob]] = {}
-    for job in jobs:
-        by_bucket.setdefault(job.sample.placement.bucket, []).append(job)
-    return [group[i : i + batch_size] for group in by_bucket.values() for i in range(0, len(group), batch_size)]
+class LazyJobs(Sequence[Any]):
+    """Caching jobs made one at a time when asked for, from two arrays: which maker makes each (a dataset's
+    :meth:`~simpletuner.core.training.data.DatasetCaches.latent_job`, say) and from which index. A million missing
+    entries hold 8 bytes each until their batch is encoded, not a job object each; a slice is lazy too."""
+
+    def __init__(self, makers: Sequence[Callable[[int], Any]], made_by: np.ndarray, made_from: np.ndarray,
+                 stores: Sequence[CacheStore]) -> None:
+        self.makers = makers
+        self.made_by = made_by  # int32: the maker of each job, an index into ``makers``
+        self.made_from = made_from  # int32: the index each job is made from
+        self.stores = stores  # every store a job may write to
+
+    @classmethod
+    def of(cls, parts: Sequence[tuple[Callable[[int], Any], np.ndarray]], stores: Sequence[CacheStore]) -> LazyJobs:
+        """The jobs made by each (maker, indices) of ``parts``, in order."""
+        made_by = [np.full(len(indices), number, dtype=np.int32) for number, (_, indices) in enumerate(parts)]
+        made_from = [np.asarray(indices, dtype=np.int32) for _, indices in parts]
+        empty = np.zeros(0, dtype=np.int32)
+        return cls([make for make, _ in parts], np.concatenate(made_by) if parts else empty,
+                   np.concatenate(made_from) if parts else empty, stores)
+
+    def __len__(self) -> int:
+        return len(self.made_from)
+
+    def __getitem__(self, item: Any) -> Any:
+        if isinstance(item, slice):
+            return LazyJobs(self.makers, self.made_by[item], self.made_from[item], self.stores)
+        return self.makers[int(self.made_by[item])](int(self.made_from[item]))
 
 
-def _prefetched(batches: list[list[LatentJob]], pool: ThreadPoolExecutor, depth: int) -> Iterator[tuple[list, Any]]:
+class _Batches(Sequence[list[Any]]):
+    """Batches of jobs by their positions in ``jobs``, each made when asked for."""
+
+    def __init__(self, jobs: Sequence[Any], positions: list[list[int]]) -> None:
+        self.jobs = jobs
+        self.positions = positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, item: Any) -> Any:
+        return [self.jobs[i] for i in self.positions[item]]
+
+
+def _batches(jobs: Sequence[LatentJob], batch_size: int) -> _Batches:
+    by_bucket: dict[str, list[int]] = {}
+    for position, job in enumerate(jobs):
+        by_bucket.setdefault(job.sample.placement.bucket, []).append(position)
+    return _Batches(jobs, [group[i : i + batch_size] for group in by_bucket.values()
+                           for i in range(0, len(group), batch_size)])
+
+
+def _prefetched(batches: Sequence[list[LatentJob]], pool: ThreadPoolExecutor, depth: int
+                ) -> Iterator[tuple[list, Any]]:
     """Yield (batch, pixels) with up to ``depth`` batches decoded ahead in ``pool``."""
     import torch
 
@@ -190,7 +236,7 @@ class Missing:
     """What a check of the caches found: the jobs of the entries to encode, and how many distinct entries it
     checked."""
 
-    jobs: list[Any]
+    jobs: LazyJobs
     checked: int
 
 
@@ -198,13 +244,13 @@ def missing_latents(caches: Sequence[DatasetCaches], threads: int = 4, record: b
     """The latent jobs whose cache entry is absent or damaged, one per missing key (identical images placed alike
     share one), each store checked once over its key column (``record``: note what was verified in the
     manifests)."""
-    jobs = []
+    parts = []
     for dataset in caches:
         valid = dataset.latent_store.valid_digests(dataset.latent_keys, threads=threads, record=record)
         missing = np.flatnonzero(~valid)
         _, first = np.unique(dataset.latent_keys[missing], return_index=True)
-        jobs += [dataset.latent_job(int(i)) for i in missing[np.sort(first)]]
-    return Missing(jobs, sum(len(d.latent_keys) for d in caches))
+        parts.append((dataset.latent_job, missing[np.sort(first)]))
+    return Missing(LazyJobs.of(parts, [d.latent_store for d in caches]), sum(len(d.latent_keys) for d in caches))
 
 
 def missing_texts(caches: Sequence[DatasetCaches], extra: Sequence[TextJob] = (), threads: int = 4,
@@ -216,23 +262,23 @@ def missing_texts(caches: Sequence[DatasetCaches], extra: Sequence[TextJob] = ()
         by_store.setdefault(id(dataset.text_store), (dataset.text_store, [], []))[1].append(dataset)
     for job in extra:
         by_store.setdefault(id(job.store), (job.store, [], []))[2].append(job)
-    jobs: list[TextJob] = []
+    parts: list[tuple[Callable[[int], Any], np.ndarray]] = []
     checked = 0
     for store, datasets, extras in by_store.values():
         columns = [d.text_keys for d in datasets] + [np.array([bytes.fromhex(j.key) for j in extras], dtype="S32")]
-        keys = np.concatenate(columns)
-        unique, first = np.unique(keys, return_index=True)
+        makers = [d.text_job for d in datasets] + [extras.__getitem__]
+        unique, first = np.unique(np.concatenate(columns), return_index=True)
         valid = store.valid_digests(unique, threads=threads, record=record)
         checked += len(unique)
+        rows = np.sort(first[~valid])
         offsets = np.cumsum([0] + [len(c) for c in columns])
-        for row in first[~valid].tolist():
-            part = int(np.searchsorted(offsets, row, side="right")) - 1
-            index = row - int(offsets[part])
-            jobs.append(datasets[part].text_job(index) if part < len(datasets) else extras[index])
-    return Missing(jobs, checked)
+        part = np.searchsorted(offsets, rows, side="right") - 1
+        parts += [(makers[k], rows[part == k] - offsets[k]) for k in range(len(columns)) if (part == k).any()]
+    return Missing(LazyJobs.of(parts, [store for store, _, _ in by_store.values()]), checked)
 
 
 def record_written(jobs: Sequence[LatentJob] | Sequence[TextJob]) -> None:
     """Add what was encoded into the jobs' stores to their manifests."""
-    for store in {id(job.store): job.store for job in jobs}.values():
+    stores = jobs.stores if isinstance(jobs, LazyJobs) else list({id(job.store): job.store for job in jobs}.values())
+    for store in stores:
         store.record_written()

@@ -16,6 +16,7 @@ from simpletuner.core.datasets.cache_store import CacheStore
 from simpletuner.core.datasets.index import ImageTable, PathColumn
 from simpletuner.core.datasets.scan import ScannedDataset, build_scanned
 from simpletuner.core.training.caching import (
+    LazyJobs,
     TextJob,
     latent_key_column,
     missing_latents,
@@ -59,6 +60,10 @@ def test_each_missing_key_is_one_job(tmp_path: Path) -> None:
     assert latents.checked == 6
     assert [(job.dataset.entry.id, job.sample.path) for job in latents.jobs] == [
         ("a", "000.png"), ("a", "001.png"), ("a", "003.png"), ("b", "000.png"), ("b", "001.png")]
+    # held as two small arrays, made when asked for; a process's share (a slice) too
+    share = latents.jobs[1::2]
+    assert isinstance(share, LazyJobs) and [job.sample.path for job in share] == ["001.png", "000.png"]
+    assert latents.jobs.made_from.nbytes + latents.jobs.made_by.nbytes == 8 * 5
     text = missing_texts([first, second], [empty])
     assert text.checked == 5  # captions 7, 8, 9, 10 and the empty one, each once across the shared store
     assert sorted(job.key for job in text.jobs) == sorted({TEXT_KEY(bytes([d] * 32).hex()) for d in (7, 8, 9, 10)}
@@ -67,7 +72,7 @@ def test_each_missing_key_is_one_job(tmp_path: Path) -> None:
     for job in latents.jobs:
         job.store.write(job.key, {"latents": torch.zeros(2)})
     texts.write(TEXT_KEY(bytes([9] * 32).hex()), {"prompt_embeds": torch.zeros(2)})
-    assert missing_latents([first, second]).jobs == []
+    assert len(missing_latents([first, second]).jobs) == 0
     left = missing_texts([first, second], [empty])
     assert left.checked == 5 and len(left.jobs) == 4
     assert {job.caption for job in left.jobs if job.store is texts and job.key == empty.key} == {""}
