@@ -30,7 +30,7 @@ def _stored_and_written(server: LiveServer, job_id: int) -> tuple[list[Any], lis
     ids = [e["id"] for e in events]
     assert ids == sorted(set(ids)), "events repeated or out of order"
     stored = [(e["event"], e.get("step")) for e in events
-              if e["event"] != "phase" and not e["event"].startswith("job_")]
+              if e["event"] not in ("phase", "log") and not e["event"].startswith("job_")]  # the runner's own
     run_dir = Path(server.call("GET", f"/api/jobs/{job_id}", user="rita")[1]["run_dir"])
     written = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     return stored, [(record["event"], record.get("step")) for record in written]

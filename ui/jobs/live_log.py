@@ -48,12 +48,11 @@ class LiveLog:
             return
         self.next_look = now + EVERY_S
         lines, offset, skipped = read_lines(self.path, self.offset, final)
-        if offset == self.offset:
-            return
-        self.offset = offset
+        if lines or skipped:
+            record_event(job_id, "log", now, lines=lines, offset=offset, skipped=skipped)
+        self.offset = offset  # only once recorded: a database error leaves the lines for the next look
         if not lines and not skipped:
             return
-        record_event(job_id, "log", now, lines=lines, offset=offset, skipped=skipped)
         self.recorded += 1
         if self.recorded % KEEP == 0:
             prune(job_id)
