@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -175,14 +176,23 @@ def live_ui(tmp_path: Path) -> Iterator[LiveUi]:
     server.stop()
 
 
-@pytest.fixture
-def chromium_browser():  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def launched_chromium():  # type: ignore[no-untyped-def]
+    """Debian's Chromium driven by Playwright, closed on leaving."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def chromium_browser():  # type: ignore[no-untyped-def]
+    with launched_chromium() as browser:
+        yield browser
 
 
 def first_admin(page, url: str, shot: Path | None = None) -> None:  # type: ignore[no-untyped-def]

@@ -27,7 +27,7 @@ from .browser_checks import (
     screenshot_folder,
     shot_name,
 )
-from .conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveUi, log_in, needs_chromium
+from .conftest import PASSWORD, LiveUi, launched_chromium, log_in, needs_chromium
 
 pytestmark = [needs_chromium, pytest.mark.timeout(420)]
 #: The pages a viewer opens (the rest answer them 403).
@@ -47,12 +47,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveUi]:
 
 @pytest.fixture(scope="module")
 def browser(live: LiveUi) -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with launched_chromium() as instance:
         yield instance
-        instance.close()
 
 
 def page_problems(page: Page, watcher: Watcher, label: str) -> list[str]:

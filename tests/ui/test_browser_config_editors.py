@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from .browser_checks import DESKTOP, PHONE, Watcher, axe_violations, describe, screenshot_folder
 from .browser_checks import screenshot as page_screenshot
-from .conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveUi, first_admin, log_in, needs_chromium
+from .conftest import PASSWORD, LiveUi, first_admin, launched_chromium, log_in, needs_chromium
 from .test_browser_training import api
 
 pytestmark = [needs_chromium, pytest.mark.timeout(240)]
@@ -33,12 +33,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveUi]:
 
 @pytest.fixture(scope="module")
 def browser(live: LiveUi) -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with launched_chromium() as instance:
         yield instance
-        instance.close()
 
 
 @pytest.fixture(scope="module")

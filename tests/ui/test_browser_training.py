@@ -293,7 +293,14 @@ def test_training_journey_and_viewer(live: LiveUi, hub: HubState, chromium_brows
     expect(viewer.locator("#env-table button")).to_have_count(0)
     assert viewer.goto(url + "/wizard").status == 403  # type: ignore[union-attr]
 
-    # The lead stops both jobs; the viewer's page follows the outcome live.
+    # The lead stops both jobs once the running one has recorded its configuration (as its run starts); the viewer's
+    # page follows the outcome live.
+    for _ in range(240):
+        if api(page, "GET", "/api/jobs/3/config")[0] == 200:
+            break
+        page.wait_for_timeout(250)
+    else:
+        raise AssertionError("job #3 never recorded its configuration")
     viewer.goto(url + "/training")
     assert api(page, "POST", "/api/training/stop", {"job_id": 4}) == (202, {"job_id": 4, "status": "cancelled"})
     assert api(page, "POST", "/api/training/stop", {"job_id": 3})[0] == 202

@@ -26,7 +26,7 @@ from .browser_checks import (
     screenshot_folder,
     shot_name,
 )
-from .conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveUi, log_in, needs_chromium
+from .conftest import PASSWORD, LiveUi, launched_chromium, log_in, needs_chromium
 
 pytestmark = [needs_chromium, pytest.mark.timeout(300)]
 #: Lists what sticks out on the right, to say which element breaks the layout.
@@ -44,12 +44,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveUi]:
 
 @pytest.fixture(scope="module")
 def shared_browser() -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with launched_chromium() as instance:
         yield instance
-        instance.close()
 
 
 @pytest.fixture(scope="module")

@@ -262,7 +262,8 @@ def _snapshot(job: Job) -> dict:
     if snapshot is None:
         raise falcon.HTTPNotFound(description=f"job #{job.id} has no configuration record: it "
                                               + ("has not started yet" if job.run_dir is None else
-                                                 "ran before runs recorded theirs, or its run folder was removed"))
+                                                 "its run ended before recording it, ran before runs recorded "
+                                                 "theirs, or its run folder was removed"))
     return snapshot
 
 
