@@ -197,6 +197,7 @@
   // anywhere saves nothing.
   document.getElementById("config-form").addEventListener("submit", async (event) => {
     event.preventDefault();
+    clearTimeout(timer);  // the save checks everything itself: no check as you type is left to answer after it
     say("config-status", "Saving…", false);
     if (localErrors.size) { refuse("Not saved: fix the marked fields."); return; }
     const extra = saves.filter((s) => s.dirty());
