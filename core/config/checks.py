@@ -5,7 +5,6 @@ supported, steps and epochs are not both set, named trackers and methods are ins
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from simpletuner.core.config.performance import performance_problems
 from simpletuner.core.config.schema import TrainingConfig
@@ -46,7 +45,7 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
                             f"supported: {', '.join(family.lora_types)}")
         problems += _precision_problems(core.base_model_precision, "base_model_precision", registry,
                                         family.precisions)
-        problems += _layout_problems(core, family, families)
+        problems += _layout_problems(config, family, families)
         if core.attention_mechanism != "diffusers" and not family.attention_backends:
             problems.append(f"$.attention_mechanism: {family.name}'s attention does not run through diffusers' "
                             f"attention dispatcher, so {core.attention_mechanism!r} cannot be chosen for it; remove "
@@ -104,18 +103,22 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
     return problems, warnings
 
 
-def _layout_problems(core: Any, family: ModelFamilySpec, families: Mapping[str, ModelFamilySpec]) -> list[str]:
+def _layout_problems(config: TrainingConfig, family: ModelFamilySpec,
+                     families: Mapping[str, ModelFamilySpec]) -> list[str]:
     """``lora_save_formats`` names layouts the family can write, for a standard LoRA."""
-    problems = []
+    core, problems = config.core, []
+    where = "$.lora_save_formats"
+    if str(config.ignored_values.get("lora_format")).lower() == "comfyui" and core.lora_save_formats == ["kohya"]:
+        where = "$.lora_format: 'comfyui' (read as lora_save_formats: [\"kohya\"])"
     for name in core.lora_save_formats:
         if name not in family.lora_layouts:
             having = [f.name for f in families.values() if name in f.lora_layouts]
             offered = ", ".join(family.lora_layouts) or "none"
-            problems.append(f"$.lora_save_formats: {family.name} has no {name!r} LoRA layout (it offers: {offered}); "
+            problems.append(f"{where}: {family.name} has no {name!r} LoRA layout (it offers: {offered}); "
                             f"families with it: {', '.join(having) or 'none installed'}")
     if core.lora_save_formats and (core.model_type != "lora" or core.lora_type != "standard"):
-        problems.append("$.lora_save_formats: only a standard LoRA (model_type lora, lora_type standard) is saved "
-                        "in other layouts")
+        problems.append(f"{where}: only a standard LoRA (model_type lora, lora_type standard) is saved in other "
+                        "layouts")
     return problems
 
 

@@ -20,6 +20,13 @@ ALIASES: dict[str, str] = {
     "model_card_private": "hub_private",
 }
 
+#: SimpleTuner keys whose values this version reads as one of its own options: key → {value: (option, its value)}.
+#: Used when the option is installed and the same file does not set it; other values are keys without effect.
+VALUE_ALIASES: dict[str, dict[str, tuple[str, object]]] = {
+    # SimpleTuner saves the LoRA in ComfyUI's layout instead of diffusers'; here that layout is saved beside it
+    "lora_format": {"comfyui": ("lora_save_formats", ["kohya"])},
+}
+
 #: SimpleTuner's names of data backends (a dataset entry's ``type``) that are registered here under another name.
 DATA_BACKEND_ALIASES: dict[str, str] = {"aws": "s3"}
 

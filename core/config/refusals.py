@@ -105,9 +105,28 @@ def _present(value: Any, lookup: Lookup) -> bool:
     return True
 
 
-def _other_subfolder(value: Any, lookup: Lookup) -> bool:
-    # SimpleTuner's "none" means the weights sit at the top of the folder, not "unset"
-    return value is not None and normalized(value) != "transformer"
+def _other_subfolder(expected: str) -> Callable[[Any, Lookup], bool]:
+    """Asks for something unless unset or ``expected`` (the folder a pipeline keeps the weights in)."""
+
+    def asks(value: Any, lookup: Lookup) -> bool:
+        # SimpleTuner's "none" means the weights sit at the top of the folder, not "unset"
+        return value is not None and normalized(value) != expected
+
+    return asks
+
+
+def _pipeline_folder(component: str) -> str:
+    return (f"put it in the {component}/ folder of a pipeline folder and set pretrained_model_name_or_path to that "
+            "folder")
+
+
+def _sd3_other_than_empty(value: Any, lookup: Lookup) -> bool:
+    # SimpleTuner reads these for SD3 only; elsewhere they change nothing there either
+    return normalized(lookup("model_family")) == "sd3" and _asks(value, ("empty_string",))
+
+
+_EMPTY_UNCOND = ("remove the key or set empty_string: a dropped caption here is the empty caption as the text "
+                 "encoders encode it (caption_dropout_probability)")
 
 
 CONFIG_REFUSALS: Mapping[str, Refusal] = {
@@ -155,27 +174,34 @@ CONFIG_REFUSALS: Mapping[str, Refusal] = {
     "optimizer_config": Refusal("extra optimizer settings ({value})",
                                 "use adam_beta1, adam_beta2, adam_weight_decay and adam_epsilon instead"),
     "peft_lora_mode": Refusal("{value} adapters", "remove the key or set standard", off=("standard",)),
-    "prediction_type": Refusal("the prediction type {value!r}", "remove the key: each family trains its own "
-                               "(flow matching for Flux and Sana, epsilon for PixArt)"),
+    "prediction_type": Refusal("the prediction type {value!r}", "remove the key: each family trains with its own "
+                               "prediction target (docs/migrating.md lists them)"),
     "prepend_instance_prompt": _INSTANCE_FIRST,
     "pretrained_t5_model_name_or_path": Refusal(
         "a T5 text encoder from {value!r}", "put it in a pipeline folder with the other components and set "
         "pretrained_model_name_or_path to that folder"),
-    "pretrained_transformer_model_name_or_path": Refusal(
-        "a transformer from {value!r}", "put it in the transformer/ folder of a pipeline folder and set "
-        "pretrained_model_name_or_path to that folder"),
-    "pretrained_transformer_subfolder": Refusal(
-        "the transformer from the subfolder {value!r}", "put it in the transformer/ folder of a pipeline folder "
-        "and set pretrained_model_name_or_path to that folder", asks=_other_subfolder),
+    "pretrained_transformer_model_name_or_path": Refusal("a transformer from {value!r}",
+                                                         _pipeline_folder("transformer")),
+    "pretrained_transformer_subfolder": Refusal("the transformer from the subfolder {value!r}",
+                                                _pipeline_folder("transformer"), asks=_other_subfolder("transformer")),
+    "pretrained_unet_model_name_or_path": Refusal("a UNet from {value!r}", _pipeline_folder("unet")),
+    "pretrained_unet_subfolder": Refusal("the UNet from the subfolder {value!r}", _pipeline_folder("unet"),
+                                         asks=_other_subfolder("unet")),
+    "quantize_activations": Refusal("activations quantised as well as the base model's weights",
+                                    _REMOVE_OR_FALSE + "; base_model_precision quantises the weights only"),
     "refiner_training": Refusal("training part of the timestep range only (a refiner or stage expert)",
                                 _REMOVE_OR_FALSE + "; every timestep is trained here"),
     "rescale_betas_zero_snr": Refusal("a noise schedule rescaled to zero terminal SNR", _REMOVE_OR_FALSE),
     "revision": Refusal("the Hub revision {value!r} of the weights", "download that revision and set "
-                        "pretrained_model_name_or_path to its folder"),
+                        "pretrained_model_name_or_path to its folder", off=("main",)),
     "sana_complex_human_instruction": Refusal(
         "a complex human instruction of your own (or none) for Sana's captions",
         "remove it and set sana_use_complex_human_instruction: true for diffusers' instruction (the default) or "
         "false for none", asks=_present),
+    "sd3_clip_uncond_behaviour": Refusal("{value!r} in place of a dropped caption's CLIP embeddings", _EMPTY_UNCOND,
+                                         asks=_sd3_other_than_empty),
+    "sd3_t5_uncond_behaviour": Refusal("{value!r} in place of a dropped caption's T5 embeddings", _EMPTY_UNCOND,
+                                       asks=_sd3_other_than_empty),
     "scheduled_sampling_max_step_offset": Refusal("scheduled-sampling rollouts", "remove the key or set 0"),
     "slider_lora_target": Refusal("slider LoRA targets", _REMOVE_OR_FALSE),
     "snr_gamma": Refusal("Min-SNR loss weighting", "remove the key or set 0"),

@@ -17,7 +17,7 @@ import cattrs
 
 from simpletuner.core.config.converter import ValueTypeError, make_converter, structure_value
 from simpletuner.core.config.core_options import CoreOptions
-from simpletuner.core.config.legacy import ALIASES, LEGACY_KEYS, NO_EFFECT
+from simpletuner.core.config.legacy import ALIASES, LEGACY_KEYS, NO_EFFECT, VALUE_ALIASES
 from simpletuner.core.config.refusals import REFUSED_KEYS, config_refusals
 from simpletuner.core.errors import ConfigError, PluginConflictError
 from simpletuner.core.options import OptionInfo, bound_problems, describe_options
@@ -160,16 +160,23 @@ class ConfigSchema:
     # -- loading -----------------------------------------------------------------------------------------------
 
     def foreign_keys(self, model_family: Any) -> dict[str, str]:
-        """SimpleTuner keys that model families other than ``model_family`` declare as their own options (e.g.
-        SDXL's ``snr_gamma`` in a Flux config), each with its family. They act only for their family, so for
-        another one they are read like keys no plugin declares: refused when they ask for something, else warned
-        about. Empty for an unknown or unset family (the config check names that problem)."""
+        """Options that have no effect in a config of ``model_family``, each with why: the options of other model
+        families (e.g. SDXL's ``snr_gamma`` in a Flux config) and those of dataset entries (a data backend's, such
+        as ``revision``, which SimpleTuner's configs use for the model's Hub revision).
+
+        Those SimpleTuner also has are read like keys no plugin declares: refused when they ask for something, else
+        warned about; the others are warned about where the environment sets them. Other families' options are
+        left alone for an unknown or unset family (the config check names that problem)."""
         chosen = self.family_owners.get(normalize_name(model_family)) if isinstance(model_family, str) else None
-        if chosen is None:
-            return {}
-        prefix = f"{Kind.MODEL_FAMILY.value}:"
-        return {key: owner[len(prefix):] for key, owner in self._owner.items()
-                if key in LEGACY_KEYS and owner.startswith(prefix) and owner != chosen}
+        family, backend = f"{Kind.MODEL_FAMILY.value}:", f"{Kind.DATA_BACKEND.value}:"
+        foreign = {}
+        for key, owner in self._owner.items():
+            if owner.startswith(backend):
+                foreign[key] = (f"here it is a key of {owner[len(backend):]} dataset entries, set on the dataset in "
+                                "the datasets file")
+            elif chosen is not None and owner.startswith(family) and owner != chosen:
+                foreign[key] = f"only the {owner[len(family):]} family trains with it"
+        return foreign
 
     def read_layer(self, layer: Layer, foreign: Mapping[str, str] | None = None
                    ) -> tuple[dict[str, Any], list[str], list[str]]:
@@ -180,18 +187,25 @@ class ConfigSchema:
         problems: list[str] = []
         unknown: list[str] = []
         legacy: list[str] = []
+        elsewhere: list[str] = []
         seen_raw: dict[str, str] = {}
+        written = {self._canonical(strip_key(k)) for k in layer.values if isinstance(k, str)}
         for raw_key, raw_value in layer.values.items():
             if not isinstance(raw_key, str):
                 problems.append(f"$.{raw_key!r}: keys must be strings")
                 continue
             key = self._canonical(strip_key(raw_key))
+            aliased = VALUE_ALIASES.get(key, {}).get(str(raw_value).strip().lower())
+            if aliased is not None and self.knows(aliased[0]) and aliased[0] not in written:
+                key, raw_value = aliased
             if key in seen_raw:
                 problems.append(f"$.{key}: given twice (as {seen_raw[key]!r} and {raw_key!r}); keep one")
                 continue
             seen_raw[key] = raw_key
             if not self.knows(key) or key in foreign:
-                if key not in LEGACY_KEYS:
+                if key in foreign and key not in LEGACY_KEYS:
+                    elsewhere.append(key)
+                elif key not in LEGACY_KEYS:
                     unknown.append(key)
                 elif key not in REFUSED_KEYS:  # a refused key asking for something is an error (see load)
                     legacy.append(key)
@@ -207,6 +221,8 @@ class ConfigSchema:
             hint = self.closest(key)
             problems.append(f"$.{key}: unknown key" + (f" (did you mean {hint!r}?)" if hint else ""))
         warnings = [f"{key}: {NO_EFFECT}" for key in legacy]
+        warnings += [f"{key}: has no effect in this config ({foreign[key]}); remove it to silence this warning"
+                     for key in elsewhere]
         return values, problems, warnings
 
     def _canonical(self, key: str) -> str:
@@ -241,7 +257,7 @@ class ConfigSchema:
         for problem in config_refusals(legacy, lookup):
             key = problem[2:].split(":", 1)[0]
             label = "" if source.get(key, own_source) == own_source else f"[{source[key]}] "
-            only = f" (only the {foreign[key]} family trains with it)" if key in foreign else ""
+            only = f" ({foreign[key]})" if key in foreign else ""
             problems.append(label + problem + only)
         return problems
 

@@ -20,6 +20,10 @@ FLAVOURS = (
             description="SDXL 1.0 base (2.6B UNet, two CLIP text encoders) at 1024 px: epsilon prediction on the "
                         "scaled-linear DDPM schedule.",
             settings={"prediction_type": "epsilon"}),
+    Flavour(name="base-0.9", pretrained="stabilityai/stable-diffusion-xl-base-0.9",
+            description="SDXL 0.9 base, the research preview (gated on the Hub; same architecture and schedule as "
+                        "1.0).",
+            settings={"prediction_type": "epsilon"}),
 )
 
 MEMORY_PRESETS = (
@@ -61,6 +65,7 @@ SPEC = ModelFamilySpec(
                    settings={"model_flavour": "base-1.0"}),
     usage=Usage(pipeline="diffusers:StableDiffusionXLPipeline", lycoris="simpletuner.model_families.sdxl:load_lycoris",
                 full="diffusers:UNet2DConditionModel"),
+    lora_layouts={"kohya": lazy("simpletuner.model_families.sdxl.kohya:to_kohya")},
 )
 
 

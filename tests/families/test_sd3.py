@@ -259,6 +259,14 @@ def test_simpletuner_sd3_config_passes_config_check(run_cli: Callable[..., subpr
     st.write_environment(configs, "sd3+typo", {**medium, "--sd3_weighting_scheme": "logit-normal"}, datasets)
     refused = run_cli("config", "check", "--env", "sd3+typo")
     assert refused.returncode != 0 and "sd3_weighting_scheme" in refused.stderr and "logit_normal" in refused.stderr
+    # zeros in place of a dropped caption's embeddings would train other unconditional inputs than the empty caption's
+    zeros = {**SD3_CONFIG, "--sd3_clip_uncond_behaviour": "zero", "--sd3_t5_uncond_behaviour": "zero"}
+    st.write_environment(configs, "sd3+zeros", zeros, datasets)
+    refused = run_cli("config", "check", "--env", "sd3+zeros")
+    assert refused.returncode != 0
+    for encoders in ("CLIP", "T5"):
+        assert (f"asks for 'zero' in place of a dropped caption's {encoders} embeddings, which this version does not "
+                "do; remove the key or set empty_string") in refused.stderr
 
 
 def test_demo_trains_sd3(run_cli: Callable[..., subprocess.CompletedProcess[str]], workspace: Workspace) -> None:

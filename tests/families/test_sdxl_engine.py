@@ -197,6 +197,9 @@ def test_simpletuner_sdxl_config_passes_and_its_keys_stay_refused_elsewhere(
     flux = {**st.FLUX_CONFIG, "--snr_gamma": 5, "--noise_offset": 0.05, "--prediction_type": "epsilon"}
     st.write_environment(configs, "flux+snr", flux, st.FLUX_DATASETS)
     st.write_environment(configs, "flux+offset", {**st.FLUX_CONFIG, "--noise_offset": 0.05}, st.FLUX_DATASETS)
+    own_unet = {**SDXL_CONFIG, "--pretrained_unet_model_name_or_path": "someone/sdxl-finetune",
+                "--pretrained_unet_subfolder": "unet"}
+    st.write_environment(configs, "sdxl+own-unet", own_unet, SDXL_DATASETS)
     for name in (SDXL, "sdxl+velocity"):
         result = run_cli("config", "check", "--env", name)
         assert result.returncode == 0, result.stderr
@@ -207,6 +210,12 @@ def test_simpletuner_sdxl_config_passes_and_its_keys_stay_refused_elsewhere(
             "0 (only the sdxl family trains with it)") in refused.stderr
     assert "$.prediction_type: \"epsilon\" asks for the prediction type 'epsilon', which this version does not do" \
         in refused.stderr
+    refused = run_cli("config", "check", "--env", "sdxl+own-unet")
+    assert refused.returncode != 0
+    assert ("$.pretrained_unet_model_name_or_path: \"someone/sdxl-finetune\" asks for a UNet from "
+            "'someone/sdxl-finetune', which this version does not do; put it in the unet/ folder of a pipeline folder "
+            "and set pretrained_model_name_or_path to that folder") in refused.stderr
+    assert "pretrained_unet_subfolder" not in refused.stderr  # "unet" is where a pipeline keeps it anyway
     warned = run_cli("config", "check", "--env", "flux+offset")
     assert warned.returncode == 0, warned.stderr
     assert ("warning: noise_offset: a SimpleTuner option that has no effect here; remove it to silence this "

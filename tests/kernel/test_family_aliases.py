@@ -78,6 +78,12 @@ SIMPLETUNER_FLAVOURS = {
              "sana1.0-600m-1024", "sana1.0-600m-512"],
     "pixart_sigma": ["900M-1024-v0.6", "900M-1024-v0.7-stage1", "900M-1024-v0.7-stage2", "600M-512", "600M-1024",
                      "600M-2048"],
+    "sdxl": ["base-1.0", "base-0.9"],
+    "sd3": ["medium", "large"],
+    "chroma": ["base", "hd", "flash"],
+    "flux2": ["klein-4b", "klein-9b", "dev"],
+    "z_image": ["turbo", "base"],
+    "qwen_image": ["v1.0", "v2.0"],
 }
 
 
@@ -88,9 +94,10 @@ def test_simpletuner_family_and_flavour_names_resolve(installed: Registry, famil
     assert found is not None and found.name == flavour.lower()
 
 
-@pytest.mark.parametrize("flavour", ["kontext", "fluxbooru", "libreflux"])
-def test_simpletuner_flux_flavours_not_offered_here_are_refused(installed: Registry, flavour: str) -> None:
-    layers = [Layer("env:test", {"model_family": "flux", "model_flavour": flavour})]
+@pytest.mark.parametrize(("family", "flavour"), [("flux", "kontext"), ("flux", "fluxbooru"), ("flux", "libreflux"),
+                                                 ("sdxl", "refiner-1.0"), ("sdxl", "refiner-0.9")])
+def test_simpletuner_flavours_not_offered_here_are_refused(installed: Registry, family: str, flavour: str) -> None:
+    layers = [Layer("env:test", {"model_family": family, "model_flavour": flavour})]
     config, _ = build_schema(installed).load(layers, own_source="env:test")
     problems, _ = check_config(config, installed)
-    assert any(p.startswith(f"$.model_flavour: flux has no flavour {flavour!r}") for p in problems)
+    assert any(p.startswith(f"$.model_flavour: {family} has no flavour {flavour!r}") for p in problems)

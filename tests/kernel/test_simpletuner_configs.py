@@ -93,6 +93,8 @@ WHAT_IS_TRAINED = {  # key: (a value asking for something, its default)
     "flow_schedule_auto_shift": (True, False),
     "input_perturbation": (0.1, 0.0),
     "ema_update_interval": (10, 1),
+    "quantize_activations": (True, False),
+    "pretrained_unet_subfolder": ("unet-v2", "unet"),
 }
 
 
@@ -179,3 +181,42 @@ def test_the_migration_guide_names_every_refused_key() -> None:
 
     guide = (Path(__file__).parents[2] / "docs" / "migrating.md").read_text(encoding="utf-8")
     assert sorted(key for key in REFUSED_KEYS | REFUSED_DATASET_KEYS if f"`{key}`" not in guide) == []
+
+
+def test_lora_format_comfyui_saves_the_layout_comfyui_loads(run_cli, configs: Path,  # type: ignore[no-untyped-def]
+                                                            workspace: Workspace) -> None:
+    st.write_environment(configs, "flux+comfyui", {**st.FLUX_CONFIG, "--lora_format": "comfyui"}, st.FLUX_DATASETS)
+    result = check(run_cli, "flux+comfyui")
+    assert result.returncode == 0, result.stderr
+    assert "lora_format" not in result.stderr  # it is acted on, so not "without effect"
+    flux = load_environment(workspace, EnvironmentStore(configs), "flux+comfyui", Registry())
+    assert flux.config.core.lora_save_formats == ["kohya"]
+
+    sana = {**st.SANA_CONFIG, "lora_format": "comfyui", "lora_type": "standard"}
+    st.write_environment(configs, "sana+comfyui", sana, st.SANA_DATASETS)
+    refused = check(run_cli, "sana+comfyui")
+    assert refused.returncode == 1
+    assert "$.lora_format: 'comfyui' (read as lora_save_formats: [\"kohya\"]): sana has no 'kohya' LoRA layout" \
+        in refused.stderr
+
+
+def test_options_of_another_family_or_of_dataset_entries_warn_in_a_config() -> None:
+    from simpletuner.core.config import Layer, build_schema
+    from simpletuner.core.errors import ConfigError
+
+    schema = build_schema(Registry())
+    written = {"model_family": "sana", "flux_t5_max_tokens": 256, "dataset_name": "owner/pictures", "revision": "main"}
+    config, warnings = schema.load([Layer("env:t", written)], own_source="env:t")
+    assert warnings == [
+        "flux_t5_max_tokens: has no effect in this config (only the flux family trains with it); remove it to "
+        "silence this warning",
+        "dataset_name: has no effect in this config (here it is a key of huggingface dataset entries, set on the "
+        "dataset in the datasets file); remove it to silence this warning",
+    ]  # revision "main" asks for the weights as they are: a refused key at its default loads without a word
+    assert config.to_file_dict() == written  # kept as written when the config is saved again
+    with pytest.raises(ConfigError) as refused:
+        schema.load([Layer("env:t", {**written, "revision": "fp16"})], own_source="env:t")
+    assert refused.value.problems == [
+        "$.revision: \"fp16\" asks for the Hub revision 'fp16' of the weights, which this version does not do; "
+        "download that revision and set pretrained_model_name_or_path to its folder (here it is a key of huggingface "
+        "dataset entries, set on the dataset in the datasets file)"]
