@@ -5,7 +5,8 @@ The workspace plays a SimpleTuner checkout: environments live in ``config/<name>
 follow SimpleTuner's quickstarts (FLUX.md, SANA.md, SIGMA.md), ``config/config.json.example`` and its examples
 ``flux.peft-lora``, ``flux.peft-lora+TREAD``, ``flux.peft-controlnet-lora`` and ``sana.lycoris-lokr``: keys with and
 without ``--``, booleans and numbers as strings, SimpleTuner's family and flavour names, ``{model_family}``,
-``{output_dir}`` and ``{id}`` in dataset paths. Hub datasets (``"type": "huggingface"``) are left out.
+``{output_dir}`` and ``{id}`` in dataset paths. Environments with Hub datasets (``"type": "huggingface"``) are written
+by ``tests/data_backends/test_huggingface_simpletuner_envs.py``.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def test_training_from_rows_reencodes_only_changed_rows(workspace: Workspace, ti
     write_parquet(dataset, items)
     write_env(workspace.configs_dir, "hfrun", tiny_config(tiny_flux, "hfrun"), _entries(dataset))
     first = _train(workspace, "hfrun")
-    assert first.output.is_file()
+    _assert_loads_into_the_pipeline(first.output, tiny_flux)
     latents, texts = workspace.root / "cache" / "vae" / "pets", workspace.root / "cache" / "text"
     assert _files(latents) == 4
     assert _files(texts) == 5  # four captions (one from the fallback column) and the empty one
@@ -64,6 +64,22 @@ def test_training_from_rows_reencodes_only_changed_rows(workspace: Workspace, ti
     second = _train(workspace, "hfrun")
     assert second.encoder_calls == {"latents": 1, "text": 1}
     assert (_files(latents), _files(texts)) == (5, 6)  # one new latent and one new embedding, nothing else
+
+
+def _assert_loads_into_the_pipeline(lora: Path, base: Path) -> None:
+    """The trained LoRA loads into the stock pipeline through diffusers' loader, weights unchanged."""
+    import torch
+    from diffusers import FluxPipeline
+    from peft import get_peft_model_state_dict
+
+    from simpletuner.core.training.outputs import read_lora
+
+    saved, _ = read_lora(lora, "transformer")
+    pipeline = FluxPipeline.from_pretrained(str(base), dtype=torch.float32)
+    pipeline.load_lora_weights(str(lora), adapter_name="trained")
+    loaded = get_peft_model_state_dict(pipeline.transformer, adapter_name="trained")
+    assert saved and loaded.keys() == saved.keys()
+    assert all(torch.equal(loaded[key], saved[key].to(loaded[key].dtype)) for key in saved)
 
 
 def _files(folder: Path) -> int:
@@ -144,7 +160,7 @@ def test_training_from_a_private_sharded_hub_dataset_with_the_owner_s_token(
         monkeypatch.setenv(TOKEN_FILE_ENV, str(stored))
         write_env(workspace.configs_dir, "hubrun", tiny_config(tiny_flux, "hubrun"), _entries("owner/pets"))
         first = _train(workspace, "hubrun")
-        assert first.output.is_file()
+        _assert_loads_into_the_pipeline(first.output, tiny_flux)
         assert _files(workspace.root / "cache" / "vae" / "pets") == 3 * ROWS_PER_SHARD
         assert {auth for path, auth in hub.auth if "/datasets/" in path} == {f"Bearer {token}"}
 
