@@ -53,6 +53,8 @@ SPEC = ModelFamilySpec(
                    settings={"model_flavour": "hd", "chroma_t5_max_tokens": 32,
                              "validation_num_inference_steps": 2}),
     usage=Usage(pipeline="diffusers:ChromaPipeline"),
+    # Flux's blocks and names without its modulation layers, read back by the same diffusers converter
+    lora_layouts={"kohya": lazy("simpletuner.model_families.flux.kohya:to_kohya")},
 )
 
 

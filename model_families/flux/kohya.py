@@ -3,8 +3,10 @@ and kohya's sd-scripts load (and diffusers reads back with ``_convert_kohya_flux
 
 BFL's transformer fuses layers diffusers keeps apart: a double block's ``img_attn_qkv`` is diffusers' ``to_q``,
 ``to_k`` and ``to_v``, a single block's ``linear1`` is ``to_q``, ``to_k``, ``to_v`` and ``proj_mlp``. Their LoRAs
-become one LoRA on the fused layer: the ``lora_down`` matrices stacked, ``lora_up`` block-diagonal, so the fused
-layer's update is exactly the separate updates one above the other; a part that was not trained is a zero block.
+become one LoRA on the fused layer (see :mod:`simpletuner.model_families.kohya_layout`).
+
+Chroma declares this writer too: its transformer has Flux's blocks and outer layers without the modulation ones, and
+ChromaPipeline reads ``lora_unet_…`` files with the same diffusers converter.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from simpletuner.model_families.kohya_layout import fused_lora, lora_pairs, put
 
 _DOUBLE = {
     "attn.to_out.0": "img_attn_proj", "ff.net.0.proj": "img_mlp_0", "ff.net.2": "img_mlp_2",
@@ -43,10 +47,7 @@ def to_kohya(state: Mapping[str, torch.Tensor], scale: float, transformer: Any) 
 
     The LoRA ``scale`` (alpha / rank) is folded into ``lora_up`` and every ``alpha`` equals its layer's rank, so
     each reader applies the same update whatever it does with alpha (diffusers ignores the final layer's)."""
-    pairs = {key.removesuffix(".lora_A.weight"): (value, state[key.replace(".lora_A.", ".lora_B.")])
-             for key, value in state.items() if key.endswith(".lora_A.weight")}
-    if len(pairs) * 2 != len(state):
-        raise ValueError("only plain LoRA weights (lora_A, lora_B) can be written in kohya's layout")
+    pairs = lora_pairs(state)
     out: dict[str, torch.Tensor] = {}
     fused: dict[str, tuple[str, tuple[str, ...]]] = {}  # kohya name -> (module prefix, diffusers parts)
     for module, (down, up) in pairs.items():
@@ -58,10 +59,10 @@ def to_kohya(state: Mapping[str, torch.Tensor], scale: float, transformer: Any) 
             # BFL orders the final modulation (shift, scale); diffusers (scale, shift)
             scale_part, shift_part = up.chunk(2, dim=0)
             up = torch.cat([shift_part, scale_part], dim=0)
-        _put(out, name, down, up * scale)
+        put(out, name, down, up * scale)
     for name, (prefix, parts) in fused.items():
-        down, up = _fused(pairs, prefix, parts, transformer)
-        _put(out, name, down, up * scale)
+        down, up = fused_lora(pairs, prefix, parts, transformer)
+        put(out, name, down, up * scale)
     return out
 
 
@@ -80,29 +81,4 @@ def _kohya_name(module: str) -> tuple[str, tuple[str, tuple[str, ...]] | None]:
                 return stem + fused_name, (f"{kind}.{index}.", parts)
     elif module in _TOP:
         return _TOP[module], None
-    raise ValueError(f"the Flux layer {module!r} has no place in kohya's layout")
-
-
-def _fused(pairs: Mapping[str, tuple[torch.Tensor, torch.Tensor]], prefix: str, parts: tuple[str, ...],
-           transformer: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``lora_down`` stacked and ``lora_up`` block-diagonal over ``parts`` (zero blocks for untrained parts)."""
-    trained = [pairs[prefix + part] for part in parts if prefix + part in pairs]
-    rank, in_features = trained[0][0].shape
-    dtype = trained[0][0].dtype
-    downs, ups = [], []
-    for part in parts:
-        if prefix + part in pairs:
-            down, up = pairs[prefix + part]
-        else:
-            out_features = transformer.get_submodule(prefix + part).out_features
-            down, up = torch.zeros(rank, in_features, dtype=dtype), torch.zeros(out_features, rank, dtype=dtype)
-        downs.append(down)
-        ups.append(up)
-    return torch.cat(downs, dim=0), torch.block_diag(*ups)
-
-
-def _put(out: dict[str, torch.Tensor], name: str, down: torch.Tensor, up: torch.Tensor) -> None:
-    key = f"lora_unet_{name}"
-    out[f"{key}.lora_down.weight"] = down.contiguous()
-    out[f"{key}.lora_up.weight"] = up.contiguous()
-    out[f"{key}.alpha"] = torch.tensor(float(down.shape[0]), dtype=down.dtype)
+    raise ValueError(f"the layer {module!r} has no place in kohya's Flux layout")

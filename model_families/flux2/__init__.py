@@ -63,6 +63,7 @@ SPEC = ModelFamilySpec(
                              "validation_num_inference_steps": 2}),
     # DiffusionPipeline picks Flux2Pipeline ([dev]) or Flux2KleinPipeline ([klein]) from the base model's index
     usage=Usage(pipeline="diffusers:DiffusionPipeline"),
+    lora_layouts={"kohya": lazy("simpletuner.model_families.flux2.kohya:to_kohya")},
 )
 
 

@@ -57,6 +57,7 @@ SPEC = ModelFamilySpec(
                    settings={"model_flavour": "v1.0", "qwen_image_max_tokens": 128, "validation_guidance": 1.0,
                              "validation_num_inference_steps": 2}),
     usage=Usage(pipeline="diffusers:QwenImagePipeline"),
+    lora_layouts={"kohya": lazy("simpletuner.model_families.qwen_image.kohya:to_kohya")},
 )
 
 

@@ -50,6 +50,7 @@ SPEC = ModelFamilySpec(
                    settings={"model_flavour": "turbo", "z_image_max_tokens": 32,
                              "validation_num_inference_steps": 2}),
     usage=Usage(pipeline="diffusers:ZImagePipeline"),
+    lora_layouts={"kohya": lazy("simpletuner.model_families.z_image.kohya:to_kohya")},
 )
 
 

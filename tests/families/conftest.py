@@ -1,7 +1,8 @@
-"""Tiny Flux, Sana and PixArt pipeline folders (built once per session)."""
+"""Tiny pipeline folders (built once per session): Flux, Sana and PixArt by name, any family through tiny_folder."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,16 @@ def sana_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pixart_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny("pixart", tmp_path_factory.mktemp("tiny-pixart"))
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """The tiny pipeline folder of a family by name, each built once per session."""
+    built: dict[str, Path] = {}
+
+    def folder(family: str) -> Path:
+        if family not in built:
+            built[family] = build_tiny(family, tmp_path_factory.mktemp(f"tiny-{family}"))
+        return built[family]
+
+    return folder

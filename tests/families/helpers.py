@@ -59,3 +59,17 @@ def image_batch(batch: int, height: int, width: int, seed: int = 0) -> torch.Ten
     coarse = torch.rand(batch, 3, height // 8, width // 8, generator=generator) * 2 - 1
     return torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
 
+
+
+def with_random_lora(model: Any, targets: Any, rank: int, alpha: float) -> None:
+    """Attach a LoRA the way training does and give it random weights (training starts lora_B at zero)."""
+    from peft import LoraConfig
+
+    from simpletuner.core.training.adapter import ADAPTER_NAME
+
+    model.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, init_lora_weights=True),
+                      adapter_name=ADAPTER_NAME)
+    generator = torch.Generator().manual_seed(3)
+    for name, param in model.named_parameters():
+        if "lora_" in name:
+            param.data = torch.randn(param.shape, generator=generator) * 0.2

@@ -13,6 +13,8 @@ from simpletuner.core.config.core_options import CoreOptions
 from simpletuner.core.config.schema import Layer
 from simpletuner.core.plugins import Registry
 
+from .helpers import with_random_lora
+
 # Every Flux layer kohya's layout names except a single block's fused linear1, whose split diffusers' reader fixes
 # at FLUX.1's widths (3072, 12288) — the tiny model is narrower; test_fused_layers_hold_the_separate_updates covers it.
 _BLOCK_TARGETS = (
@@ -26,21 +28,6 @@ _ALL_TARGETS = _BLOCK_TARGETS + (
     r"|proj_out|norm_out\.linear|x_embedder|context_embedder"
     r"|time_text_embed\.(timestep_embedder|guidance_embedder|text_embedder)\.linear_[12]"
 )
-
-
-def _with_random_lora(transformer: Any, targets: Any, rank: int, alpha: float) -> None:
-    """Attach a LoRA the way training does and give it random weights (training starts lora_B at zero)."""
-    import torch
-    from peft import LoraConfig
-
-    from simpletuner.core.training.adapter import ADAPTER_NAME
-
-    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, init_lora_weights=True),
-                            adapter_name=ADAPTER_NAME)
-    generator = torch.Generator().manual_seed(3)
-    for name, param in transformer.named_parameters():
-        if "lora_" in name:
-            param.data = torch.randn(param.shape, generator=generator) * 0.2
 
 
 def _save(transformer: Any, folder: Path, registry: Registry) -> tuple[Path, Path]:
@@ -60,7 +47,7 @@ def test_diffusers_reads_the_kohya_file_as_the_same_lora(flux_folder: Path, regi
     from safetensors import safe_open
 
     pipe = FluxPipeline.from_pretrained(str(flux_folder))
-    _with_random_lora(pipe.transformer, _BLOCK_TARGETS, rank=4, alpha=8.0)  # scale 2: alpha must survive
+    with_random_lora(pipe.transformer, _BLOCK_TARGETS, rank=4, alpha=8.0)  # scale 2: alpha must survive
     lora, kohya = _save(pipe.transformer, tmp_path, registry)
     assert kohya.name == "pytorch_lora_weights_kohya.safetensors" and kohya.parent == lora.parent
     with safe_open(str(kohya), framework="pt") as handle:
@@ -92,7 +79,7 @@ def test_diffusers_kohya_reader_gives_back_every_layer(flux_folder: Path, regist
     from safetensors.torch import load_file
 
     transformer = FluxTransformer2DModel.from_pretrained(str(flux_folder), subfolder="transformer")
-    _with_random_lora(transformer, _ALL_TARGETS, rank=4, alpha=2.0)
+    with_random_lora(transformer, _ALL_TARGETS, rank=4, alpha=2.0)
     lora, kohya = _save(transformer, tmp_path, registry)
     assert {"lora_unet_final_layer_adaLN_modulation_1.alpha", "lora_unet_final_layer_linear.lora_up.weight",
             "lora_unet_guidance_in_in_layer.lora_down.weight", "lora_unet_img_in.alpha", "lora_unet_txt_in.alpha",
@@ -115,7 +102,7 @@ def test_fused_layers_hold_the_separate_updates(flux_folder: Path, registry: Reg
 
     transformer = FluxTransformer2DModel.from_pretrained(str(flux_folder), subfolder="transformer")
     # single blocks' to_q/to_k/to_v without proj_mlp: linear1's MLP part must be a zero block of the right width
-    _with_random_lora(transformer, ["to_q", "to_k", "to_v", "add_q_proj"], rank=2, alpha=3.0)
+    with_random_lora(transformer, ["to_q", "to_k", "to_v", "add_q_proj"], rank=2, alpha=3.0)
     _, kohya = _save(transformer, tmp_path, registry)
     saved = load_file(str(kohya))
     separate = load_file(str(tmp_path / "pytorch_lora_weights.safetensors"))
@@ -149,7 +136,8 @@ def test_families_without_the_layout_refuse_it(registry: Registry) -> None:
 
     assert not [p for p in problems({"model_family": "flux", "lora_save_formats": ["kohya"]})
                 if "lora_save_formats" in p]
-    assert ("$.lora_save_formats: sana has no 'kohya' LoRA layout (it offers: none); families with it: flux"
+    assert ("$.lora_save_formats: sana has no 'kohya' LoRA layout (it offers: none); families with it: chroma, "
+            "flux, flux2, qwen-image, sdxl, z-image"
             in problems({"model_family": "sana", "lora_save_formats": ["kohya"]}))
     assert ("$.lora_save_formats: flux has no 'comfy' LoRA layout (it offers: kohya); families with it: none "
             "installed" in problems({"model_family": "flux", "lora_save_formats": ["comfy"]}))
