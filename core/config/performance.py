@@ -1,7 +1,7 @@
 """Config checks of the speed and memory options (compilation, attention, offloading, FP8 training): combinations
 that cannot work are problems, settings that do nothing are warnings. Checks that need the machine (a GPU, an
 installed package, torch's compiler backends) run when the training run starts
-(:mod:`simpletuner.core.training.speedups`).
+(:mod:`simpletuner.core.training.machine_checks`).
 """
 
 from __future__ import annotations
@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from simpletuner.core.distributed import uses_deepspeed
+from simpletuner.core.training.offload import offloads_trained_model
 
 _SAGE_TRAINING = ("training", "training+inference")
+#: dynamo_mode values that record CUDA graphs.
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def performance_problems(core: Any) -> tuple[list[str], list[str]]:
@@ -34,7 +37,7 @@ def performance_problems(core: Any) -> tuple[list[str], list[str]]:
         problems.append("$.gradient_checkpointing_interval: only acts with gradient_checkpointing; set "
                         "gradient_checkpointing: true or remove the interval")
 
-    problems += _offload_problems(core, warnings)
+    problems += _offload_problems(core, warnings, compiling)
 
     if core.fp8_training:
         if core.base_model_precision != "no_change":
@@ -50,7 +53,7 @@ def performance_problems(core: Any) -> tuple[list[str], list[str]]:
     return problems, warnings
 
 
-def _offload_problems(core: Any, warnings: list[str]) -> list[str]:
+def _offload_problems(core: Any, warnings: list[str], compiling: bool) -> list[str]:
     problems: list[str] = []
     if not core.enable_group_offload:
         tuned = [k for k in ("group_offload_use_stream", "group_offload_to_disk_path") if getattr(core, k)]
@@ -84,6 +87,16 @@ def _offload_problems(core: Any, warnings: list[str]) -> list[str]:
             "LyCORIS modules read their base layer's weights outside its forward pass")
         warnings.append(f"enable_group_offload: {what}, so the trained model stays on the GPU and only the text "
                         "encoders and VAE are offloaded")
+    if offloads_trained_model(core) and compiling:
+        if core.dynamo_fullgraph:
+            problems.append("$.dynamo_fullgraph: the group offloading hooks of enable_group_offload move weights in "
+                            "code torch.compile does not trace, so the trained model cannot compile to one graph; "
+                            "set dynamo_fullgraph: false (compiled regions end at each transfer) or turn "
+                            "enable_group_offload off")
+        if core.dynamo_mode in CUDA_GRAPH_MODES:
+            problems.append(f"$.dynamo_mode: {core.dynamo_mode!r} records CUDA graphs, which replay fixed memory "
+                            "addresses, and enable_group_offload moves the trained model's weights every step; use "
+                            "dynamo_mode: default or max-autotune-no-cudagraphs, or turn enable_group_offload off")
     if core.group_offload_type == "leaf_level" and core.group_offload_blocks_per_group != 1:
         warnings.append("group_offload_blocks_per_group: no effect with group_offload_type leaf_level")
     if core.group_offload_use_stream and core.group_offload_blocks_per_group != 1:

@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from simpletuner.core.config.performance import CUDA_GRAPH_MODES
 from simpletuner.core.training.resolve import TrainingSetupError
 
 #: dynamo_backend values that mean "do not compile" (SimpleTuner and accelerate spell it "no").
@@ -40,6 +41,25 @@ def backend_problem(core: Any) -> str | None:
         usual = [b for b in torch._dynamo.list_backends() if b in known]
         return (f"dynamo_backend {core.dynamo_backend!r} is not a torch.compile backend of this torch build; use "
                 f"one of {', '.join(usual)} (or eager, aot_eager to debug), or no to train eagerly")
+    return None
+
+
+def machine_problem(core: Any, *, cuda: bool) -> str | None:
+    """Why this machine cannot compile as ``core`` asks (None when it can): CUDA graphs without a CUDA GPU, or
+    inductor on the CPU without a C++ compiler (found as inductor itself finds one)."""
+    if not compiling(core):
+        return None
+    if not cuda and core.dynamo_mode in CUDA_GRAPH_MODES:
+        return (f"dynamo_mode {core.dynamo_mode!r} records CUDA graphs and this machine has no CUDA GPU; use "
+                "dynamo_mode: default or max-autotune-no-cudagraphs")
+    if not cuda and core.dynamo_backend.strip().lower() == "inductor":
+        from torch._inductor import cpp_builder, exc
+
+        try:
+            cpp_builder.get_cpp_compiler()
+        except (exc.InvalidCxxCompiler, OSError):
+            return ("dynamo_backend 'inductor' compiles C++ code on the CPU and finds no C++ compiler here "
+                    "(g++ or clang++, or the CXX environment variable); install one, or set dynamo_backend: no")
     return None
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from simpletuner.core.training.attention import backend_name, backend_problem, training_backend, uses_sage
 from simpletuner.core.training.compile import backend_problem as compile_problem
+from simpletuner.core.training.compile import machine_problem as compile_machine_problem
 from simpletuner.core.training.fp8 import fp8_problem
 from simpletuner.core.training.resolve import TrainingSetupError
 
@@ -22,7 +23,7 @@ def machine_problems(core: Any, device: Any) -> list[str]:
     if uses_sage(core):
         backends.append(backend_name(core.attention_mechanism))
     problems += [backend_problem(b, cuda=cuda) or "" for b in backends if b is not None]
-    problems.append(compile_problem(core) or "")
+    problems.append(compile_problem(core) or compile_machine_problem(core, cuda=cuda) or "")
     return [p for p in problems if p]
 
 

@@ -45,6 +45,13 @@ def check(registry: Registry, **settings: Any) -> tuple[list[str], list[str]]:
      "cannot be written to safetensors files"),
     ({"enable_group_offload": True, "text_encoder_1_precision": "int8-quanto"},
      "$.text_encoder_1_precision: a quantised text encoder cannot also be group-offloaded"),
+    ({"enable_group_offload": True, "dynamo_backend": "inductor", "dynamo_fullgraph": True},
+     "$.dynamo_fullgraph: the group offloading hooks of enable_group_offload move weights"),
+    ({"enable_group_offload": True, "dynamo_backend": "inductor", "dynamo_mode": "reduce-overhead"},
+     "$.dynamo_mode: 'reduce-overhead' records CUDA graphs, which replay fixed memory addresses, and "
+     "enable_group_offload"),
+    ({"enable_group_offload": True, "dynamo_backend": "inductor", "dynamo_mode": "max-autotune"},
+     "use dynamo_mode: default or max-autotune-no-cudagraphs, or turn enable_group_offload off"),
 ])
 def test_impossible_combinations_are_problems(registry: Registry, settings: dict[str, Any], expected: str) -> None:
     problems, _ = check(registry, **settings)
@@ -78,6 +85,63 @@ def test_sensible_speed_settings_pass(registry: Registry) -> None:
                                gradient_checkpointing_interval=2, enable_group_offload=True,
                                group_offload_use_stream=True, base_model_precision="int8-torchao")
     assert problems == [] and warnings == []
+
+
+@pytest.mark.parametrize("settings", [
+    {"dynamo_mode": "max-autotune-no-cudagraphs"},
+    {"dynamo_fullgraph": False, "dynamo_mode": "default"},
+    {"dynamo_fullgraph": True, "dynamo_mode": "reduce-overhead", "model_type": "full"},
+    {"dynamo_fullgraph": True, "dynamo_mode": "reduce-overhead", "lora_type": "lycoris"},
+])
+def test_compilation_with_offloading_passes_where_it_works(registry: Registry, settings: dict[str, Any]) -> None:
+    """Compiled regions split around the offloading hooks (tested in test_speedups), and a full-rank or LyCORIS run
+    keeps its trained model on the GPU (only the encoders are offloaded, and they are not compiled)."""
+    problems, _ = check(registry, enable_group_offload=True, gradient_checkpointing=True, dynamo_backend="inductor",
+                        **settings)
+    assert problems == [], problems
+
+
+def test_group_offloading_hooks_break_a_full_graph() -> None:
+    """The reason dynamo_fullgraph is refused with offloading: diffusers' hooks are compiler-disabled."""
+    import torch
+    from diffusers.hooks import apply_group_offloading
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16))
+    apply_group_offloading(model, onload_device=torch.device("cpu"), offload_device=torch.device("cpu"),
+                           offload_type="leaf_level")
+    model.compile(backend="eager", fullgraph=True)
+    with pytest.raises(torch._dynamo.exc.Unsupported, match="disable"):
+        model(torch.randn(2, 16))
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"dynamo_backend": "inductor", "dynamo_mode": "reduce-overhead"},
+     "dynamo_mode 'reduce-overhead' records CUDA graphs and this machine has no CUDA GPU; use dynamo_mode: default "
+     "or max-autotune-no-cudagraphs"),
+    ({"dynamo_backend": "aot_eager", "dynamo_mode": "max-autotune"}, "dynamo_mode 'max-autotune' records CUDA"),
+    ({"dynamo_backend": "inductor"}, "dynamo_backend 'inductor' compiles C++ code on the CPU and finds no C++ "
+                                     "compiler here"),
+])
+def test_what_this_cpu_cannot_compile_is_refused(monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any],
+                                                 expected: str) -> None:
+    import torch
+    from torch._inductor import cpp_builder, exc
+
+    from simpletuner.core.config.core_options import CoreOptions
+    from simpletuner.core.training.machine_checks import machine_problems
+
+    core = CoreOptions(**settings)
+    if "dynamo_mode" not in settings:
+        assert machine_problems(core, torch.device("cpu")) == [], "this machine has a C++ compiler"
+
+    def no_compiler() -> str:
+        raise exc.InvalidCxxCompiler
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    assert [p for p in machine_problems(core, torch.device("cpu")) if expected in p], \
+        machine_problems(core, torch.device("cpu"))
+    assert machine_problems(CoreOptions(dynamo_backend="aot_eager"), torch.device("cpu")) == []
 
 
 @pytest.mark.parametrize(("settings", "expected"), [
