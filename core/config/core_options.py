@@ -239,6 +239,14 @@ class CoreOptions:
         4, help="Images per VAE call while caching latents; lower it if caching runs out of memory.",
         section="dataset", minimum=1,
     )
+    vae_cache_ondemand: bool = option(
+        False, label="Encode latents while training",
+        help="Encode each image's latents when a batch first needs them instead of all of them before the first "
+        "step: training starts once the datasets are scanned, and a VAE stays loaded while it runs. A Hugging Face "
+        "dataset that names its width_column and height_column is then not even downloaded before the first step: "
+        "each shard is fetched when training first reads one of its rows.",
+        section="dataset",
+    )
     batch_memory_cache_mb: int = option(
         1024, label="Batch memory cache (MB)",
         help="Megabytes of cached latents and embeddings each training process keeps decoded in memory after "

@@ -160,18 +160,19 @@ class ConfigSchema:
     # -- loading -----------------------------------------------------------------------------------------------
 
     def foreign_keys(self, model_family: Any) -> dict[str, str]:
-        """Options that have no effect in a config of ``model_family``, each with why: the options of other model
-        families (e.g. SDXL's ``snr_gamma`` in a Flux config) and those of dataset entries (a data backend's, such
-        as ``revision``, which SimpleTuner's configs use for the model's Hub revision).
+        """Options that do not act as written in a config of ``model_family``, each with why: the options of other
+        model families (e.g. SDXL's ``snr_gamma`` in a Flux config), and the dataset-entry options of data backends
+        (defaults for every dataset of that backend when written in a config) that SimpleTuner's configs use for
+        something else (``revision``, the model's Hub revision there).
 
         Those SimpleTuner also has are read like keys no plugin declares: refused when they ask for something, else
-        warned about; the others are warned about where the environment sets them. Other families' options are
-        left alone for an unknown or unset family (the config check names that problem)."""
+        warned about; the others are warned about. Other families' options are left alone for an unknown or unset
+        family (the config check names that problem)."""
         chosen = self.family_owners.get(normalize_name(model_family)) if isinstance(model_family, str) else None
         family, backend = f"{Kind.MODEL_FAMILY.value}:", f"{Kind.DATA_BACKEND.value}:"
         foreign = {}
         for key, owner in self._owner.items():
-            if owner.startswith(backend):
+            if owner.startswith(backend) and key in REFUSED_KEYS:
                 foreign[key] = (f"here it is a key of {owner[len(backend):]} dataset entries, set on the dataset in "
                                 "the datasets file")
             elif chosen is not None and owner.startswith(family) and owner != chosen:

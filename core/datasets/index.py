@@ -136,10 +136,14 @@ class ScanContext:
     location: str  # where the images are
     caption_strategy: str
     instance_prompt: str
+    #: trust the sizes the backend knows without reading (:meth:`DataBackend.image_sizes`): images are read later
+    sizes_from_backend: bool = False
 
     def key(self) -> bytes:
         """A digest of the context."""
         text = f"{INDEX_VERSION}\0{self.location}\0{self.caption_strategy}\0{self.instance_prompt}"
+        if self.sizes_from_backend:  # appended only then: indexes made without it keep their key
+            text += "\0sizes from the backend"
         return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
 
 
@@ -190,10 +194,20 @@ def _image_facts(data: bytes) -> tuple[int, int] | None:
 
 def _read_rows(table: ImageTable, rows: np.ndarray, backend: DataBackend, context: ScanContext, captions_only: bool,
                paths: list[str]) -> None:
-    """Fill ``rows`` of ``table`` by reading their files (captions only, when ``captions_only``)."""
-    for row in rows:
+    """Fill ``rows`` of ``table`` by reading their files (captions only, when ``captions_only``); with
+    ``context.sizes_from_backend``, images whose size the backend knows and whose listing has a change stamp are not
+    read: their content digest is made from that stamp."""
+    known: Sequence[tuple[int, int] | None] = [None] * len(rows)
+    if context.sizes_from_backend and not captions_only:
+        known = backend.image_sizes([paths[row] for row in rows])
+    for row, size in zip(rows, known, strict=True):
         path = paths[row]
-        if not captions_only:
+        if size is not None and table.stamp[row] != 0:
+            table.readable[row] = True
+            table.width[row], table.height[row] = size
+            stamped = f"stamped\0{path}\0{int(table.stamp[row])}".encode("utf-8", "surrogateescape")
+            table.digest[row] = np.frombuffer(hashlib.sha256(stamped).digest(), dtype=np.uint8)
+        elif not captions_only:
             try:
                 data = backend.read(path)
             except (FileNotFoundError, OSError, ValueError):

@@ -205,11 +205,11 @@ def caption_for(entry: DatasetEntry, backend: DataBackend, path: str) -> str | N
     return caption if caption is not None else read_caption(backend, path)
 
 
-def scan_context(entry: DatasetEntry, backend: DataBackend) -> ScanContext:
-    """What a dataset's index depends on besides its files."""
+def scan_context(entry: DatasetEntry, backend: DataBackend, sizes_from_backend: bool = False) -> ScanContext:
+    """What a dataset's index depends on besides its files (``sizes_from_backend``: see :class:`ScanContext`)."""
     location = getattr(backend, "location", None) or str(getattr(backend, "root", entry.instance_data_dir or ""))
     return ScanContext(location=location, caption_strategy=entry.caption_strategy,
-                       instance_prompt=entry.instance_prompt or "")
+                       instance_prompt=entry.instance_prompt or "", sizes_from_backend=sizes_from_backend)
 
 
 def index_path(entry: DatasetEntry) -> str:
@@ -218,14 +218,15 @@ def index_path(entry: DatasetEntry) -> str:
 
 
 def scan_dataset(entry: DatasetEntry, backend: DataBackend, settings: ResolutionSettings, *, seed: int = 0,
-                 threads: int = 4, index: IndexFile | None = None, progress: Progress | None = None
-                 ) -> ScannedDataset:
+                 threads: int = 4, index: IndexFile | None = None, progress: Progress | None = None,
+                 sizes_from_backend: bool = False) -> ScannedDataset:
     """Place every image of a dataset in a bucket, reading only the files its ``index`` does not know (all of them
-    without one) in ``threads`` parallel threads, and store the updated index.
+    without one) in ``threads`` parallel threads, and store the updated index. With ``sizes_from_backend`` (latents
+    encoded while training), images whose size the backend knows are not read at all.
 
     Raises :class:`DatasetError` when the dataset holds no image at all or none that can train.
     """
-    context = scan_context(entry, backend)
+    context = scan_context(entry, backend, sizes_from_backend)
     old = load_index(index.backend, index.path, context) if index is not None else None
     report = (lambda done, total: progress(entry.id, done, total)) if progress else None
     result = refresh(backend, context, old, IMAGE_EXTENSIONS, threads=threads, progress=report)
@@ -274,7 +275,7 @@ def scan_datasets(entries: Sequence[DatasetEntry], make_backend: Callable[[Datas
         settings = resolution_settings(entry, core, alignment)
         index = index_for(entry) if index_for is not None else None
         scanned.append(scan_dataset(entry, make_backend(entry), settings, seed=seed, index=index, progress=progress,
-                                    threads=threads))
+                                    threads=threads, sizes_from_backend=bool(core.vae_cache_ondemand)))
     return scanned
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import attrs
 
@@ -69,6 +69,15 @@ class DataBackend(ABC):
         the fix. The default does nothing: a local folder's problems show up in the datasets file check.
         """
         return None
+
+    def image_sizes(self, paths: Sequence[str]) -> Sequence[tuple[int, int] | None]:
+        """Each image's (width, height) where the storage knows it without reading the image (a dataset's width and
+        height columns, say); None where it does not. The default knows none.
+
+        With ``vae_cache_ondemand`` a scan trusts these sizes and reads none of those images: they are first read
+        when training encodes them (their cache keys then come from the listing's change stamps).
+        """
+        return [None] * len(paths)
 
     def list_stamped(self, prefix: str = "", extensions: Iterable[str] | None = None) -> FileListing:
         """:meth:`list` with each file's size and change stamp, so a dataset scan re-reads only changed files.

@@ -4,11 +4,12 @@ encoders; the caches' manifests record what was written."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 from simpletuner.core.events import EventWriter
 from simpletuner.core.training.caching import (
+    Missing,
     encode_latents,
     encode_texts,
     missing_latents,
@@ -17,6 +18,7 @@ from simpletuner.core.training.caching import (
 )
 from simpletuner.core.training.components import Components
 from simpletuner.core.training.data import TrainingData
+from simpletuner.core.training.ondemand import OnDemandLatents
 
 #: Captions per text-encoder batch (images per VAE batch are the config's ``vae_batch_size``).
 ENCODE_BATCH = 4
@@ -58,16 +60,16 @@ def _quantize_encoders(encoders: dict[str, Any], family: Any, config: Any, regis
         spec.build(config.options_for(spec)).quantize(encoders[name], precision)
 
 
-def _record_in_turn(accelerator: Any, jobs: Sequence[Any]) -> None:
-    """Each process adds what it encoded to the manifests, one after the other (no update is lost)."""
+def record_in_turn(accelerator: Any, record: Callable[[], None]) -> None:
+    """Each process adds what it encoded to the manifests (``record``), one after the other (no update is lost)."""
     for rank in range(accelerator.num_processes):
         if rank == accelerator.process_index:
-            record_written(jobs)
+            record()
         if accelerator.num_processes > 1:
             accelerator.wait_for_everyone()
 
 
-def _sum_over_processes(accelerator: Any, counts: list[int]) -> list[int]:
+def sum_over_processes(accelerator: Any, counts: list[int]) -> list[int]:
     if accelerator.num_processes == 1:
         return counts
     import torch
@@ -75,11 +77,28 @@ def _sum_over_processes(accelerator: Any, counts: list[int]) -> list[int]:
     return [int(v) for v in accelerator.reduce(torch.tensor(counts, device=accelerator.device), reduction="sum")]
 
 
+def _defer_latents(data: TrainingData, check: Missing, family: Any, components: Components, config: Any,
+                   events: EventWriter, main: bool) -> int:
+    """Leave the missing latents to the batch reader (:mod:`simpletuner.core.training.ondemand`), with a VAE of its
+    own loaded when it first needs one; no encoder call is made here."""
+    def encoder() -> Any:
+        own = Components(family, components.sources, components.dtype, components.device, components.offload)
+        vae = own.get(family.latent_components)
+        return lambda pixels: family.encode_latents(vae, pixels)
+
+    data.ondemand = OnDemandLatents(data, check.jobs, encoder, config.core.vae_batch_size) if check.jobs else None
+    if main:
+        events.emit("cache_ready", kind="latents", total=check.checked, encoded=0,
+                    reused=check.checked - len(check.jobs), deferred=len(check.jobs), encoder_calls=0)
+    return 0
+
+
 def fill_caches(data: TrainingData, family: Any, components: Components, config: Any, registry: Any,
                 events: EventWriter, accelerator: Any) -> dict[str, int]:
     """Encode the missing text embeddings, then the missing latents: every process checks the caches, then
     encodes every n-th missing entry (n processes), so none waits idle; returns the encoder calls of all processes.
-    Only the main process records what it verified and reports progress."""
+    Only the main process records what it verified and reports progress. With ``vae_cache_ondemand`` the missing
+    latents are left to training (``data.ondemand``)."""
     rank, processes, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     text_check = missing_texts(data.caches, [data.empty_text], record=main)
     texts = text_check.jobs
@@ -96,12 +115,15 @@ def fill_caches(data: TrainingData, family: Any, components: Components, config:
         text_calls = encode_texts(mine, lambda p: family.encode_text(encoders, p), ENCODE_BATCH, progress)
         progress.close()
         components.park(family.text_components)
-    _record_in_turn(accelerator, mine)
-    [text_calls] = _sum_over_processes(accelerator, [text_calls])
+    record_in_turn(accelerator, lambda: record_written(mine))
+    [text_calls] = sum_over_processes(accelerator, [text_calls])
     if main:
         events.emit("cache_ready", kind="text", total=text_check.checked, encoded=len(texts),
                     reused=text_check.checked - len(texts), encoder_calls=text_calls)
 
+    if config.core.vae_cache_ondemand:
+        return {"text": text_calls, "latents": _defer_latents(data, latent_check, family, components, config,
+                                                               events, main)}
     mine_latents = latents[rank::processes]
     if mine_latents:
         progress = _Progress(events, "latents", len(latents), processes)
@@ -110,9 +132,9 @@ def fill_caches(data: TrainingData, family: Any, components: Components, config:
                                       config.core.vae_batch_size, progress)
         progress.close()
         components.park(family.latent_components)
-    _record_in_turn(accelerator, mine_latents)
+    record_in_turn(accelerator, lambda: record_written(mine_latents))
 
-    [latent_calls] = _sum_over_processes(accelerator, [latent_calls])
+    [latent_calls] = sum_over_processes(accelerator, [latent_calls])
     if main:
         events.emit("cache_ready", kind="latents", total=latent_check.checked, encoded=len(latents),
                     reused=latent_check.checked - len(latents), encoder_calls=latent_calls)

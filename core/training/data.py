@@ -21,6 +21,7 @@ from simpletuner.core.datasets.scan import IndexFile, ScannedDataset
 from simpletuner.core.datasets.storage import DatasetStorage
 from simpletuner.core.training.caching import LatentJob, TextJob, text_key_column, text_keys
 from simpletuner.core.training.key_store import latent_keys_of
+from simpletuner.core.training.ondemand import OnDemandLatents
 from simpletuner.core.training.sampler import DatasetPlan, EpochPlanner
 
 
@@ -62,6 +63,8 @@ class TrainingData:
     caches: list[DatasetCaches]
     empty_text: TextJob
     planner: EpochPlanner
+    #: the latents left to encode while training (``vae_cache_ondemand``), set by the caching stage
+    ondemand: OnDemandLatents | None = None
 
     def latent_entry(self, dataset: int, index: int) -> tuple[CacheStore, str]:
         """(store, key) of the latents of sample ``index`` of dataset ``dataset``."""

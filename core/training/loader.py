@@ -139,6 +139,8 @@ class BatchStream:
                     if self._stop.is_set():
                         return
                     refs = self.data.planner.rank_slice(plan[position], self.rank)
+                    if self.data.ondemand is not None:
+                        self.data.ondemand.ensure(refs)
                     latents, text = load_batch(self.data, refs, self._memory)
                     if self._pin:
                         latents, text = latents.pin_memory(), {k: v.pin_memory() for k, v in text.items()}

@@ -24,6 +24,7 @@ from simpletuner.core.training import checkpoints as ckpt
 from simpletuner.core.training import stages
 from simpletuner.core.training.acceleration import build_accelerator
 from simpletuner.core.training.attention import validation_backend
+from simpletuner.core.training.caching_stage import record_in_turn, sum_over_processes
 from simpletuner.core.training.compile import eager
 from simpletuner.core.training.data import TrainingData
 from simpletuner.core.training.loop import LoopState, StepMetrics, train_steps
@@ -116,6 +117,7 @@ def _run_stages(run: stages.Run) -> TrainingResult:
             total_steps=accelerated.total_steps, start_step=accelerated.start_step, dtype=cached.dtype,
             empty_text=_empty_text(training_data)), hooks.on_step, hooks.after_step)
         accelerator.wait_for_everyone()
+        encoder_calls = _record_ondemand(training_data, accelerator, cached.encoder_calls)
         if adapted.ema is not None:
             adapted.ema.copy_to(adapted.params)  # the final model is the moving average
         output = hooks.saver.final(run.folder, step)
@@ -124,7 +126,18 @@ def _run_stages(run: stages.Run) -> TrainingResult:
     run.events.emit("finished", step=step, output=str(output), elapsed_s=round(time.time() - started, 3),
                     published=published, usage=_usage(run))
     return TrainingResult(output=output, output_dir=run.resolved.output_dir, run_dir=run.folder, step=step,
-                          encoder_calls=cached.encoder_calls)
+                          encoder_calls=encoder_calls)
+
+
+def _record_ondemand(training_data: TrainingData, accelerator: Any, calls: dict[str, int]) -> dict[str, int]:
+    """With latents encoded while training: each process notes what it wrote in the manifests, in turn; the
+    encoder calls of the whole run (every process's)."""
+    ondemand = training_data.ondemand
+    if ondemand is None:
+        return calls
+    record_in_turn(accelerator, ondemand.record)
+    [latents] = sum_over_processes(accelerator, [ondemand.calls])
+    return {**calls, "latents": calls["latents"] + latents}
 
 
 def _usage(run: stages.Run) -> str:

@@ -23,7 +23,7 @@ dataset is read with the token of the user the backend is made for, sent only to
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -120,6 +120,14 @@ class HuggingFaceDataBackend(DataBackend):
         catalogue = self.catalogue()
         return FileListing(paths=paths, sizes=[-1] * len(paths),
                            stamps=[catalogue.stamp(*catalogue.files[p]) for p in paths])
+
+    def image_sizes(self, paths: Sequence[str]) -> Sequence[tuple[int, int] | None]:
+        """Sizes from the dataset's width and height columns, when the options name both (read with the other small
+        columns: no image is fetched for them)."""
+        catalogue = self.catalogue()
+        found = [catalogue.files.get(path) for path in paths]
+        return [catalogue.sizes.get(where[0]) if where is not None and where[1] == "image" else None
+                for where in found]
 
     def read(self, path: str) -> bytes:
         """A row's image bytes or caption; ``FileNotFoundError`` for any other path."""

@@ -51,6 +51,8 @@ class Catalogue:
     stamp: Callable[[int, str], int]
     #: what reads the rows: a :class:`ShardedRows`, or the selected rows as a ``datasets.Dataset``
     source: Any = None
+    #: (width, height) of served rows from the width and height columns, when the options name both
+    sizes: dict[int, tuple[int, int]] = attrs.field(factory=dict)
 
 
 def open_catalogue(options: HuggingFaceOptions, where: str, token: Token) -> Catalogue:
@@ -70,7 +72,8 @@ def open_catalogue(options: HuggingFaceOptions, where: str, token: Token) -> Cat
     files = {(p.rsplit(".", 1)[0] + ".png" if kind == "image" else p): (row, kind)
              for p, (row, kind) in catalogue.files.items()}
     read = catalogue.image
-    return attrs.evolve(catalogue, files=files, image=lambda row: split.apply(read(row)))
+    # the served picture is a part of the stored image: the size columns do not give its size
+    return attrs.evolve(catalogue, files=files, image=lambda row: split.apply(read(row)), sizes={})
 
 
 def check_image_column(features: Any, options: HuggingFaceOptions, where: str) -> bool:
@@ -103,18 +106,23 @@ def _sharded_catalogue(rows: ShardedRows, options: HuggingFaceOptions, where: st
         check_columns(features, options, where)
         named_images = check_image_column(features, options, where)
         rule = options.row_filter()
+        size_columns = (options.width_column, options.height_column)
         columns = [c for c in (*options.caption_column, options.fallback_caption_column, options.description_column,
-                               *(rule.reads() if rule else ())) if c]
+                               *(rule.reads() if rule else ()), *size_columns) if c]
         wanted = list(dict.fromkeys(c.split(".", 1)[0] for c in columns))
         if named_images:
             wanted.append(f"{options.image_column}.path")  # the file name only, never the bytes
         kept: list[int] = []
         captions: dict[int, str] = {}
         extensions: dict[int, str] = {}
+        sizes: dict[int, tuple[int, int]] = {}
         for row, values in rows.iter_columns(wanted):
             if rule is not None and not rule.keep(values):
                 continue
             kept.append(row)
+            size = _size_of(values, *size_columns)
+            if size is not None:
+                sizes[row] = size
             caption = caption_of(values, options)
             if caption:
                 captions[row] = caption
@@ -127,13 +135,29 @@ def _sharded_catalogue(rows: ShardedRows, options: HuggingFaceOptions, where: st
     chosen = [kept[i] for i in subset(len(kept), options.max_num_samples)]
     served = set(chosen)
     captions = {row: text for row, text in captions.items() if row in served}
+    sizes = {row: size for row, size in sizes.items() if row in served}
     # a row's stamp also covers the options that make its file: other columns give other images and captions
     reads = {"image": json.dumps([options.image_column]),
              "caption": json.dumps([options.caption_column, options.fallback_caption_column,
                                     options.description_column])}
     return Catalogue(files=_files_of(chosen, captions, lambda row: extensions.get(row, "png")), captions=captions,
                      image=lambda row: image_bytes(rows.image_cell(row, options.image_column)),
-                     stamp=lambda row, kind: rows.stamp(row, f"{kind}\0{reads[kind]}"), source=rows)
+                     stamp=lambda row, kind: rows.stamp(row, f"{kind}\0{reads[kind]}"), source=rows, sizes=sizes)
+
+
+def _size_of(values: dict[str, Any], width_column: str | None, height_column: str | None) -> tuple[int, int] | None:
+    """A row's (width, height) from its size columns; None when either is not named or not a positive whole
+    number."""
+    if not width_column or not height_column:
+        return None
+    width, height = values.get(width_column), values.get(height_column)
+    if width is None or height is None or isinstance(width, bool) or isinstance(height, bool):
+        return None
+    try:
+        size = (int(width), int(height))
+    except (TypeError, ValueError):
+        return None
+    return size if size[0] > 0 and size[1] > 0 and size == (width, height) else None
 
 
 def _arrow_catalogue(options: HuggingFaceOptions, where: str, token: Token) -> Catalogue:

@@ -151,3 +151,41 @@ def test_other_caption_columns_read_the_captions_again(hub: DatasetHub) -> None:
     # the images are known, every caption is read again: its embedding must be the new caption's
     assert (again.read_images, again.read_captions) == (0, SHARDS * ROWS_PER_SHARD)
     assert again.table.caption_digest[0].tobytes() != scanned.table.caption_digest[0].tobytes()
+
+
+def test_with_size_columns_a_scan_for_latents_encoded_while_training_downloads_no_shard(hub: DatasetHub) -> None:
+    """``vae_cache_ondemand`` scans with the sizes of the width and height columns: no image is read, so no shard
+    is downloaded before training reads its rows; a new revision changes the keys of the changed shard's rows."""
+    from simpletuner.core.datasets.index import ScanContext, refresh
+    from simpletuner.core.datasets.scan import IMAGE_EXTENSIONS
+
+    items = rows(SHARDS * ROWS_PER_SHARD, size=32)
+    items[4]["width"] = None  # a row without its size is read as before
+    hub.publish("owner/big", repository(items))
+
+    def sized() -> HuggingFaceDataBackend:
+        return HuggingFaceDataBackend.from_options("", {  # type: ignore[return-value]
+            "dataset_name": "owner/big", "caption_column": "text", "fallback_caption_column": "meta.alt",
+            "width_column": "width", "height_column": "height"})
+
+    reader = sized()
+    context = ScanContext(location=reader.location, caption_strategy="huggingface", instance_prompt="",
+                          sizes_from_backend=True)
+    scanned = refresh(reader, context, None, IMAGE_EXTENSIONS, threads=2)
+    paths = scanned.table.paths.tolist()
+    sizes = [(int(scanned.table.width[i]), int(scanned.table.height[i])) for i in range(len(paths))]
+    assert sizes == [(32, 32 + 16 * (i % 2)) for i in range(SHARDS * ROWS_PER_SHARD)]
+    assert scanned.table.readable.all()
+    # only the shard of the row without a size was fetched, to read that one image
+    assert [name.rsplit("/", 1)[-1] for name in full_downloads(hub)] == ["train-00000-of-00003.parquet"]
+    assert ScanContext(location=reader.location, caption_strategy="huggingface", instance_prompt="").key() \
+        != context.key()  # an index made one way is not used the other way
+
+    items[ROWS_PER_SHARD + 1]["image"] = {"bytes": png(32, 48, (255, 0, 0)), "path": None}
+    hub.publish("owner/big", repository(items))
+    hub.reads.clear()
+    again = refresh(sized(), context, scanned.table, IMAGE_EXTENSIONS, threads=2)
+    assert full_downloads(hub) == []
+    changed = [i for i in range(len(paths))
+               if again.table.digest[i].tobytes() != scanned.table.digest[i].tobytes()]
+    assert changed == list(range(ROWS_PER_SHARD, 2 * ROWS_PER_SHARD))  # keyed by the shard's stamp

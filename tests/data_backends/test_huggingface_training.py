@@ -174,3 +174,36 @@ def test_training_from_a_private_sharded_hub_dataset_with_the_owner_s_token(
         downloaded = [name for method, name, asked in hub.reads if method == "GET" and asked is None
                       and name.endswith(".parquet")]
         assert [name.rsplit("/", 1)[-1] for name in downloaded] == ["train-00001-of-00003.parquet"]
+
+
+def test_latents_encoded_while_training_from_a_hub_dataset(workspace: Workspace, tiny_flux: Path,
+                                                           hf_env: dict[str, str], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vae_cache_ondemand`` with the dataset's size columns: the scan fetches no shard, training starts with no
+    latent encoded and encodes only the rows its batches reach; the LoRA loads; a restart reuses them."""
+    from hub_datasets import dataset_hub, use_hub
+    from test_huggingface_shards import ROWS_PER_SHARD, SHARDS, full_downloads, repository
+
+    from simpletuner.core.events import EVENTS_FILE, read_events
+
+    total = SHARDS * ROWS_PER_SHARD
+    with dataset_hub() as hub:
+        use_hub(monkeypatch, hub.base_url, tmp_path / "hub-cache")
+        hub.publish("owner/pets", repository(rows(total)))
+        write_env(workspace.configs_dir, "lazy", tiny_config(tiny_flux, "lazy", vae_cache_ondemand=True),
+                  _entries("owner/pets"))
+        first = _train(workspace, "lazy")
+        _assert_loads_into_the_pipeline(first.output, tiny_flux)
+        events = read_events(first.run_dir / EVENTS_FILE)
+        [latents_ready] = [e for e in events if e["event"] == "cache_ready" and e["kind"] == "latents"]
+        assert (latents_ready["encoded"], latents_ready["deferred"]) == (0, total)
+        encoded = _files(workspace.root / "cache" / "vae" / "pets")
+        # the batches the reader reached (one step of two images, a few batches read ahead), not every row
+        assert 2 <= encoded < total and first.encoder_calls["latents"] >= 1
+        assert len(full_downloads(hub)) <= SHARDS
+
+        again = _train(workspace, "lazy")
+        [ready_again] = [e for e in read_events(again.run_dir / EVENTS_FILE)
+                         if e["event"] == "cache_ready" and e["kind"] == "latents"]
+        assert ready_again["deferred"] == total - encoded  # what the first run encoded is found and kept
+        assert again.encoder_calls["text"] == 0

@@ -200,19 +200,19 @@ def test_lora_format_comfyui_saves_the_layout_comfyui_loads(run_cli, configs: Pa
         in refused.stderr
 
 
-def test_options_of_another_family_or_of_dataset_entries_warn_in_a_config() -> None:
+def test_options_of_another_family_warn_and_simpletuner_s_model_revision_is_refused() -> None:
     from simpletuner.core.config import Layer, build_schema
     from simpletuner.core.errors import ConfigError
 
     schema = build_schema(Registry())
-    written = {"model_family": "sana", "flux_t5_max_tokens": 256, "dataset_name": "owner/pictures", "revision": "main"}
+    written = {"model_family": "sana", "flux_t5_max_tokens": 256, "aws_region_name": "eu-west-1", "revision": "main"}
     config, warnings = schema.load([Layer("env:t", written)], own_source="env:t")
     assert warnings == [
         "flux_t5_max_tokens: has no effect in this config (only the flux family trains with it); remove it to "
         "silence this warning",
-        "dataset_name: has no effect in this config (here it is a key of huggingface dataset entries, set on the "
-        "dataset in the datasets file); remove it to silence this warning",
     ]  # revision "main" asks for the weights as they are: a refused key at its default loads without a word
+    # a dataset-entry option in a config is the default of every dataset of its backend
+    assert config.get("aws_region_name") == "eu-west-1"
     assert config.to_file_dict() == written  # kept as written when the config is saved again
     with pytest.raises(ConfigError) as refused:
         schema.load([Layer("env:t", {**written, "revision": "fp16"})], own_source="env:t")
