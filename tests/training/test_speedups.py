@@ -120,7 +120,7 @@ def test_math_attention_backend_trains_the_same_lora(make_env: Callable[..., str
 
 def test_regional_compilation_trains_and_saves_the_eager_layout(make_env: Callable[..., str],
                                                                 run_env: Callable[..., Any], plain: Any,
-                                                                workspace: Any) -> None:
+                                                                workspace: Any, tiny_flux: Path) -> None:
     """Inductor compiles each repeated block class once; the saved LoRA and checkpoints have the eager run's keys
     (no _orig_mod prefixes): an eager run resumes the compiled run's checkpoint and continues where it was, and the
     loss falls as the eager run's does. Validation runs with the compiled code set aside."""
@@ -131,6 +131,7 @@ def test_regional_compilation_trains_and_saves_the_eager_layout(make_env: Callab
     compiled = events_of(result.run_dir, "speedups")[0]["compiled"]
     assert compiled["regional"] and compiled["modules"] >= 2 and compiled["backend"] == "inductor"
     assert lora_tensors(result).keys() == lora_tensors(plain).keys()
+    assert_loads_into_stock_pipeline(result, tiny_flux)
     eager_losses, compiled_losses = losses(plain), losses(result)
     assert compiled_losses[0] == pytest.approx(eager_losses[0], rel=1e-3)  # the same first forward
     assert sum(compiled_losses[-3:]) < sum(compiled_losses[:3])
@@ -144,6 +145,55 @@ def test_regional_compilation_trains_and_saves_the_eager_layout(make_env: Callab
     resumed = run_env(name)
     assert events_of(resumed.run_dir, "run_started")[0]["start_step"] == 4
     assert losses(resumed) == pytest.approx(compiled_losses[4:], rel=1e-3)
+
+
+@pytest.mark.timeout(120)
+def test_regional_compilation_compiles_each_block_class_once() -> None:
+    """The compiled graphs of regional compilation do not grow with the model's depth: every block of a class
+    runs the class's graphs (one for blocks whose inputs need no gradient, as the first block's in a LoRA run, one
+    for the others), and the second step compiles nothing."""
+    import torch
+    import torch._dynamo.utils
+    from diffusers import FluxTransformer2DModel
+
+    from simpletuner.core.config.core_options import CoreOptions
+    from simpletuner.core.training.compile import compile_model
+    from simpletuner.model_families.flux.family import FluxFamily
+    from simpletuner.model_families.flux.tiny import TINY_SIZES
+
+    core = CoreOptions(dynamo_backend="aot_eager", dynamo_use_regional_compilation=True)
+    graphs = []
+    for double, single in ((2, 3), (4, 5)):
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        model = FluxTransformer2DModel(**{**TINY_SIZES["transformer"], "num_layers": double,
+                                          "num_single_layers": single})
+        model.requires_grad_(False)
+        model.transformer_blocks[0].attn.to_q.requires_grad_(True)  # as a LoRA: only some weights train
+        assert len(compile_model(model, FluxFamily, core)) == double + single
+        per_step = []
+        torch._dynamo.utils.counters.clear()
+        for _ in range(2):
+            out = model(hidden_states=torch.randn(1, 64, 64), encoder_hidden_states=torch.randn(1, 16, 32),
+                        pooled_projections=torch.randn(1, 32), timestep=torch.tensor([0.5]),
+                        guidance=torch.tensor([1.0]), img_ids=torch.zeros(64, 3), txt_ids=torch.zeros(16, 3)).sample
+            out.square().mean().backward()
+            per_step.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+        assert per_step[0] == per_step[1], "the second step compiled again"
+        graphs.append(per_step[0])
+    torch._dynamo.reset()
+    assert graphs[0] == graphs[1] <= 2 * len(FluxFamily.block_classes) < 2 + 3, graphs
+
+
+def test_compilation_with_group_offloading_trains_the_same_lora(make_env: Callable[..., str],
+                                                               run_env: Callable[..., Any], plain: Any) -> None:
+    """Compiled blocks whose layers are offloaded: the compiled regions end at the offloading hooks (the config
+    check refuses dynamo_fullgraph with them), and aot_eager's arithmetic is eager's, so the same training."""
+    result = run_env(make_env("compiled-offload", dynamo_backend="aot_eager", dynamo_use_regional_compilation=True,
+                              enable_group_offload=True, **SHORT))
+    speedups = events_of(result.run_dir, "speedups")[0]
+    assert speedups["offloaded"] == "transformer" and speedups["compiled"]["regional"]
+    assert_same_training(result, plain)
 
 
 def test_the_offload_memory_preset_trains_the_same_lora(make_env: Callable[..., str], run_env: Callable[..., Any],
@@ -200,14 +250,26 @@ def test_compile_options_follow_the_config() -> None:
     assert "inductor" in problem and backend_problem(CoreOptions(dynamo_backend="no")) is None
 
 
+def assert_loads_into_stock_pipeline(result: Any, tiny_flux: Path) -> None:
+    """The run's LoRA loads into diffusers' FluxPipeline as the same tensors."""
+    import torch
+    from diffusers import FluxPipeline
+    from peft.utils import get_peft_model_state_dict
+
+    pipeline = FluxPipeline.from_pretrained(str(tiny_flux), dtype=torch.float32)
+    pipeline.load_lora_weights(str(result.output), adapter_name="trained")
+    loaded = get_peft_model_state_dict(pipeline.transformer, adapter_name="trained")
+    saved = {k.removeprefix("transformer."): v for k, v in lora_tensors(result).items()}
+    assert loaded.keys() == saved.keys() and saved
+    assert all(torch.equal(loaded[k], saved[k].to(loaded[k].dtype)) for k in saved)
+
+
 @pytest.mark.parametrize(("precision", "tensor"), [("int8-torchao", "Int8Tensor"), ("fp8-torchao", "Float8Tensor")])
 def test_torchao_base_trains_a_loadable_lora(make_env: Callable[..., str], run_env: Callable[..., Any],
                                              tiny_flux: Path, monkeypatch: pytest.MonkeyPatch, precision: str,
                                              tensor: str) -> None:
     import torch
     import torchao.quantization
-    from diffusers import FluxPipeline
-    from peft.utils import get_peft_model_state_dict
 
     seen: dict[str, Any] = {}
     attach = stages.attach_adapter
@@ -222,12 +284,34 @@ def test_torchao_base_trains_a_loadable_lora(make_env: Callable[..., str], run_e
     assert seen == {"to_q": getattr(torchao.quantization, tensor), "x_embedder": torch.nn.Parameter}
     run_losses = losses(result)
     assert sum(run_losses[-4:]) < sum(run_losses[:4]), run_losses
-    pipeline = FluxPipeline.from_pretrained(str(tiny_flux), dtype=torch.float32)
-    pipeline.load_lora_weights(str(result.output), adapter_name="trained")
-    loaded = get_peft_model_state_dict(pipeline.transformer, adapter_name="trained")
-    saved = {k.removeprefix("transformer."): v for k, v in lora_tensors(result).items()}
-    assert loaded.keys() == saved.keys() and saved
-    assert all(torch.equal(loaded[k], saved[k].to(loaded[k].dtype)) for k in saved)
+    assert_loads_into_stock_pipeline(result, tiny_flux)
+
+
+def test_torchao_int8_base_with_group_offloading_trains_a_loadable_lora(
+        make_env: Callable[..., str], run_env: Callable[..., Any], tiny_flux: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """diffusers' offloading moves torchao's quantised tensors whole (they are tensor subclasses, not plain data):
+    the quantised base layers are the ones offloaded, the LoRA trains and loads into the stock pipeline."""
+    import torchao.quantization
+
+    from simpletuner.core.training import offload as offload_module
+
+    offloaded: list[type] = []
+    apply = offload_module.GroupOffload.apply
+
+    def spy_apply(self: Any, module: Any, name: str, *, trained: bool = False) -> Any:
+        if trained:
+            offloaded.append(type(module.transformer_blocks[0].attn.to_q.weight))
+        return apply(self, module, name, trained=trained)
+
+    monkeypatch.setattr(offload_module.GroupOffload, "apply", spy_apply)
+    result = run_env(make_env("torchao-offload", base_model_precision="int8-torchao", enable_group_offload=True,
+                              **{**SHORT, "max_train_steps": 16}))
+    assert offloaded == [torchao.quantization.Int8Tensor]
+    assert events_of(result.run_dir, "speedups")[0]["offloaded"] == "transformer"
+    run_losses = losses(result)
+    assert sum(run_losses[-4:]) < sum(run_losses[:4]), run_losses
+    assert_loads_into_stock_pipeline(result, tiny_flux)
 
 
 @pytest.mark.parametrize(("settings", "reason"), [
