@@ -19,13 +19,14 @@ from simpletuner.core.training.resolve import TrainingSetupError
 
 log = logging.getLogger(__name__)
 
-#: What to install for a backend diffusers reports as unusable.
-_INSTALL_HINTS = {
-    "flash": "pip install flash-attn", "flash_varlen": "pip install flash-attn",
-    "_flash_3": "build FlashAttention 3 (hopper/ in the flash-attention repository) on a Hopper GPU",
-    "_flash_varlen_3": "build FlashAttention 3 (hopper/ in the flash-attention repository) on a Hopper GPU",
-    "xformers": "pip install xformers", "sage": "pip install sageattention", "sage_varlen": "pip install sageattention",
-}
+#: What to install for a backend diffusers reports as unusable, by the start of its diffusers name (every
+#: SageAttention kernel comes from one package).
+_INSTALL_HINTS = (
+    ("_flash_3", "build FlashAttention 3 (hopper/ in the flash-attention repository) on a Hopper GPU"),
+    ("_flash_varlen_3", "build FlashAttention 3 (hopper/ in the flash-attention repository) on a Hopper GPU"),
+    ("flash", "pip install flash-attn"), ("xformers", "pip install xformers"),
+    ("sage", "pip install sageattention"), ("_sage", "pip install sageattention"),
+)
 #: Backends that train on a CPU; the others need a CUDA GPU (PyTorch's fused kernels, every third-party kernel, and
 #: flex attention, which has no backward pass on the CPU).
 _CPU_BACKENDS = ("native", "_native_math")
@@ -49,20 +50,28 @@ def training_backend(core: Any) -> str | None:
     return backend_name(core.attention_mechanism)
 
 
-def backend_problem(backend: str, *, cuda: bool) -> str | None:
+def install_hint(backend: str) -> str:
+    """What to install for diffusers' attention backend ``backend``."""
+    return next((hint for prefix, hint in _INSTALL_HINTS if backend.startswith(prefix)),
+                "install the package it needs")
+
+
+def backend_problem(backend: str, *, cuda: bool, mechanism: str | None = None) -> str | None:
     """Why ``backend`` cannot run here (None when it can): a missing package with its install hint, or a GPU-only
-    kernel on a machine without CUDA."""
+    kernel on a machine without CUDA. ``mechanism`` is the ``attention_mechanism`` value the message names
+    (several name one backend); the first of them by default."""
     from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
 
-    mechanism = next(k for k, v in ATTENTION_BACKENDS.items() if v == backend)
+    if mechanism is None:
+        mechanism = next(k for k, v in ATTENTION_BACKENDS.items() if v == backend)
     if not cuda and backend not in _CPU_BACKENDS:
         return (f"attention_mechanism {mechanism!r} runs only on CUDA GPUs and none is visible; use diffusers or "
                 "native-math on the CPU")
     try:
         _check_attention_backend_requirements(AttentionBackendName(backend))
     except (RuntimeError, ImportError) as exc:
-        hint = _INSTALL_HINTS.get(backend, "install the package it needs")
-        return f"attention_mechanism {mechanism!r} is not usable here ({str(exc).splitlines()[0]}); {hint}"
+        return (f"attention_mechanism {mechanism!r} is not usable here ({str(exc).splitlines()[0]}); "
+                f"{install_hint(backend)}")
     return None
 
 
@@ -71,10 +80,10 @@ def dispatched_modules(model: Any) -> int:
     return sum(1 for m in model.modules() if hasattr(getattr(m, "processor", None), "_attention_backend"))
 
 
-def set_backend(model: Any, backend: str, *, cuda: bool) -> None:
+def set_backend(model: Any, backend: str, *, cuda: bool, mechanism: str | None = None) -> None:
     """Make every attention module of ``model`` use ``backend``; raises :class:`TrainingSetupError` when it cannot
     run here or when the family's attention does not go through diffusers' dispatcher."""
-    problem = backend_problem(backend, cuda=cuda)
+    problem = backend_problem(backend, cuda=cuda, mechanism=mechanism)
     if problem is not None:
         raise TrainingSetupError(problem)
     if not dispatched_modules(model):
@@ -96,9 +105,10 @@ def apply_training_backend(model: Any, core: Any, *, cuda: bool) -> bool:
     validation. Returns whether anything other than the default is used."""
     backend = training_backend(core)
     if backend is not None:
-        set_backend(model, backend, cuda=cuda)
+        set_backend(model, backend, cuda=cuda, mechanism=core.attention_mechanism)
     if uses_sage(core):
-        problem = backend_problem(backend_name(core.attention_mechanism), cuda=cuda)
+        problem = backend_problem(backend_name(core.attention_mechanism), cuda=cuda,
+                                  mechanism=core.attention_mechanism)
         if problem is not None:
             raise TrainingSetupError(problem)
     return backend is not None or uses_sage(core)
@@ -111,7 +121,7 @@ def validation_backend(model: Any, core: Any, *, cuda: bool) -> Iterator[None]:
     if not uses_sage(core):
         yield
         return
-    set_backend(model, backend_name(core.attention_mechanism), cuda=cuda)
+    set_backend(model, backend_name(core.attention_mechanism), cuda=cuda, mechanism=core.attention_mechanism)
     try:
         yield
     finally:

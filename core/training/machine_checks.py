@@ -19,10 +19,9 @@ def machine_problems(core: Any, device: Any) -> list[str]:
     problems: list[str] = []
     if core.fp8_training:
         problems.append(fp8_problem(device) or "")
-    backends = [training_backend(core)]
-    if uses_sage(core):
-        backends.append(backend_name(core.attention_mechanism))
-    problems += [backend_problem(b, cuda=cuda) or "" for b in backends if b is not None]
+    backend = training_backend(core) or (backend_name(core.attention_mechanism) if uses_sage(core) else None)
+    if backend is not None:
+        problems.append(backend_problem(backend, cuda=cuda, mechanism=core.attention_mechanism) or "")
     problems.append(compile_problem(core) or compile_machine_problem(core, cuda=cuda) or "")
     return [p for p in problems if p]
 

@@ -14,6 +14,7 @@ import pytest
 
 from simpletuner.core.config import Layer, build_schema
 from simpletuner.core.config.checks import check_config
+from simpletuner.core.config.core_options import ATTENTION_BACKENDS
 from simpletuner.core.plugins import Registry
 
 pytestmark = pytest.mark.timeout(120)
@@ -170,3 +171,33 @@ def test_config_check_cli_names_the_problem(tmp_path: Path) -> None:
     output = done.stdout + done.stderr
     assert done.returncode != 0, output
     assert "$.fp8_training" in output and "mixed_precision: bf16" in output
+
+
+#: The install hint of every attention_mechanism value that needs a package.
+_HINTS = {"flash-attn": "pip install flash-attn", "flash-attn-2": "pip install flash-attn",
+          "flash-attn-varlen": "pip install flash-attn", "flash-attn-3": "build FlashAttention 3 (hopper/",
+          "flash-attn-3-varlen": "build FlashAttention 3 (hopper/", "xformers": "pip install xformers",
+          **{m: "pip install sageattention" for m in ATTENTION_BACKENDS if m.startswith("sageattention")}}
+
+
+def test_every_kernel_package_has_its_hint() -> None:
+    packaged = {m for m, b in ATTENTION_BACKENDS.items() if not b.startswith(("native", "_native", "flex"))}
+    assert packaged == set(_HINTS)
+
+
+@pytest.mark.parametrize("mechanism", sorted(_HINTS))
+def test_a_missing_kernel_package_is_named_with_its_install_hint(monkeypatch: pytest.MonkeyPatch,
+                                                                 mechanism: str) -> None:
+    from diffusers.models import attention_dispatch
+
+    from simpletuner.core.config.core_options import CoreOptions
+    from simpletuner.core.training.machine_checks import machine_problems
+
+    def absent(backend: Any) -> None:
+        raise RuntimeError(f"Backend '{backend.value}' is not usable: the package is not installed.\nmore")
+
+    monkeypatch.setattr(attention_dispatch, "_check_attention_backend_requirements", absent)
+    core = CoreOptions(attention_mechanism=mechanism)
+    (problem,) = machine_problems(core, "cuda")
+    assert problem.startswith(f"attention_mechanism {mechanism!r} is not usable here (Backend '"), problem
+    assert problem.split("); ", 1)[1].startswith(_HINTS[mechanism]), problem

@@ -112,9 +112,12 @@ def test_checkpointing_every_other_block_trains_the_same_lora(make_env: Callable
 
 
 def test_math_attention_backend_trains_the_same_lora(make_env: Callable[..., str], run_env: Callable[..., Any],
-                                                     plain: Any) -> None:
+                                                     plain: Any, tiny_flux: Path) -> None:
+    """The attention kernels a CPU trains with: PyTorch SDPA (diffusers, the plain run) and its math kernel."""
     result = run_env(make_env("math", attention_mechanism="native-math", **SHORT))
     assert_same_training(result, plain)
+    assert sum(losses(result)[-3:]) < sum(losses(result)[:3]), losses(result)
+    assert_loads_into_stock_pipeline(result, tiny_flux)
     assert events_of(result.run_dir, "speedups")[0]["attention"] == "native-math"
 
 
