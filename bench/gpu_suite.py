@@ -7,8 +7,9 @@ usage: python bench/gpu_suite.py [--families sana,pixart,flux] [--rows bare,engi
 
 Rows (Flux gets every row; Sana and PixArt bare and engine eager unless ``--rows`` names more):
 
-- ``bare``: the bare LoRA step of ``../shared/bench/bare_lora_step.py`` (torch + diffusers + peft, random latents
-  and text embeddings straight into the transformer, bf16 weights, fp32 LoRA under bf16 autocast, AdamW).
+- ``bare``: the bare LoRA step of ``bench/bare_lora_step.py``, a copy of the shared reference script (torch +
+  diffusers + peft, random latents and text embeddings straight into the transformer, bf16 weights, fp32 LoRA under
+  bf16 autocast, AdamW).
 - ``engine``: the engine training the same transformer, LoRA rank and targets from a dataset of images through
   :func:`simpletuner.core.training.run.train` (caches, data loading, noise sampling, the step, metrics, events);
   its ratio to ``bare`` is the engine's overhead (target ≤ 1.05×).
@@ -21,14 +22,15 @@ Rows (Flux gets every row; Sana and PixArt bare and engine eager unless ``--rows
 - ``offload``: ``enable_group_offload`` with ``group_offload_use_stream`` and gradient checkpointing; target peak
   < 12 GiB for Flux.
 
-Every row reports the median s/step after the warm-up steps (an engine step is the time between two of its
-``step`` events), the peak memory of its steps (``torch.cuda.max_memory_allocated``, reset when training starts)
-and its ratio to the family's bare row. A row the engine refuses or that fails reports why and the suite goes on.
-One JSON line is printed per row as it completes, then a Markdown table of them all. The default rows are sized
-to take about 8 minutes on one H200; rows not started within ``--budget-s`` are reported skipped, with the command
-that runs them alone. The bare step turns PyTorch's cuDNN attention off for the process (its backward pass fails
-for Flux on the reference build, see ``../shared/bench/README.md``), so the engine rows after it use the same
-attention kernel. FLUX.1-dev's random weights take 24 GB in the ``--workdir`` folder while its rows run.
+Every row reports the median s/step after the warm-up steps (an engine step is the time between two of its ``step``
+events), the peak memory of its steps (``torch.cuda.max_memory_allocated``, reset when training starts) and its
+ratio to the family's bare row. A row the engine refuses or that fails reports why and the suite goes on. One JSON
+line is printed per row as it completes, then a Markdown table of them all. The default rows are sized to take about
+8 minutes on one H200; rows not started within ``--budget-s`` are reported skipped, with the command that runs them
+alone, and the row running when it runs out stops at its next step (reported cut short, with the median of the steps
+it measured). The bare step turns PyTorch's cuDNN attention off for the process (its backward pass fails for Flux on
+the reference build, see ``../shared/bench/README.md``), so the engine rows after it use the same attention kernel.
+FLUX.1-dev's random weights take 24 GB in the ``--workdir`` folder while its rows run.
 
 ``--dry-run`` runs every row's code path on the CPU in a minute or two with tiny transformers of the same classes
 (64–128 px): the compile rows with inductor (``aot_eager`` where no C++ compiler is installed), the FP8 row shows
@@ -57,7 +59,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gpu_suite_models import Size, build_pipeline, full_sizes, tiny_sizes, transformer_class  # noqa: E402
-from step_pairs import DEFAULT_BARE, BareStep, bare_module, write_environment  # noqa: E402
+from step_pairs import BARE_CANDIDATES, DEFAULT_BARE, BareStep, bare_module, write_environment  # noqa: E402
 
 GIB = 1024**3
 #: The order rows run in: the small families first and FLUX.1-dev's stretch row last, so that a run past its budget
@@ -141,9 +143,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bare", type=Path, default=DEFAULT_BARE, help="the bare step script")
     parser.add_argument("--workdir", type=Path, default=None, help="where pipelines and workspaces are written "
                         "(FLUX.1-dev's random weights take 24 GB; default: the system's temporary folder)")
-    parser.add_argument("--budget-s", type=float, default=None, help="start no row after this many seconds: the "
-                        "rows left are reported skipped (default 420, so that the suite ends within about 8 minutes "
-                        "on one H200; none in a dry run)")
+    parser.add_argument("--budget-s", type=float, default=None, help="start no row or step after this many "
+                        "seconds: the rows left are reported skipped, the one running cut short (default 420, so "
+                        "that the suite ends within about 8 minutes on one H200; none in a dry run)")
     parser.add_argument("--dry-run", action="store_true", help="tiny models on the CPU: check every row's path")
     args = parser.parse_args(argv)
     args.warmup = (1 if args.dry_run else 2) if args.warmup is None else args.warmup
@@ -154,7 +156,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.warmup < 0:
         parser.error("--warmup must not be negative")
     if not args.bare.is_file():
-        parser.error(f"--bare {args.bare}: no such file (the bare step script, ../shared/bench/bare_lora_step.py)")
+        looked = ", ".join(str(path) for path in BARE_CANDIDATES)
+        parser.error(f"--bare {args.bare}: no such file; pass --bare PATH to the bare step script "
+                     f"(bare_lora_step.py, looked for in {looked})")
     return args
 
 
@@ -218,22 +222,37 @@ class MemoryProbe:
         return None
 
 
-def run_bare(size: Size, args: argparse.Namespace, probe: MemoryProbe) -> Measured:
-    """The bare step on ``size``'s transformer with the LoRA the engine attaches (peak: its steps only)."""
+class BudgetSpent(Exception):
+    """Raised by a row's step listener when ``--budget-s`` has run out, to end the engine's run there."""
+
+
+def cut_short(measured: Measured, args: argparse.Namespace) -> Measured:
+    """``measured`` with the status of a row whose steps ended when the budget ran out."""
+    measured.status = (f"cut short: --budget-s {args.budget_s:g} ran out after {len(measured.times)} of "
+                       f"{args.steps} measured steps")
+    return measured
+
+
+def run_bare(size: Size, args: argparse.Namespace, probe: MemoryProbe, deadline: float = math.inf) -> Measured:
+    """The bare step on ``size``'s transformer with the LoRA the engine attaches (peak: its steps only); no step
+    starts after ``deadline`` (a ``time.perf_counter`` value)."""
     bare = bare_module(args.bare)
     step = BareStep(bare, size.family, transformer_class(size), dict(size.transformer), size.bare_shapes(),
                     rank=args.rank, gc=False, engine_optimizer={})
     probe.reset()
-    times = [step.run("script") for _ in range(args.warmup + args.steps)]
+    times: list[float] = []
+    while len(times) < args.warmup + args.steps and time.perf_counter() <= deadline:
+        times.append(step.run("script"))
     measured = Measured(times=times[args.warmup:], peak_gib=probe.peak_gib())
     del step
-    return measured
+    return measured if len(times) == args.warmup + args.steps else cut_short(measured, args)
 
 
 def run_engine(workspace: Callable[[], Path], registry: Any, options: dict[str, Any], args: argparse.Namespace,
-               probe: MemoryProbe) -> Measured:
+               probe: MemoryProbe, deadline: float = math.inf) -> Measured:
     """Train the ``bench`` environment of the ``workspace()`` folder with ``options`` over its base config; the peak
-    covers the training steps (weights, activations, gradients, optimizer state), reset when the loop starts."""
+    covers the training steps (weights, activations, gradients, optimizer state), reset when the loop starts. The
+    run ends at its first step after ``deadline`` (a ``time.perf_counter`` value)."""
     from simpletuner.core.config import load_environment
     from simpletuner.core.environments import EnvironmentStore
     from simpletuner.core.training.run import train
@@ -242,7 +261,8 @@ def run_engine(workspace: Callable[[], Path], registry: Any, options: dict[str, 
     folder = workspace()
     config_file = folder / "configs" / "bench" / "config.json"
     base = json.loads(config_file.read_text())
-    config_file.write_text(json.dumps({**base, **options, "max_train_steps": args.warmup + args.steps + 1}))
+    wanted = args.warmup + args.steps + 1
+    config_file.write_text(json.dumps({**base, **options, "max_train_steps": wanted}))
     measured, stamps = Measured(), []
 
     def listener(event: dict[str, Any]) -> None:
@@ -253,16 +273,21 @@ def run_engine(workspace: Callable[[], Path], registry: Any, options: dict[str, 
         elif event["event"] == "step":
             stamps.append(time.perf_counter())
             measured.peak_gib = probe.peak_gib()
+            if stamps[-1] > deadline and len(stamps) < wanted:
+                raise BudgetSpent
 
     ws = Workspace(folder)
+    spent = False
     try:
         train(load_environment(ws, EnvironmentStore(ws.configs_dir), "bench", registry), ws, registry,
               listeners=[listener])
+    except BudgetSpent:
+        spent = True
     finally:
         config_file.write_text(json.dumps(base))
     intervals = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     measured.times = intervals[args.warmup:]
-    return measured
+    return cut_short(measured, args) if spent else measured
 
 
 def guarded(run: Callable[[], Measured]) -> Measured:
@@ -300,7 +325,7 @@ def release(cuda: bool) -> None:
 def row_result(family: str, row: str, measured: Measured, bare_s: float | None, probe: MemoryProbe,
                args: argparse.Namespace, elapsed: float) -> dict[str, Any]:
     """The JSON record of one row: figures, ratio to the family's bare row and the target's verdict."""
-    ok = measured.status == "ok" and bool(measured.times)
+    ok = (measured.status == "ok" or measured.status.startswith("cut short")) and bool(measured.times)
     step_s = _round(statistics.median(measured.times), 5) if ok else None
     # from the printed figures, so that a reader recomputes the same ratio
     ratio = step_s / bare_s if step_s is not None and bare_s and row != "bare" else None
@@ -366,10 +391,10 @@ def family_rows(family: str, rows: list[str], size: Size, args: argparse.Namespa
             measured = Measured(status=f"skipped: the suite ran past --budget-s {args.budget_s:g}; run it alone "
                                 f"with --families {family} --rows {row}")
         elif spec.options is None:
-            measured = guarded(partial(run_bare, size, args, probe))
+            measured = guarded(partial(run_bare, size, args, probe, deadline))
         else:
             measured = guarded(partial(run_engine, workspace, registry, _row_options(spec.options, args), args,
-                                       probe))
+                                       probe, deadline))
         release(probe.cuda)
         result = row_result(family, row, measured, bare_s, probe, args, time.perf_counter() - started)
         if row == "bare":

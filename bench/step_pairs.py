@@ -2,8 +2,8 @@
 and ``family_step_overhead.py``).
 
 The engine trains through :func:`simpletuner.core.training.run.train` with an event listener. Each time a ``step``
-event arrives, the listener runs the bare step of ``../shared/bench/bare_lora_step.py`` (its own ``forward``, on a
-model of the same configuration with the same LoRA) once with the script's optimizer (``torch.optim.AdamW``
+event arrives, the listener runs the bare step of ``bare_lora_step.py`` (:data:`DEFAULT_BARE`) (its own ``forward``,
+on a model of the same configuration with the same LoRA) once with the script's optimizer (``torch.optim.AdamW``
 defaults) and once with the engine's AdamW implementation. The engine's step is the time from the listener's return
 to its next call: data loading, noise sampling, forward, backward, clipping, the optimizer and scheduler, metrics
 and the event write all fall inside it; the bare steps do not. Every engine step is thus followed by the bare steps
@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_BARE = REPO.parent / "shared" / "bench" / "bare_lora_step.py"
+#: Where the bare step script is looked for, in order: this folder (a copy of the shared reference script), a
+#: ``shared/`` folder in the repository root, then the shared folder beside the repository.
+BARE_CANDIDATES = (REPO / "bench" / "bare_lora_step.py", REPO / "shared" / "bench" / "bare_lora_step.py",
+                   REPO.parent / "shared" / "bench" / "bare_lora_step.py")
+#: The first bare step script that exists (the first candidate where none does: the message names it).
+DEFAULT_BARE = next((path for path in BARE_CANDIDATES if path.is_file()), BARE_CANDIDATES[0])
 
 
 def bare_module(path: Path) -> Any:
@@ -53,7 +58,9 @@ class BareStep:
         self.device = "cuda" if cuda() else "cpu"
         self.dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         if self.device == "cuda":
-            torch.backends.cuda.enable_cudnn_sdp(False)  # as the engine does: see ../shared/bench/README.md
+            # the reference measurements were taken so (../shared/bench/README.md: cuDNN attention's backward
+            # fails on that build); the engine turns it off only where a probe of its backward pass fails
+            torch.backends.cuda.enable_cudnn_sdp(False)
         torch.manual_seed(0)
         with torch.device(self.device):
             self.model = cls(**cfg).to(self.dtype)

@@ -121,3 +121,60 @@ def test_dry_run_runs_every_row_and_prints_its_figures() -> None:
         assert cells[0] == row["family"] and cells[1] == row["title"] and cells[-1] == row["status"]
         if row["status"] == "ok":
             assert float(cells[2]) == pytest.approx(row["step_s"], abs=5.1e-4)  # s/step to 3 decimals
+
+
+def test_the_bare_step_is_found_in_the_repository(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A device machine gets the repository only: the default bare step is its bench/ copy, the same script as the
+    shared reference one where that exists; a missing script is an argument error saying to pass --bare."""
+    suite = _suite(monkeypatch)
+    assert suite.parse_args([]).bare == BENCH / "bare_lora_step.py"
+    shared = BENCH.parent.parent / "shared" / "bench" / "bare_lora_step.py"
+    if shared.is_file():
+        assert (BENCH / "bare_lora_step.py").read_bytes() == shared.read_bytes(), "the copy differs from the shared one"
+    with pytest.raises(SystemExit):
+        suite.parse_args(["--bare", str(tmp_path / "missing.py")])
+    error = capsys.readouterr().err
+    assert "no such file; pass --bare PATH to the bare step script" in error
+    assert str(BENCH / "bare_lora_step.py") in error
+
+
+def test_the_bare_row_stops_measuring_when_the_budget_runs_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    suite = _suite(monkeypatch)
+
+    class SlowStep:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def run(self, optimizer: str) -> float:
+            time.sleep(0.05)
+            return 0.05
+
+    monkeypatch.setattr(suite, "BareStep", SlowStep)
+    monkeypatch.setattr(suite, "bare_module", lambda path: None)
+    monkeypatch.setattr(suite, "transformer_class", lambda size: None)
+    size = suite.tiny_sizes()["sana"]
+    args = suite.parse_args(["--steps", "40", "--budget-s", "1"])
+    probe = suite.MemoryProbe(cuda=False)
+    measured = suite.run_bare(size, args, probe, time.perf_counter() + 0.5)
+    assert 0 < len(measured.times) < 40
+    assert measured.status == f"cut short: --budget-s 1 ran out after {len(measured.times)} of 40 measured steps"
+    result = suite.row_result("sana", "bare", measured, None, probe, args, 0.6)
+    assert result["step_s"] == pytest.approx(0.05) and result["status"] == measured.status
+    assert suite.run_bare(size, args, probe).status == "ok"
+
+
+@pytest.mark.timeout(300)
+def test_an_engine_row_ends_at_its_first_step_past_the_budget() -> None:
+    """The budget bounds the whole suite: the row running when it runs out stops at its next step and the rows
+    after it are skipped."""
+    done = subprocess.run([sys.executable, str(SUITE), "--dry-run", "--families", "sana,pixart", "--rows", "engine",
+                           "--steps", "500", "--budget-s", "1"], capture_output=True, text=True, timeout=280,
+                          cwd=BENCH.parent)
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [(r["family"], r["status"].split(":")[0]) for r in rows] == [("sana", "cut short"), ("pixart", "skipped")]
+    assert rows[0]["status"] == f"cut short: --budget-s 1 ran out after {rows[0]['steps']} of 500 measured steps"
+    assert rows[0]["steps"] < 500 and rows[0]["elapsed_s"] < 200
