@@ -3,8 +3,9 @@
 Compilation happens in place (``nn.Module.compile``) after quantisation, the adapter and gradient checkpointing are
 in place, so the module tree, its parameter names and therefore checkpoints, resumes and the saved LoRA are the same
 as an eager run's (no ``_orig_mod.`` prefixes). With ``dynamo_use_regional_compilation`` only the family's repeated
-block classes (the ones FSDP2 wraps) are compiled, each class once: all blocks of a class share one compiled code
-object, so the compile time is that of one block instead of the whole model's.
+block classes (the ones FSDP2 wraps) are compiled, each class once: all blocks of a class share its compiled graphs
+(one more where a block's inputs need no gradient, as the first block's in a LoRA run), so the compile time is that
+of a block or two, however deep the model.
 
 Validation renders at another resolution and without gradients; compiling for that would cost more than the few
 sampler steps gain, so :func:`eager` runs it with the compiled code set aside (``torch.compiler.set_stance``).
