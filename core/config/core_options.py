@@ -187,9 +187,10 @@ class CoreOptions:
         choices=("inference", "training", "training+inference"),
     )
     enable_group_offload: bool = option(
-        False, help="Keep frozen weights in CPU memory (or on disk) and move each group of blocks to the GPU only "
-        "for its forward pass (diffusers' group offloading): text encoders and VAE, and the transformer of a LoRA "
-        "or LyCORIS run (its trained weights stay on the GPU). Use with gradient_checkpointing.", section="memory",
+        False, help="Keep frozen weights in CPU memory (or on disk) and move each group to the GPU only for its "
+        "forward pass (diffusers' group offloading): the text encoders and VAE, and in a standard LoRA run the "
+        "transformer's frozen base layers, layer by layer (the LoRA weights stay on the GPU). Full-rank and LyCORIS "
+        "runs keep the transformer on the GPU. Use with gradient_checkpointing.", section="memory",
     )
     group_offload_type: str = option(
         "block_level", help="block_level moves groups of transformer blocks; leaf_level moves single layers "
