@@ -314,6 +314,8 @@ class ModelFamilySpec(PluginSpec):
             and kohya's scripts load.
         attention_backends: whether the trained model's attention runs through diffusers' attention dispatcher,
             so that ``attention_mechanism`` can choose its kernels (FlashAttention, SageAttention, …).
+        fp8_training: whether ``fp8_training`` may swap the trained model's linear layers for torchao's float8
+            training layers (all but those matching its quantization exclusions); without it, a config error.
     """
 
     flavours: tuple[Flavour, ...] = attrs.field(converter=_as_tuple)
@@ -329,6 +331,7 @@ class ModelFamilySpec(PluginSpec):
                                            validator=attrs.validators.deep_iterable(_valid_name))
     lora_layouts: Mapping[str, Callable[..., Any]] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
     attention_backends: bool = False
+    fp8_training: bool = False
 
     factory: ModelFamilyFactory = attrs.field(eq=False, repr=False)
 

@@ -46,6 +46,9 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
         problems += _precision_problems(core.base_model_precision, "base_model_precision", registry,
                                         family.precisions)
         problems += _layout_problems(config, family, families)
+        if core.fp8_training and not family.fp8_training:
+            problems.append(f"$.fp8_training: {family.name} does not declare float8 training of its layers; turn "
+                            "fp8_training off")
         if core.attention_mechanism != "diffusers" and not family.attention_backends:
             problems.append(f"$.attention_mechanism: {family.name}'s attention does not run through diffusers' "
                             f"attention dispatcher, so {core.attention_mechanism!r} cannot be chosen for it; remove "

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import fnmatch
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
+
+
+def excluded(name: str, patterns: Sequence[str]) -> bool:
+    """Whether the qualified module name ``name`` or one of its parents matches a shell-style pattern of
+    ``patterns``, as a quantizer's ``exclude`` is meant (``norm`` keeps ``norm`` and everything in it).
+
+        >>> excluded("blocks.0.norm.linear", ["norm"]), excluded("blocks.0.norm.linear", ["*norm*"])
+        (False, True)
+        >>> excluded("proj_out", ["proj_out"]), excluded("proj_out.lora_A", ["proj_out"])
+        (True, True)
+    """
+    parts = name.split(".")
+    prefixes = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes for pattern in patterns)
 
 
 class Quantizer(ABC):

@@ -6,13 +6,16 @@ operand to be multiples of 16. Only layers whose both dimensions are multiples o
 dimensions of all three matmuls (output, input gradient, weight gradient); the inner dimension of the weight-gradient
 matmul is the number of rows the layer saw (batch × tokens: 1 in a time-embedding layer at batch size 1, any count for
 a caption's tokens), so torchao pads the inner dimensions with zeros (``pad_inner_dim``), which leaves the products
-unchanged. LoRA layers added afterwards wrap the converted base layers and stay in the compute precision.
+unchanged. LoRA layers added afterwards wrap the converted base layers and stay in the compute precision. A family
+declares whether it trains this way (``fp8_training`` of its spec); its quantization exclusions stay in bf16.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from simpletuner.core.interfaces.quantizer import excluded
 from simpletuner.core.training.resolve import TrainingSetupError
 
 #: The first NVIDIA architecture with float8 tensor cores (Ada Lovelace, compute capability 8.9).
@@ -43,11 +46,11 @@ def fp8_problem(device: Any) -> str | None:
     return None
 
 
-def _convertible(module: Any, _name: str) -> bool:
+def _convertible(module: Any, name: str, exclude: Sequence[str] = ()) -> bool:
     import torch
 
     return (isinstance(module, torch.nn.Linear) and module.in_features % 16 == 0
-            and module.out_features % 16 == 0)
+            and module.out_features % 16 == 0 and not excluded(name, exclude))
 
 
 def fp8_config() -> Any:
@@ -57,14 +60,17 @@ def fp8_config() -> Any:
     return Float8LinearConfig(pad_inner_dim=True, emulate=_emulate)
 
 
-def convert_to_fp8(model: Any, device: Any) -> int:
-    """Swap ``model``'s eligible linear layers for torchao's float8 training layers; returns how many were swapped.
-    Raises :class:`TrainingSetupError` where float8 training cannot run."""
+def convert_to_fp8(model: Any, device: Any, exclude: Sequence[str] = ()) -> int:
+    """Swap ``model``'s eligible linear layers for torchao's float8 training layers, leaving those whose qualified
+    names match ``exclude`` (the family's quantization exclusions: embedders, norms, output projections, whose
+    precision matters most) in bf16; returns how many were swapped. Raises :class:`TrainingSetupError` where
+    float8 training cannot run."""
     problem = fp8_problem(device)
     if problem is not None:
         raise TrainingSetupError(problem)
     from torchao.float8 import convert_to_float8_training
     from torchao.float8.float8_linear import Float8Linear
 
-    convert_to_float8_training(model, config=fp8_config(), module_filter_fn=_convertible)
+    convert_to_float8_training(model, config=fp8_config(),
+                               module_filter_fn=lambda module, name: _convertible(module, name, exclude))
     return sum(1 for m in model.modules() if isinstance(m, Float8Linear))

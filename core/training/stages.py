@@ -167,7 +167,7 @@ def model_and_adapter(run: Run, dtype: torch.dtype) -> AdaptedModel:
         quantizer.quantize(transformer, core.base_model_precision, exclude=family.quantization_exclusions)
     applied: dict[str, Any] = {}
     if core.fp8_training:
-        applied["fp8_layers"] = convert_to_fp8(transformer, device)
+        applied["fp8_layers"] = convert_to_fp8(transformer, device, exclude=family.quantization_exclusions)
     if offload is not None:
         offload.apply(transformer, family.trained_component, trained=True)
         applied["offloaded"] = family.trained_component

@@ -72,6 +72,7 @@ SPEC = ModelFamilySpec(
     tiny=TinyModel(build=lazy("simpletuner.model_families.pixart.tiny:build_tiny_pixart_pipeline"),
                    settings={"model_flavour": "600m-512", "pixart_max_tokens": 32}),
     # PixArtSigmaPipeline has no load_lora_weights
+    fp8_training=True,
     usage=Usage(pipeline="diffusers:PixArtSigmaPipeline", lora="simpletuner.model_families.pixart:load_lora"),
 )
 

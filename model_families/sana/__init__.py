@@ -65,6 +65,7 @@ SPEC = ModelFamilySpec(
     memory_presets=MEMORY_PRESETS,
     tiny=TinyModel(build=lazy("simpletuner.model_families.sana.tiny:build_tiny_sana_pipeline"),
                    settings={"model_flavour": "sana1.0-600m-512"}),
+    fp8_training=True,
     usage=Usage(pipeline="diffusers:SanaPipeline"),
 )
 

@@ -48,6 +48,7 @@ SPEC = ModelFamilySpec(
     tiny=TinyModel(build=lazy("simpletuner.model_families.sd3.tiny:build_tiny_sd3_pipeline"),
                    settings={"model_flavour": "medium", "sd3_t5_max_tokens": 16, "validation_guidance": 1.0,
                              "validation_num_inference_steps": 2}),
+    fp8_training=True,
     usage=Usage(pipeline="diffusers:StableDiffusion3Pipeline"),
 )
 

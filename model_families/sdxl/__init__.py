@@ -63,6 +63,7 @@ SPEC = ModelFamilySpec(
     memory_presets=MEMORY_PRESETS,
     tiny=TinyModel(build=lazy("simpletuner.model_families.sdxl.tiny:build_tiny_sdxl_pipeline"),
                    settings={"model_flavour": "base-1.0"}),
+    fp8_training=True,
     usage=Usage(pipeline="diffusers:StableDiffusionXLPipeline", lycoris="simpletuner.model_families.sdxl:load_lycoris",
                 full="diffusers:UNet2DConditionModel"),
     lora_layouts={"kohya": lazy("simpletuner.model_families.sdxl.kohya:to_kohya")},

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Sequence
 from typing import Any
 
 from simpletuner.core.interfaces import Quantizer
+from simpletuner.core.interfaces.quantizer import excluded
 from simpletuner.plugins.quantizers import TORCHAO_PRECISIONS
 
 
@@ -33,15 +33,9 @@ class TorchaoQuantizer(Quantizer):
         config = getattr(quantization, TORCHAO_PRECISIONS[precision])()
 
         def wanted(layer: Any, name: str) -> bool:
-            return isinstance(layer, torch.nn.Linear) and not _excluded(name, exclude)
+            return isinstance(layer, torch.nn.Linear) and not excluded(name, exclude)
 
         module.requires_grad_(False)
         quantization.quantize_(module, config, filter_fn=wanted)
         return module
 
-
-def _excluded(name: str, patterns: Sequence[str]) -> bool:
-    """Whether ``name`` or one of its parents matches a pattern."""
-    parts = name.split(".")
-    prefixes = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
-    return any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes for pattern in patterns)
