@@ -9,13 +9,37 @@ diffusers' ``to_q``, ``to_k`` and ``to_v``) gets one LoRA: the parts' ``lora_dow
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
 #: A module's LoRA: (lora_down / lora_A, lora_up / lora_B).
 Pair = tuple[torch.Tensor, torch.Tensor]
+#: Where a module's LoRA goes: its kohya name, and for a layer the original checkpoint fuses, the fused layer's
+#: module prefix and the diffusers parts it is made of (None for a layer of its own).
+Placement = tuple[str, tuple[str, tuple[str, ...]] | None]
+
+
+def write_layout(state: Mapping[str, torch.Tensor], scale: float, model: Any, place: Callable[[str], Placement],
+                 adjust: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The peft LoRA ``state`` of ``model`` in kohya's layout, each module where ``place`` puts it (raising
+    ``ValueError`` for a module the layout has no place for); ``adjust(name, lora_up)`` may reorder the rows of a
+    layer whose outputs the original checkpoint orders differently. ``scale`` (alpha / rank) is folded into
+    ``lora_up``."""
+    pairs = lora_pairs(state)
+    out: dict[str, torch.Tensor] = {}
+    fused: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for module, (down, up) in pairs.items():
+        name, fused_key = place(module)
+        if fused_key is not None:
+            fused[name] = fused_key
+        else:
+            put(out, name, down, (adjust(name, up) if adjust is not None else up) * scale)
+    for name, (prefix, parts) in fused.items():
+        down, up = fused_lora(pairs, prefix, parts, model)
+        put(out, name, down, up * scale)
+    return out
 
 
 def lora_pairs(state: Mapping[str, torch.Tensor]) -> dict[str, Pair]:

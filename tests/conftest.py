@@ -62,3 +62,14 @@ def fresh_postgres(postgres_url: str) -> str:
 def database_url(request: pytest.FixtureRequest) -> str | None:
     """The URL of an empty database of each kind (None: SQLite in the workspace, as the server's default)."""
     return request.getfixturevalue("fresh_postgres") if request.param == "postgresql" else None
+
+
+@pytest.fixture
+def fresh_accelerate_state() -> Iterator[None]:
+    """Each in-process run builds its own Accelerator; accelerate keeps process-wide singletons, reset afterwards."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    PartialState._reset_state()

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from simpletuner.model_families.kohya_layout import fused_lora, lora_pairs, put
+from simpletuner.model_families.kohya_layout import write_layout
 
 _DOUBLE = {
     "attn.to_out.0": "img_attn_proj", "ff.net.0.proj": "img_mlp_0", "ff.net.2": "img_mlp_2",
@@ -47,23 +47,15 @@ def to_kohya(state: Mapping[str, torch.Tensor], scale: float, transformer: Any) 
 
     The LoRA ``scale`` (alpha / rank) is folded into ``lora_up`` and every ``alpha`` equals its layer's rank, so
     each reader applies the same update whatever it does with alpha (diffusers ignores the final layer's)."""
-    pairs = lora_pairs(state)
-    out: dict[str, torch.Tensor] = {}
-    fused: dict[str, tuple[str, tuple[str, ...]]] = {}  # kohya name -> (module prefix, diffusers parts)
-    for module, (down, up) in pairs.items():
-        name, fused_key = _kohya_name(module)
-        if fused_key is not None:
-            fused[name] = fused_key
-            continue
-        if name == "final_layer_adaLN_modulation_1":
-            # BFL orders the final modulation (shift, scale); diffusers (scale, shift)
-            scale_part, shift_part = up.chunk(2, dim=0)
-            up = torch.cat([shift_part, scale_part], dim=0)
-        put(out, name, down, up * scale)
-    for name, (prefix, parts) in fused.items():
-        down, up = fused_lora(pairs, prefix, parts, transformer)
-        put(out, name, down, up * scale)
-    return out
+    return write_layout(state, scale, transformer, _kohya_name, _bfl_order)
+
+
+def _bfl_order(name: str, up: torch.Tensor) -> torch.Tensor:
+    if name != "final_layer_adaLN_modulation_1":
+        return up
+    # BFL orders the final modulation (shift, scale); diffusers (scale, shift)
+    scale_part, shift_part = up.chunk(2, dim=0)
+    return torch.cat([shift_part, scale_part], dim=0)
 
 
 def _kohya_name(module: str) -> tuple[str, tuple[str, tuple[str, ...]] | None]:

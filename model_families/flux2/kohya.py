@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from simpletuner.model_families.kohya_layout import fused_lora, lora_pairs, put
+from simpletuner.model_families.kohya_layout import write_layout
 
 _DOUBLE = {
     "attn.to_out.0": "img_attn_proj", "attn.to_add_out": "txt_attn_proj", "ff.linear_in": "img_mlp_0",
@@ -37,19 +37,7 @@ def to_kohya(state: Mapping[str, torch.Tensor], scale: float, transformer: Any) 
     """The Flux.2 transformer LoRA ``state`` (peft keys: ``<module>.lora_A.weight`` / ``.lora_B.weight``) in
     kohya's layout: ``lora_unet_<name>.lora_down.weight``, ``.lora_up.weight`` and ``.alpha``, the ``scale``
     (alpha / rank) folded into ``lora_up`` and every ``alpha`` equal to its layer's rank."""
-    pairs = lora_pairs(state)
-    out: dict[str, torch.Tensor] = {}
-    fused: dict[str, tuple[str, tuple[str, ...]]] = {}  # kohya name -> (module prefix, diffusers parts)
-    for module, (down, up) in pairs.items():
-        name, fused_key = _kohya_name(module)
-        if fused_key is None:
-            put(out, name, down, up * scale)
-        else:
-            fused[name] = fused_key
-    for name, (prefix, parts) in fused.items():
-        down, up = fused_lora(pairs, prefix, parts, transformer)
-        put(out, name, down, up * scale)
-    return out
+    return write_layout(state, scale, transformer, _kohya_name)
 
 
 def _kohya_name(module: str) -> tuple[str, tuple[str, tuple[str, ...]] | None]:

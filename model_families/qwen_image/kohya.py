@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from simpletuner.model_families.kohya_layout import lora_pairs, put
+from simpletuner.model_families.kohya_layout import Placement, write_layout
 
 #: The block layers diffusers' reader turns back into their module names.
 _BLOCK_LAYER = re.compile(
@@ -28,9 +28,10 @@ def to_kohya(state: Mapping[str, torch.Tensor], scale: float, transformer: Any) 
     """The Qwen-Image transformer LoRA ``state`` (peft keys: ``<module>.lora_A.weight`` / ``.lora_B.weight``) in
     kohya's layout: ``lora_unet_<name>.lora_down.weight``, ``.lora_up.weight`` and ``.alpha``, the ``scale``
     (alpha / rank) folded into ``lora_up`` and every ``alpha`` equal to its layer's rank."""
-    out: dict[str, torch.Tensor] = {}
-    for module, (down, up) in lora_pairs(state).items():
-        if not _BLOCK_LAYER.fullmatch(module):
-            raise ValueError(f"the layer {module!r} has no place in kohya's Qwen-Image layout")
-        put(out, module.replace(".", "_"), down, up * scale)
-    return out
+    return write_layout(state, scale, transformer, _place)
+
+
+def _place(module: str) -> Placement:
+    if not _BLOCK_LAYER.fullmatch(module):
+        raise ValueError(f"the layer {module!r} has no place in kohya's Qwen-Image layout")
+    return module.replace(".", "_"), None

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from simpletuner.model_families.kohya_layout import lora_pairs, put
+from simpletuner.model_families.kohya_layout import write_layout
 
 _RESNET = {"conv1": "in_layers.2", "conv2": "out_layers.3", "conv_shortcut": "skip_connection",
            "time_emb_proj": "emb_layers.1"}
@@ -36,10 +36,7 @@ def to_kohya(state: Mapping[str, torch.Tensor], scale: float, unet: Any) -> dict
     per_block = unet.config.layers_per_block
     if not isinstance(per_block, int):
         raise ValueError("kohya's SDXL layout numbers blocks for one layers_per_block shared by every block")
-    out: dict[str, torch.Tensor] = {}
-    for module, (down, up) in lora_pairs(state).items():
-        put(out, _sgm_name(module, per_block + 1).replace(".", "_"), down, up * scale)
-    return out
+    return write_layout(state, scale, unet, lambda module: (_sgm_name(module, per_block + 1).replace(".", "_"), None))
 
 
 def _sgm_name(module: str, stride: int) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from simpletuner.model_families.kohya_layout import fused_lora, lora_pairs, put
+from simpletuner.model_families.kohya_layout import Placement, write_layout
 
 _PLAIN = {"attention.to_out.0": "attention_out", "feed_forward.w1": "feed_forward_w1",
           "feed_forward.w2": "feed_forward_w2", "feed_forward.w3": "feed_forward_w3",
@@ -28,19 +28,14 @@ def to_kohya(state: Mapping[str, torch.Tensor], scale: float, transformer: Any) 
     """The Z-Image transformer LoRA ``state`` (peft keys: ``<module>.lora_A.weight`` / ``.lora_B.weight``) in
     kohya's layout: ``lora_unet_<name>.lora_down.weight``, ``.lora_up.weight`` and ``.alpha``, the ``scale``
     (alpha / rank) folded into ``lora_up`` and every ``alpha`` equal to its layer's rank."""
-    pairs = lora_pairs(state)
-    out: dict[str, torch.Tensor] = {}
-    fused: dict[str, str] = {}  # kohya name of a qkv layer -> its block's module prefix
-    for module, (down, up) in pairs.items():
-        match = _BLOCK.fullmatch(module)
-        if match is None or (match[3] not in _PLAIN and match[3] not in _QKV):
-            raise ValueError(f"the layer {module!r} has no place in kohya's Z-Image layout")
-        stem = f"{match[1]}_{match[2]}_"
-        if match[3] in _QKV:
-            fused[stem + "attention_qkv"] = f"{match[1]}.{match[2]}."
-        else:
-            put(out, stem + _PLAIN[match[3]], down, up * scale)
-    for name, prefix in fused.items():
-        down, up = fused_lora(pairs, prefix, _QKV, transformer)
-        put(out, name, down, up * scale)
-    return out
+    return write_layout(state, scale, transformer, _place)
+
+
+def _place(module: str) -> Placement:
+    match = _BLOCK.fullmatch(module)
+    if match is None or (match[3] not in _PLAIN and match[3] not in _QKV):
+        raise ValueError(f"the layer {module!r} has no place in kohya's Z-Image layout")
+    stem = f"{match[1]}_{match[2]}_"
+    if match[3] in _QKV:
+        return stem + "attention_qkv", (f"{match[1]}.{match[2]}.", _QKV)
+    return stem + _PLAIN[match[3]], None

@@ -83,13 +83,3 @@ def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight Flux pipeline folder (built once per test session)."""
     return build_tiny("flux", tmp_path_factory.mktemp("tiny-flux") / "pipeline")
 
-
-@pytest.fixture
-def fresh_accelerate_state() -> Iterator[None]:
-    """Each in-process run builds its own Accelerator; accelerate keeps process-wide singletons."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    PartialState._reset_state()

@@ -43,3 +43,8 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
         return built[family]
 
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _reset_accelerate(fresh_accelerate_state: None) -> None:
+    """Every test here may train in this process."""

@@ -5,7 +5,7 @@ projections) in bf16 and trains to finite losses; a family that does not declare
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +20,6 @@ pytestmark = pytest.mark.timeout(300)
 
 #: The families besides Flux, whose float8 runs tests/training/test_fp8_training.py covers in depth.
 FAMILIES = ["sana", "pixart", "sdxl", "sd3", "chroma", "flux2", "z-image", "qwen-image"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state() -> Iterator[None]:
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    PartialState._reset_state()
 
 
 def _write_env(workspace: Workspace, name: str, config: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +46,6 @@ def family(registry: Registry) -> Any:
 @pytest.fixture(scope="module")
 def components(family: Any, sd3_folder: Path) -> dict[str, Any]:
     return family.load_components(str(sd3_folder), dtype=torch.float32, device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state() -> Iterator[None]:
-    """Each in-process run builds its own Accelerator; accelerate keeps process-wide singletons."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    PartialState._reset_state()
 
 
 def test_flavours_and_what_they_preset(registry: Registry) -> None:

@@ -4,7 +4,6 @@ validation renders through the family's pipeline, and the saved LoRA loads into 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +14,6 @@ from simpletuner.core.cli.demo_commands import make_demo_images
 from simpletuner.core.workspace import Workspace
 
 STEPS = 150
-
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state() -> Iterator[None]:
-    """Each in-process run builds its own Accelerator; accelerate keeps process-wide singletons."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    PartialState._reset_state()
 
 
 def _train(workspace: Workspace, name: str, config: dict[str, Any]) -> Any:

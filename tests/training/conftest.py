@@ -20,17 +20,6 @@ def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny("flux", tmp_path_factory.mktemp("tiny-flux") / "pipeline")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state() -> Any:
-    """Each in-process run builds its own Accelerator; accelerate keeps process-wide singletons."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    PartialState._reset_state()
-
-
 def base_config(model: Path, **overrides: Any) -> dict[str, Any]:
     """A small, fast LoRA config on the tiny pipeline."""
     config: dict[str, Any] = {
@@ -81,3 +70,8 @@ def run_env(workspace: Workspace) -> Callable[..., Any]:
         return train(loaded, workspace, registry, listeners=listeners)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _reset_accelerate(fresh_accelerate_state: None) -> None:
+    """Every test here may train in this process."""
