@@ -126,7 +126,7 @@ class HuggingFaceDataBackend(DataBackend):
         columns: no image is fetched for them)."""
         catalogue = self.catalogue()
         found = [catalogue.files.get(path) for path in paths]
-        return [catalogue.sizes.get(where[0]) if where is not None and where[1] == "image" else None
+        return [catalogue.size(where[0]) if where is not None and where[1] == "image" else None
                 for where in found]
 
     def read(self, path: str) -> bytes:

@@ -8,7 +8,9 @@ Imports ``datasets`` and ``huggingface_hub``: only the backend's methods import 
 
 from __future__ import annotations
 
+import bisect
 import json
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,8 +53,9 @@ class Catalogue:
     stamp: Callable[[int, str], int]
     #: what reads the rows: a :class:`ShardedRows`, or the selected rows as a ``datasets.Dataset``
     source: Any = None
-    #: (width, height) of served rows from the width and height columns, when the options name both
-    sizes: dict[int, tuple[int, int]] = attrs.field(factory=dict)
+    #: ``size(row)``: a row's (width, height) from the width and height columns when the options name both (None
+    #: when unknown)
+    size: Callable[[int], tuple[int, int] | None] = lambda row: None
 
 
 def open_catalogue(options: HuggingFaceOptions, where: str, token: Token) -> Catalogue:
@@ -73,7 +76,7 @@ def open_catalogue(options: HuggingFaceOptions, where: str, token: Token) -> Cat
              for p, (row, kind) in catalogue.files.items()}
     read = catalogue.image
     # the served picture is a part of the stored image: the size columns do not give its size
-    return attrs.evolve(catalogue, files=files, image=lambda row: split.apply(read(row)), sizes={})
+    return attrs.evolve(catalogue, files=files, image=lambda row: split.apply(read(row)), size=lambda row: None)
 
 
 def check_image_column(features: Any, options: HuggingFaceOptions, where: str) -> bool:
@@ -115,14 +118,13 @@ def _sharded_catalogue(rows: ShardedRows, options: HuggingFaceOptions, where: st
         kept: list[int] = []
         captions: dict[int, str] = {}
         extensions: dict[int, str] = {}
-        sizes: dict[int, tuple[int, int]] = {}
+        sizes = array("i")  # width and height of each row in turn (0 where unknown): 8 bytes a row
         for row, values in rows.iter_columns(wanted):
             if rule is not None and not rule.keep(values):
                 continue
             kept.append(row)
-            size = _size_of(values, *size_columns)
-            if size is not None:
-                sizes[row] = size
+            if size_columns[0] and size_columns[1]:
+                sizes.extend(_size_of(values, *size_columns) or (0, 0))
             caption = caption_of(values, options)
             if caption:
                 captions[row] = caption
@@ -135,14 +137,22 @@ def _sharded_catalogue(rows: ShardedRows, options: HuggingFaceOptions, where: st
     chosen = [kept[i] for i in subset(len(kept), options.max_num_samples)]
     served = set(chosen)
     captions = {row: text for row, text in captions.items() if row in served}
-    sizes = {row: size for row, size in sizes.items() if row in served}
     # a row's stamp also covers the options that make its file: other columns give other images and captions
     reads = {"image": json.dumps([options.image_column]),
              "caption": json.dumps([options.caption_column, options.fallback_caption_column,
                                     options.description_column])}
     return Catalogue(files=_files_of(chosen, captions, lambda row: extensions.get(row, "png")), captions=captions,
                      image=lambda row: image_bytes(rows.image_cell(row, options.image_column)),
-                     stamp=lambda row, kind: rows.stamp(row, f"{kind}\0{reads[kind]}"), source=rows, sizes=sizes)
+                     stamp=lambda row, kind: rows.stamp(row, f"{kind}\0{reads[kind]}"), source=rows,
+                     size=lambda row: _stored_size(sizes, kept, row))
+
+
+def _stored_size(sizes: array, kept: list[int], row: int) -> tuple[int, int] | None:
+    """Row ``row``'s size in ``sizes`` (a width and a height for each row of ``kept``, in its order)."""
+    position = bisect.bisect_left(kept, row)
+    if 2 * position >= len(sizes) or kept[position] != row or not sizes[2 * position]:
+        return None
+    return sizes[2 * position], sizes[2 * position + 1]
 
 
 def _size_of(values: dict[str, Any], width_column: str | None, height_column: str | None) -> tuple[int, int] | None:
