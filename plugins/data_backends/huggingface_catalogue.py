@@ -156,8 +156,8 @@ def _stored_size(sizes: array, kept: list[int], row: int) -> tuple[int, int] | N
 
 
 def _size_of(values: dict[str, Any], width_column: str | None, height_column: str | None) -> tuple[int, int] | None:
-    """A row's (width, height) from its size columns; None when either is not named or not a positive whole
-    number."""
+    """A row's (width, height) from its size columns; None when either is not named or not a plausible whole
+    number of pixels (the image is then read for its size)."""
     if not width_column or not height_column:
         return None
     width, height = values.get(width_column), values.get(height_column)
@@ -167,7 +167,8 @@ def _size_of(values: dict[str, Any], width_column: str | None, height_column: st
         size = (int(width), int(height))
     except (TypeError, ValueError):
         return None
-    return size if size[0] > 0 and size[1] > 0 and size == (width, height) else None
+    plausible = all(0 < side < 1 << 20 for side in size)  # a million pixels a side is no image's
+    return size if plausible and size == (width, height) else None
 
 
 def _arrow_catalogue(options: HuggingFaceOptions, where: str, token: Token) -> Catalogue:
