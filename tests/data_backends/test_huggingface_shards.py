@@ -189,3 +189,13 @@ def test_with_size_columns_a_scan_for_latents_encoded_while_training_downloads_n
     changed = [i for i in range(len(paths))
                if again.table.digest[i].tobytes() != scanned.table.digest[i].tobytes()]
     assert changed == list(range(ROWS_PER_SHARD, 2 * ROWS_PER_SHARD))  # keyed by the shard's stamp
+
+
+@pytest.mark.parametrize(("width", "height", "size"), [
+    (512, 768, (512, 768)), (512.0, 768, (512, 768)), (512.5, 768, None), (0, 768, None), (-512, 768, None),
+    (True, 768, None), ("512", 768, None), (None, 768, None), (1 << 20, 768, None), (1 << 40, 768, None)])
+def test_only_plausible_whole_pixel_counts_size_a_row(width: Any, height: Any, size: Any) -> None:
+    from simpletuner.plugins.data_backends.huggingface_catalogue import _size_of
+
+    assert _size_of({"w": width, "h": height}, "w", "h") == size
+    assert _size_of({"w": width, "h": height}, None, "h") is None
