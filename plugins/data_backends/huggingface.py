@@ -102,7 +102,7 @@ class HuggingFaceDataBackend(DataBackend):
                 self._catalogue = open_catalogue(self.options, self.location, self.token)
             return self._catalogue
 
-    def files(self) -> dict[str, tuple[int, str]]:
+    def files(self) -> Mapping[str, tuple[int, str]]:
         """Every served path → (row of the split, ``image`` or ``caption``)."""
         return self.catalogue().files
 
@@ -137,7 +137,7 @@ class HuggingFaceDataBackend(DataBackend):
             raise FileNotFoundError(f"{self.location}: no row file {path!r}")
         row, what = found
         if what == "caption":
-            return catalogue.captions[row].encode("utf-8")
+            return catalogue.files.captions[row].encode("utf-8")
         try:
             data = catalogue.image(row)
         except DataBackendError:

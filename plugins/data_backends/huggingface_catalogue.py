@@ -19,6 +19,7 @@ import attrs
 
 from simpletuner.core.errors import DataBackendError
 from simpletuner.core.hub_tokens import Token
+from simpletuner.plugins.data_backends.huggingface_files import RowFiles
 from simpletuner.plugins.data_backends.huggingface_load import (
     check_columns,
     explain,
@@ -34,7 +35,6 @@ from simpletuner.plugins.data_backends.huggingface_rows import (
     extension,
     extension_of_name,
     image_bytes,
-    row_file,
 )
 from simpletuner.plugins.data_backends.huggingface_shards import ShardedRows, shard_files
 
@@ -43,10 +43,8 @@ from simpletuner.plugins.data_backends.huggingface_shards import ShardedRows, sh
 class Catalogue:
     """The served files and how to read them."""
 
-    #: served path -> (row of the split, ``image`` or ``caption``)
-    files: dict[str, tuple[int, str]]
-    #: the caption of each served row that has one
-    captions: dict[int, str]
+    #: served path -> (row of the split, ``image`` or ``caption``), with the caption of each row that has one
+    files: RowFiles
     #: the encoded image of a row (None: the row has none)
     image: Callable[[int], bytes | None]
     #: ``stamp(row, kind)``: a change stamp of a row's image or caption, 0 when unknown
@@ -71,12 +69,11 @@ def open_catalogue(options: HuggingFaceOptions, where: str, token: Token) -> Cat
     split = options.composite()
     if split is None:
         return catalogue
-    # one picture of each composite image trains: the served image is that picture, as PNG
-    files = {(p.rsplit(".", 1)[0] + ".png" if kind == "image" else p): (row, kind)
-             for p, (row, kind) in catalogue.files.items()}
+    # one picture of each composite image trains: the served image is that picture, as PNG; it is a part of the
+    # stored image, so the size columns do not give its size
     read = catalogue.image
-    # the served picture is a part of the stored image: the size columns do not give its size
-    return attrs.evolve(catalogue, files=files, image=lambda row: split.apply(read(row)), size=lambda row: None)
+    return attrs.evolve(catalogue, files=catalogue.files.with_extension("png"),
+                        image=lambda row: split.apply(read(row)), size=lambda row: None)
 
 
 def check_image_column(features: Any, options: HuggingFaceOptions, where: str) -> bool:
@@ -91,15 +88,6 @@ def check_image_column(features: Any, options: HuggingFaceOptions, where: str) -
         return False
     raise DataBackendError(f"{where}: column {options.image_column!r} holds {feature}, not images; set "
                            "image_column to a column of images")
-
-
-def _files_of(chosen: list[int], captions: dict[int, str], extension_of: Callable[[int], str]) -> dict[str, Any]:
-    files: dict[str, tuple[int, str]] = {}
-    for row in chosen:
-        files[row_file(row, extension_of(row))] = (row, "image")
-        if row in captions:
-            files[row_file(row, "txt")] = (row, "caption")
-    return files
 
 
 def _sharded_catalogue(rows: ShardedRows, options: HuggingFaceOptions, where: str) -> Catalogue:
@@ -135,14 +123,12 @@ def _sharded_catalogue(rows: ShardedRows, options: HuggingFaceOptions, where: st
     except Exception as exc:
         raise DataBackendError(explain(exc, options, where)) from None
     chosen = [kept[i] for i in subset(len(kept), options.max_num_samples)]
-    served = set(chosen)
-    captions = {row: text for row, text in captions.items() if row in served}
     # a row's stamp also covers the options that make its file: other columns give other images and captions
     reads = {"image": json.dumps([options.image_column]),
              "caption": json.dumps([options.caption_column, options.fallback_caption_column,
                                     options.description_column])}
-    return Catalogue(files=_files_of(chosen, captions, lambda row: extensions.get(row, "png")), captions=captions,
-                     image=lambda row: image_bytes(rows.image_cell(row, options.image_column)),
+    files = RowFiles(chosen, lambda row: extensions.get(row, "png"), lambda row: captions.get(row, ""))
+    return Catalogue(files=files, image=lambda row: image_bytes(rows.image_cell(row, options.image_column)),
                      stamp=lambda row, kind: rows.stamp(row, f"{kind}\0{reads[kind]}"), source=rows,
                      size=lambda row: _stored_size(sizes, kept, row))
 
@@ -196,7 +182,7 @@ def _arrow_catalogue(options: HuggingFaceOptions, where: str, token: Token) -> C
         if caption:
             captions[row] = caption
         extensions[row] = extension(image_bytes(values[options.image_column], roots) or b"")
-    return Catalogue(files=_files_of(chosen, captions, extensions.__getitem__), captions=captions,
+    return Catalogue(files=RowFiles(chosen, extensions.__getitem__, lambda row: captions.get(row, "")),
                      image=lambda row: image_bytes(selected[position[row]][options.image_column], roots),
                      stamp=lambda row, kind: 0, source=selected)
 
