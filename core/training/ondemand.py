@@ -72,6 +72,8 @@ class OnDemandLatents:
             self._written.update(jobs)
 
     def record(self) -> None:
-        """Add what this process encoded to the caches' manifests."""
-        for caches in self._data.caches:
-            caches.latent_store.record_written()
+        """Add what this process encoded to the caches' manifests (after an encoding the reader may still be
+        finishing: the reader thread is not waited for when training ends)."""
+        with self._lock:
+            for caches in self._data.caches:
+                caches.latent_store.record_written()
