@@ -73,3 +73,43 @@ def with_random_lora(model: Any, targets: Any, rank: int, alpha: float) -> None:
     for name, param in model.named_parameters():
         if "lora_" in name:
             param.data = torch.randn(param.shape, generator=generator) * 0.2
+
+
+def train_on_shapes(workspace: Any, name: str, config: Mapping[str, Any]) -> Any:
+    """Train the environment ``name`` in this process with ``config`` on one demo image, the text embeddings in the
+    workspace's cache; returns the run's result."""
+    import json
+
+    from simpletuner.core.cli.demo_commands import make_demo_images
+    from simpletuner.core.config import load_environment
+    from simpletuner.core.environments import EnvironmentStore
+    from simpletuner.core.training.run import train
+
+    data_dir = workspace.datasets_dir / name
+    make_demo_images(data_dir, 1)
+    env_dir = workspace.configs_dir / name
+    env_dir.mkdir(parents=True, exist_ok=True)
+    (env_dir / "config.json").write_text(json.dumps({"output_dir": f"output/{name}", **config}))
+    (env_dir / "multidatabackend.json").write_text(json.dumps([
+        {"id": "shapes", "instance_data_dir": str(data_dir), "caption_strategy": "textfile",
+         "cache_dir_vae": f"cache/{name}/vae"},
+        {"id": "embeds", "dataset_type": "text_embeds", "default": True, "cache_dir": f"cache/{name}/text"},
+    ]))
+    registry = Registry()
+    return train(load_environment(workspace, EnvironmentStore(workspace.configs_dir), name, registry), workspace,
+                 registry)
+
+
+def assert_kohya_reads_back(lora: Path, kohya: Path, layers: int) -> None:
+    """diffusers' Flux kohya reader turns ``kohya`` back into the ``layers`` LoRA layers of ``lora``, each the same
+    update (the reader folds the scale, 0.5 here, into the weights, as it does for every kohya file)."""
+    from diffusers.loaders.lora_conversion_utils import _convert_kohya_flux_lora_to_diffusers
+    from safetensors.torch import load_file
+
+    original = {k.removeprefix("transformer."): v for k, v in load_file(str(lora)).items()}
+    read_back = {k.removeprefix("transformer."): v
+                 for k, v in _convert_kohya_flux_lora_to_diffusers(load_file(str(kohya))).items()}
+    assert set(read_back) == set(original) and len(original) == 2 * layers
+    for key in (k for k in original if k.endswith(".lora_A.weight")):
+        up = key.replace(".lora_A.", ".lora_B.")
+        torch.testing.assert_close(read_back[up] @ read_back[key], 0.5 * original[up] @ original[key], msg=key)

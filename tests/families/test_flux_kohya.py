@@ -13,7 +13,7 @@ from simpletuner.core.config.core_options import CoreOptions
 from simpletuner.core.config.schema import Layer
 from simpletuner.core.plugins import Registry
 
-from .helpers import with_random_lora
+from .helpers import assert_kohya_reads_back, with_random_lora
 
 # Every Flux layer kohya's layout names except a single block's fused linear1, whose split diffusers' reader fixes
 # at FLUX.1's widths (3072, 12288) — the tiny model is narrower; test_fused_layers_hold_the_separate_updates covers it.
@@ -73,9 +73,7 @@ def test_diffusers_reads_the_kohya_file_as_the_same_lora(flux_folder: Path, regi
 
 @pytest.mark.timeout(120)
 def test_diffusers_kohya_reader_gives_back_every_layer(flux_folder: Path, registry: Registry, tmp_path: Path) -> None:
-    import torch
     from diffusers import FluxTransformer2DModel
-    from diffusers.loaders.lora_conversion_utils import _convert_kohya_flux_lora_to_diffusers
     from safetensors.torch import load_file
 
     transformer = FluxTransformer2DModel.from_pretrained(str(flux_folder), subfolder="transformer")
@@ -84,14 +82,7 @@ def test_diffusers_kohya_reader_gives_back_every_layer(flux_folder: Path, regist
     assert {"lora_unet_final_layer_adaLN_modulation_1.alpha", "lora_unet_final_layer_linear.lora_up.weight",
             "lora_unet_guidance_in_in_layer.lora_down.weight", "lora_unet_img_in.alpha", "lora_unet_txt_in.alpha",
             "lora_unet_time_in_out_layer.alpha", "lora_unet_vector_in_in_layer.alpha"} <= set(load_file(str(kohya)))
-    original = {k.removeprefix("transformer."): v for k, v in load_file(str(lora)).items()}
-    read_back = {k.removeprefix("transformer."): v
-                 for k, v in _convert_kohya_flux_lora_to_diffusers(load_file(str(kohya))).items()}
-    assert set(read_back) == set(original) and len(original) == 2 * 26
-    for key in (k for k in original if k.endswith(".lora_A.weight")):
-        up = key.replace(".lora_A.", ".lora_B.")
-        # the reader folds the scale into the weights, as diffusers does for every kohya file
-        torch.testing.assert_close(read_back[up] @ read_back[key], 0.5 * original[up] @ original[key], msg=key)
+    assert_kohya_reads_back(lora, kohya, layers=26)
 
 
 @pytest.mark.timeout(120)

@@ -4,7 +4,6 @@ projections) in bf16 and trains to finite losses; a family that does not declare
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,10 @@ from typing import Any
 import attrs
 import pytest
 
-from simpletuner.core.cli.demo_commands import make_demo_images
 from simpletuner.core.training import fp8
 from simpletuner.core.workspace import Workspace
+
+from .helpers import train_on_shapes
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -22,21 +22,10 @@ pytestmark = pytest.mark.timeout(300)
 FAMILIES = ["sana", "pixart", "sdxl", "sd3", "chroma", "flux2", "z-image", "qwen-image"]
 
 
-def _write_env(workspace: Workspace, name: str, config: dict[str, Any]) -> None:
-    data_dir = workspace.datasets_dir / name
-    make_demo_images(data_dir, 1)
-    env_dir = workspace.configs_dir / name
-    env_dir.mkdir(parents=True, exist_ok=True)
-    (env_dir / "config.json").write_text(json.dumps({
-        "lora_rank": 4, "lora_dropout": 0.0, "learning_rate": 1e-3, "max_train_steps": 3, "num_train_epochs": 0,
-        "train_batch_size": 1, "seed": 7, "resolution": 64, "resolution_type": "pixel", "mixed_precision": "bf16",
-        "fp8_training": True, "checkpointing_steps": 0, "output_dir": f"output/{name}", "report_to": "none",
-        **config}))
-    (env_dir / "multidatabackend.json").write_text(json.dumps([
-        {"id": "shapes", "instance_data_dir": str(data_dir), "caption_strategy": "textfile",
-         "cache_dir_vae": f"cache/{name}/vae"},
-        {"id": "embeds", "dataset_type": "text_embeds", "default": True, "cache_dir": f"cache/{name}/text"},
-    ]))
+#: A short float8 LoRA run on one image.
+FP8_RUN = {"lora_rank": 4, "lora_dropout": 0.0, "learning_rate": 1e-3, "max_train_steps": 3, "num_train_epochs": 0,
+           "train_batch_size": 1, "seed": 7, "resolution": 64, "resolution_type": "pixel", "mixed_precision": "bf16",
+           "fp8_training": True, "checkpointing_steps": 0, "report_to": "none"}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -45,13 +34,9 @@ def test_each_family_trains_with_float8_layers(workspace: Workspace, tiny_folder
     import torch
     from torchao.float8.float8_linear import Float8Linear
 
-    from simpletuner.core.config import load_environment
-    from simpletuner.core.environments import EnvironmentStore
     from simpletuner.core.events import EVENTS_FILE, read_events
     from simpletuner.core.interfaces.quantizer import excluded
-    from simpletuner.core.plugins import Registry
     from simpletuner.core.training import stages
-    from simpletuner.core.training.run import train
 
     monkeypatch.setattr(fp8, "_emulate", True)
     converted: list[tuple[str, bool]] = []
@@ -65,10 +50,8 @@ def test_each_family_trains_with_float8_layers(workspace: Workspace, tiny_folder
 
     monkeypatch.setattr(stages, "convert_to_fp8", spy)
     name = f"fp8-{family}"
-    _write_env(workspace, name, {"model_family": family, "pretrained_model_name_or_path": str(tiny_folder(family))})
-    registry = Registry()
-    result = train(load_environment(workspace, EnvironmentStore(workspace.configs_dir), name, registry), workspace,
-                   registry)
+    result = train_on_shapes(workspace, name, {**FP8_RUN, "model_family": family,
+                                               "pretrained_model_name_or_path": str(tiny_folder(family))})
     assert converted and not [layer for layer, kept in converted if kept]  # exclusions stay in bf16
     losses = [e["loss"] for e in read_events(result.run_dir / EVENTS_FILE) if e["event"] == "step"]
     assert len(losses) == 3 and all(map(torch.isfinite, torch.tensor(losses))), losses

@@ -10,38 +10,22 @@ from typing import Any
 import pytest
 import torch
 
-from simpletuner.core.cli.demo_commands import make_demo_images
 from simpletuner.core.workspace import Workspace
+
+from .helpers import train_on_shapes
 
 STEPS = 150
 
 
 def _train(workspace: Workspace, name: str, config: dict[str, Any]) -> Any:
-    from simpletuner.core.config import load_environment
-    from simpletuner.core.environments import EnvironmentStore
-    from simpletuner.core.plugins import Registry
-    from simpletuner.core.training.run import train
-
-    data_dir = workspace.datasets_dir / name
-    make_demo_images(data_dir, 1)
-    env_dir = workspace.configs_dir / name
-    env_dir.mkdir(parents=True, exist_ok=True)
-    (env_dir / "config.json").write_text(json.dumps({
+    return train_on_shapes(workspace, name, {
         "lora_rank": 16, "lora_target_preset": "attention+mlp", "lora_dropout": 0.0, "learning_rate": 1e-2,
         "max_train_steps": STEPS, "num_train_epochs": 0,
         "train_batch_size": 1, "seed": 7, "resolution": 64, "resolution_type": "pixel", "mixed_precision": "no",
         "checkpointing_steps": 0, "max_grad_norm": 1.0, "output_dir": f"output/{name}", "report_to": "none",
         "validation_prompt": "a red circle on a blue background", "validation_steps": 0,
         "validation_resolution": "64", "validation_num_inference_steps": 2, **config,
-    }))
-    (env_dir / "multidatabackend.json").write_text(json.dumps([
-        {"id": "shapes", "instance_data_dir": str(data_dir), "caption_strategy": "textfile",
-         "cache_dir_vae": f"cache/{name}/vae"},
-        {"id": "embeds", "dataset_type": "text_embeds", "default": True, "cache_dir": f"cache/{name}/text"},
-    ]))
-    registry = Registry()
-    return train(load_environment(workspace, EnvironmentStore(workspace.configs_dir), name, registry), workspace,
-                 registry)
+    })
 
 
 def _events(output_dir: Path, kind: str) -> list[dict[str, Any]]:
