@@ -45,11 +45,6 @@ class OnDemandLatents:
         self._written: set[str] = set()  # keys encoded by this process (samples sharing a key are encoded once)
         self.calls = 0
 
-    @property
-    def pending(self) -> int:
-        """Samples whose latents are still to be encoded."""
-        return int(sum(int(p.sum()) for p in self._pending))
-
     def ensure(self, refs: Sequence[SampleRef]) -> None:
         """Encode and write the latents of ``refs`` that are missing, in one same-bucket batch per bucket."""
         import torch
