@@ -161,7 +161,7 @@ def main() -> None:
             for key in ("scanned_s", "caches_ready_s", "first_step_s", "peak_rss_mib"):
                 a, b = results[small][kind][key], results[large][kind][key]
                 per_image = max(0.0, (b - a) / (large - small))  # a negative slope is noise, not a saving
-                million[f"{kind}_{key}"] = round(b + per_image * (1_000_000 - large), 1)
+                million[f"{kind}_{key}"] = round(b + per_image * (1_000_000 - large), 3)
         summary["extrapolated_to_1m"] = million
     print(json.dumps({"summary": summary}))
 
