@@ -49,6 +49,9 @@ class DatasetEntry:
     )
     instance_prompt: str | None = option(None, help="Caption of every image with caption_strategy instanceprompt.",
                                          section="dataset")
+    disable_multiline_split: bool = option(
+        False, help="Keep a caption with several lines as one caption. By default each non-empty line is a caption "
+        "of its own, and each time an image is trained one of its captions is picked at random.", section="dataset")
     resolution: float | None = option(None, help="Training resolution of this dataset; the config's if unset.",
                                       section="dataset", minimum=0)
     resolution_type: str | None = option(None, help="pixel, area or pixel_area; the config's if unset.",

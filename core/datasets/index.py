@@ -3,7 +3,8 @@
 Per image the index holds its path, size and change stamp (modification time, or what its backend reports; see
 :class:`~simpletuner.core.interfaces.data_backend.FileListing`), the same two of its caption file, its width and
 height (read from the file's header, never decoded), the SHA-256 of its bytes (what latent cache keys are made of),
-the SHA-256 of its caption and whether it could be read at all. A restart lists the dataset with sizes and stamps
+the SHA-256 of its caption, how many non-empty lines the caption has (each line can be a caption of its own:
+:func:`split_caption`) and whether it could be read at all. A restart lists the dataset with sizes and stamps
 (one ``stat`` per file, or an object listing), compares and reads only what is new or changed: added, edited or
 renamed images (a rename is a removal plus an addition; its caches survive, being keyed by content) and changed
 captions; removed files leave the index. Buckets follow from the stored sizes and the resolution settings, so a
@@ -103,12 +104,17 @@ class ImageTable:
     digest: np.ndarray  # (n, 32) uint8: SHA-256 of the image bytes
     caption_digest: np.ndarray  # (n, 32) uint8: SHA-256 of the caption text
     readable: np.ndarray  # bool: the header could be read and the file is intact
+    # int32: captions in the caption text (len(split_caption(text))); 0 = not counted (an index stored before
+    # lines were counted, whose captions are read again)
+    caption_lines: np.ndarray
 
     COLUMNS = ("size", "stamp", "caption_size", "caption_stamp", "width", "height", "digest", "caption_digest",
-               "readable")
+               "readable", "caption_lines")
     DTYPES = {"size": np.int64, "stamp": np.int64, "caption_size": np.int64, "caption_stamp": np.int64,
               "width": np.int32, "height": np.int32, "digest": np.uint8, "caption_digest": np.uint8,
-              "readable": np.bool_}
+              "readable": np.bool_, "caption_lines": np.int32}
+    #: columns an index stored by an earlier version may lack, and what they are then taken to hold
+    ADDED_COLUMNS = {"caption_lines": 0}
 
     @classmethod
     def empty(cls, count: int = 0) -> ImageTable:
@@ -178,6 +184,21 @@ def caption_digest(caption: str) -> bytes:
     return hashlib.sha256(caption.encode("utf-8")).digest()
 
 
+def split_caption(caption: str) -> list[str]:
+    """The captions of a caption text: each non-empty line, stripped (a text without one is its own only caption).
+
+    >>> split_caption("a red fox\\n\\n  a fox in snow \\n"), split_caption("")
+    (['a red fox', 'a fox in snow'], [''])
+    """
+    return [line for line in map(str.strip, caption.splitlines()) if line] or [caption]
+
+
+def caption_line_digest(digest: bytes, line: int) -> bytes:
+    """The digest that stands for line ``line`` of the caption text whose SHA-256 is ``digest``: made from the
+    text's digest, so a caption's lines are keyed without reading the text again."""
+    return hashlib.sha256(b"caption line %d\0" % line + digest).digest()
+
+
 def _image_facts(data: bytes) -> tuple[int, int] | None:
     """(width, height) from the header of intact image bytes; None when unreadable. Nothing is decoded: PNG chunks
     are checked (``verify``), the size comes from the header."""
@@ -217,6 +238,7 @@ def _read_rows(table: ImageTable, rows: np.ndarray, backend: DataBackend, contex
             table.width[row], table.height[row] = facts or (0, 0)
             table.digest[row] = np.frombuffer(hashlib.sha256(data).digest(), dtype=np.uint8)
         caption = derived_caption(context.caption_strategy, context.instance_prompt, path)
+        lines = 1  # a caption made from the path or the instance prompt is one caption
         if caption is None:
             if table.caption_size[row] == NO_CAPTION_FILE:
                 continue
@@ -224,7 +246,9 @@ def _read_rows(table: ImageTable, rows: np.ndarray, backend: DataBackend, contex
             if caption is None:  # removed since the listing
                 table.caption_size[row] = NO_CAPTION_FILE
                 continue
+            lines = len(split_caption(caption))
         table.caption_digest[row] = np.frombuffer(caption_digest(caption), dtype=np.uint8)
+        table.caption_lines[row] = lines
 
 
 @attrs.frozen
@@ -271,16 +295,20 @@ def refresh(backend: DataBackend, context: ScanContext, old: ImageTable | None, 
         same_image = known & (table.stamp != 0) & (old.stamp[source] == table.stamp) & (old.size[source] == table.size)
         if file_captions:
             unchanged_file = (table.caption_stamp != 0) & (old.caption_stamp[source] == table.caption_stamp)
+            counted = old.caption_lines[source] > 0
             same_caption = known & (old.caption_size[source] == table.caption_size) & (
-                (table.caption_size == NO_CAPTION_FILE) | unchanged_file)
+                (table.caption_size == NO_CAPTION_FILE) | (unchanged_file & counted))
         else:  # derived from the path and the context, which are the same
             same_caption = known
         for name in ("width", "height", "digest", "readable"):
             getattr(table, name)[same_image] = getattr(old, name)[source[same_image]]
-        table.caption_digest[same_caption] = old.caption_digest[source[same_caption]]
+        for name in ("caption_digest", "caption_lines"):
+            getattr(table, name)[same_caption] = getattr(old, name)[source[same_caption]]
     else:
         same_image = np.zeros(count, dtype=bool)
         same_caption = np.zeros(count, dtype=bool)
+    if not file_captions:  # a caption made from the path or the instance prompt is one caption
+        table.caption_lines[:] = 1
     image_rows = np.flatnonzero(~same_image)
     caption_rows = np.flatnonzero(same_image & ~same_caption & table.has_caption())
     removed = len(old) - int(np.count_nonzero(known)) if old is not None else 0
@@ -392,8 +420,11 @@ def _table_from(arrays: dict[str, Any], context: ScanContext) -> ImageTable | No
         return None
     paths = PathColumn(arrays["paths"].tobytes())
     count = len(paths)
-    columns = {}
+    columns: dict[str, np.ndarray] = {}
     for name in ImageTable.COLUMNS:
+        if name not in arrays and name in ImageTable.ADDED_COLUMNS:
+            columns[name] = np.full(count, ImageTable.ADDED_COLUMNS[name], dtype=ImageTable.DTYPES[name])
+            continue
         column = arrays[name]
         shape = (count, 32) if name.endswith("digest") else (count,)
         if column.shape != shape or column.dtype != ImageTable.DTYPES[name]:

@@ -27,6 +27,7 @@ from simpletuner.core.datasets.index import (
     read_caption,
     refresh,
     save_index,
+    split_caption,
 )
 from simpletuner.core.errors import SimpleTunerError
 from simpletuner.core.interfaces import DataBackend
@@ -139,14 +140,28 @@ class ScannedDataset:
         """The SHA-256 (hex) of sample ``index``'s caption, from the index (nothing is read)."""
         return self.table.caption_digest[int(self.rows[index])].tobytes().hex()
 
-    def caption(self, index: int) -> str:
-        """The caption of sample ``index`` (read from its caption file, for file captions)."""
+    def caption_count(self, index: int) -> int:
+        """How many captions sample ``index`` has: one per non-empty line of its caption text (from the index;
+        nothing is read), or one with the dataset's ``disable_multiline_split``."""
+        if self.entry.disable_multiline_split:
+            return 1
+        return max(1, int(self.table.caption_lines[int(self.rows[index])]))
+
+    def caption(self, index: int, line: int | None = None) -> str:
+        """The caption text of sample ``index`` (read from its caption file, for file captions); with ``line``,
+        that one of its captions (:meth:`caption_count`)."""
         path = self.path(index)
         caption = caption_for(self.entry, self.backend, path)
         if caption is None:
             raise DatasetError(f"dataset {self.entry.id!r}: the caption file of {path} disappeared during the run; "
                                "restore it or restart the run")
-        return caption
+        if line is None or self.caption_count(index) == 1:
+            return caption
+        captions = split_caption(caption)
+        if len(captions) != self.caption_count(index):
+            raise DatasetError(f"dataset {self.entry.id!r}: the caption file of {path} changed during the run; "
+                               "restart the run to read it again")
+        return captions[line]
 
     @property
     def skipped(self) -> tuple[Skipped, ...]:

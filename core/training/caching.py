@@ -256,7 +256,7 @@ def missing_latents(caches: Sequence[DatasetCaches], threads: int = 4, record: b
 def missing_texts(caches: Sequence[DatasetCaches], extra: Sequence[TextJob] = (), threads: int = 4,
                   record: bool = True) -> Missing:
     """The text jobs whose cache entry is absent or damaged, each key of a store once: the datasets' captions
-    and ``extra`` jobs (the empty caption)."""
+    (every caption of a sample with several) and ``extra`` jobs (the empty caption)."""
     by_store: dict[int, tuple[CacheStore, list[DatasetCaches], list[TextJob]]] = {}
     for dataset in caches:
         by_store.setdefault(id(dataset.text_store), (dataset.text_store, [], []))[1].append(dataset)
@@ -265,8 +265,9 @@ def missing_texts(caches: Sequence[DatasetCaches], extra: Sequence[TextJob] = ()
     parts: list[tuple[Callable[[int], Any], np.ndarray]] = []
     checked = 0
     for store, datasets, extras in by_store.values():
-        columns = [d.text_keys for d in datasets] + [np.array([bytes.fromhex(j.key) for j in extras], dtype="S32")]
-        makers = [d.text_job for d in datasets] + [extras.__getitem__]
+        columns = [column for d in datasets for column in (d.text_keys, d.variants.keys)]
+        columns.append(np.array([bytes.fromhex(j.key) for j in extras], dtype="S32"))
+        makers = [maker for d in datasets for maker in (d.text_job, d.variant_job)] + [extras.__getitem__]
         unique, first = np.unique(np.concatenate(columns), return_index=True)
         valid = store.valid_digests(unique, threads=threads, record=record)
         checked += len(unique)

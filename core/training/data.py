@@ -1,7 +1,8 @@
 """The run's data: scanned datasets, their cache keys and stores, and the epoch planner.
 
 Every per-sample fact is held in arrays: a dataset's cache keys are two columns of 32-byte digests (its latents'
-and its caption's), and the jobs of caching are made only for the entries found missing.
+and its caption's, plus the keys of the further captions of images whose caption has several lines), and the jobs
+of caching are made only for the entries found missing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from simpletuner.core.config.datasets import DatasetEntry, default_text_embeds
 from simpletuner.core.datasets.cache_store import CacheStore
+from simpletuner.core.datasets.index import caption_line_digest
 from simpletuner.core.datasets.scan import IndexFile, ScannedDataset
 from simpletuner.core.datasets.storage import DatasetStorage
 from simpletuner.core.training.caching import LatentJob, TextJob, text_key_column, text_keys
@@ -32,27 +34,95 @@ def hex_key(keys: np.ndarray, index: int) -> str:
 
 
 @attrs.frozen(eq=False)
+class CaptionVariants:
+    """The samples with several captions (a caption text of several lines) and the text keys of their captions
+    after the first, whose key is the sample's own in :attr:`DatasetCaches.text_keys`.
+
+    Sample ``samples[i]`` has ``1 + offsets[i + 1] - offsets[i]`` captions; caption ``line`` ≥ 1 of it is keyed by
+    ``keys[offsets[i] + line - 1]``. Only these samples are held, so a dataset of one-line captions holds nothing.
+    """
+
+    samples: np.ndarray  # int64, ascending sample indices
+    offsets: np.ndarray  # int64 (len(samples) + 1,)
+    keys: np.ndarray  # "S32"
+
+    @classmethod
+    def empty(cls) -> CaptionVariants:
+        """No sample with several captions."""
+        return cls(np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(0, dtype="S32"))
+
+    def _position(self, index: int) -> int:
+        """Where sample ``index`` is in :attr:`samples`; -1 when it has one caption."""
+        at = int(np.searchsorted(self.samples, index))
+        return at if at < len(self.samples) and self.samples[at] == index else -1
+
+    def count(self, index: int) -> int:
+        """How many captions sample ``index`` has."""
+        at = self._position(index)
+        return 1 if at < 0 else 1 + int(self.offsets[at + 1] - self.offsets[at])
+
+    def key_row(self, index: int, line: int) -> int:
+        """The row of :attr:`keys` of caption ``line`` (≥ 1) of sample ``index``."""
+        return int(self.offsets[self._position(index)]) + line - 1
+
+    def owner(self, row: int) -> tuple[int, int]:
+        """(sample index, caption line) of row ``row`` of :attr:`keys`."""
+        at = int(np.searchsorted(self.offsets, row, side="right")) - 1
+        return int(self.samples[at]), row - int(self.offsets[at]) + 1
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return int(self.samples.nbytes + self.offsets.nbytes + self.keys.nbytes)
+
+
+@attrs.frozen(eq=False)
 class DatasetCaches:
-    """One dataset's caches: where its latents and caption embeddings are kept and each sample's two keys."""
+    """One dataset's caches: where its latents and caption embeddings are kept and each sample's two keys (and
+    the keys of the further captions of samples with several)."""
 
     dataset: ScannedDataset
     latent_store: CacheStore
     latent_keys: np.ndarray  # (n,) "S32": latent key of each sample
     text_store: CacheStore
-    text_keys: np.ndarray  # (n,) "S32": text key of each sample's caption
+    text_keys: np.ndarray  # (n,) "S32": text key of each sample's (first) caption
+    variants: CaptionVariants = attrs.field(factory=CaptionVariants.empty)
 
     def latent_job(self, index: int) -> LatentJob:
         """The caching job of sample ``index``'s latents."""
         return LatentJob(self.dataset.sample(index), self.dataset, self.latent_store, hex_key(self.latent_keys, index))
 
     def text_job(self, index: int) -> TextJob:
-        """The caching job of sample ``index``'s caption embedding (its caption is read only if it is encoded)."""
-        return TextJob(partial(self.dataset.caption, index), self.text_store, hex_key(self.text_keys, index))
+        """The caching job of sample ``index``'s (first) caption embedding (its caption is read only if it is
+        encoded)."""
+        line = 0 if self.variants.count(index) > 1 else None
+        return TextJob(partial(self.dataset.caption, index, line), self.text_store, hex_key(self.text_keys, index))
+
+    def variant_job(self, row: int) -> TextJob:
+        """The caching job of the caption keyed by row ``row`` of :attr:`CaptionVariants.keys`."""
+        index, line = self.variants.owner(row)
+        return TextJob(partial(self.dataset.caption, index, line), self.text_store, hex_key(self.variants.keys, row))
+
+    def text_key(self, index: int, line: int) -> str:
+        """The text key of caption ``line`` of sample ``index``."""
+        if line == 0:
+            return hex_key(self.text_keys, index)
+        return hex_key(self.variants.keys, self.variants.key_row(index, line))
 
     @property
     def nbytes(self) -> int:
         """Bytes of per-sample keys held."""
-        return int(self.latent_keys.nbytes + self.text_keys.nbytes)
+        return int(self.latent_keys.nbytes + self.text_keys.nbytes + self.variants.nbytes)
+
+
+def caption_choice(seed: int, epoch: int, position: int, dataset: int, index: int, count: int) -> int:
+    """Which of its ``count`` captions sample ``index`` of dataset ``dataset`` trains with in global batch
+    ``position`` of ``epoch``: uniform, and the same in every process and after a resume (a digest of the run's
+    seed and the sample's place, not a random generator's state)."""
+    if count == 1:
+        return 0
+    digest = hashlib.blake2b(f"{seed}\0{epoch}\0{position}\0{dataset}\0{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % count
 
 
 @attrs.define
@@ -71,10 +141,17 @@ class TrainingData:
         caches = self.caches[dataset]
         return caches.latent_store, hex_key(caches.latent_keys, index)
 
-    def text_entry(self, dataset: int, index: int) -> tuple[CacheStore, str]:
-        """(store, key) of the caption embedding of sample ``index`` of dataset ``dataset``."""
+    def caption_line(self, dataset: int, index: int, epoch: int, position: int) -> int:
+        """Which caption sample ``index`` of dataset ``dataset`` trains with in global batch ``position`` of
+        ``epoch`` (:func:`caption_choice`; 0 for a sample with one)."""
+        count = self.caches[dataset].variants.count(index)
+        return caption_choice(self.planner.seed, epoch, position, dataset, index, count)
+
+    def text_entry(self, dataset: int, index: int, epoch: int = 0, position: int = 0) -> tuple[CacheStore, str]:
+        """(store, key) of the caption embedding sample ``index`` of dataset ``dataset`` trains with in global batch
+        ``position`` of ``epoch`` (:meth:`caption_line`)."""
         caches = self.caches[dataset]
-        return caches.text_store, hex_key(caches.text_keys, index)
+        return caches.text_store, caches.text_key(index, self.caption_line(dataset, index, epoch, position))
 
     @property
     def nbytes(self) -> int:
@@ -85,6 +162,27 @@ class TrainingData:
 
 def _empty_caption() -> str:
     return ""
+
+
+def caption_variants(dataset: ScannedDataset, caption_digests: np.ndarray, keys: np.ndarray,
+                     text_key: Callable[[str], str]) -> CaptionVariants:
+    """The further captions of ``dataset``'s samples with several (one per line of their caption text), keyed from
+    their text's digest (:func:`~simpletuner.core.datasets.index.caption_line_digest`); the first caption's key
+    replaces the sample's in ``keys``, which held the whole text's."""
+    if dataset.entry.disable_multiline_split:
+        return CaptionVariants.empty()
+    counts = np.maximum(dataset.table.caption_lines[dataset.rows], 1).astype(np.int64)
+    samples = np.flatnonzero(counts > 1)
+    if not len(samples):
+        return CaptionVariants.empty()
+    further = []
+    for index in samples.tolist():
+        digest = caption_digests[index].tobytes()
+        lines = [text_key(caption_line_digest(digest, line).hex()) for line in range(int(counts[index]))]
+        keys[index] = bytes.fromhex(lines[0])
+        further.append(b"".join(bytes.fromhex(k) for k in lines[1:]))
+    offsets = np.concatenate(([0], np.cumsum(counts[samples] - 1))).astype(np.int64)
+    return CaptionVariants(samples.astype(np.int64), offsets, np.frombuffer(b"".join(further), dtype="S32").copy())
 
 
 def build_training_data(
@@ -127,10 +225,11 @@ def build_training_data(
         entry = dataset.entry
         # keyed by the captions' digests from the index: no caption file is read unless its embedding is missing
         caption_digests = dataset.table.caption_digest[dataset.rows]
+        keys = text_key_column(caption_digests, text_key)
+        variants = caption_variants(dataset, caption_digests, keys, text_key)
         caches.append(DatasetCaches(dataset, CacheStore(storage.latents(entry, cache_root)),
                                     latent_keys_of(dataset, vae_source, index_for(entry) if index_for else None),
-                                    text_store(entry),
-                                    text_key_column(caption_digests, text_key)))
+                                    text_store(entry), keys, variants))
     first_store = text_store(scanned[0].entry)
     empty = TextJob(_empty_caption, first_store, text_key(hashlib.sha256(b"").hexdigest()))
     planner = EpochPlanner(

@@ -59,9 +59,10 @@ class SampleMemory:
         return entry
 
 
-def load_batch(data: TrainingData, refs: Sequence[SampleRef], memory: SampleMemory | None = None
-               ) -> tuple[Any, dict[str, Any]]:
-    """Read and stack the cached latents and embeddings of ``refs`` (through ``memory`` when given)."""
+def load_batch(data: TrainingData, refs: Sequence[SampleRef], memory: SampleMemory | None = None, epoch: int = 0,
+               position: int = 0) -> tuple[Any, dict[str, Any]]:
+    """Read and stack the cached latents and embeddings of ``refs``, global batch ``position`` of ``epoch`` (which
+    picks the caption of a sample with several), through ``memory`` when given."""
     import torch
 
     def read(store: Any, key: str) -> dict[str, Any]:
@@ -71,7 +72,7 @@ def load_batch(data: TrainingData, refs: Sequence[SampleRef], memory: SampleMemo
     texts: dict[str, list[Any]] = {}
     for ref in refs:
         latents.append(read(*data.latent_entry(ref.dataset, ref.index))["latents"])
-        for name, tensor in read(*data.text_entry(ref.dataset, ref.index)).items():
+        for name, tensor in read(*data.text_entry(ref.dataset, ref.index, epoch, position)).items():
             texts.setdefault(name, []).append(tensor)
     return torch.stack(latents), {name: torch.stack(values) for name, values in texts.items()}
 
@@ -91,8 +92,9 @@ def image_geometry(data: TrainingData, refs: Sequence[SampleRef]) -> Any:
     return torch.tensor(rows, dtype=torch.int64)
 
 
-#: When set, each rank appends ``epoch<TAB>index<TAB>dataset<TAB>path`` per sample it trains on to
-#: ``$SIMPLETUNER_SAMPLE_LOG.<rank>``: a debugging aid for data order across processes and resumes.
+#: When set, each rank appends ``epoch<TAB>index<TAB>dataset<TAB>path<TAB>caption line`` per sample it trains on to
+#: ``$SIMPLETUNER_SAMPLE_LOG.<rank>``: a debugging aid for data order (and the caption picked of a sample with
+#: several) across processes and resumes.
 SAMPLE_LOG_ENV = "SIMPLETUNER_SAMPLE_LOG"
 
 
@@ -141,13 +143,14 @@ class BatchStream:
                     refs = self.data.planner.rank_slice(plan[position], self.rank)
                     if self.data.ondemand is not None:
                         self.data.ondemand.ensure(refs)
-                    latents, text = load_batch(self.data, refs, self._memory)
+                    latents, text = load_batch(self.data, refs, self._memory, epoch, position)
                     if self._pin:
                         latents, text = latents.pin_memory(), {k: v.pin_memory() for k, v in text.items()}
                     if log is not None:
                         for ref in refs:
                             sample = self.data.datasets[ref.dataset].samples[ref.index]
-                            log.write(f"{epoch}\t{position}\t{sample.dataset_id}\t{sample.path}\n")
+                            line = self.data.caption_line(ref.dataset, ref.index, epoch, position)
+                            log.write(f"{epoch}\t{position}\t{sample.dataset_id}\t{sample.path}\t{line}\n")
                         log.flush()
                     geometry = image_geometry(self.data, refs) if self._geometry else None
                     if not self._put(Batch(epoch, position, latents, text, geometry)):

@@ -45,11 +45,19 @@ def text(value: Any) -> str:
     return ""
 
 
+def captions_text(value: Any) -> str:
+    """A caption column's value as a caption text: a list's non-empty strings one per line (each line is a caption
+    of its own unless the dataset sets ``disable_multiline_split``), anything else as :func:`text`."""
+    if isinstance(value, list | tuple):
+        return "\n".join(t for t in map(text, value) if t)
+    return text(value)
+
+
 def caption_of(row: Mapping[str, Any], options: HuggingFaceOptions) -> str:
-    """The first non-empty caption column of a row, else its fallback caption column, else its description column,
-    else ""."""
+    """The first non-empty caption column of a row (a column of lists gives all of its captions:
+    :func:`captions_text`), else its fallback caption column, else its description column, else ""."""
     for column in (*options.caption_column, options.fallback_caption_column):
-        caption = text(field(row, column)) if column else ""
+        caption = captions_text(field(row, column)) if column else ""
         if caption:
             return caption
     return description(field(row, options.description_column)) if options.description_column else ""

@@ -18,13 +18,13 @@ def png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
 
 
 def rows(count: int, size: int = 128) -> list[dict[str, Any]]:
-    """Rows with an image, a plain caption, a nested caption, a list of captions and the image's size; every third
-    row has an empty plain caption."""
+    """Rows with an image, a plain caption, a nested caption, a list of captions (two in odd rows) and the image's
+    size; every third row has an empty plain caption."""
     return [{
         "image": {"bytes": png(size, size + 16 * (i % 2), (40 * i % 256, 90, 160)), "path": None},
         "text": "" if i % 3 == 2 else f"a square number {i}",
         "meta": {"alt": f"nested caption {i}"},
-        "tags": ["", f"tag caption {i}"],
+        "tags": ["", f"tag caption {i}"] + ([f"another tag caption {i}"] if i % 2 else []),
         "width": size,
         "height": size + 16 * (i % 2),
     } for i in range(count)]

@@ -59,11 +59,26 @@ def test_rows_are_images_and_captions(dataset: Path) -> None:
     ({"caption_column": "meta.alt"}, 0, "nested caption 0"),
     ({"caption_column": ["text", "meta.alt"]}, 2, "nested caption 2"),  # the first non-empty column
     ({"caption_column": ["text", "meta.alt"]}, 1, "a square number 1"),
-    ({"caption_column": "tags"}, 3, "tag caption 3"),  # the first non-empty string of a list
+    ({"caption_column": "tags"}, 2, "tag caption 2"),  # a list's non-empty strings, one caption a line
+    ({"caption_column": "tags"}, 3, "tag caption 3\nanother tag caption 3"),
     ({"caption_column": "text", "fallback_caption_column": "meta.alt"}, 5, "nested caption 5"),
 ])
 def test_caption_column_shapes(dataset: Path, options: dict[str, Any], row: int, caption: str) -> None:
     assert backend(dataset, **options).read(f"row-{row:08d}.txt").decode() == caption
+
+
+def test_a_column_of_lists_gives_each_image_its_captions(dataset: Path) -> None:
+    from simpletuner.core.config.datasets import DatasetEntry
+    from simpletuner.core.datasets.buckets import ResolutionSettings
+    from simpletuner.core.datasets.scan import scan_dataset
+
+    settings = ResolutionSettings(resolution=128, resolution_type="pixel", minimum_image_size=64, alignment=16)
+    for split, counts in ((False, [1, 2, 1, 2, 1, 2]), (True, [1] * 6)):
+        entry = DatasetEntry(id="tags", type="huggingface", caption_strategy="huggingface",
+                             disable_multiline_split=split)
+        scanned = scan_dataset(entry, backend(dataset, caption_column="tags"), settings)
+        assert [scanned.caption_count(i) for i in range(6)] == counts
+    assert scanned.caption(3) == "tag caption 3\nanother tag caption 3"
 
 
 def test_max_num_samples_picks_the_same_rows_every_time(dataset: Path) -> None:

@@ -33,6 +33,6 @@ def test_two_processes_split_each_epoch(make_env: Callable[..., str], run_cli: C
     per_rank = [len(Path(f"{log}.{rank}").read_text().splitlines()) for rank in (0, 1)]
     assert per_rank[0] >= 6 and per_rank[1] >= 6  # the reader may run a batch or two ahead of the last step
     for epoch in ("0", "1"):
-        seen = Counter(path for e, _, _, path in rows if e == epoch)
+        seen = Counter(path for e, _, _, path, _ in rows if e == epoch)
         assert seen == Counter({f"demo-{i:03d}.png": 1 for i in range(6)}), (epoch, seen)
     assert os.path.getsize(output / "pytorch_lora_weights.safetensors") > 0

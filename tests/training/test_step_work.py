@@ -113,7 +113,7 @@ def _stream_data(samples: int) -> tuple[Any, _Store, _Store]:
     latents, text = _Store(), _Store()
     planner = EpochPlanner([DatasetPlan.from_labels("d", ["a"] * samples)], batch_size=1, seed=0)
     data = SimpleNamespace(planner=planner, datasets=[], latent_entry=lambda dataset, index: (latents, index),
-                           text_entry=lambda dataset, index: (text, index), ondemand=None)
+                           text_entry=lambda dataset, index, epoch, position: (text, index), ondemand=None)
     return data, latents, text
 
 
