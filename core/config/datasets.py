@@ -47,8 +47,15 @@ class DatasetEntry:
         "(huggingface) a Hugging Face dataset's caption column.",
         section="dataset", choices=CAPTION_STRATEGIES,
     )
-    instance_prompt: str | None = option(None, help="Caption of every image with caption_strategy instanceprompt.",
-                                         section="dataset")
+    instance_prompt: str | None = option(
+        None, help="Caption of every image with caption_strategy instanceprompt (or only_instance_prompt); with "
+        "prepend_instance_prompt, the text put before every caption.", section="dataset")
+    prepend_instance_prompt: bool = option(
+        False, help="Put instance_prompt and a space before every caption (before each of a caption's lines when "
+        "they are captions of their own).", section="dataset")
+    only_instance_prompt: bool = option(
+        False, help="Train every image with instance_prompt as its caption, as caption_strategy instanceprompt does.",
+        section="dataset")
     disable_multiline_split: bool = option(
         False, help="Keep a caption with several lines as one caption. By default each non-empty line is a caption "
         "of its own, and each time an image is trained one of its captions is picked at random.", section="dataset")
@@ -174,6 +181,8 @@ def parse_datasets(
             if "id" not in item:
                 problems.append(f"{where}: missing 'id'")
             continue
+        if values.get("only_instance_prompt"):  # SimpleTuner's spelling of the instanceprompt strategy
+            values["caption_strategy"] = "instanceprompt"
         entries.append(DatasetEntry(**values, backend_options=backend_values))
     if not problems:
         problems += _cross_checks(entries, resolve_path, local_paths or (lambda name: True))
@@ -204,7 +213,11 @@ def _cross_checks(entries: Sequence[DatasetEntry], resolve_path: Callable[[str],
                 f"{where}: instance_data_dir {str(resolve_path(entry.instance_data_dir))!r} is not an existing folder"
             )
         if entry.caption_strategy == "instanceprompt" and not entry.instance_prompt:
-            problems.append(f"{where}: caption_strategy 'instanceprompt' needs instance_prompt")
+            asked = "only_instance_prompt" if entry.only_instance_prompt else "caption_strategy 'instanceprompt'"
+            problems.append(f"{where}: {asked} needs instance_prompt")
+        if entry.prepend_instance_prompt and not entry.instance_prompt:
+            problems.append(f"{where}: prepend_instance_prompt needs instance_prompt (the text to put before "
+                            "every caption)")
         if entry.text_embeds is not None and entry.text_embeds not in embeds:
             problems.append(f"{where}: text_embeds {entry.text_embeds!r} is not an enabled text_embeds dataset")
     if images and not embeds:

@@ -83,9 +83,12 @@ _CONDITIONING = Refusal(
     "remove it: this version trains on images and their captions only",
 )
 _WINDOW = Refusal("this dataset only from or until a point of the training", _REMOVE)
-_INSTANCE_ONLY = Refusal("instance_prompt as the caption of every image",
-                         "set caption_strategy to instanceprompt (with instance_prompt) on the dataset instead")
-_INSTANCE_FIRST = Refusal("instance_prompt put before every caption", "write it into the captions instead")
+_INSTANCE_ONLY = Refusal("instance_prompt as the caption of every dataset's images",
+                         "set only_instance_prompt (or caption_strategy instanceprompt) and instance_prompt on each "
+                         "dataset in the datasets file instead")
+_INSTANCE_FIRST = Refusal("instance_prompt put before the captions of every dataset",
+                          "set prepend_instance_prompt and instance_prompt on each dataset in the datasets file "
+                          "instead")
 _UPSCALE = Refusal("leaving out images that need more than {value} upscaling", _REMOVE)
 _REGULARISATION = Refusal("regularisation (prior preservation) training toward the base model's own predictions",
                           "remove the key or set it to false; the dataset then trains like any other")
@@ -246,8 +249,6 @@ DATASET_REFUSALS: Mapping[str, Refusal] = {
     "max_upscale_threshold": _UPSCALE,
     "maximum_aspect_ratio": Refusal("leaving out images wider than {value}", "move them out of the folder instead"),
     "minimum_aspect_ratio": Refusal("leaving out images narrower than {value}", "move them out of the folder instead"),
-    "only_instance_prompt": _INSTANCE_ONLY,
-    "prepend_instance_prompt": _INSTANCE_FIRST,
     "slider_strength": Refusal("slider training", _REMOVE),
     "timestep_sampling_offset": Refusal("timesteps shifted by {value} for this dataset", "remove the key or set 0"),
 }

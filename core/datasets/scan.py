@@ -136,9 +136,30 @@ class ScannedDataset:
         """The SHA-256 (hex) of sample ``index``'s image bytes."""
         return self.table.digest[int(self.rows[index])].tobytes().hex()
 
+    @property
+    def caption_prefix(self) -> str | None:
+        """The text put before every caption (``prepend_instance_prompt``); None for none."""
+        entry = self.entry
+        if entry.prepend_instance_prompt and entry.caption_strategy != "instanceprompt":
+            return entry.instance_prompt or ""
+        return None
+
+    def caption_digests(self) -> np.ndarray:
+        """Each sample's caption digest (``n × 32`` bytes) as training keys it, from the index (nothing is read):
+        the caption text's SHA-256, combined with the prefix's when :attr:`caption_prefix` is set (a one-to-one
+        change, so prefixed captions are keyed apart from the same captions without it)."""
+        return self._keyed(self.table.caption_digest[self.rows])
+
     def caption_digest(self, index: int) -> str:
-        """The SHA-256 (hex) of sample ``index``'s caption, from the index (nothing is read)."""
-        return self.table.caption_digest[int(self.rows[index])].tobytes().hex()
+        """Sample ``index``'s caption digest (hex) as training keys it (:meth:`caption_digests`)."""
+        return self._keyed(self.table.caption_digest[int(self.rows[index])]).tobytes().hex()
+
+    def _keyed(self, digests: np.ndarray) -> np.ndarray:
+        prefix = self.caption_prefix
+        if prefix is None:
+            return digests
+        salt = hashlib.sha256(b"prepended\0" + prefix.encode("utf-8")).digest()
+        return digests ^ np.frombuffer(salt, dtype=np.uint8)
 
     def caption_count(self, index: int) -> int:
         """How many captions sample ``index`` has: one per non-empty line of its caption text (from the index;
@@ -149,19 +170,20 @@ class ScannedDataset:
 
     def caption(self, index: int, line: int | None = None) -> str:
         """The caption text of sample ``index`` (read from its caption file, for file captions); with ``line``,
-        that one of its captions (:meth:`caption_count`)."""
+        that one of its captions (:meth:`caption_count`); after :attr:`caption_prefix`, when set."""
         path = self.path(index)
         caption = caption_for(self.entry, self.backend, path)
         if caption is None:
             raise DatasetError(f"dataset {self.entry.id!r}: the caption file of {path} disappeared during the run; "
                                "restore it or restart the run")
-        if line is None or self.caption_count(index) == 1:
-            return caption
-        captions = split_caption(caption)
-        if len(captions) != self.caption_count(index):
-            raise DatasetError(f"dataset {self.entry.id!r}: the caption file of {path} changed during the run; "
-                               "restart the run to read it again")
-        return captions[line]
+        if line is not None and self.caption_count(index) > 1:
+            captions = split_caption(caption)
+            if len(captions) != self.caption_count(index):
+                raise DatasetError(f"dataset {self.entry.id!r}: the caption file of {path} changed during the run; "
+                                   "restart the run to read it again")
+            caption = captions[line]
+        prefix = self.caption_prefix
+        return caption if prefix is None else f"{prefix} {caption}"
 
     @property
     def skipped(self) -> tuple[Skipped, ...]:

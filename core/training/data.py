@@ -164,8 +164,17 @@ def _empty_caption() -> str:
     return ""
 
 
-def caption_variants(dataset: ScannedDataset, caption_digests: np.ndarray, keys: np.ndarray,
-                     text_key: Callable[[str], str]) -> CaptionVariants:
+def caption_keys(dataset: ScannedDataset, text_key: Callable[[str], str]) -> tuple[np.ndarray, CaptionVariants]:
+    """The text keys (by ``text_key``, from :func:`~simpletuner.core.training.caching.text_keys`) of each sample's
+    (first) caption, and its further captions'. They are made from the captions' digests in the dataset's index:
+    no caption file is read unless its embedding is missing."""
+    digests = dataset.caption_digests()
+    keys = text_key_column(digests, text_key)
+    return keys, _caption_variants(dataset, digests, keys, text_key)
+
+
+def _caption_variants(dataset: ScannedDataset, caption_digests: np.ndarray, keys: np.ndarray,
+                      text_key: Callable[[str], str]) -> CaptionVariants:
     """The further captions of ``dataset``'s samples with several (one per line of their caption text), keyed from
     their text's digest (:func:`~simpletuner.core.datasets.index.caption_line_digest`); the first caption's key
     replaces the sample's in ``keys``, which held the whole text's."""
@@ -223,10 +232,7 @@ def build_training_data(
     caches = []
     for dataset in scanned:
         entry = dataset.entry
-        # keyed by the captions' digests from the index: no caption file is read unless its embedding is missing
-        caption_digests = dataset.table.caption_digest[dataset.rows]
-        keys = text_key_column(caption_digests, text_key)
-        variants = caption_variants(dataset, caption_digests, keys, text_key)
+        keys, variants = caption_keys(dataset, text_key)
         caches.append(DatasetCaches(dataset, CacheStore(storage.latents(entry, cache_root)),
                                     latent_keys_of(dataset, vae_source, index_for(entry) if index_for else None),
                                     text_store(entry), keys, variants))

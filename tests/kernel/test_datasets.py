@@ -103,3 +103,29 @@ def test_all_problems_at_once(images: Path) -> None:
     with pytest.raises(ConfigError) as info:
         parse(raw, images.parent)
     assert len(info.value.problems) == 2
+
+
+def test_simpletuners_instance_prompt_keys_act_and_need_the_prompt(images: Path) -> None:
+    from simpletuner.core.config import Layer, build_schema
+    from simpletuner.core.plugins import Registry
+
+    raw = good_entries()
+    raw[0].update(only_instance_prompt=True, instance_prompt="a photo of sks dog", prepend_instance_prompt="true",
+                  disable_multiline_split="false")
+    entries, warnings = parse(raw, images.parent)
+    pets = entries[0]
+    assert (pets.caption_strategy, pets.prepend_instance_prompt, pets.disable_multiline_split) == (
+        "instanceprompt", True, False)
+    assert warnings == []
+    for key in ("only_instance_prompt", "prepend_instance_prompt"):
+        raw = good_entries()
+        raw[0][key] = True
+        with pytest.raises(ConfigError) as caught:
+            parse(raw, images.parent)
+        assert any(f"dataset 'pets': {key} needs instance_prompt" in p for p in caught.value.problems), caught.value
+
+    # in a config they would act on every dataset: the way forward names the dataset keys
+    with pytest.raises(ConfigError) as refused:
+        build_schema(Registry()).load([Layer("env:t", {"prepend_instance_prompt": True, "instance_prompt": "sks"})],
+                                      own_source="env:t")
+    assert "set prepend_instance_prompt and instance_prompt on each dataset" in refused.value.problems[0]

@@ -1,6 +1,7 @@
 """Caption files of several lines, as SimpleTuner reads them: each non-empty line is a caption of its own, every one
 is encoded before training, each visit of the image trains with one picked from the run's seed and the sample's
-place (the same after a restart), and ``disable_multiline_split`` keeps the text whole."""
+place (the same after a restart), ``disable_multiline_split`` keeps the text whole, and
+``prepend_instance_prompt`` puts the instance prompt before every caption."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from simpletuner.core.datasets.buckets import ResolutionSettings
 from simpletuner.core.datasets.cache_store import CacheStore
 from simpletuner.core.datasets.index import ImageTable
 from simpletuner.core.datasets.scan import IndexFile, ScannedDataset, index_path, scan_dataset
-from simpletuner.core.training.caching import missing_texts, text_key_column, text_keys
-from simpletuner.core.training.data import DatasetCaches, caption_choice, caption_variants
+from simpletuner.core.training.caching import missing_texts, text_keys
+from simpletuner.core.training.data import DatasetCaches, caption_choice, caption_keys
 from simpletuner.core.training.loader import SAMPLE_LOG_ENV
 from simpletuner.core.workspace import Workspace
 from simpletuner.plugins.data_backends.local import LocalDataBackend
@@ -51,11 +52,9 @@ def scan(folder: Path, index: IndexFile | None = None, **entry: Any) -> ScannedD
 
 
 def caches_of(dataset: ScannedDataset, tmp_path: Path) -> DatasetCaches:
-    digests = dataset.table.caption_digest[dataset.rows]
-    keys = text_key_column(digests, TEXT_KEY)
+    keys, variants = caption_keys(dataset, TEXT_KEY)
     return DatasetCaches(dataset, CacheStore(LocalDataBackend(tmp_path / "vae")), keys,
-                         CacheStore(LocalDataBackend(tmp_path / "text")), keys,
-                         caption_variants(dataset, digests, keys, TEXT_KEY))
+                         CacheStore(LocalDataBackend(tmp_path / "text")), keys, variants)
 
 
 def test_every_line_is_a_caption_to_encode(folder: Path, tmp_path: Path) -> None:
@@ -79,6 +78,22 @@ def test_disable_multiline_split_keeps_each_text_whole(folder: Path, tmp_path: P
     assert [dataset.caption_count(i) for i in range(3)] == [1, 1, 1]
     jobs = missing_texts([caches_of(dataset, tmp_path)]).jobs
     assert sorted(job.caption for job in jobs) == sorted(text.strip() for text in CAPTIONS.values())
+
+
+def test_prepend_instance_prompt_goes_before_every_caption(folder: Path, tmp_path: Path) -> None:
+    plain = caches_of(scan(folder), tmp_path)
+    prefixed = caches_of(scan(folder, instance_prompt="sks", prepend_instance_prompt=True), tmp_path)
+    jobs = missing_texts([prefixed]).jobs
+    assert sorted(job.caption for job in jobs) == sorted(
+        ["sks a red square", "sks a red fox", "sks a fox in snow", "sks a fox, winter, photo", "sks first caption",
+         "sks second caption"])
+    # keyed apart from the same captions without the prefix, and from another prefix's
+    assert not set(prefixed.text_keys.tolist()) & set(plain.text_keys.tolist())
+    other = caches_of(scan(folder, instance_prompt="zzz", prepend_instance_prompt=True), tmp_path)
+    assert not set(prefixed.variants.keys.tolist()) & set(other.variants.keys.tolist())
+    whole = scan(folder, instance_prompt="sks", prepend_instance_prompt=True, disable_multiline_split=True)
+    assert whole.caption(2) == "sks first caption\nsecond caption"
+    assert whole.caption_digest(2) == whole.caption_digests()[2].tobytes().hex() != scan(folder).caption_digest(2)
 
 
 def test_the_pick_is_uniform_and_depends_only_on_the_seed_and_the_place() -> None:
@@ -153,9 +168,9 @@ def test_a_run_trains_each_image_with_its_lines_in_turn(make_env: Callable[..., 
 
     datasets_file = workspace.configs_dir / name / "multidatabackend.json"
     entries = json.loads(datasets_file.read_text())
-    entries[0]["disable_multiline_split"] = True
+    entries[0].update(disable_multiline_split=True, prepend_instance_prompt=True, instance_prompt="sks")
     datasets_file.write_text(json.dumps(entries))
     Path(f"{log}.0").unlink()
     whole = run_env(name)
-    assert _text_encoded(whole.run_dir) == 1  # the whole three-line text
+    assert _text_encoded(whole.run_dir) == 2  # "sks" and the whole three-line text; "sks" and the other caption
     assert set().union(*_sample_lines(Path(f"{log}.0")).values()) == {"0"}
