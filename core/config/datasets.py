@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from simpletuner.core.config.caption_shuffle import CaptionShuffle, structure_caption_shuffle
 from simpletuner.core.config.converter import ValueTypeError, make_converter, structure_value
 from simpletuner.core.config.core_options import RESOLUTION_TYPES
 from simpletuner.core.config.legacy import DATA_BACKEND_ALIASES, DATASET_ALIASES, LEGACY_DATASET_KEYS, NO_EFFECT
@@ -55,6 +56,10 @@ class DatasetEntry:
         "they are captions of their own).", section="dataset")
     only_instance_prompt: bool = option(
         False, help="Train every image with instance_prompt as its caption, as caption_strategy instanceprompt does.",
+        section="dataset")
+    caption_shuffle: CaptionShuffle | None = option(
+        None, help="SimpleTuner's caption_shuffle object: each caption also trains as count copies with its tags "
+        "shuffled ({\"enable\": true, \"count\": 3, \"split_on\": \"comma\", \"position_start\": 1}).",
         section="dataset")
     disable_multiline_split: bool = option(
         False, help="Keep a caption with several lines as one caption. By default each non-empty line is a caption "
@@ -126,6 +131,7 @@ def parse_datasets(
     Raises :class:`ConfigError` listing every problem at once.
     """
     converter = make_converter()
+    converter.register_structure_hook(CaptionShuffle, structure_caption_shuffle)
     if not isinstance(raw, list):
         raise ConfigError(["$: expected a list of dataset objects"], source=source)
     problems: list[str] = []

@@ -98,12 +98,6 @@ def _ema_interval_asks(value: Any, lookup: Lookup) -> bool:
     return bool(lookup("use_ema")) and _asks(value, (1,))
 
 
-def _caption_shuffle_asks(value: Any, lookup: Lookup) -> bool:
-    if isinstance(value, dict):
-        return normalized(value.get("enable")) is True
-    return _asks(value, ())
-
-
 def _present(value: Any, lookup: Lookup) -> bool:
     return True
 
@@ -229,7 +223,6 @@ CONFIG_REFUSALS: Mapping[str, Refusal] = {
 
 DATASET_REFUSALS: Mapping[str, Refusal] = {
     "caption_filter_list": Refusal("captions filtered by a list of phrases", "edit the caption files instead"),
-    "caption_shuffle": Refusal("shuffled caption variants", _REMOVE, asks=_caption_shuffle_asks),
     "conditioning": Refusal("conditioning images generated for ControlNet training",
                             "remove it: this version trains on images and their captions only"),
     "conditioning_data": _CONDITIONING,

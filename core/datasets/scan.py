@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from simpletuner.core.config.caption_shuffle import CaptionShuffle
 from simpletuner.core.config.datasets import DatasetEntry
 from simpletuner.core.datasets.buckets import Placement, Placements, ResolutionSettings, place_many, too_small
 from simpletuner.core.datasets.index import (
@@ -116,6 +117,7 @@ class ScannedDataset:
     placements: Placements  # one row per sample
     reasons: Any  # uint8 (len(table),): 0 trains, else an index into SKIP_REASONS
     refreshed: Refresh | None = None
+    seed: int = 0  # the run's seed (of random crops, and of caption_shuffle without a seed of its own)
 
     @property
     def samples(self) -> Samples:
@@ -161,29 +163,59 @@ class ScannedDataset:
         salt = hashlib.sha256(b"prepended\0" + prefix.encode("utf-8")).digest()
         return digests ^ np.frombuffer(salt, dtype=np.uint8)
 
-    def caption_count(self, index: int) -> int:
-        """How many captions sample ``index`` has: one per non-empty line of its caption text (from the index;
+    @property
+    def shuffle(self) -> CaptionShuffle | None:
+        """The dataset's ``caption_shuffle``, when enabled."""
+        shuffle = self.entry.caption_shuffle
+        return shuffle if shuffle is not None and shuffle.enable else None
+
+    def caption_lines(self, index: int) -> int:
+        """How many captions the caption text of sample ``index`` holds: one per non-empty line (from the index;
         nothing is read), or one with the dataset's ``disable_multiline_split``."""
         if self.entry.disable_multiline_split:
             return 1
         return max(1, int(self.table.caption_lines[int(self.rows[index])]))
 
-    def caption(self, index: int, line: int | None = None) -> str:
-        """The caption text of sample ``index`` (read from its caption file, for file captions); with ``line``,
-        that one of its captions (:meth:`caption_count`); after :attr:`caption_prefix`, when set."""
+    @property
+    def caption_copies(self) -> int:
+        """How many captions ``caption_shuffle`` makes of each caption (1 without it)."""
+        shuffle = self.shuffle
+        return shuffle.captions_per_caption if shuffle is not None else 1
+
+    def caption_count(self, index: int) -> int:
+        """How many captions sample ``index`` trains with, one picked per visit: each of its caption lines
+        (:meth:`caption_lines`), times :attr:`caption_copies`."""
+        return self.caption_lines(index) * self.caption_copies
+
+    def caption_counts(self) -> np.ndarray:
+        """:meth:`caption_count` of every sample (int64), from the index's arrays."""
+        if self.entry.disable_multiline_split:
+            lines = np.ones(len(self.rows), dtype=np.int64)
+        else:
+            lines = np.maximum(self.table.caption_lines[self.rows], 1).astype(np.int64)
+        return lines * self.caption_copies
+
+    def caption(self, index: int, choice: int | None = None) -> str:
+        """The caption text of sample ``index`` (read from its caption file, for file captions), after
+        :attr:`caption_prefix`; with ``choice``, that one of its :meth:`caption_count` captions: line
+        ``choice // copies``, copy ``choice % copies`` of it (``copies`` from ``caption_shuffle``; 1 without)."""
         path = self.path(index)
         caption = caption_for(self.entry, self.backend, path)
         if caption is None:
             raise DatasetError(f"dataset {self.entry.id!r}: the caption file of {path} disappeared during the run; "
                                "restore it or restart the run")
-        if line is not None and self.caption_count(index) > 1:
+        shuffle = self.shuffle
+        line, copy = divmod(choice or 0, self.caption_copies)
+        if choice is not None and self.caption_lines(index) > 1:
             captions = split_caption(caption)
-            if len(captions) != self.caption_count(index):
+            if len(captions) != self.caption_lines(index):
                 raise DatasetError(f"dataset {self.entry.id!r}: the caption file of {path} changed during the run; "
                                    "restart the run to read it again")
             caption = captions[line]
         prefix = self.caption_prefix
-        return caption if prefix is None else f"{prefix} {caption}"
+        if prefix is not None:
+            caption = f"{prefix} {caption}"
+        return shuffle.caption(caption, copy, self.seed) if shuffle is not None and choice is not None else caption
 
     @property
     def skipped(self) -> tuple[Skipped, ...]:
@@ -298,7 +330,7 @@ def build_scanned(entry: DatasetEntry, backend: DataBackend, settings: Resolutio
     crop_seeds = (digest_seed[:, 0] << 24 | digest_seed[:, 1] << 16 | digest_seed[:, 2] << 8 | digest_seed[:, 3])
     crop_seeds = crop_seeds.astype(np.int64) ^ seed
     placements = place_many(table.width[rows], table.height[rows], crop_seeds, settings)
-    return ScannedDataset(entry, backend, settings, table, rows, placements, reasons, refreshed)
+    return ScannedDataset(entry, backend, settings, table, rows, placements, reasons, refreshed, seed)
 
 
 def scan_datasets(entries: Sequence[DatasetEntry], make_backend: Callable[[DatasetEntry], DataBackend], core: Any,

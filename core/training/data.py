@@ -1,7 +1,8 @@
 """The run's data: scanned datasets, their cache keys and stores, and the epoch planner.
 
 Every per-sample fact is held in arrays: a dataset's cache keys are two columns of 32-byte digests (its latents'
-and its caption's, plus the keys of the further captions of images whose caption has several lines), and the jobs
+and its caption's, plus the keys of the further captions of images with several: lines of a caption text, shuffled
+copies), and the jobs
 of caching are made only for the entries found missing.
 """
 
@@ -35,11 +36,12 @@ def hex_key(keys: np.ndarray, index: int) -> str:
 
 @attrs.frozen(eq=False)
 class CaptionVariants:
-    """The samples with several captions (a caption text of several lines) and the text keys of their captions
-    after the first, whose key is the sample's own in :attr:`DatasetCaches.text_keys`.
+    """The samples with several captions (:meth:`~simpletuner.core.datasets.scan.ScannedDataset.caption_count`)
+    and the text keys of their captions after the first, whose key is the sample's own in
+    :attr:`DatasetCaches.text_keys`.
 
-    Sample ``samples[i]`` has ``1 + offsets[i + 1] - offsets[i]`` captions; caption ``line`` ≥ 1 of it is keyed by
-    ``keys[offsets[i] + line - 1]``. Only these samples are held, so a dataset of one-line captions holds nothing.
+    Sample ``samples[i]`` has ``1 + offsets[i + 1] - offsets[i]`` captions; its caption ``choice`` ≥ 1 is keyed by
+    ``keys[offsets[i] + choice - 1]``. Only these samples are held, so a dataset of single captions holds nothing.
     """
 
     samples: np.ndarray  # int64, ascending sample indices
@@ -61,12 +63,12 @@ class CaptionVariants:
         at = self._position(index)
         return 1 if at < 0 else 1 + int(self.offsets[at + 1] - self.offsets[at])
 
-    def key_row(self, index: int, line: int) -> int:
-        """The row of :attr:`keys` of caption ``line`` (≥ 1) of sample ``index``."""
-        return int(self.offsets[self._position(index)]) + line - 1
+    def key_row(self, index: int, choice: int) -> int:
+        """The row of :attr:`keys` of caption ``choice`` (≥ 1) of sample ``index``."""
+        return int(self.offsets[self._position(index)]) + choice - 1
 
     def owner(self, row: int) -> tuple[int, int]:
-        """(sample index, caption line) of row ``row`` of :attr:`keys`."""
+        """(sample index, caption choice) of row ``row`` of :attr:`keys`."""
         at = int(np.searchsorted(self.offsets, row, side="right")) - 1
         return int(self.samples[at]), row - int(self.offsets[at]) + 1
 
@@ -95,19 +97,19 @@ class DatasetCaches:
     def text_job(self, index: int) -> TextJob:
         """The caching job of sample ``index``'s (first) caption embedding (its caption is read only if it is
         encoded)."""
-        line = 0 if self.variants.count(index) > 1 else None
-        return TextJob(partial(self.dataset.caption, index, line), self.text_store, hex_key(self.text_keys, index))
+        choice = 0 if self.variants.count(index) > 1 else None
+        return TextJob(partial(self.dataset.caption, index, choice), self.text_store, hex_key(self.text_keys, index))
 
     def variant_job(self, row: int) -> TextJob:
         """The caching job of the caption keyed by row ``row`` of :attr:`CaptionVariants.keys`."""
-        index, line = self.variants.owner(row)
-        return TextJob(partial(self.dataset.caption, index, line), self.text_store, hex_key(self.variants.keys, row))
+        index, choice = self.variants.owner(row)
+        return TextJob(partial(self.dataset.caption, index, choice), self.text_store, hex_key(self.variants.keys, row))
 
-    def text_key(self, index: int, line: int) -> str:
-        """The text key of caption ``line`` of sample ``index``."""
-        if line == 0:
+    def text_key(self, index: int, choice: int) -> str:
+        """The text key of caption ``choice`` of sample ``index``."""
+        if choice == 0:
             return hex_key(self.text_keys, index)
-        return hex_key(self.variants.keys, self.variants.key_row(index, line))
+        return hex_key(self.variants.keys, self.variants.key_row(index, choice))
 
     @property
     def nbytes(self) -> int:
@@ -141,7 +143,7 @@ class TrainingData:
         caches = self.caches[dataset]
         return caches.latent_store, hex_key(caches.latent_keys, index)
 
-    def caption_line(self, dataset: int, index: int, epoch: int, position: int) -> int:
+    def caption_choice(self, dataset: int, index: int, epoch: int, position: int) -> int:
         """Which caption sample ``index`` of dataset ``dataset`` trains with in global batch ``position`` of
         ``epoch`` (:func:`caption_choice`; 0 for a sample with one)."""
         count = self.caches[dataset].variants.count(index)
@@ -149,9 +151,9 @@ class TrainingData:
 
     def text_entry(self, dataset: int, index: int, epoch: int = 0, position: int = 0) -> tuple[CacheStore, str]:
         """(store, key) of the caption embedding sample ``index`` of dataset ``dataset`` trains with in global batch
-        ``position`` of ``epoch`` (:meth:`caption_line`)."""
+        ``position`` of ``epoch`` (:meth:`caption_choice`)."""
         caches = self.caches[dataset]
-        return caches.text_store, caches.text_key(index, self.caption_line(dataset, index, epoch, position))
+        return caches.text_store, caches.text_key(index, self.caption_choice(dataset, index, epoch, position))
 
     @property
     def nbytes(self) -> int:
@@ -175,23 +177,41 @@ def caption_keys(dataset: ScannedDataset, text_key: Callable[[str], str]) -> tup
 
 def _caption_variants(dataset: ScannedDataset, caption_digests: np.ndarray, keys: np.ndarray,
                       text_key: Callable[[str], str]) -> CaptionVariants:
-    """The further captions of ``dataset``'s samples with several (one per line of their caption text), keyed from
-    their text's digest (:func:`~simpletuner.core.datasets.index.caption_line_digest`); the first caption's key
-    replaces the sample's in ``keys``, which held the whole text's."""
-    if dataset.entry.disable_multiline_split:
-        return CaptionVariants.empty()
-    counts = np.maximum(dataset.table.caption_lines[dataset.rows], 1).astype(np.int64)
+    """The further captions of ``dataset``'s samples with several (the lines of their caption text, each with the
+    copies ``caption_shuffle`` makes), keyed from their text's digest without reading it
+    (:func:`caption_choice_digest`); the first caption's key replaces the sample's in ``keys``, which held the whole
+    text's."""
+    counts = dataset.caption_counts()
     samples = np.flatnonzero(counts > 1)
     if not len(samples):
         return CaptionVariants.empty()
+    shuffle, copies = dataset.shuffle, dataset.caption_copies
+    settings = shuffle.settings_digest(dataset.seed) if shuffle is not None else b""
+    keep_original = shuffle is None or shuffle.include_original
     further = []
     for index in samples.tolist():
-        digest = caption_digests[index].tobytes()
-        lines = [text_key(caption_line_digest(digest, line).hex()) for line in range(int(counts[index]))]
-        keys[index] = bytes.fromhex(lines[0])
-        further.append(b"".join(bytes.fromhex(k) for k in lines[1:]))
+        digest, lines = caption_digests[index].tobytes(), dataset.caption_lines(index)
+        choices = [caption_choice_digest(digest, lines, copies, choice, settings, keep_original)
+                   for choice in range(int(counts[index]))]
+        choice_keys = [bytes.fromhex(text_key(d.hex())) for d in choices]
+        keys[index] = choice_keys[0]
+        further.append(b"".join(choice_keys[1:]))
     offsets = np.concatenate(([0], np.cumsum(counts[samples] - 1))).astype(np.int64)
     return CaptionVariants(samples.astype(np.int64), offsets, np.frombuffer(b"".join(further), dtype="S32").copy())
+
+
+def caption_choice_digest(digest: bytes, lines: int, copies: int, choice: int, settings: bytes,
+                          keep_original: bool) -> bytes:
+    """The digest standing for caption ``choice`` of a caption text whose digest is ``digest``: line
+    ``choice // copies`` of its ``lines`` (:func:`~simpletuner.core.datasets.index.caption_line_digest`; the text's
+    own digest for a text of one line), and copy ``choice % copies`` of that (``settings``: the ``caption_shuffle``
+    settings' digest); an unshuffled original (``keep_original`` and copy 0) keeps its line's digest, so turning
+    ``caption_shuffle`` on re-encodes only the copies."""
+    line, copy = divmod(choice, copies)
+    base = digest if lines == 1 else caption_line_digest(digest, line)
+    if copies == 1 or (keep_original and copy == 0):
+        return base
+    return hashlib.sha256(b"caption copy %d\0" % copy + settings + base).digest()
 
 
 def build_training_data(

@@ -92,7 +92,7 @@ def image_geometry(data: TrainingData, refs: Sequence[SampleRef]) -> Any:
     return torch.tensor(rows, dtype=torch.int64)
 
 
-#: When set, each rank appends ``epoch<TAB>index<TAB>dataset<TAB>path<TAB>caption line`` per sample it trains on to
+#: When set, each rank appends ``epoch<TAB>index<TAB>dataset<TAB>path<TAB>caption choice`` per sample it trains on to
 #: ``$SIMPLETUNER_SAMPLE_LOG.<rank>``: a debugging aid for data order (and the caption picked of a sample with
 #: several) across processes and resumes.
 SAMPLE_LOG_ENV = "SIMPLETUNER_SAMPLE_LOG"
@@ -149,8 +149,8 @@ class BatchStream:
                     if log is not None:
                         for ref in refs:
                             sample = self.data.datasets[ref.dataset].samples[ref.index]
-                            line = self.data.caption_line(ref.dataset, ref.index, epoch, position)
-                            log.write(f"{epoch}\t{position}\t{sample.dataset_id}\t{sample.path}\t{line}\n")
+                            choice = self.data.caption_choice(ref.dataset, ref.index, epoch, position)
+                            log.write(f"{epoch}\t{position}\t{sample.dataset_id}\t{sample.path}\t{choice}\n")
                         log.flush()
                     geometry = image_geometry(self.data, refs) if self._geometry else None
                     if not self._put(Batch(epoch, position, latents, text, geometry)):

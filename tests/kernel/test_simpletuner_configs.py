@@ -115,7 +115,12 @@ def test_each_key_that_changes_training_is_named_with_the_way_forward(run_cli, c
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("disable", True, None),  # SimpleTuner's spelling of disabled
     ("slider_strength", 0.5, "asks for slider training"),
-    ("caption_shuffle", {"enable": True, "count": 3}, "asks for shuffled caption variants"),
+    ("caption_shuffle", {"enable": True, "count": 3, "seed": 42, "split_on": "comma", "position_start": 1,
+                         "include_original": True}, None),  # as SimpleTuner documents it
+    ("caption_shuffle", {"enable": True, "split_on": "semicolon"},
+     "caption_shuffle: split_on: expected one of comma, space, period, got 'semicolon'"),
+    ("prepend_instance_prompt", True,
+     "dataset 'pseudo-camera-10k-flux': prepend_instance_prompt needs instance_prompt"),
     ("target_downsample_size", 768, "downsampled to 768 before cropping to resolution 512"),
     ("conditioning_data", "controlnet-128", "asks for a conditioning dataset"),
     ("start_step", 300, "asks for this dataset only from or until a point of the training"),
@@ -127,10 +132,13 @@ def test_dataset_keys_that_change_training(run_cli, configs: Path, key: str, val
     result = check(run_cli, "flux+dataset")
     if message is None:
         assert result.returncode == 0, result.stderr
-        assert "flux (dev), lora, 1 image dataset(s)" in result.stdout  # the disabled dataset is left out
+        assert f").{key}:" not in result.stderr  # acted on: no "has no effect" warning
+        if key == "disable":
+            assert "flux (dev), lora, 1 image dataset(s)" in result.stdout  # the disabled dataset is left out
     else:
         assert result.returncode == 1
-        assert f"(id 'pseudo-camera-10k-flux').{key}: " in result.stderr and message in result.stderr
+        assert message in result.stderr
+        assert f"(id 'pseudo-camera-10k-flux').{key}: " in result.stderr or "dataset 'pseudo-camera" in message
 
 
 def test_placeholders_expand_as_in_simpletuner(workspace: Workspace, configs: Path) -> None:

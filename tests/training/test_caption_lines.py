@@ -96,6 +96,63 @@ def test_prepend_instance_prompt_goes_before_every_caption(folder: Path, tmp_pat
     assert whole.caption_digest(2) == whole.caption_digests()[2].tobytes().hex() != scan(folder).caption_digest(2)
 
 
+TAGS = {"dog.png": "dog, running, park, sunny day", "cats.png": "cat, sleeping, sofa\nkitten, window, sun, morning",
+        "short.png": "just one tag"}
+SHUFFLE = {"enable": True, "count": 2, "seed": 42, "split_on": "comma", "position_start": 1}
+
+
+@pytest.fixture
+def tagged(tmp_path: Path) -> Path:
+    images = tmp_path / "tagged"
+    images.mkdir()
+    for name, caption in TAGS.items():
+        Image.new("RGB", (64, 64), (len(caption), 90, 40)).save(images / name)
+        (images / name).with_suffix(".txt").write_text(caption)
+    return images
+
+
+def shuffled(folder: Path, **settings: Any) -> ScannedDataset:
+    from simpletuner.core.config.caption_shuffle import structure_caption_shuffle
+
+    return scan(folder, caption_shuffle=structure_caption_shuffle({**SHUFFLE, **settings}, object))
+
+
+def texts_of(dataset: ScannedDataset, index: int) -> list[str]:
+    return [dataset.caption(index, choice) for choice in range(dataset.caption_count(index))]
+
+
+def test_caption_shuffle_trains_shuffled_copies_of_every_caption(tagged: Path, tmp_path: Path) -> None:
+    dataset = shuffled(tagged)
+    assert [dataset.path(i) for i in range(3)] == ["cats.png", "dog.png", "short.png"]
+    assert [dataset.caption_count(i) for i in range(3)] == [6, 3, 3]  # (lines) × (the original and 2 copies)
+    caches = caches_of(dataset, tmp_path)
+    texts = [dataset.caption(0, choice) for choice in range(6)]
+    assert texts[0] == "cat, sleeping, sofa" and texts[3] == "kitten, window, sun, morning"
+    for original, copies in ((texts[0], texts[1:3]), (texts[3], texts[4:6])):
+        for copy in copies:  # the first tag keeps its place, the others move
+            assert copy != original and copy.split(", ")[0] == original.split(", ")[0]
+            assert sorted(copy.split(", ")) == sorted(original.split(", "))
+    assert {dataset.caption(2, choice) for choice in range(3)} == {"just one tag"}  # nothing to shuffle
+    jobs = missing_texts([caches]).jobs
+    assert len(jobs) == 12 and sorted(job.caption for job in jobs if "sofa" in job.caption) == sorted(texts[:3])
+    every_key = {caches.text_key(i, c) for i in range(3) for c in range(dataset.caption_count(i))}
+    assert {job.key for job in jobs} == every_key
+
+    # the originals keep the keys they have without caption_shuffle: turning it on encodes only the copies
+    plain = caches_of(scan(tagged), tmp_path)
+    plain_keys = {plain.text_key(i, c) for i in range(3) for c in range(plain.dataset.caption_count(i))}
+    assert plain_keys == {caches.text_key(i, c) for i in range(3) for c in range(0, dataset.caption_count(i), 3)}
+    # another seed shuffles otherwise: new copies, the same originals
+    reseeded = caches_of(shuffled(tagged, seed=7), tmp_path)
+    assert reseeded.text_key(1, 0) == caches.text_key(1, 0) and reseeded.text_key(1, 1) != caches.text_key(1, 1)
+    assert shuffled(tagged).caption(1, 2) == dataset.caption(1, 2)  # the same copies in every run
+
+    without = shuffled(tagged, include_original=False, count=2)
+    assert [without.caption_count(i) for i in range(3)] == [4, 2, 2]
+    copies = [without.caption(1, choice) for choice in range(2)]
+    assert copies == texts_of(dataset, 1)[1:] and TAGS["dog.png"] not in copies  # the copies, without the original
+
+
 def test_the_pick_is_uniform_and_depends_only_on_the_seed_and_the_place() -> None:
     picks = Counter(caption_choice(7, epoch, position=3, dataset=0, index=5, count=3) for epoch in range(3000))
     assert set(picks) == {0, 1, 2} and min(picks.values()) > 900
@@ -174,3 +231,25 @@ def test_a_run_trains_each_image_with_its_lines_in_turn(make_env: Callable[..., 
     whole = run_env(name)
     assert _text_encoded(whole.run_dir) == 2  # "sks" and the whole three-line text; "sks" and the other caption
     assert set().union(*_sample_lines(Path(f"{log}.0")).values()) == {"0"}
+
+
+@pytest.mark.timeout(300)
+def test_a_run_with_caption_shuffle_encodes_and_trains_the_copies(make_env: Callable[..., str],
+                                                                  run_env: Callable[..., Any], workspace: Workspace,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    name = make_env("shuffle", images=2, train_batch_size=1, max_train_steps=12)
+    data_dir = workspace.datasets_dir / name
+    for number, caption in enumerate(("circle, red, flat, plain", "square, blue, outlined")):
+        (data_dir / f"demo-{number:03d}.txt").write_text(caption)
+    datasets_file = workspace.configs_dir / name / "multidatabackend.json"
+    entries = json.loads(datasets_file.read_text())
+    entries[0]["caption_shuffle"] = {"enable": True, "count": 2, "position_start": 1}
+    datasets_file.write_text(json.dumps(entries))
+    log = tmp_path / "samples"
+    monkeypatch.setenv(SAMPLE_LOG_ENV, str(log))
+
+    result = run_env(name)
+    assert _text_encoded(result.run_dir) == 7  # each caption and its 2 copies, the empty caption
+    picked = _sample_lines(Path(f"{log}.0"))
+    assert all(len(choices) > 1 and choices <= {"0", "1", "2"} for choices in picked.values()), picked
