@@ -166,6 +166,9 @@ def distributed_problems(core: CoreOptions, quantized: bool) -> list[str]:
     if quantized and (stage == 3 or core.fsdp_enable):
         problems.append("$.base_model_precision: a quantised base model cannot be sharded by ZeRO-3 or FSDP2; "
                         "use no_change or ZeRO stage 1/2")
+    if core.grad_clip_method == "value" and core.max_grad_norm > 0 and (uses_deepspeed(core) or core.fsdp_enable):
+        problems.append("$.grad_clip_method: DeepSpeed and FSDP2 clip the gradients' total norm only; set "
+                        "grad_clip_method: norm (max_grad_norm is then the norm) or train without sharding")
     shards_weights = stage == 3 or core.fsdp_enable
     if shards_weights and core.model_type != "full":
         problems.append("$.model_type: ZeRO-3 and FSDP2 shard the weights for full-rank training (model_type: full); "

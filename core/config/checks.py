@@ -87,6 +87,8 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
         problems.append(f"$.executor: unknown executor {core.executor!r}{suggest(executor, executors)}; "
                         f"installed: {', '.join(executors) or 'none'}")
 
+    if core.lr_scale_sqrt and not core.lr_scale:
+        warnings.append("lr_scale_sqrt: no effect without lr_scale; set lr_scale: true to scale learning_rate")
     problems += distributed_problems(core, quantized=core.base_model_precision != "no_change")
     speed_problems, speed_warnings = performance_problems(core)
     problems += speed_problems

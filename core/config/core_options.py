@@ -138,8 +138,16 @@ class CoreOptions:
                                label="Adam beta 2")
     adam_weight_decay: float = option(1e-2, help="Decoupled weight decay.", section="training", minimum=0)
     adam_epsilon: float = option(1e-8, help="AdamW epsilon.", section="training", minimum=0)
-    max_grad_norm: float = option(2.0, help="Clip gradients to this norm; 0 disables clipping.", section="training",
-                                  minimum=0, label="Gradient clipping norm")
+    max_grad_norm: float = option(2.0, help="Clip gradients to this norm (to this value with grad_clip_method "
+                                  "value); 0 disables clipping.", section="training", minimum=0,
+                                  label="Gradient clipping norm")
+    grad_clip_method: str = option(
+        "norm", help="How max_grad_norm clips: norm scales the gradients down to that total norm; value clamps each "
+        "gradient value to ±max_grad_norm (SimpleTuner's default).", section="training", choices=("norm", "value"))
+    lr_scale: bool = option(False, help="Multiply learning_rate by train_batch_size × gradient_accumulation_steps "
+                            "× processes (the samples of one optimizer step).", section="training")
+    lr_scale_sqrt: bool = option(False, help="With lr_scale, multiply by the square root of that number instead.",
+                                 section="training")
     mixed_precision: str = option("bf16", help="Autocast precision of the forward pass.", section="memory",
                                   choices=("no", "bf16", "fp16"))
     gradient_checkpointing: bool = option(

@@ -18,6 +18,8 @@ ALIASES: dict[str, str] = {
     "checkpoint_step_interval": "checkpointing_steps",
     "validation_step_interval": "validation_steps",
     "model_card_private": "hub_private",
+    "optimizer_beta1": "adam_beta1",
+    "optimizer_beta2": "adam_beta2",
 }
 
 #: SimpleTuner keys whose values this version reads as one of its own options: key → {value: (option, its value)}.

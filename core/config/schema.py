@@ -196,6 +196,8 @@ class ConfigSchema:
                 problems.append(f"$.{raw_key!r}: keys must be strings")
                 continue
             key = self._canonical(strip_key(raw_key))
+            if key != strip_key(raw_key) and raw_value is None:  # SimpleTuner's null: its default, so not set
+                continue
             aliased = VALUE_ALIASES.get(key, {}).get(str(raw_value).strip().lower())
             if aliased is not None and self.knows(aliased[0]) and aliased[0] not in written:
                 key, raw_value = aliased

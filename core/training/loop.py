@@ -97,13 +97,14 @@ def _drop_captions(state: LoopState, text: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _measure_and_clip(acc: Any, params: list[Any], max_norm: float) -> Any:
-    """The gradients' total norm (a tensor, or None where DeepSpeed keeps it to itself), clipped to ``max_norm``
-    when it is positive.
+def _measure_and_clip(acc: Any, params: list[Any], max_norm: float, method: str = "norm") -> Any:
+    """The gradients' total norm before clipping (a tensor, or None where DeepSpeed keeps it to itself), clipped
+    when ``max_norm`` is positive: to that total norm, or with ``method`` ``value`` each value to ±``max_norm``.
 
     Plain and data-parallel runs call torch directly, as accelerate would after its checks for sharded layouts;
     without clipping they only measure the norm (``clip_grad_norm_`` with an infinite bound would also multiply
-    every gradient by 1). Sharded runs keep accelerate's path, which knows their layout.
+    every gradient by 1). Sharded runs keep accelerate's path, which knows their layout (and clips by norm: the
+    config check refuses value clipping there).
     """
     import torch
     from accelerate.utils import DistributedType
@@ -111,9 +112,12 @@ def _measure_and_clip(acc: Any, params: list[Any], max_norm: float) -> Any:
     if acc.distributed_type not in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
         return acc.clip_grad_norm_(params, max_norm if max_norm > 0 else math.inf)
     acc.unscale_gradients()  # fp16: clip and report the true gradients
-    if max_norm > 0:
+    if max_norm > 0 and method == "norm":
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
-    return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_value_(params, max_norm)
+    return norm
 
 
 def _steppable(acc: Any, optimizer: Any) -> Any:
@@ -190,7 +194,7 @@ def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
                     stream.quiet()  # the backward pass leaves Python: the reader's turn
                     acc.backward(loss if deepspeed or micro == 1 else loss / micro)
                 losses.append(loss.detach())
-            grad_norm = _measure_and_clip(acc, state.params, core.max_grad_norm)
+            grad_norm = _measure_and_clip(acc, state.params, core.max_grad_norm, core.grad_clip_method)
             optimizer.step()
             state.scheduler.step()
             optimizer.zero_grad(set_to_none=True)

@@ -3,6 +3,7 @@ diffusers)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,11 +27,21 @@ def adamw_implementation(params: Sequence[Any]) -> dict[str, Any]:
     return {"fused": True} if usable else {}
 
 
-def build_optimizer(params: Sequence[Any], core: Any) -> Any:
+def scaled_learning_rate(core: Any, processes: int) -> float:
+    """``learning_rate``, multiplied with ``lr_scale`` by the samples of one optimizer step (batch size ×
+    accumulation × ``processes``), or by their square root with ``lr_scale_sqrt`` too."""
+    if not core.lr_scale:
+        return float(core.learning_rate)
+    samples = core.train_batch_size * core.gradient_accumulation_steps * processes
+    return float(core.learning_rate * (math.sqrt(samples) if core.lr_scale_sqrt else samples))
+
+
+def build_optimizer(params: Sequence[Any], core: Any, processes: int = 1) -> Any:
     """``adamw`` (torch's, fused where :func:`adamw_implementation` allows and the run neither shards nor scales
     fp16 losses), ``adamw_bf16`` (torch-optimi's AdamW with Kahan-compensated bf16 updates) or ``adafactor``
-    (transformers', with a fixed learning rate)."""
+    (transformers', with a fixed learning rate), at :func:`scaled_learning_rate` for ``processes`` processes."""
     betas = (core.adam_beta1, core.adam_beta2)
+    lr = scaled_learning_rate(core, processes)
     if core.optimizer == "adamw":
         import torch
 
@@ -39,18 +50,18 @@ def build_optimizer(params: Sequence[Any], core: Any) -> Any:
         # DeepSpeed and FSDP2 replace the parameters (flat partitions, DTensors) and fp16 brings a grad scaler:
         # torch's default implementation is the one those paths are known to work with.
         plain = not (uses_deepspeed(core) or core.fsdp_enable or core.mixed_precision == "fp16")
-        return torch.optim.AdamW(params, lr=core.learning_rate, betas=betas, eps=core.adam_epsilon,
+        return torch.optim.AdamW(params, lr=lr, betas=betas, eps=core.adam_epsilon,
                                  weight_decay=core.adam_weight_decay,
                                  **(adamw_implementation(params) if plain else {}))
     if core.optimizer == "adamw_bf16":
         import optimi
 
-        return optimi.AdamW(params, lr=core.learning_rate, betas=betas, eps=core.adam_epsilon,
+        return optimi.AdamW(params, lr=lr, betas=betas, eps=core.adam_epsilon,
                             weight_decay=core.adam_weight_decay, kahan_sum=True)
     if core.optimizer == "adafactor":
         from transformers.optimization import Adafactor
 
-        return Adafactor(params, lr=core.learning_rate, relative_step=False, scale_parameter=False,
+        return Adafactor(params, lr=lr, relative_step=False, scale_parameter=False,
                          warmup_init=False, weight_decay=core.adam_weight_decay)
     raise ValueError(f"unknown optimizer {core.optimizer!r}; use adamw, adamw_bf16 or adafactor")
 

@@ -225,7 +225,7 @@ def accelerate(run: Run, begun: Start, training_data: TrainingData, adapted: Ada
     batches = training_data.planner.batches_per_epoch()
     per_epoch = steps_per_epoch(batches, core.gradient_accumulation_steps)
     total = core.max_train_steps or core.num_train_epochs * per_epoch
-    optimizer = build_optimizer(adapted.params, core)
+    optimizer = build_optimizer(adapted.params, core, accelerator.num_processes)
     scheduler = build_scheduler(optimizer, core, total)
     generator = torch.Generator(device=accelerator.device).manual_seed(begun.seed + accelerator.process_index)
     start_step = 0

@@ -64,8 +64,7 @@ def test_keys_without_effect_still_warn(run_cli, configs: Path) -> None:  # type
 
 
 @pytest.mark.parametrize(("name", "refused"), [
-    (st.TREAD, {"$.tread_config": "asks for TREAD token routing",
-                "$.grad_clip_method": "set grad_clip_method to norm"}),
+    (st.TREAD, {"$.tread_config": "asks for TREAD token routing"}),  # its grad_clip_method value acts
     (st.CONTROLNET, {"$.controlnet: true asks for ControlNet training": "remove the key or set it to false",
                      "$.flux_lora_target": "use lora_target_preset",
                      "(id 'controlnet-128').conditioning": "trains on images and their captions only"}),
@@ -86,7 +85,7 @@ WHAT_IS_TRAINED = {  # key: (a value asking for something, its default)
     "snr_gamma": (5.0, None),
     "loss_type": ("huber", "l2"),
     "timestep_bias_strategy": ("later", "none"),
-    "lr_scale": ("true", "false"),
+    "lr_end": (1e-5, 4e-07),
     "train_text_encoder": (True, False),
     "prediction_type": ("v_prediction", None),
     "optimizer_config": ("beta1=0.9,weight_decay=0.1", ""),
@@ -228,3 +227,26 @@ def test_options_of_another_family_warn_and_simpletuner_s_model_revision_is_refu
         "$.revision: \"fp16\" asks for the Hub revision 'fp16' of the weights, which this version does not do; "
         "download that revision and set pretrained_model_name_or_path to its folder (here it is a key of huggingface "
         "dataset entries, set on the dataset in the datasets file)"]
+
+
+def test_clipping_by_value_learning_rate_scaling_and_optimizer_betas_act() -> None:
+    from simpletuner.core.config import Layer, build_schema
+    from simpletuner.core.config.checks import check_config
+    from simpletuner.core.distributed import distributed_problems
+
+    schema = build_schema(Registry())
+    written = {"--optimizer_beta1": 0.8, "--optimizer_beta2": None, "--grad_clip_method": "value",
+               "--lr_scale": "true", "--lr_scale_sqrt": True}
+    config, warnings = schema.load([Layer("env:t", written)], own_source="env:t")
+    core = config.core
+    assert (core.adam_beta1, core.adam_beta2, core.grad_clip_method, core.lr_scale, core.lr_scale_sqrt) == (
+        0.8, 0.999, "value", True, True)  # SimpleTuner's null beta is its default
+    assert warnings == []
+    assert distributed_problems(core, quantized=False) == []
+    sharded, _ = schema.load([Layer("env:t", {**written, "deepspeed_config": "zero2"})], own_source="env:t")
+    assert [p for p in distributed_problems(sharded.core, quantized=False) if "grad_clip_method" in p] == [
+        "$.grad_clip_method: DeepSpeed and FSDP2 clip the gradients' total norm only; set grad_clip_method: norm "
+        "(max_grad_norm is then the norm) or train without sharding"]
+    alone, _ = schema.load([Layer("env:t", {"lr_scale_sqrt": True})], own_source="env:t")
+    assert "lr_scale_sqrt: no effect without lr_scale; set lr_scale: true to scale learning_rate" in check_config(
+        alone, Registry())[1]

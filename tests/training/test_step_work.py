@@ -82,6 +82,36 @@ def test_without_clipping_the_norm_is_measured_and_gradients_left_alone() -> Non
     assert all(torch.equal(p.grad, r.grad) for p, r in zip(params, reference, strict=True))
 
 
+def test_value_clipping_clamps_each_gradient_value_and_reports_the_norm_before() -> None:
+    acc = _plain_accelerator()
+    params = _params_with_grads()
+    expected = torch.nn.utils.clip_grad_norm_(_params_with_grads(), math.inf)
+    bound = 0.5 * max(p.grad.abs().max().item() for p in params)
+    norm = _measure_and_clip(acc, params, bound, "value")
+    assert torch.equal(norm, expected)
+    reference = _params_with_grads()
+    acc.clip_grad_value_(reference, bound)  # accelerate's own path
+    assert all(torch.equal(p.grad, r.grad) for p, r in zip(params, reference, strict=True))
+    assert max(p.grad.abs().max().item() for p in params) == pytest.approx(bound)
+
+
+def test_lr_scale_multiplies_by_the_samples_of_a_step() -> None:
+    from types import SimpleNamespace
+
+    from simpletuner.core.training.optim import build_optimizer, scaled_learning_rate
+
+    core = SimpleNamespace(learning_rate=1e-4, lr_scale=False, lr_scale_sqrt=False, train_batch_size=2,
+                           gradient_accumulation_steps=2, optimizer="adamw", adam_beta1=0.9, adam_beta2=0.99,
+                           adam_epsilon=1e-8, adam_weight_decay=0.0, deepspeed_config=None, fsdp_enable=False,
+                           mixed_precision="no")
+    assert scaled_learning_rate(core, 4) == 1e-4
+    core.lr_scale = True
+    assert scaled_learning_rate(core, 4) == pytest.approx(1.6e-3)  # 2 × 2 × 4 samples
+    core.lr_scale_sqrt = True
+    assert scaled_learning_rate(core, 4) == pytest.approx(4e-4)
+    assert build_optimizer(_params_with_grads(), core, 4).param_groups[0]["lr"] == pytest.approx(4e-4)
+
+
 def test_read_back_returns_python_floats() -> None:
     assert _read_back(torch.tensor(0.25), torch.tensor(3.5)) == (0.25, 3.5)
     assert _read_back(torch.tensor(0.25), None) == (0.25, 0.0)
