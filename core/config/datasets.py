@@ -70,6 +70,13 @@ class DatasetEntry:
                                          section="dataset", choices=RESOLUTION_TYPES)
     minimum_image_size: float | None = option(None, help="Skip smaller images; the resolution if unset.",
                                               section="dataset", minimum=0)
+    minimum_aspect_ratio: float | None = option(None, help="Leave out images narrower than this width / height "
+                                                "(e.g. 0.5: taller than twice their width).", section="dataset",
+                                                minimum=0)
+    maximum_aspect_ratio: float | None = option(None, help="Leave out images wider than this width / height "
+                                                "(e.g. 2.0).", section="dataset", minimum=0)
+    max_num_samples: int | None = option(None, help="Train on at most this many of the dataset's images, the same "
+                                         "ones every run.", section="dataset", minimum=1)
     crop: bool = option(False, help="Crop images to their bucket instead of resizing the whole image.",
                         section="dataset")
     crop_style: str = option("center", help="Where crops are taken.", section="dataset",
@@ -162,10 +169,12 @@ def parse_datasets(
             if key != raw_key and key in item:
                 problems.append(f"{where}.{key}: given twice (as {key!r} and {raw_key!r}); keep one")
                 continue
-            if key in _ENTRY_FIELDS:
-                tp, target = _ENTRY_TYPES[key], values
-            elif key in backend_types:
+            # a backend may implement an entry option itself (huggingface's max_num_samples picks rows before
+            # any is served): the backend's then
+            if key in backend_types:
                 tp, target = backend_types[key], backend_values
+            elif key in _ENTRY_FIELDS:
+                tp, target = _ENTRY_TYPES[key], values
             elif key in LEGACY_DATASET_KEYS:
                 legacy[key] = value
                 if key not in REFUSED_DATASET_KEYS:  # a refused key asking for something is an error below

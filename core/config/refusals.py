@@ -229,10 +229,7 @@ DATASET_REFUSALS: Mapping[str, Refusal] = {
     "grounding": Refusal("spatial grounding annotations", _REMOVE_OR_FALSE),
     "is_regularisation_data": _REGULARISATION,
     "is_regularization_data": _REGULARISATION,
-    "max_num_samples": Refusal("only {value} samples of the dataset", "keep only those images in its folder"),
     "max_upscale_threshold": _UPSCALE,
-    "maximum_aspect_ratio": Refusal("leaving out images wider than {value}", "move them out of the folder instead"),
-    "minimum_aspect_ratio": Refusal("leaving out images narrower than {value}", "move them out of the folder instead"),
     "slider_strength": Refusal("slider training", _REMOVE),
     "timestep_sampling_offset": Refusal("timesteps shifted by {value} for this dataset", "remove the key or set 0"),
 }

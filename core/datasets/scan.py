@@ -250,7 +250,7 @@ class ScannedDataset:
 
 
 #: Why an image is left out, by code (0: it trains).
-SKIP_REASONS = ("", "unreadable", "too small", "no caption")
+SKIP_REASONS = ("", "unreadable", "too small", "no caption", "outside the aspect ratio range", "over max_num_samples")
 
 
 def resolution_settings(entry: DatasetEntry, core: Any, alignment: int) -> ResolutionSettings:
@@ -322,8 +322,12 @@ def build_scanned(entry: DatasetEntry, backend: DataBackend, settings: Resolutio
     reasons = np.zeros(len(table), dtype=np.uint8)
     small = too_small(table.width, table.height, settings)
     reasons[~table.has_caption()] = SKIP_REASONS.index("no caption")
+    reasons[_outside_aspect_range(table, entry)] = SKIP_REASONS.index("outside the aspect ratio range")
     reasons[small] = SKIP_REASONS.index("too small")
     reasons[~table.readable] = SKIP_REASONS.index("unreadable")
+    if entry.max_num_samples is not None:
+        reasons[_beyond_max_samples(table, np.flatnonzero(reasons == 0), entry)] = SKIP_REASONS.index(
+            "over max_num_samples")
     rows = np.flatnonzero(reasons == 0)
     # the crop seed of an image comes from its content, so its random crop (and cache key) stays put
     digest_seed = table.digest[rows, :4].astype(np.uint32)
@@ -331,6 +335,32 @@ def build_scanned(entry: DatasetEntry, backend: DataBackend, settings: Resolutio
     crop_seeds = crop_seeds.astype(np.int64) ^ seed
     placements = place_many(table.width[rows], table.height[rows], crop_seeds, settings)
     return ScannedDataset(entry, backend, settings, table, rows, placements, reasons, refreshed, seed)
+
+
+def _outside_aspect_range(table: ImageTable, entry: DatasetEntry) -> np.ndarray:
+    """Which images' aspect ratio (width / height) is below the entry's ``minimum_aspect_ratio`` or above its
+    ``maximum_aspect_ratio``."""
+    ratio = table.width / np.maximum(table.height, 1)
+    outside = np.zeros(len(table), dtype=bool)
+    if entry.minimum_aspect_ratio is not None:
+        outside |= ratio < entry.minimum_aspect_ratio
+    if entry.maximum_aspect_ratio is not None:
+        outside |= ratio > entry.maximum_aspect_ratio
+    return outside
+
+
+def _beyond_max_samples(table: ImageTable, rows: np.ndarray, entry: DatasetEntry) -> np.ndarray:
+    """The ``rows`` left out to keep ``max_num_samples`` of them: those whose path ranks after the first
+    ``max_num_samples`` by a digest of the dataset id and the path, so every run keeps the same images, and adding
+    or removing images changes the pick by about as many."""
+    limit = entry.max_num_samples or 0
+    if len(rows) <= limit:
+        return np.zeros(0, dtype=np.int64)
+    salt = entry.id.encode("utf-8") + b"\0"
+    ranks = np.fromiter((int.from_bytes(hashlib.blake2b(salt + table.paths[int(r)].encode("utf-8", "surrogateescape"),
+                                                        digest_size=8).digest(), "little") for r in rows),
+                        dtype=np.uint64, count=len(rows))
+    return rows[np.argsort(ranks, kind="stable")[limit:]]
 
 
 def scan_datasets(entries: Sequence[DatasetEntry], make_backend: Callable[[DatasetEntry], DataBackend], core: Any,

@@ -129,3 +129,18 @@ def test_simpletuners_instance_prompt_keys_act_and_need_the_prompt(images: Path)
         build_schema(Registry()).load([Layer("env:t", {"prepend_instance_prompt": True, "instance_prompt": "sks"})],
                                       own_source="env:t")
     assert "set prepend_instance_prompt and instance_prompt on each dataset" in refused.value.problems[0]
+
+
+def test_a_backend_implementing_an_entry_option_receives_it(images: Path) -> None:
+    raw = good_entries()
+    raw[0].update(max_num_samples="50", minimum_aspect_ratio=0.5, maximum_aspect_ratio="2")
+    entries, _ = parse(raw, images.parent)
+    assert (entries[0].max_num_samples, entries[0].minimum_aspect_ratio, entries[0].maximum_aspect_ratio) == (
+        50, 0.5, 2.0)
+    raw[0].update(type="hub", max_num_samples=50)
+    entries, _ = parse(raw, images.parent, backends={"local": {}, "hub": {"max_num_samples": int}})
+    assert entries[0].max_num_samples is None and entries[0].backend_options == {"max_num_samples": 50}
+    raw = good_entries()
+    raw[0]["max_num_samples"] = 0
+    with pytest.raises(ConfigError, match="max_num_samples"):
+        parse(raw, images.parent)

@@ -181,3 +181,27 @@ def test_the_bookkeeping_of_a_million_images_stays_under_300_bytes_each() -> Non
 
 def test_the_index_modules_examples_run() -> None:
     assert doctest.testmod(index_module).failed == 0
+
+
+def test_aspect_ratio_bounds_and_max_num_samples_leave_images_out_by_name(dataset: Path, cache: IndexFile) -> None:
+    # a.png 64×64 (1.0), b.png 128×64 (2.0), sub/c.jpg 64×96 (0.67)
+    bounded = DatasetEntry(id="photos", instance_data_dir="unused", minimum_aspect_ratio=0.8,
+                           maximum_aspect_ratio=1.5)
+    scanned, _ = scan(dataset, cache, entry=bounded)
+    assert [s.path for s in scanned.samples] == ["a.png"]
+    assert scanned.skip_counts() == {"outside the aspect ratio range": 2}
+    assert scanned.skip_summary() == ["2 outside the aspect ratio range (b.png, sub/c.jpg)"]
+
+    for index in range(7):
+        write_image(dataset / f"more-{index}.png", (64, 64), caption=f"square {index}")
+    limited = DatasetEntry(id="photos", instance_data_dir="unused", max_num_samples=4)
+    first, _ = scan(dataset, cache, entry=limited)
+    assert len(first.samples) == 4 and first.skip_counts() == {"over max_num_samples": 6}
+    again, _ = scan(dataset, cache, entry=limited)
+    assert [s.path for s in again.samples] == [s.path for s in first.samples]  # the same images every run
+    write_image(dataset / "added.png", (64, 64), caption="one more")
+    grown, _ = scan(dataset, cache, entry=limited)
+    # one image more changes the pick by at most one
+    assert len({s.path for s in grown.samples} & {s.path for s in first.samples}) >= 3
+    other = DatasetEntry(id="other", instance_data_dir="unused", max_num_samples=4)
+    assert {s.path for s in scan(dataset, cache, entry=other)[0].samples} != {s.path for s in first.samples}
