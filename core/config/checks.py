@@ -87,6 +87,9 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
         problems.append(f"$.executor: unknown executor {core.executor!r}{suggest(executor, executors)}; "
                         f"installed: {', '.join(executors) or 'none'}")
 
+    if core.lr_scheduler == "polynomial" and core.lr_end >= core.learning_rate:
+        problems.append(f"$.lr_end: a polynomial schedule decays from learning_rate ({core.learning_rate:g}) to "
+                        f"lr_end ({core.lr_end:g}); set lr_end below learning_rate")
     if core.lr_scale_sqrt and not core.lr_scale:
         warnings.append("lr_scale_sqrt: no effect without lr_scale; set lr_scale: true to scale learning_rate")
     problems += distributed_problems(core, quantized=core.base_model_precision != "no_change")

@@ -123,6 +123,8 @@ class CoreOptions:
     learning_rate: float = option(1e-4, help="Peak learning rate.", section="training", minimum=0)
     lr_scheduler: str = option("constant", help="How the learning rate changes over training.", section="training",
                                choices=LR_SCHEDULERS, label="Learning-rate schedule")
+    lr_end: float = option(1e-7, help="The learning rate a polynomial schedule ends at (below learning_rate).",
+                           section="training", minimum=0, label="Final learning rate (polynomial)")
     lr_warmup_steps: int = option(0, help="Steps of linear warm-up from 0 to learning_rate.", section="training",
                                   minimum=0, label="Learning-rate warm-up steps")
     lr_num_cycles: int = option(1, help="Restarts of cosine_with_restarts.", section="training", minimum=1,
@@ -229,6 +231,9 @@ class CoreOptions:
     use_ema: bool = option(False, help="Keep an exponential moving average of the trained weights.",
                            section="training", label="Keep EMA weights")
     ema_decay: float = option(0.995, help="Decay of the moving average.", section="training", minimum=0, maximum=1)
+    ema_update_interval: int = option(1, help="Update the moving average every this many optimizer steps (an "
+                                      "interval of N with decay d is close to a decay of d**(1/N) every step).",
+                                      section="training", minimum=1)
 
     # --- dataset ---------------------------------------------------------------------------------------------
     resolution: float = option(

@@ -94,10 +94,6 @@ _REGULARISATION = Refusal("regularisation (prior preservation) training toward t
                           "remove the key or set it to false; the dataset then trains like any other")
 
 
-def _ema_interval_asks(value: Any, lookup: Lookup) -> bool:
-    return bool(lookup("use_ema")) and _asks(value, (1,))
-
-
 def _present(value: Any, lookup: Lookup) -> bool:
     return True
 
@@ -134,9 +130,6 @@ CONFIG_REFUSALS: Mapping[str, Refusal] = {
     "diff2flow_enabled": Refusal("the Diffusion-to-Flow target bridge", _REMOVE_OR_FALSE),
     "diff2flow_loss": Refusal("a loss on flow-converted predictions", _REMOVE_OR_FALSE),
     "distillation_method": Refusal("distillation ({value}) instead of fine-tuning", _REMOVE),
-    "ema_update_interval": Refusal(
-        "EMA updates every {value} steps", "the EMA here updates every step: remove the key or set 1 (an interval "
-        "of N with ema_decay d is close to an ema_decay of d**(1/N))", asks=_ema_interval_asks),
     "flow_schedule_auto_shift": Refusal("a resolution-dependent timestep shift",
                                         "set flow_schedule_shift to a fixed shift and remove this key"),
     "flow_sigmoid_scale": Refusal("a scaled sigmoid timestep distribution", "remove the key or set 1" + _TIMESTEPS,
@@ -154,8 +147,6 @@ CONFIG_REFUSALS: Mapping[str, Refusal] = {
     "lora_init_type": Refusal("{value!r} LoRA initialisation", "remove the key or set default", off=("default",)),
     "loss_type": Refusal("a {value} loss instead of mean squared error", "remove the key or set l2",
                          off=("l2", "mse")),
-    "lr_end": Refusal("a schedule ending at learning rate {value}",
-                      "remove the key: polynomial schedules here end at 1e-7 and cosine ones at 0", off=(4e-07,)),
     "max_upscale_threshold": _UPSCALE,
     "offset_noise": Refusal("offset noise", _REMOVE_OR_FALSE),
     "only_instance_prompt": _INSTANCE_ONLY,

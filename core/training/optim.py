@@ -67,8 +67,13 @@ def build_optimizer(params: Sequence[Any], core: Any, processes: int = 1) -> Any
 
 
 def build_scheduler(optimizer: Any, core: Any, total_steps: int) -> Any:
-    """The ``lr_scheduler`` of the config over ``total_steps`` optimizer steps (diffusers' schedules)."""
-    from diffusers.optimization import get_scheduler
+    """The ``lr_scheduler`` of the config over ``total_steps`` optimizer steps (diffusers' schedules; a polynomial
+    one ends at ``lr_end``)."""
+    from diffusers.optimization import get_polynomial_decay_schedule_with_warmup, get_scheduler
 
+    if core.lr_scheduler == "polynomial":
+        return get_polynomial_decay_schedule_with_warmup(optimizer, num_warmup_steps=core.lr_warmup_steps,
+                                                         num_training_steps=total_steps, lr_end=core.lr_end,
+                                                         power=core.lr_power)
     return get_scheduler(core.lr_scheduler, optimizer, num_warmup_steps=core.lr_warmup_steps,
                          num_training_steps=total_steps, num_cycles=core.lr_num_cycles, power=core.lr_power)

@@ -198,7 +198,7 @@ class RunHooks:
     def after_step(self, step: int) -> None:
         """EMA, and the checkpoint and validation points that fall on ``step`` (the last step has its own)."""
         core, total = self.run.core, self.accelerated.total_steps
-        if self.adapted.ema is not None:
+        if self.adapted.ema is not None and step % core.ema_update_interval == 0:
             self.adapted.ema.step(self.adapted.params)
         checkpoint = None
         if core.checkpointing_steps and step % core.checkpointing_steps == 0 and step < total:

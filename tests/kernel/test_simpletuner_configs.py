@@ -85,13 +85,13 @@ WHAT_IS_TRAINED = {  # key: (a value asking for something, its default)
     "snr_gamma": (5.0, None),
     "loss_type": ("huber", "l2"),
     "timestep_bias_strategy": ("later", "none"),
-    "lr_end": (1e-5, 4e-07),
+    "offset_noise": (True, False),
     "train_text_encoder": (True, False),
     "prediction_type": ("v_prediction", None),
     "optimizer_config": ("beta1=0.9,weight_decay=0.1", ""),
     "flow_schedule_auto_shift": (True, False),
     "input_perturbation": (0.1, 0.0),
-    "ema_update_interval": (10, 1),
+    "use_soft_min_snr": (True, False),
     "quantize_activations": (True, False),
     "pretrained_unet_subfolder": ("unet-v2", "unet"),
 }
@@ -229,7 +229,7 @@ def test_options_of_another_family_warn_and_simpletuner_s_model_revision_is_refu
         "dataset entries, set on the dataset in the datasets file)"]
 
 
-def test_clipping_by_value_learning_rate_scaling_and_optimizer_betas_act() -> None:
+def test_clipping_by_value_learning_rate_scaling_lr_end_and_optimizer_betas_act() -> None:
     from simpletuner.core.config import Layer, build_schema
     from simpletuner.core.config.checks import check_config
     from simpletuner.core.distributed import distributed_problems
@@ -250,3 +250,7 @@ def test_clipping_by_value_learning_rate_scaling_and_optimizer_betas_act() -> No
     alone, _ = schema.load([Layer("env:t", {"lr_scale_sqrt": True})], own_source="env:t")
     assert "lr_scale_sqrt: no effect without lr_scale; set lr_scale: true to scale learning_rate" in check_config(
         alone, Registry())[1]
+    ending, _ = schema.load([Layer("env:t", {"lr_scheduler": "polynomial", "learning_rate": 1e-4, "lr_end": 1e-3})],
+                            own_source="env:t")
+    assert "$.lr_end: a polynomial schedule decays from learning_rate (0.0001) to lr_end (0.001); set lr_end below " \
+           "learning_rate" in check_config(ending, Registry())[0]

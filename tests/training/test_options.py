@@ -32,6 +32,18 @@ def test_ema_is_checkpointed_and_becomes_the_final_model(make_env: Callable[...,
     assert 0 < ema[key].abs().sum().item() < live[key].abs().sum().item()
 
 
+def test_ema_update_interval_skips_updates_between_its_steps(make_env: Callable[..., str],
+                                                            run_env: Callable[..., Any]) -> None:
+    every = run_env(make_env("every", max_train_steps=4, learning_rate=1e-2, use_ema=True, ema_decay=0.9))
+    never = run_env(make_env("never", max_train_steps=4, learning_rate=1e-2, use_ema=True, ema_decay=0.9,
+                             ema_update_interval=5))
+    averaged, _ = read_lora(every.output, "transformer")
+    untouched, _ = read_lora(never.output, "transformer")
+    key = next(k for k in averaged if "lora_B" in k)
+    # no update fell within the 4 steps: the average is still the starting LoRA, whose lora_B is zero
+    assert averaged[key].abs().sum().item() > 0 and untouched[key].abs().sum().item() == 0
+
+
 def test_the_batch_readers_memory_follows_batch_memory_cache_mb(make_env: Callable[..., str],
                                                                  run_env: Callable[..., Any],
                                                                  monkeypatch: Any) -> None:

@@ -112,6 +112,20 @@ def test_lr_scale_multiplies_by_the_samples_of_a_step() -> None:
     assert build_optimizer(_params_with_grads(), core, 4).param_groups[0]["lr"] == pytest.approx(4e-4)
 
 
+def test_a_polynomial_schedule_ends_at_lr_end() -> None:
+    from types import SimpleNamespace
+
+    from simpletuner.core.training.optim import build_scheduler
+
+    optimizer = torch.optim.SGD(_params_with_grads(), lr=1e-3)
+    core = SimpleNamespace(lr_scheduler="polynomial", lr_warmup_steps=0, lr_num_cycles=1, lr_power=1.0, lr_end=4e-7)
+    scheduler = build_scheduler(optimizer, core, 10)
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+    assert scheduler.get_last_lr()[0] == pytest.approx(4e-7)
+
+
 def test_read_back_returns_python_floats() -> None:
     assert _read_back(torch.tensor(0.25), torch.tensor(3.5)) == (0.25, 3.5)
     assert _read_back(torch.tensor(0.25), None) == (0.25, 0.0)
