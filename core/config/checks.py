@@ -49,6 +49,9 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
         if core.fp8_training and not family.fp8_training:
             problems.append(f"$.fp8_training: {family.name} does not declare float8 training of its layers; turn "
                             "fp8_training off")
+        if core.flow_schedule_auto_shift and not family.resolution_shift:
+            problems.append(f"$.flow_schedule_auto_shift: {family.name} has no resolution-dependent shift of its "
+                            "noise schedule; set flow_schedule_shift (a fixed shift) instead")
         if core.attention_mechanism != "diffusers" and not family.attention_backends:
             problems.append(f"$.attention_mechanism: {family.name}'s attention does not run through diffusers' "
                             f"attention dispatcher, so {core.attention_mechanism!r} cannot be chosen for it; remove "

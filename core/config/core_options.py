@@ -95,6 +95,10 @@ class CoreOptions:
         3.0, help="Shift of the flow-matching sigma schedule; higher values train more at high noise.",
         section="training", minimum=0,
     )
+    flow_schedule_auto_shift: bool = option(
+        False, help="Shift each batch's sigmas by its image size instead of flow_schedule_shift: more for larger "
+        "images, by the shift range of the pipeline's scheduler config (as the pipeline shifts them when "
+        "generating).", section="training")
 
     # --- training --------------------------------------------------------------------------------------------
     output_dir: str = option("output/models", help="Root of the runs' outputs: each run writes its checkpoints, "

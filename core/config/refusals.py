@@ -77,7 +77,8 @@ class Refusal:
 
 _REMOVE_OR_FALSE = "remove the key or set it to false"
 _REMOVE = "remove the key"
-_TIMESTEPS = "; training timesteps here are logit-normal, shifted by flow_schedule_shift"
+_TIMESTEPS = ("; training timesteps here are logit-normal, shifted by flow_schedule_shift (or by image size with "
+              "flow_schedule_auto_shift)")
 _CONDITIONING = Refusal(
     "a conditioning dataset (ControlNet inputs, masks for masked loss, or reference images)",
     "remove it: this version trains on images and their captions only",
@@ -130,8 +131,6 @@ CONFIG_REFUSALS: Mapping[str, Refusal] = {
     "diff2flow_enabled": Refusal("the Diffusion-to-Flow target bridge", _REMOVE_OR_FALSE),
     "diff2flow_loss": Refusal("a loss on flow-converted predictions", _REMOVE_OR_FALSE),
     "distillation_method": Refusal("distillation ({value}) instead of fine-tuning", _REMOVE),
-    "flow_schedule_auto_shift": Refusal("a resolution-dependent timestep shift",
-                                        "set flow_schedule_shift to a fixed shift and remove this key"),
     "flow_sigmoid_scale": Refusal("a scaled sigmoid timestep distribution", "remove the key or set 1" + _TIMESTEPS,
                                   off=(1,)),
     "flow_use_beta_schedule": Refusal("Beta-distributed training timesteps", _REMOVE_OR_FALSE + _TIMESTEPS),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,10 @@ class ModelFamily(ABC):
         self.flavour = flavour
         self.options = options
         self.core: Any = None
+        #: Set by the engine with ``flow_schedule_auto_shift`` (for a spec with ``resolution_shift``): the flow
+        #: schedule's shift for a batch of images of that many transformer tokens, from the pipeline's scheduler
+        #: config; None otherwise (``flow_schedule_shift`` applies).
+        self.shift_for_tokens: Callable[[int], float] | None = None
 
     def lora_targets(self, preset: str | None = None) -> tuple[str, ...]:
         """Module-name patterns of a LoRA target preset (the default preset when None)."""

@@ -2,11 +2,13 @@
 
 x_t = (1 − σ)·x₀ + σ·ε and the model learns the velocity target ε − x₀. σ is drawn logit-normal, then shifted by
 ``flow_schedule_shift`` s: σ' = s·σ / (1 + (s − 1)·σ), which trains more at high noise for s > 1. The shift's default
-is the one written on the ``flow_schedule_shift`` option; nothing here repeats it.
+is the one written on the ``flow_schedule_shift`` option; nothing here repeats it. With ``flow_schedule_auto_shift``
+the shift follows each batch's image size instead (:func:`batch_shift`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -20,6 +22,61 @@ def flow_shift(core: Any) -> float:
     if core is None:
         return float(attrs.fields(CoreOptions).flow_schedule_shift.default)
     return float(core.flow_schedule_shift)
+
+
+#: The scheduler config keys of a resolution-dependent shift (diffusers' FlowMatchEulerDiscreteScheduler).
+RESOLUTION_SHIFT_KEYS = ("base_image_seq_len", "max_image_seq_len", "base_shift", "max_shift")
+
+
+@attrs.frozen
+class ResolutionShift:
+    """A shift that grows with the image: μ is linear in the number of image tokens, from ``base_shift`` at
+    ``base_tokens`` to ``max_shift`` at ``max_tokens`` (continued beyond both), and the shift is e^μ, as diffusers'
+    pipelines compute it when generating with dynamic shifting.
+
+    >>> flux = ResolutionShift(base_tokens=256, max_tokens=4096, base_shift=0.5, max_shift=1.15)
+    >>> round(flux.shift(256), 4), round(flux.shift(4096), 4)
+    (1.6487, 3.1582)
+    """
+
+    base_tokens: int
+    max_tokens: int
+    base_shift: float
+    max_shift: float
+
+    def shift(self, tokens: int) -> float:
+        """The shift for ``tokens`` image tokens."""
+        slope = (self.max_shift - self.base_shift) / (self.max_tokens - self.base_tokens)
+        return math.exp(self.base_shift + slope * (tokens - self.base_tokens))
+
+
+def resolution_shift(pretrained: str) -> ResolutionShift:
+    """The resolution-dependent shift of a pipeline, from its scheduler config.
+
+    Raises ``ValueError`` naming the keys its scheduler config lacks, or why it cannot be read."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    try:
+        config = FlowMatchEulerDiscreteScheduler.load_config(pretrained, subfolder="scheduler")
+    except OSError as exc:  # not downloaded, unreachable, or no scheduler folder
+        raise ValueError(f"flow_schedule_auto_shift: cannot read the scheduler config of {pretrained!r} ({exc}); "
+                         "set flow_schedule_shift instead, or download the pipeline") from None
+    missing = [key for key in RESOLUTION_SHIFT_KEYS if not isinstance(config.get(key), int | float)]
+    if missing or config["max_image_seq_len"] <= config["base_image_seq_len"]:
+        raise ValueError(f"flow_schedule_auto_shift: the scheduler config of {pretrained!r} gives no shift range "
+                         f"({', '.join(missing) or 'max_image_seq_len not above base_image_seq_len'}); set "
+                         "flow_schedule_shift instead")
+    return ResolutionShift(base_tokens=int(config["base_image_seq_len"]), max_tokens=int(config["max_image_seq_len"]),
+                           base_shift=float(config["base_shift"]), max_shift=float(config["max_shift"]))
+
+
+def batch_shift(family: Any, tokens: int) -> float:
+    """The shift of a family's batch whose images are ``tokens`` transformer tokens each: the run's
+    ``flow_schedule_shift``, or with ``flow_schedule_auto_shift`` the shift the engine gave the family for that many
+    tokens (:attr:`~simpletuner.core.interfaces.model_family.ModelFamily.shift_for_tokens`, the pipeline's
+    :func:`resolution_shift`)."""
+    shift_for_tokens = family.shift_for_tokens
+    return shift_for_tokens(tokens) if shift_for_tokens is not None else flow_shift(family.core)
 
 
 def sample_sigmas(batch: int, generator: torch.Generator, device: torch.device, shift: float) -> torch.Tensor:

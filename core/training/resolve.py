@@ -68,6 +68,10 @@ def resolve_run(loaded: LoadedEnvironment, workspace: Workspace, registry: Regis
                                loaded.environment.path)
     try:
         family.check_pretrained(pretrained)
+        if core.flow_schedule_auto_shift:
+            from simpletuner.core.training.flow_matching import resolution_shift  # imports torch
+
+            family.shift_for_tokens = resolution_shift(pretrained).shift
         if core.pretrained_vae_model_name_or_path:
             vae_source = _local_or_hub(core.pretrained_vae_model_name_or_path, workspace, loaded.environment.path)
         else:

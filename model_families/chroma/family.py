@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from simpletuner.core.interfaces import ModelFamily
-from simpletuner.core.training.flow_matching import flow_sample, flow_shift
+from simpletuner.core.training.flow_matching import batch_shift, flow_sample
 from simpletuner.model_families.chroma.options import ChromaOptions
 from simpletuner.model_families.flux.family import image_ids, pack_latents
 
@@ -94,7 +94,7 @@ class ChromaFamily(ModelFamily):
     def training_inputs(self, latents: Any, text: Mapping[str, Any], generator: Any) -> dict[str, Any]:
         """Noisy packed latents, σ (the transformer scales it by 1000 itself), image ids and the packed target."""
         _, _, h, w = latents.shape
-        sample = flow_sample(latents, generator, flow_shift(self.core))
+        sample = flow_sample(latents, generator, batch_shift(self, (h // 2) * (w // 2)))
         return {
             "hidden_states": pack_latents(sample.noisy),
             "timestep": sample.sigmas.to(latents.dtype),

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from simpletuner.core.interfaces import ModelFamily
-from simpletuner.core.training.flow_matching import flow_sample, flow_shift
+from simpletuner.core.training.flow_matching import batch_shift, flow_sample
 from simpletuner.model_families.flux.options import FluxOptions
 
 _ATTENTION = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
@@ -127,7 +127,7 @@ class FluxFamily(ModelFamily):
         """Noisy packed latents, σ, position ids, guidance and the packed ``target`` ε − x₀."""
         b, _, h, w = latents.shape
         device, dtype = latents.device, latents.dtype
-        sample = flow_sample(latents, generator, flow_shift(self.core))
+        sample = flow_sample(latents, generator, batch_shift(self, (h // 2) * (w // 2)))
         return {
             "hidden_states": pack_latents(sample.noisy),
             "timestep": sample.sigmas.to(dtype),

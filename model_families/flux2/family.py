@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from simpletuner.core.interfaces import ModelFamily
-from simpletuner.core.training.flow_matching import flow_sample, flow_shift
+from simpletuner.core.training.flow_matching import batch_shift, flow_sample
 from simpletuner.model_families.flux2.options import Flux2Options
 
 #: The hidden layers of the text encoder whose states are joined, as the [klein] pipeline takes them.
@@ -173,7 +173,7 @@ class Flux2Family(ModelFamily):
         """Noisy latents as tokens (one per latent cell), σ as the timestep, their coordinates, the target and, for
         [dev], the guidance value (drawn after noise and σ)."""
         b, c, h, w = latents.shape
-        sample = flow_sample(latents, generator, flow_shift(self.core))
+        sample = flow_sample(latents, generator, batch_shift(self, h * w))
 
         def tokens(x: torch.Tensor) -> torch.Tensor:
             return x.reshape(b, c, h * w).permute(0, 2, 1)

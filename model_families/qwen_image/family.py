@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from simpletuner.core.interfaces import ModelFamily
-from simpletuner.core.training.flow_matching import flow_sample, flow_shift
+from simpletuner.core.training.flow_matching import batch_shift, flow_sample
 from simpletuner.model_families.flux.family import pack_latents
 from simpletuner.model_families.qwen_image.options import QwenImageOptions
 
@@ -93,7 +93,7 @@ class QwenImageFamily(ModelFamily):
     def training_inputs(self, latents: Any, text: Mapping[str, Any], generator: Any) -> dict[str, Any]:
         """Noisy packed latents, σ as the timestep, the latent's shape in patches and the packed target."""
         b, _, h, w = latents.shape
-        sample = flow_sample(latents, generator, flow_shift(self.core))
+        sample = flow_sample(latents, generator, batch_shift(self, (h // 2) * (w // 2)))
         return {
             "hidden_states": pack_latents(sample.noisy),
             "timestep": sample.sigmas.to(latents.dtype),

@@ -49,6 +49,7 @@ SPEC = ModelFamilySpec(
                    settings={"model_flavour": "medium", "sd3_t5_max_tokens": 16, "validation_guidance": 1.0,
                              "validation_num_inference_steps": 2}),
     fp8_training=True,
+    resolution_shift=True,
     usage=Usage(pipeline="diffusers:StableDiffusion3Pipeline"),
 )
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as functional
 
 from simpletuner.core.interfaces import ModelFamily
-from simpletuner.core.training.flow_matching import flow_shift
+from simpletuner.core.training.flow_matching import batch_shift
 from simpletuner.model_families.sd3.options import SD3Options
 
 _ATTENTION = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
@@ -128,7 +128,9 @@ class SD3Family(ModelFamily):
         scheme = self.options.sd3_weighting_scheme
         noise = torch.randn(latents.shape, generator=generator, device=generator.device, dtype=torch.float32)
         noise = noise.to(device=latents.device, dtype=latents.dtype)
-        sigmas = draw_sigmas(latents.shape[0], generator, scheme, self.options, flow_shift(self.core))
+        h, w = latents.shape[-2:]
+        shift = batch_shift(self, (h // 2) * (w // 2))
+        sigmas = draw_sigmas(latents.shape[0], generator, scheme, self.options, shift)
         sigmas = sigmas.to(latents.device)
         s = sigmas.view(-1, 1, 1, 1).to(latents.dtype)
         return {

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from simpletuner.core.interfaces import ModelFamily
-from simpletuner.core.training.flow_matching import flow_sample, flow_shift
+from simpletuner.core.training.flow_matching import batch_shift, flow_sample
 from simpletuner.model_families.z_image.options import ZImageOptions
 
 _ATTENTION = ("attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0")
@@ -77,7 +77,8 @@ class ZImageFamily(ModelFamily):
 
     def training_inputs(self, latents: Any, text: Mapping[str, Any], generator: Any) -> dict[str, Any]:
         """Noisy latents, the transformer's time input 1 − σ and its target x₀ − ε."""
-        sample = flow_sample(latents, generator, flow_shift(self.core))
+        h, w = latents.shape[-2:]
+        sample = flow_sample(latents, generator, batch_shift(self, (h // 2) * (w // 2)))
         return {"hidden_states": sample.noisy, "timestep": (1 - sample.sigmas).to(latents.dtype),
                 "target": -sample.target, "sigmas": sample.sigmas}
 
