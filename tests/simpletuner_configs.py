@@ -235,8 +235,9 @@ def write_environment(configs: Path, name: str, config: dict[str, Any], datasets
 
 def simpletuner_checkout(workspace: Workspace, root: Path | None = None) -> Path:
     """Write a SimpleTuner checkout at ``root`` (the workspace's own folder if None) with the Flux, Sana and PixArt
-    environments, a refused TREAD, ControlNet and regularisation environment each, and the image folders their
-    datasets name; point the workspace's configs folder at its ``config/``, which is returned."""
+    environments, a Flux one with regularisation data, a refused TREAD and ControlNet environment each, and the
+    image folders their datasets name; point the workspace's configs folder at its ``config/``, which is
+    returned."""
     root = root or workspace.root
     configs = root / "config"
     workspace.update_settings(configs_dir=str(configs))

@@ -84,6 +84,10 @@ class DatasetEntry:
     crop_aspect: str = option("square", help="square crops, the image's own aspect (preserve), or the closest "
                               "bucket's (closest).", section="dataset", choices=("square", "preserve", "closest"))
     repeats: int = option(0, help="Extra passes over this dataset per epoch.", section="dataset", minimum=0)
+    is_regularisation_data: bool = option(
+        False, help="Regularisation data (prior preservation): its images train toward the base model's own "
+        "prediction (the adapter turned off) instead of the image, so what the adapter learns from the other "
+        "datasets leaks less into what these images show. LoRA and LyCORIS only.", section="dataset")
     probability: float = option(1.0, help="Relative chance of drawing a batch from this dataset.",
                                 section="dataset", minimum=0, maximum=1)
     cache_dir_vae: str | None = option(None, help="Folder of cached latents; inside the output folder if unset.",

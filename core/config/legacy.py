@@ -33,7 +33,7 @@ VALUE_ALIASES: dict[str, dict[str, tuple[str, object]]] = {
 DATA_BACKEND_ALIASES: dict[str, str] = {"aws": "s3"}
 
 #: SimpleTuner's other spellings of dataset entry keys.
-DATASET_ALIASES: dict[str, str] = {"disable": "disabled"}
+DATASET_ALIASES: dict[str, str] = {"disable": "disabled", "is_regularization_data": "is_regularisation_data"}
 
 _CONFIG_KEYS = """
 accelerator_cache_clear_interval adam_beta1 adam_beta2 adam_epsilon adam_weight_decay allow_dataset_oversubscription

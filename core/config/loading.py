@@ -5,6 +5,7 @@ its LyCORIS config, checked together so that one run of ``simpletuner config che
 from __future__ import annotations
 
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,10 +170,30 @@ def load_environment(workspace: Workspace, store: EnvironmentStore, name: str,
         warnings += semantic_warnings
         lycoris, lycoris_problems = _lycoris(workspace, env, config)
         problems += lycoris_problems
+        if path is not None:
+            problems += [f"{path.name}: {p}" for p in regularisation_problems(config, entries)]
     if problems:
         raise ConfigError(problems, source=f"environment {name!r}")
     assert config is not None and path is not None
     return LoadedEnvironment(env, config, entries, path, lycoris, warnings)
+
+
+def regularisation_problems(config: TrainingConfig, entries: Sequence[DatasetEntry]) -> list[str]:
+    """Regularisation datasets need an adapter to turn off (their target is the base model's prediction) and
+    another dataset to learn from."""
+    images = [e for e in entries if e.dataset_type == "image" and not e.disabled]
+    regularising = [e.id for e in images if e.is_regularisation_data]
+    if not regularising:
+        return []
+    problems = []
+    if config.core.model_type != "lora":
+        problems.append(f"dataset {regularising[0]!r}: is_regularisation_data trains toward the base model's own "
+                        "prediction with the adapter turned off, and full-rank training has no adapter; train a LoRA "
+                        "or LyCORIS (model_type: lora) or remove is_regularisation_data")
+    if len(regularising) == len(images):
+        problems.append("every image dataset is regularisation data, so nothing new would be learned; add a dataset "
+                        "of what to train (is_regularisation_data: false)")
+    return problems
 
 
 def _backend_option_types(registry: Registry, name: str) -> dict[str, Any] | None:

@@ -91,8 +91,6 @@ _INSTANCE_FIRST = Refusal("instance_prompt put before the captions of every data
                           "set prepend_instance_prompt and instance_prompt on each dataset in the datasets file "
                           "instead")
 _UPSCALE = Refusal("leaving out images that need more than {value} upscaling", _REMOVE)
-_REGULARISATION = Refusal("regularisation (prior preservation) training toward the base model's own predictions",
-                          "remove the key or set it to false; the dataset then trains like any other")
 
 
 def _present(value: Any, lookup: Lookup) -> bool:
@@ -217,8 +215,6 @@ DATASET_REFUSALS: Mapping[str, Refusal] = {
     "start_epoch": _WINDOW,
     "start_step": _WINDOW,
     "grounding": Refusal("spatial grounding annotations", _REMOVE_OR_FALSE),
-    "is_regularisation_data": _REGULARISATION,
-    "is_regularization_data": _REGULARISATION,
     "max_upscale_threshold": _UPSCALE,
     "slider_strength": Refusal("slider training", _REMOVE),
     "timestep_sampling_offset": Refusal("timesteps shifted by {value} for this dataset", "remove the key or set 0"),

@@ -3,12 +3,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from simpletuner.core.training.lycoris import attach_lycoris, lycoris_network
 
 ADAPTER_NAME = "default"
+
+
+@contextlib.contextmanager
+def adapter_off(model: Any) -> Iterator[None]:
+    """Run ``model`` as its base model inside the block: a PEFT LoRA's layers disabled, a LyCORIS network's
+    multiplier at 0; both are restored after it (regularisation data's target is the base model's prediction)."""
+    network = lycoris_network(model)
+    if network is not None:
+        multiplier = network.multiplier
+        network.set_multiplier(0.0)
+        try:
+            yield
+        finally:
+            network.set_multiplier(multiplier)
+        return
+    model.disable_adapters()
+    try:
+        yield
+    finally:
+        model.enable_adapters()
 
 
 def attach_lora(model: Any, targets: tuple[str, ...], core: Any) -> None:

@@ -25,6 +25,7 @@ class Batch:
     latents: Any
     text: dict[str, Any]
     geometry: Any = None
+    dataset: int = 0  # the dataset the batch is drawn from (every batch is of one dataset)
 
 
 #: Bytes of decoded cache entries each batch reader keeps in memory (per process) unless the config says otherwise
@@ -153,7 +154,7 @@ class BatchStream:
                             log.write(f"{epoch}\t{position}\t{sample.dataset_id}\t{sample.path}\t{choice}\n")
                         log.flush()
                     geometry = image_geometry(self.data, refs) if self._geometry else None
-                    if not self._put(Batch(epoch, position, latents, text, geometry)):
+                    if not self._put(Batch(epoch, position, latents, text, geometry, refs[0].dataset)):
                         return
                 epoch, index = epoch + 1, 0
         except BaseException as exc:  # surfaced in the consumer's thread

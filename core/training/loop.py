@@ -97,6 +97,22 @@ def _drop_captions(state: LoopState, text: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _base_model_target(acc: Any, model: Any, family: Any, trained: dict[str, Any], inputs: dict[str, Any],
+                       text: dict[str, Any]) -> dict[str, Any]:
+    """``inputs`` with the base model's own prediction (the adapter turned off, no gradient) as the target: what a
+    regularisation dataset's batch trains toward, so the adapter learns to leave those images as they were."""
+    import torch
+
+    from simpletuner.core.training.adapter import adapter_off
+
+    with torch.no_grad(), adapter_off(acc.unwrap_model(model)):
+        target = family.predict(trained, inputs, text)
+    wanted = inputs["target"].shape
+    if target.shape != wanted and target.shape[2:] == wanted[2:] and target.shape[1] > wanted[1]:
+        target = target[:, : wanted[1]]  # a learned variance (PixArt) stays out of the target, as of the loss
+    return {**inputs, "target": target.detach()}
+
+
 def _measure_and_clip(acc: Any, params: list[Any], max_norm: float, method: str = "norm") -> Any:
     """The gradients' total norm before clipping (a tensor, or None where DeepSpeed keeps it to itself), clipped
     when ``max_norm`` is positive: to that total norm, or with ``method`` ``value`` each value to ±``max_norm``.
@@ -166,6 +182,7 @@ def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
     step = state.start_step
     smoothed: float | None = None
     trained = {family.trained_component: state.model}
+    regularising = [d.entry.is_regularisation_data for d in state.data.datasets]
     optimizer = _steppable(acc, state.optimizer)
     state.model.train()
     try:
@@ -189,6 +206,8 @@ def train_steps(state: LoopState, on_step: Callable[[StepMetrics], None],
                                                             geometry=batch.geometry.to(acc.device))
                         else:
                             inputs = family.training_inputs(latents, text, state.generator)
+                        if regularising[batch.dataset]:
+                            inputs = _base_model_target(acc, state.model, family, trained, inputs, text)
                         prediction = family.predict(trained, inputs, text)
                         loss = family.loss(prediction, inputs)
                     stream.quiet()  # the backward pass leaves Python: the reader's turn
