@@ -71,7 +71,12 @@ def test_saving_datasets_expands_placeholders_and_refuses_what_changes_training(
     url = f"/api/environments/{quote(st.PIXART, safe='')}/datasets"
     saved = admin.put(url, {"datasets": st.PIXART_DATASETS})  # its folder exists only once {model_family} expands
     assert saved.status_code == 200, saved.text
+    sliding = [dict(st.PIXART_DATASETS[0], slider_strength=0.5), st.PIXART_DATASETS[1]]
+    refused = admin.put(url, {"datasets": sliding})
+    assert refused.status_code == 422
+    assert any("slider_strength: 0.5 asks for slider training" in e for e in refused.json["errors"])
+    # regularisation data against the config: this PixArt environment trains full rank, with no adapter to turn off
     regularised = [dict(st.PIXART_DATASETS[0], is_regularisation_data=True), st.PIXART_DATASETS[1]]
     refused = admin.put(url, {"datasets": regularised})
     assert refused.status_code == 422
-    assert any("is_regularisation_data: true asks for regularisation" in e for e in refused.json["errors"])
+    assert any("full-rank training has no adapter" in e for e in refused.json["errors"]), refused.json

@@ -17,6 +17,7 @@ from simpletuner.core.config.loading import (
     dataset_placeholders,
     datasets_path,
     load_config,
+    regularisation_problems,
 )
 from simpletuner.core.config.schema import strip_key
 from simpletuner.core.config.trust import CONFIG_PART, DATASETS_PART, PrivilegedValues, datasets_privileged
@@ -230,6 +231,10 @@ class EnvironmentDatasets(Resource):
             send_json(resp, {"ok": False, "errors": exc.problems}, 422)
             return
         confined = datasets_path_problems(workspace, env, entries, self.ctx.registry, server_path_policy(workspace))
+        try:  # checks across the datasets and the config, when the config loads (its own problems show there)
+            confined += regularisation_problems(load_config(store_of(self), env, self.ctx.registry)[0], entries)
+        except ConfigError:
+            pass
         if confined:
             send_json(resp, {"ok": False, "errors": confined}, 422)
             return
