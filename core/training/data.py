@@ -2,8 +2,7 @@
 
 Every per-sample fact is held in arrays: a dataset's cache keys are two columns of 32-byte digests (its latents'
 and its caption's, plus the keys of the further captions of images with several: lines of a caption text, shuffled
-copies), and the jobs
-of caching are made only for the entries found missing.
+copies), and the jobs of caching are made only for the entries found missing.
 """
 
 from __future__ import annotations
