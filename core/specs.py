@@ -316,6 +316,9 @@ class ModelFamilySpec(PluginSpec):
             so that ``attention_mechanism`` can choose its kernels (FlashAttention, SageAttention, …).
         fp8_training: whether ``fp8_training`` may swap the trained model's linear layers for torchao's float8
             training layers (all but those matching its quantization exclusions); without it, a config error.
+        flow_sigma_draws: whether its ``training_inputs`` draw σ with ``flow_matching.flow_sample`` and the run's
+            options, so ``flow_sigmoid_scale``, ``flow_use_uniform_schedule`` and ``flow_use_beta_schedule`` act;
+            without it those are config errors.
         resolution_shift: whether its flow-matching schedule can shift by each batch's image size
             (``flow_schedule_auto_shift``): its pipelines' scheduler configs give the shift range
             (``base_image_seq_len``, ``max_image_seq_len``, ``base_shift``, ``max_shift``) and its
@@ -336,6 +339,7 @@ class ModelFamilySpec(PluginSpec):
     lora_layouts: Mapping[str, Callable[..., Any]] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False)
     attention_backends: bool = False
     fp8_training: bool = False
+    flow_sigma_draws: bool = False
     resolution_shift: bool = False
 
     factory: ModelFamilyFactory = attrs.field(eq=False, repr=False)

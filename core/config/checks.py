@@ -49,6 +49,11 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
         if core.fp8_training and not family.fp8_training:
             problems.append(f"$.fp8_training: {family.name} does not declare float8 training of its layers; turn "
                             "fp8_training off")
+        drawn = [key for key, default in (("flow_use_uniform_schedule", False), ("flow_use_beta_schedule", False),
+                                          ("flow_sigmoid_scale", 1.0)) if getattr(core, key) != default]
+        if drawn and not family.flow_sigma_draws:
+            problems.append(f"$.{drawn[0]}: {family.name} draws its training noise levels its own way (see its "
+                            "options); remove the key")
         if core.flow_schedule_auto_shift and not family.resolution_shift:
             problems.append(f"$.flow_schedule_auto_shift: {family.name} has no resolution-dependent shift of its "
                             "noise schedule; set flow_schedule_shift (a fixed shift) instead")
@@ -90,6 +95,9 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
         problems.append(f"$.executor: unknown executor {core.executor!r}{suggest(executor, executors)}; "
                         f"installed: {', '.join(executors) or 'none'}")
 
+    if core.flow_use_uniform_schedule and core.flow_use_beta_schedule:
+        problems.append("$.flow_use_uniform_schedule and $.flow_use_beta_schedule are both set; noise levels are "
+                        "drawn one way: keep one")
     if core.lr_scheduler == "polynomial" and core.lr_end >= core.learning_rate:
         problems.append(f"$.lr_end: a polynomial schedule decays from learning_rate ({core.learning_rate:g}) to "
                         f"lr_end ({core.lr_end:g}); set lr_end below learning_rate")

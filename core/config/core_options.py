@@ -95,6 +95,18 @@ class CoreOptions:
         3.0, help="Shift of the flow-matching sigma schedule; higher values train more at high noise.",
         section="training", minimum=0,
     )
+    flow_sigmoid_scale: float = option(
+        1.0, help="Spread of the flow-matching noise levels: σ is drawn as sigmoid(scale × a standard normal draw); "
+        "larger values train more at the very low and very high noise levels.", section="training", minimum=0)
+    flow_use_uniform_schedule: bool = option(
+        False, help="Draw the flow-matching noise levels uniformly instead of logit-normal.", section="training")
+    flow_use_beta_schedule: bool = option(
+        False, help="Draw the flow-matching noise levels from a Beta(flow_beta_schedule_alpha, "
+        "flow_beta_schedule_beta) distribution instead of logit-normal.", section="training")
+    flow_beta_schedule_alpha: float = option(2.0, help="α of flow_use_beta_schedule's distribution.",
+                                             section="training", minimum=0)
+    flow_beta_schedule_beta: float = option(2.0, help="β of flow_use_beta_schedule's distribution.",
+                                            section="training", minimum=0)
     flow_schedule_auto_shift: bool = option(
         False, help="Shift each batch's sigmas by its image size instead of flow_schedule_shift: more for larger "
         "images, by the shift range of the pipeline's scheduler config (as the pipeline shifts them when "

@@ -129,10 +129,6 @@ CONFIG_REFUSALS: Mapping[str, Refusal] = {
     "diff2flow_enabled": Refusal("the Diffusion-to-Flow target bridge", _REMOVE_OR_FALSE),
     "diff2flow_loss": Refusal("a loss on flow-converted predictions", _REMOVE_OR_FALSE),
     "distillation_method": Refusal("distillation ({value}) instead of fine-tuning", _REMOVE),
-    "flow_sigmoid_scale": Refusal("a scaled sigmoid timestep distribution", "remove the key or set 1" + _TIMESTEPS,
-                                  off=(1,)),
-    "flow_use_beta_schedule": Refusal("Beta-distributed training timesteps", _REMOVE_OR_FALSE + _TIMESTEPS),
-    "flow_use_uniform_schedule": Refusal("uniformly distributed training timesteps", _REMOVE_OR_FALSE + _TIMESTEPS),
     "flux_fast_schedule": Refusal("Flux's fast timestep schedule", _REMOVE_OR_FALSE + _TIMESTEPS),
     "flux_lora_target": Refusal("LoRA on the Flux layers SimpleTuner calls {value!r}",
                                 "use lora_target_preset (attention, the same layers as SimpleTuner's 'all'; "

@@ -1,9 +1,10 @@
 """Rectified flow matching, the training recipe of the families built on it (Flux, Sana, Lumina 2, ...).
 
-x_t = (1 − σ)·x₀ + σ·ε and the model learns the velocity target ε − x₀. σ is drawn logit-normal, then shifted by
-``flow_schedule_shift`` s: σ' = s·σ / (1 + (s − 1)·σ), which trains more at high noise for s > 1. The shift's default
-is the one written on the ``flow_schedule_shift`` option; nothing here repeats it. With ``flow_schedule_auto_shift``
-the shift follows each batch's image size instead (:func:`batch_shift`).
+x_t = (1 − σ)·x₀ + σ·ε and the model learns the velocity target ε − x₀. σ is drawn logit-normal (or uniform, or
+Beta-distributed, as the run's options say: :func:`draw_sigmas`), then shifted by ``flow_schedule_shift`` s:
+σ' = s·σ / (1 + (s − 1)·σ), which trains more at high noise for s > 1. The shift's default is the one written on the
+``flow_schedule_shift`` option; nothing here repeats it. With ``flow_schedule_auto_shift`` the shift follows each
+batch's image size instead (:func:`batch_shift`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 from typing import Any
 
 import attrs
+import numpy as np
 import torch
 
 from simpletuner.core.config.core_options import CoreOptions
@@ -79,9 +81,28 @@ def batch_shift(family: Any, tokens: int) -> float:
     return shift_for_tokens(tokens) if shift_for_tokens is not None else flow_shift(family.core)
 
 
-def sample_sigmas(batch: int, generator: torch.Generator, device: torch.device, shift: float) -> torch.Tensor:
-    """Logit-normal σ, shifted; drawn on the generator's device, then moved to ``device``."""
-    sigmas = torch.sigmoid(torch.randn(batch, generator=generator, device=generator.device)).to(device)
+def draw_sigmas(batch: int, generator: torch.Generator, core: Any = None) -> torch.Tensor:
+    """σ before the shift, on the generator's device: logit-normal (``sigmoid(flow_sigmoid_scale × N(0, 1))``),
+    uniform (``flow_use_uniform_schedule``) or Beta-distributed (``flow_use_beta_schedule``); logit-normal with
+    scale 1 for ``core`` None. Every draw comes from ``generator``, so a resumed run draws the same."""
+    device = generator.device
+    if core is not None and core.flow_use_uniform_schedule:
+        return torch.rand(batch, generator=generator, device=device)
+    if core is not None and core.flow_use_beta_schedule:
+        # torch's Beta sampler takes no generator: NumPy's, seeded from this one, keeps the draw reproducible
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
+        values = np.random.default_rng(seed).beta(core.flow_beta_schedule_alpha, core.flow_beta_schedule_beta, batch)
+        return torch.from_numpy(values).to(device=device, dtype=torch.float32)
+    scale = 1.0 if core is None else float(core.flow_sigmoid_scale)
+    normal = torch.randn(batch, generator=generator, device=device)
+    return torch.sigmoid(scale * normal)
+
+
+def sample_sigmas(batch: int, generator: torch.Generator, device: torch.device, shift: float,
+                  core: Any = None) -> torch.Tensor:
+    """σ drawn by :func:`draw_sigmas` (for the run's ``core`` options), shifted; drawn on the generator's device,
+    then moved to ``device``."""
+    sigmas = draw_sigmas(batch, generator, core).to(device)
     return shift * sigmas / (1 + (shift - 1) * sigmas)
 
 
@@ -94,11 +115,12 @@ class FlowSample:
     target: torch.Tensor
 
 
-def flow_sample(latents: torch.Tensor, generator: torch.Generator, shift: float) -> FlowSample:
-    """Noise (drawn in float32, then cast), σ and the noisy latents and target for a batch of latents."""
+def flow_sample(latents: torch.Tensor, generator: torch.Generator, shift: float, core: Any = None) -> FlowSample:
+    """Noise (drawn in float32, then cast), σ (drawn as the run's ``core`` options say: :func:`draw_sigmas`) and
+    the noisy latents and target for a batch of latents."""
     device, dtype = latents.device, latents.dtype
     noise = torch.randn(latents.shape, generator=generator, device=generator.device, dtype=torch.float32)
     noise = noise.to(device=device, dtype=dtype)
-    sigmas = sample_sigmas(latents.shape[0], generator, device, shift)
+    sigmas = sample_sigmas(latents.shape[0], generator, device, shift, core)
     s = sigmas.view(-1, *([1] * (latents.dim() - 1))).to(dtype)
     return FlowSample(noisy=(1 - s) * latents + s * noise, sigmas=sigmas, target=noise - latents)

@@ -94,7 +94,7 @@ class ChromaFamily(ModelFamily):
     def training_inputs(self, latents: Any, text: Mapping[str, Any], generator: Any) -> dict[str, Any]:
         """Noisy packed latents, σ (the transformer scales it by 1000 itself), image ids and the packed target."""
         _, _, h, w = latents.shape
-        sample = flow_sample(latents, generator, batch_shift(self, (h // 2) * (w // 2)))
+        sample = flow_sample(latents, generator, batch_shift(self, (h // 2) * (w // 2)), self.core)
         return {
             "hidden_states": pack_latents(sample.noisy),
             "timestep": sample.sigmas.to(latents.dtype),

@@ -47,6 +47,7 @@ SPEC = ModelFamilySpec(
     lora_types=("standard", "lycoris"),
     attention_backends=True,
     fp8_training=True,
+    flow_sigma_draws=True,
     resolution_shift=True,
     precisions=("no_change", "int8-quanto", "int4-quanto", "fp8-quanto", "int8-torchao", "fp8-torchao"),
     discouraged_precisions={"int4-quanto": "noticeably lower quality LoRAs than int8 for Flux"},

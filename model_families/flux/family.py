@@ -127,7 +127,7 @@ class FluxFamily(ModelFamily):
         """Noisy packed latents, σ, position ids, guidance and the packed ``target`` ε − x₀."""
         b, _, h, w = latents.shape
         device, dtype = latents.device, latents.dtype
-        sample = flow_sample(latents, generator, batch_shift(self, (h // 2) * (w // 2)))
+        sample = flow_sample(latents, generator, batch_shift(self, (h // 2) * (w // 2)), self.core)
         return {
             "hidden_states": pack_latents(sample.noisy),
             "timestep": sample.sigmas.to(dtype),

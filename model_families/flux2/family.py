@@ -173,7 +173,7 @@ class Flux2Family(ModelFamily):
         """Noisy latents as tokens (one per latent cell), σ as the timestep, their coordinates, the target and, for
         [dev], the guidance value (drawn after noise and σ)."""
         b, c, h, w = latents.shape
-        sample = flow_sample(latents, generator, batch_shift(self, h * w))
+        sample = flow_sample(latents, generator, batch_shift(self, h * w), self.core)
 
         def tokens(x: torch.Tensor) -> torch.Tensor:
             return x.reshape(b, c, h * w).permute(0, 2, 1)

@@ -93,7 +93,7 @@ class QwenImageFamily(ModelFamily):
     def training_inputs(self, latents: Any, text: Mapping[str, Any], generator: Any) -> dict[str, Any]:
         """Noisy packed latents, σ as the timestep, the latent's shape in patches and the packed target."""
         b, _, h, w = latents.shape
-        sample = flow_sample(latents, generator, batch_shift(self, (h // 2) * (w // 2)))
+        sample = flow_sample(latents, generator, batch_shift(self, (h // 2) * (w // 2)), self.core)
         return {
             "hidden_states": pack_latents(sample.noisy),
             "timestep": sample.sigmas.to(latents.dtype),

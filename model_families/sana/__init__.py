@@ -66,6 +66,7 @@ SPEC = ModelFamilySpec(
     tiny=TinyModel(build=lazy("simpletuner.model_families.sana.tiny:build_tiny_sana_pipeline"),
                    settings={"model_flavour": "sana1.0-600m-512"}),
     fp8_training=True,
+    flow_sigma_draws=True,
     usage=Usage(pipeline="diffusers:SanaPipeline"),
 )
 

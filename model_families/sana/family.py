@@ -129,7 +129,7 @@ class SanaFamily(ModelFamily):
 
     def training_inputs(self, latents: Any, text: Mapping[str, Any], generator: Any) -> dict[str, Any]:
         """Noisy latents x_t = (1−σ)·x₀ + σ·ε, the timestep σ·1000 and the ``target`` ε − x₀."""
-        sample = flow_sample(latents, generator, flow_shift(self.core))
+        sample = flow_sample(latents, generator, flow_shift(self.core), self.core)
         return {
             "hidden_states": sample.noisy,
             "timestep": sample.sigmas * _TIMESTEPS,

@@ -43,6 +43,7 @@ SPEC = ModelFamilySpec(
     lora_types=("standard", "lycoris"),
     attention_backends=True,
     fp8_training=True,
+    flow_sigma_draws=True,
     resolution_shift=True,
     precisions=("no_change", "int8-quanto", "fp8-quanto", "int4-quanto", "int8-torchao", "fp8-torchao"),
     discouraged_precisions={"int4-quanto": "a 6B single-stream model loses visible detail at 4 bits; int8 already "

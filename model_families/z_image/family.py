@@ -78,7 +78,7 @@ class ZImageFamily(ModelFamily):
     def training_inputs(self, latents: Any, text: Mapping[str, Any], generator: Any) -> dict[str, Any]:
         """Noisy latents, the transformer's time input 1 − σ and its target x₀ − ε."""
         h, w = latents.shape[-2:]
-        sample = flow_sample(latents, generator, batch_shift(self, (h // 2) * (w // 2)))
+        sample = flow_sample(latents, generator, batch_shift(self, (h // 2) * (w // 2)), self.core)
         return {"hidden_states": sample.noisy, "timestep": (1 - sample.sigmas).to(latents.dtype),
                 "target": -sample.target, "sigmas": sample.sigmas}
 

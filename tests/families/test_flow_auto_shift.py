@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ import torch
 
 from simpletuner.core.config import Layer, build_schema
 from simpletuner.core.config.checks import check_config
+from simpletuner.core.config.core_options import CoreOptions
 from simpletuner.core.plugins import Registry
 from simpletuner.core.training.flow_matching import ResolutionShift, resolution_shift
 
@@ -35,7 +35,7 @@ def test_larger_images_train_at_higher_noise(registry: Registry, tiny_folder: Ca
     assert registry.model_family(name).resolution_shift
 
     family = make_family(registry, name)
-    family.configure(SimpleNamespace(flow_schedule_shift=3.0, flow_schedule_auto_shift=True))
+    family.configure(CoreOptions(flow_schedule_shift=3.0, flow_schedule_auto_shift=True))
     components = family.load_components(str(folder), dtype=torch.float32, device="cpu", names=["vae"])
     text = {"prompt_embeds": torch.zeros(1, 4, 8), "pooled_prompt_embeds": torch.zeros(1, 8),
             "attention_mask": torch.ones(1, 4)}

@@ -104,11 +104,10 @@ def test_training_inputs_follow_the_flow_matching_recipe(registry: Registry, fam
     torch.testing.assert_close(inputs["timestep"], inputs["sigmas"] * 1000)
     assert bool(((inputs["sigmas"] > 0) & (inputs["sigmas"] < 1)).all())
 
-    class Core:
-        flow_schedule_shift = 1.0
+    from simpletuner.core.config.core_options import CoreOptions
 
     unshifted = make_family(registry, "sana")
-    unshifted.configure(Core())
+    unshifted.configure(CoreOptions(flow_schedule_shift=1.0))
     many = torch.zeros(4096, 1, 1, 1)
     high = family.training_inputs(many, {}, torch.Generator().manual_seed(0))["sigmas"].mean()
     plain = unshifted.training_inputs(many, {}, torch.Generator().manual_seed(0))["sigmas"].mean()

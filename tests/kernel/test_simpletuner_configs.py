@@ -89,7 +89,7 @@ WHAT_IS_TRAINED = {  # key: (a value asking for something, its default)
     "train_text_encoder": (True, False),
     "prediction_type": ("v_prediction", None),
     "optimizer_config": ("beta1=0.9,weight_decay=0.1", ""),
-    "flow_use_uniform_schedule": (True, False),
+    "flux_fast_schedule": (True, False),
     "input_perturbation": (0.1, 0.0),
     "use_soft_min_snr": (True, False),
     "quantize_activations": (True, False),

@@ -14,6 +14,7 @@ import torch
 
 from simpletuner.core.cli.demo_commands import make_demo_images
 from simpletuner.core.config import load_environment
+from simpletuner.core.config.core_options import CoreOptions
 from simpletuner.core.environments import EnvironmentStore
 from simpletuner.core.errors import ConfigError
 from simpletuner.core.plugins import Registry
@@ -47,7 +48,7 @@ def test_the_adapter_is_off_only_inside_the_block(tiny_flux: Path, lora_type: st
     latents = torch.randn(1, 16, 8, 8, generator=generator)
     text = {"prompt_embeds": torch.randn(1, 16, 32, generator=generator), "pooled_prompt_embeds": torch.randn(1, 32),
             "attention_mask": torch.ones(1, 16)}
-    family.configure(SimpleNamespace(flow_schedule_shift=3.0))
+    family.configure(CoreOptions())
     inputs = family.training_inputs(latents, text, torch.Generator().manual_seed(2))
     trained = {"transformer": model}
     with torch.no_grad():
