@@ -95,6 +95,17 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
         problems.append(f"$.executor: unknown executor {core.executor!r}{suggest(executor, executors)}; "
                         f"installed: {', '.join(executors) or 'none'}")
 
+    if core.use_dora:
+        if core.model_type != "lora" or core.lora_type != "standard":
+            problems.append("$.use_dora: DoRA is a kind of standard LoRA; set model_type: lora and lora_type: "
+                            "standard, or remove use_dora")
+        if core.base_model_precision != "no_change" or core.fp8_training:
+            problems.append("$.use_dora: DoRA rescales each adapted layer by its full weight's norm, which a "
+                            "quantised or float8 base layer does not give; use base_model_precision: no_change "
+                            "without fp8_training, or a plain LoRA")
+        if core.lora_save_formats:
+            problems.append("$.use_dora: the other LoRA layouts (lora_save_formats) have no place for DoRA's "
+                            "magnitudes; save the diffusers file only (lora_save_formats: [])")
     if core.flow_use_uniform_schedule and core.flow_use_beta_schedule:
         problems.append("$.flow_use_uniform_schedule and $.flow_use_beta_schedule are both set; noise levels are "
                         "drawn one way: keep one")

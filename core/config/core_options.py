@@ -65,6 +65,13 @@ class CoreOptions:
     )
     lora_dropout: float = option(0.1, help="Dropout on the LoRA path during training.", section="model",
                                  minimum=0, maximum=1)
+    use_dora: bool = option(False, help="Train a DoRA (weight-decomposed LoRA): besides the low-rank update, a "
+                            "learned magnitude per output feature of each adapted layer. Standard LoRA only.",
+                            section="model", label="DoRA")
+    lora_init_type: str = option(
+        "default", help="How the LoRA's down matrices start: default (Kaiming-uniform) or gaussian; the up matrices "
+        "start at zero either way, so training starts from the base model.", section="model",
+        choices=("default", "gaussian"))
     lora_target_preset: str | None = option(
         None, help="A named set of layers to adapt offered by the family (e.g. attention, attention+mlp); "
         "the family's default if unset.", section="model",

@@ -1,16 +1,16 @@
 """SimpleTuner options that change *what* is trained and that this version does not implement.
 
-Ignoring one of them would train something other than what the config asks for (a plain LoRA instead of a DoRA,
-every image instead of a filtered set, the model's own timesteps instead of biased ones), so each is an error naming
+Ignoring one of them would train something other than what the config asks for (a plain LoRA instead of a
+ControlNet, the model's own timesteps instead of biased ones), so each is an error naming
 the key and the way forward when it asks for something; set to its default (unset, false, 0, SimpleTuner's default
 value, or the value that matches what this version does) it loads. The other keys of
 :mod:`simpletuner.core.config.legacy` only affect speed, memory, logging, validation images or publishing and warn.
 
 Example::
 
-    config_refusals({"use_dora": True, "controlnet": False}, lookup)
-    # ['$.use_dora: true asks for DoRA (weight-decomposed LoRA), which this version does not do; remove the key
-    #   or set it to false']
+    config_refusals({"use_bitfit": True, "controlnet": False}, lookup)
+    # ['$.use_bitfit: true asks for training the bias terms only (BitFit), which this version does not do; remove
+    #   the key or set it to false']
 """
 
 from __future__ import annotations
@@ -137,7 +137,6 @@ CONFIG_REFUSALS: Mapping[str, Refusal] = {
     "init_lokr_norm": Refusal("a perturbed initialisation of LoKr weights", _REMOVE),
     "input_perturbation": Refusal("input perturbation noise", "remove the key or set 0"),
     "layer_freeze_strategy": Refusal("layers frozen by the {value!r} strategy", "remove the key or set none"),
-    "lora_init_type": Refusal("{value!r} LoRA initialisation", "remove the key or set default", off=("default",)),
     "loss_type": Refusal("a {value} loss instead of mean squared error", "remove the key or set l2",
                          off=("l2", "mse")),
     "max_upscale_threshold": _UPSCALE,
@@ -184,7 +183,6 @@ CONFIG_REFUSALS: Mapping[str, Refusal] = {
     "train_text_encoder": Refusal("training the text encoder", _REMOVE_OR_FALSE),
     "tread_config": Refusal("TREAD token routing (image tokens dropped inside the transformer)", _REMOVE),
     "use_bitfit": Refusal("training the bias terms only (BitFit)", _REMOVE_OR_FALSE),
-    "use_dora": Refusal("DoRA (weight-decomposed LoRA)", _REMOVE_OR_FALSE),
     "use_soft_min_snr": Refusal("soft Min-SNR loss weighting", _REMOVE_OR_FALSE),
     "data_backend_sampling": Refusal(
         "datasets drawn by probability alone, whatever their size",

@@ -33,11 +33,13 @@ def adapter_off(model: Any) -> Iterator[None]:
 
 
 def attach_lora(model: Any, targets: tuple[str, ...], core: Any) -> None:
-    """Add a LoRA (rank, alpha, dropout from the config) on modules matching ``targets``, via ``add_adapter``."""
+    """Add a LoRA (rank, alpha, dropout, DoRA and initialisation from the config) on modules matching ``targets``,
+    via ``add_adapter``."""
     from peft import LoraConfig
 
     config = LoraConfig(r=core.lora_rank, lora_alpha=core.lora_alpha or core.lora_rank,
-                        lora_dropout=core.lora_dropout, target_modules=list(targets), init_lora_weights=True)
+                        lora_dropout=core.lora_dropout, target_modules=list(targets), use_dora=core.use_dora,
+                        init_lora_weights="gaussian" if core.lora_init_type == "gaussian" else True)
     try:
         model.add_adapter(config, adapter_name=ADAPTER_NAME)
     except ValueError as exc:
