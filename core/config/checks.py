@@ -103,6 +103,10 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
             problems.append("$.use_dora: DoRA rescales each adapted layer by its full weight's norm, which a "
                             "quantised or float8 base layer does not give; use base_model_precision: no_change "
                             "without fp8_training, or a plain LoRA")
+        if core.enable_group_offload and core.group_offload_type == "leaf_level":
+            problems.append("$.use_dora: DoRA reads each adapted layer's full weight before the layer runs, when "
+                            "leaf-level group offloading has not brought it back yet; use group_offload_type: "
+                            "block_level")
         if core.lora_save_formats:
             problems.append("$.use_dora: the other LoRA layouts (lora_save_formats) have no place for DoRA's "
                             "magnitudes; save the diffusers file only (lora_save_formats: [])")

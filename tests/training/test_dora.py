@@ -80,6 +80,7 @@ def test_lora_init_type_chooses_peft_s_initialisation() -> None:
     ({"model_type": "full"}, "$.use_dora: DoRA is a kind of standard LoRA"),
     ({"base_model_precision": "int8-quanto"}, "which a quantised or float8 base layer does not give"),
     ({"lora_save_formats": ["kohya"]}, "have no place for DoRA's magnitudes"),
+    ({"enable_group_offload": True, "group_offload_type": "leaf_level"}, "use group_offload_type: block_level"),
 ])
 def test_what_dora_cannot_take_is_named(values: dict[str, Any], message: str) -> None:
     registry = Registry()
