@@ -5,6 +5,7 @@ supported, steps and epochs are not both set, named trackers and methods are ins
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from simpletuner.core.config.performance import performance_problems
 from simpletuner.core.config.schema import TrainingConfig
@@ -95,21 +96,7 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
         problems.append(f"$.executor: unknown executor {core.executor!r}{suggest(executor, executors)}; "
                         f"installed: {', '.join(executors) or 'none'}")
 
-    if core.use_dora:
-        if core.model_type != "lora" or core.lora_type != "standard":
-            problems.append("$.use_dora: DoRA is a kind of standard LoRA; set model_type: lora and lora_type: "
-                            "standard, or remove use_dora")
-        if core.base_model_precision != "no_change" or core.fp8_training:
-            problems.append("$.use_dora: DoRA rescales each adapted layer by its full weight's norm, which a "
-                            "quantised or float8 base layer does not give; use base_model_precision: no_change "
-                            "without fp8_training, or a plain LoRA")
-        if core.enable_group_offload and core.group_offload_type == "leaf_level":
-            problems.append("$.use_dora: DoRA reads each adapted layer's full weight before the layer runs, when "
-                            "leaf-level group offloading has not brought it back yet; use group_offload_type: "
-                            "block_level")
-        if core.lora_save_formats:
-            problems.append("$.use_dora: the other LoRA layouts (lora_save_formats) have no place for DoRA's "
-                            "magnitudes; save the diffusers file only (lora_save_formats: [])")
+    problems += _dora_problems(core)
     if core.flow_use_uniform_schedule and core.flow_use_beta_schedule:
         problems.append("$.flow_use_uniform_schedule and $.flow_use_beta_schedule are both set; noise levels are "
                         "drawn one way: keep one")
@@ -135,6 +122,28 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
     if core.resume_from_checkpoint not in (None, "latest") and not core.resume_from_checkpoint.strip():
         problems.append("$.resume_from_checkpoint: give 'latest' or a checkpoint folder")
     return problems, warnings
+
+
+def _dora_problems(core: Any) -> list[str]:
+    """What a DoRA (``use_dora``) cannot be combined with."""
+    problems: list[str] = []
+    if not core.use_dora:
+        return problems
+    if core.model_type != "lora" or core.lora_type != "standard":
+        problems.append("$.use_dora: DoRA is a kind of standard LoRA; set model_type: lora and lora_type: "
+                        "standard, or remove use_dora")
+    if core.base_model_precision != "no_change" or core.fp8_training:
+        problems.append("$.use_dora: DoRA rescales each adapted layer by its full weight's norm, which a "
+                        "quantised or float8 base layer does not give; use base_model_precision: no_change "
+                        "without fp8_training, or a plain LoRA")
+    if core.enable_group_offload and core.group_offload_type == "leaf_level":
+        problems.append("$.use_dora: DoRA reads each adapted layer's full weight before the layer runs, when "
+                        "leaf-level group offloading has not brought it back yet; use group_offload_type: "
+                        "block_level")
+    if core.lora_save_formats:
+        problems.append("$.use_dora: the other LoRA layouts (lora_save_formats) have no place for DoRA's "
+                        "magnitudes; save the diffusers file only (lora_save_formats: [])")
+    return problems
 
 
 def _layout_problems(config: TrainingConfig, family: ModelFamilySpec,

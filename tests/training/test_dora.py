@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from training_helpers import flux_pipeline_with_lora
 
 from simpletuner.core.config import Layer, build_schema
 from simpletuner.core.config.checks import check_config
@@ -28,17 +29,8 @@ def test_a_dora_trains_saves_its_magnitudes_and_loads_into_the_pipeline(make_env
     magnitudes = [key for key in weights if "lora_magnitude_vector" in key]
     assert magnitudes and any("lora_A" in key for key in weights)
 
-    from diffusers import FluxPipeline
-
-    pipe = FluxPipeline.from_pretrained(str(tiny_flux))
-    kwargs = dict(prompt="a red circle", height=128, width=128, num_inference_steps=2, guidance_scale=3.5,
-                  max_sequence_length=16, output_type="pt")
-    base = pipe(generator=torch.Generator().manual_seed(0), **kwargs).images
-    pipe.load_lora_weights(str(result.output.parent), weight_name=result.output.name)
-    adapted = pipe(generator=torch.Generator().manual_seed(0), **kwargs).images
-    assert (adapted - base).abs().mean() > 1e-3
-    config = pipe.transformer.peft_config["default_0"]
-    assert config.use_dora
+    pipe, change = flux_pipeline_with_lora(tiny_flux, result.output)
+    assert change > 1e-3 and pipe.transformer.peft_config["default_0"].use_dora
 
 
 def test_lora_init_type_chooses_peft_s_initialisation() -> None:

@@ -25,6 +25,21 @@ def only_run(output_dir: Path) -> Path:
     return run.path
 
 
+def flux_pipeline_with_lora(tiny_flux: Path, lora: Path) -> tuple[Any, float]:
+    """The tiny FluxPipeline with the LoRA file ``lora`` loaded through its own ``load_lora_weights``, and the mean
+    absolute change the LoRA makes to its image (same prompt and seed)."""
+    import torch
+    from diffusers import FluxPipeline
+
+    pipe = FluxPipeline.from_pretrained(str(tiny_flux))
+    kwargs = dict(prompt="a red circle", height=128, width=128, num_inference_steps=2, guidance_scale=3.5,
+                  max_sequence_length=16, output_type="pt")
+    base = pipe(generator=torch.Generator().manual_seed(0), **kwargs).images
+    pipe.load_lora_weights(str(lora.parent), weight_name=lora.name)
+    adapted = pipe(generator=torch.Generator().manual_seed(0), **kwargs).images
+    return pipe, float((adapted - base).abs().mean())
+
+
 class CountingBackend(LocalDataBackend):
     """A local folder that counts the files read, by path."""
 
