@@ -232,6 +232,59 @@ def test_the_lycoris_config_is_a_form_with_presets(live: LiveUi, browser: Browse
     context.close()
 
 
+def test_a_late_answer_does_not_hide_a_newer_problem(live: LiveUi, browser: Browser,
+                                                    admin_state: dict[str, Any]) -> None:
+    """Checks run as the user types; their answers may arrive out of order (a busy server): only the newest counts."""
+    context = browser.new_context(viewport=DESKTOP, storage_state=admin_state)
+    page = context.new_page()
+    page.goto(live.url + "/")
+    assert api(page, "POST", "/api/environments", {"name": "late", "example": "flux-lora"})[0] == 201
+    config_file(live, "late", "lycoris_config.json").write_text(
+        json.dumps({"algo": "lokr", "linear_dim": 10000, "linear_alpha": 1, "factor": 16}))
+    open_config(page, live, "late", "Model")
+    page.get_by_label("LoRA type").select_option("lycoris")
+    expect(page.get_by_label("Factor (LoKr)")).to_have_value("16")
+    page.wait_for_load_state("networkidle")
+
+    held: list[Any] = []
+
+    def hold_the_first(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)  # answered below, after the newer check
+
+    page.route("**/lycoris/validate", hold_the_first)
+    page.get_by_label("Factor (LoKr)").fill("12")  # valid: its answer will come last
+    for _ in range(50):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "the first check never left the page"
+    page.get_by_label("Factor (LoKr)").fill("0")
+    expect(page.locator("#lyco-errors")).to_contain_text("factor: must be -1 (automatic) or at least 1")
+    held[0].continue_()
+    page.wait_for_timeout(700)  # the stale answer arrives
+    expect(page.locator("#lyco-errors")).to_contain_text("factor: must be -1 (automatic) or at least 1")
+
+    # the same for the config's own fields
+    held.clear()
+    page.route("**/config/validate", hold_the_first)
+    page.get_by_label("LoRA rank", exact=True).fill("8")
+    for _ in range(50):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "the first check never left the page"
+    page.get_by_label("LoRA rank", exact=True).fill("0")
+    expect(page.locator("#err-lora_rank")).not_to_be_empty()
+    shown = page.locator("#err-lora_rank").inner_text()
+    held[0].continue_()
+    page.wait_for_timeout(700)
+    expect(page.locator("#err-lora_rank")).to_have_text(shown)
+    context.close()
+
+
 def test_privileged_options_show_their_approval(live: LiveUi, browser: Browser, admin_state: dict[str, Any],
                                                 shots: Path) -> None:
     researcher_context = browser.new_context(viewport=DESKTOP)

@@ -126,8 +126,11 @@
     say("config-errors", (errors || []).join("\n"), true);
   }
 
+  let latestValidation = 0;  // answers arrive in any order: only the newest one is shown
   async function validate() {
+    const ticket = ++latestValidation;
     const result = await api("POST", base + "/config/validate", { values: changed });
+    if (ticket !== latestValidation) return;  // an older answer would hide a newer problem
     if (result.status === 422 || result.ok) showErrors(result.data.field_errors, result.data.errors);
   }
 

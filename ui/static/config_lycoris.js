@@ -53,6 +53,7 @@
 
     let state = null;  // {fields, presets, file, inputs, advanced, touched}
     let timer = null;
+    let latestCheck = 0;  // answers arrive in any order: only the newest check's answer is shown
 
     function read() {
       const raw = path.value.trim();
@@ -92,11 +93,12 @@
     }
 
     async function check() {
+      const ticket = ++latestCheck;
       let config;
       try { config = assemble(); } catch (error) { showProblems([error.message]); return [error.message]; }
       const result = await api("POST", ctx.base + "/lycoris/validate", { config: config });
       const problems = result.ok ? result.data.errors : [message(result)];
-      showProblems(problems);
+      if (ticket === latestCheck) showProblems(problems);  // an older answer would hide a newer problem
       return problems;
     }
 
