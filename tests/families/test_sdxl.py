@@ -239,8 +239,10 @@ def test_a_quantised_unet_trains_a_lora_on_its_convolutions(registry: Registry, 
     from simpletuner.core.training.adapter import attach_adapter
 
     family = make_family(registry, "sdxl")
-    core = SimpleNamespace(model_type="lora", lora_type="standard", lora_target_preset="attention+mlp+conv",
-                           lora_rank=4, lora_alpha=None, lora_dropout=0.0)
+    from simpletuner.core.config.core_options import CoreOptions
+
+    core = CoreOptions(model_type="lora", lora_type="standard", lora_target_preset="attention+mlp+conv",
+                       lora_rank=4, lora_dropout=0.0)
     family.configure(core)
     assert "*.conv1" in family.quantization_exclusions
     unet = family.load_components(str(sdxl_folder), dtype=torch.float32, device="cpu", names=["unet"])["unet"]

@@ -31,8 +31,7 @@ def _transformer_with_adapter(tiny_flux: Path, lora_type: str) -> tuple[Any, Any
     family = spec.build(spec.flavour(None), None)
     model = family.load_components(str(tiny_flux), dtype=torch.float32, device="cpu",
                                    names=["transformer"])["transformer"]
-    core = SimpleNamespace(model_type="lora", lora_type=lora_type, lora_rank=4, lora_alpha=4, lora_dropout=0.0,
-                           lora_target_preset=None)
+    core = CoreOptions(model_type="lora", lora_type=lora_type, lora_rank=4, lora_alpha=4, lora_dropout=0.0)
     attach_adapter(model, family, core, {"algo": "lokr", "linear_dim": 4, "linear_alpha": 4, "factor": 4})
     torch.manual_seed(0)
     for name, parameter in model.named_parameters():
