@@ -81,7 +81,7 @@ def test_simpletuner_examples_that_train_something_else_are_refused(run_cli, con
 
 
 WHAT_IS_TRAINED = {  # key: (a value asking for something, its default)
-    "use_dora": (True, False),
+    "use_bitfit": (True, False),
     "snr_gamma": (5.0, None),
     "loss_type": ("huber", "l2"),
     "timestep_bias_strategy": ("later", "none"),
