@@ -100,6 +100,9 @@ def check_config(config: TrainingConfig, registry: Registry) -> tuple[list[str],
     if core.flow_use_uniform_schedule and core.flow_use_beta_schedule:
         problems.append("$.flow_use_uniform_schedule and $.flow_use_beta_schedule are both set; noise levels are "
                         "drawn one way: keep one")
+    for key in ("flow_beta_schedule_alpha", "flow_beta_schedule_beta"):
+        if core.flow_use_beta_schedule and getattr(core, key) <= 0:
+            problems.append(f"$.{key}: a Beta distribution's parameters are above 0; set a positive value")
     if core.lr_scheduler == "polynomial" and core.lr_end >= core.learning_rate:
         problems.append(f"$.lr_end: a polynomial schedule decays from learning_rate ({core.learning_rate:g}) to "
                         f"lr_end ({core.lr_end:g}); set lr_end below learning_rate")

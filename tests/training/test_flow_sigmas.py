@@ -58,6 +58,8 @@ def test_config_check_names_the_combinations_that_cannot_act() -> None:
     assert problems({"model_family": "flux", "flow_use_beta_schedule": True, "flow_use_uniform_schedule": True}) == [
         "$.flow_use_uniform_schedule and $.flow_use_beta_schedule are both set; noise levels are drawn one way: "
         "keep one"]
+    assert problems({"model_family": "flux", "flow_use_beta_schedule": True, "flow_beta_schedule_alpha": 0}) == [
+        "$.flow_beta_schedule_alpha: a Beta distribution's parameters are above 0; set a positive value"]
     for family in ("sd3", "sdxl", "pixart"):
         assert problems({"model_family": family, "flow_use_uniform_schedule": True}) == [
             f"$.flow_use_uniform_schedule: {family} draws its training noise levels its own way (see its options); "
