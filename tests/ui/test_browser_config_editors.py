@@ -282,6 +282,8 @@ def test_a_late_answer_does_not_hide_a_newer_problem(live: LiveUi, browser: Brow
     held[0].continue_()
     page.wait_for_timeout(700)
     expect(page.locator("#err-lora_rank")).to_have_text(shown)
+    # the config's answers clear only the options' own lines, never the LyCORIS form's problem
+    expect(page.locator("#lyco-errors")).to_contain_text("factor: must be -1 (automatic) or at least 1")
     context.close()
 
 

@@ -110,7 +110,8 @@
   }
 
   function showErrors(fieldErrors, errors) {
-    document.querySelectorAll(".field-error").forEach((node) => say(node, "", false));
+    // only the options' own error lines: a structured editor's problems (the LyCORIS form's) are its own to clear
+    document.querySelectorAll('.field-error[id^="err-"]').forEach((node) => say(node, "", false));
     document.querySelectorAll("[role=tab]").forEach((tab) => tab.classList.remove("error"));
     const mark = (node, text) => {
       say(node, text, true);
