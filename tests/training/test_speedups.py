@@ -267,6 +267,23 @@ def assert_loads_into_stock_pipeline(result: Any, tiny_flux: Path) -> None:
     assert all(torch.equal(loaded[k], saved[k].to(loaded[k].dtype)) for k in saved)
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("precision", ["int8-torchao", "fp8-torchao"])
+def test_torchao_layers_take_their_input_in_the_autocast_dtype(precision: str) -> None:
+    """A torchao tensor answers F.linear before autocast casts the input: the quantiser casts it as autocast casts a
+    plain Linear's, so that float32 from CUDA autocast's LayerNorm does not flow on in float32."""
+    import torch
+
+    from simpletuner.plugins.quantizers.torchao import TorchaoQuantizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 64)).to(torch.bfloat16)
+    TorchaoQuantizer().quantize(model, precision)
+    x = torch.randn(4, 64)  # what a LayerNorm returns under CUDA autocast
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(x).dtype == torch.bfloat16
+    assert model(x.to(torch.bfloat16)).dtype == torch.bfloat16  # outside autocast: left as it comes
+
+
 @pytest.mark.parametrize(("precision", "tensor"), [("int8-torchao", "Int8Tensor"), ("fp8-torchao", "Float8Tensor")])
 def test_torchao_base_trains_a_loadable_lora(make_env: Callable[..., str], run_env: Callable[..., Any],
                                              tiny_flux: Path, monkeypatch: pytest.MonkeyPatch, precision: str,
