@@ -2,8 +2,8 @@
 transformers with random weights (nothing is downloaded), bare and through the engine with its speed and memory
 options, measured one after the other in one process.
 
-usage: python bench/gpu_suite.py [--families sana,pixart,flux] [--rows bare,engine,...] [--steps 6] [--warmup 2]
-                                [--rank 16] [--budget-s 420] [--workdir DIR] [--dry-run]
+usage: python bench/gpu_suite.py [--families sana,pixart,flux] [--rows bare,engine,...] [--steps N] [--warmup 2]
+                                [--rank 16] [--budget-s 420] [--grace-s 60] [--workdir DIR] [--dry-run]
 
 Rows (Flux gets every row; Sana and PixArt bare and engine eager unless ``--rows`` names more):
 
@@ -22,15 +22,21 @@ Rows (Flux gets every row; Sana and PixArt bare and engine eager unless ``--rows
 - ``offload``: ``enable_group_offload`` with ``group_offload_use_stream`` and gradient checkpointing; target peak
   < 12 GiB for Flux.
 
-Every row reports the median s/step after the warm-up steps (an engine step is the time between two of its ``step``
-events), the peak memory of its steps (``torch.cuda.max_memory_allocated``, reset when training starts) and its
-ratio to the family's bare row. A row the engine refuses or that fails reports why and the suite goes on. One JSON
-line is printed per row as it completes, then a Markdown table of them all. The default rows are sized to take about
-8 minutes on one H200; rows not started within ``--budget-s`` are reported skipped, with the command that runs them
-alone, and the row running when it runs out stops at its next step (reported cut short, with the median of the steps
-it measured). The bare step turns PyTorch's cuDNN attention off for the process (its backward pass fails for Flux on
-the reference build, see ``../shared/bench/README.md``), so the engine rows after it use the same attention kernel.
-FLUX.1-dev's random weights take 24 GB in the ``--workdir`` folder while its rows run.
+Every row reports the median s/step of its measured steps (6 for FLUX.1-dev; 20 for Sana and PixArt, whose 0.2 s
+steps on an H200 wait on kernel launches more than on arithmetic and so vary more from step to step) after the warm-
+up (an engine step is the time between two of its ``step`` events), the peak memory of its steps
+(``torch.cuda.max_memory_allocated``, reset when training starts) and its ratio to the family's bare row. A row the
+engine refuses or that fails reports why and the suite goes on. One JSON line is printed per row as it completes,
+then a Markdown table of them all. The default rows are sized to take about 8 minutes on one H200; rows not started
+within ``--budget-s`` are reported skipped, with the command that runs them alone, and the row running when it runs
+out stops at its next step (reported cut short, with the median of the steps it measured). A row still running
+``--grace-s`` past the budget (a compilation that does not end, say) is reported stopped and the suite ends there
+with its table. A row that leaves the GPU unusable (an illegal memory access, a device-side assert) reports its
+error, the rows after it are reported skipped, and the suite ends without freeing that row's GPU memory (which would
+abort the process before the table is printed). The bare step turns PyTorch's cuDNN attention off for the process
+(its backward pass fails for Flux on the reference build, see ``../shared/bench/README.md``), so the engine rows
+after it use the same attention kernel. FLUX.1-dev's random weights take 24 GB in the ``--workdir`` folder while its
+rows run.
 
 ``--dry-run`` runs every row's code path on the CPU in a minute or two with tiny transformers of the same classes
 (64–128 px): the compile rows with inductor (``aot_eager`` where no C++ compiler is installed), the FP8 row shows
@@ -48,6 +54,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -127,6 +134,8 @@ class Measured:
     times: list[float] = field(default_factory=list)
     peak_gib: float | None = None
     applied: dict[str, Any] = field(default_factory=dict)
+    #: the row's error left the GPU unusable: no row can run after it
+    fatal: bool = False
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -137,7 +146,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=_names(tuple(ROWS)), default=None,
                         help=f"comma-separated, of {', '.join(ROWS)} (default: every row for Flux, bare and engine "
                         "for the others)")
-    parser.add_argument("--steps", type=int, default=6, help="measured steps per row, after the warm-up")
+    parser.add_argument("--steps", type=int, default=None, help="measured steps per row, after the warm-up "
+                        "(default 6 for flux, 20 for the smaller families)")
     parser.add_argument("--warmup", type=int, default=None, help="steps before measuring (default 2; 1 dry)")
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank")
     parser.add_argument("--bare", type=Path, default=DEFAULT_BARE, help="the bare step script")
@@ -146,13 +156,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget-s", type=float, default=None, help="start no row or step after this many "
                         "seconds: the rows left are reported skipped, the one running cut short (default 420, so "
                         "that the suite ends within about 8 minutes on one H200; none in a dry run)")
+    parser.add_argument("--grace-s", type=float, default=60.0, help="a row still running this many seconds past "
+                        "--budget-s is stopped and the suite ends with its table (default 60)")
     parser.add_argument("--dry-run", action="store_true", help="tiny models on the CPU: check every row's path")
     args = parser.parse_args(argv)
     args.warmup = (1 if args.dry_run else 2) if args.warmup is None else args.warmup
     if args.budget_s is None:
         args.budget_s = math.inf if args.dry_run else 420.0
-    if args.steps < 1 or args.budget_s <= 0:
-        parser.error("--steps and --budget-s must be positive")
+    if (args.steps is not None and args.steps < 1) or args.budget_s <= 0 or args.grace_s <= 0:
+        parser.error("--steps, --budget-s and --grace-s must be positive")
     if args.warmup < 0:
         parser.error("--warmup must not be negative")
     if not args.bare.is_file():
@@ -173,6 +185,12 @@ def _names(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
             raise argparse.ArgumentTypeError(f"{wrong}: choose from {', '.join(choices)}")
         return names
     return parse
+
+
+def family_args(args: argparse.Namespace, family: str) -> argparse.Namespace:
+    """``args`` with the number of measured steps for ``family`` (``--steps``, else its default)."""
+    steps = args.steps if args.steps is not None else (6 if family == "flux" else 20)
+    return argparse.Namespace(**{**vars(args), "steps": steps})
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -290,6 +308,12 @@ def run_engine(workspace: Callable[[], Path], registry: Any, options: dict[str, 
     return cut_short(measured, args) if spent else measured
 
 
+#: What CUDA reports when its context is lost: every later call fails, and freeing a tensor aborts the process.
+FATAL_DEVICE_ERRORS = ("illegal memory access", "device-side assert", "unspecified launch failure")
+#: Errors that left the GPU unusable, kept with their frames: freeing the GPU tensors those hold would abort.
+_KEPT_ALIVE: list[BaseException] = []
+
+
 def guarded(run: Callable[[], Measured]) -> Measured:
     """Run a row; the engine's refusal (a :class:`SimpleTunerError`: a config or machine check, whose message
     names the reason and the fix) or any other error becomes the row's status instead of ending the suite."""
@@ -301,7 +325,10 @@ def guarded(run: Callable[[], Measured]) -> Measured:
         return Measured(status=f"refused: {_one_line(exc)}")
     except Exception as exc:  # noqa: BLE001 - the row reports any failure; the other rows still run
         traceback.print_exc()
-        return Measured(status=f"failed: {type(exc).__name__}: {_one_line(exc)}")
+        fatal = any(phrase in str(exc).lower() for phrase in FATAL_DEVICE_ERRORS)
+        if fatal:
+            _KEPT_ALIVE.append(exc)
+        return Measured(status=f"failed: {type(exc).__name__}: {_one_line(exc)}", fatal=fatal)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -376,18 +403,72 @@ def _cell(value: float | None, decimals: int) -> str:
     return "—" if value is None else f"{value:.{decimals}f}"
 
 
+class Progress:
+    """The rows reported so far, the row running, and whether the GPU was lost (the rows after are skipped).
+
+    ``watch`` starts a watchdog that ends the suite, table printed, when a row is still running ``--grace-s`` past
+    the budget: the budget is checked between steps, and a compilation can take longer than the whole budget."""
+
+    def __init__(self, args: argparse.Namespace, probe: MemoryProbe) -> None:
+        self.args, self.probe = args, probe
+        self.results: list[dict[str, Any]] = []
+        self.running: tuple[str, str, float] | None = None  # (family, row, perf_counter at its start)
+        self.lost: str | None = None  # why no row can run any more
+        self._lock = threading.Lock()
+        self._ended = False
+
+    def emit(self, result: dict[str, Any]) -> None:
+        """Print and keep one row's record (nothing once the watchdog ended the suite)."""
+        with self._lock:
+            if not self._ended:
+                print(json.dumps(result), flush=True)
+                self.results.append(result)
+
+    def finish(self, started: float) -> list[dict[str, Any]]:
+        """Print the table of the rows reported; returns them."""
+        print(table(self.results), flush=True)
+        print(f"gpu_suite: {len(self.results)} rows in {time.perf_counter() - started:.0f} s", flush=True)
+        return self.results
+
+    def watch(self, started: float) -> None:
+        """End the suite ``--grace-s`` after the budget if a row is still running then."""
+        if math.isfinite(self.args.budget_s):
+            watchdog = threading.Timer(self.args.budget_s + self.args.grace_s - (time.perf_counter() - started),
+                                       self._overrun, (started,))
+            watchdog.daemon = True
+            watchdog.start()
+
+    def _overrun(self, started: float) -> None:
+        if self.running is None:
+            return
+        family, row, row_started = self.running
+        waited = time.perf_counter() - row_started
+        self.emit(row_result(family, row, Measured(
+            status=f"stopped: still running {waited:.0f} s after it started, {self.args.grace_s:g} s past "
+                   f"--budget-s {self.args.budget_s:g}; run it alone with --families {family} --rows {row}"),
+            None, self.probe, self.args, waited))
+        with self._lock:
+            self._ended = True
+            self.finish(started)
+        os._exit(0)  # the row's thread cannot be stopped from here
+
+
 def family_rows(family: str, rows: list[str], size: Size, args: argparse.Namespace, root: Path, registry: Any,
-                probe: MemoryProbe, emit: Callable[[dict[str, Any]], None], deadline: float) -> None:
+                probe: MemoryProbe, progress: Progress, deadline: float) -> None:
     """Run ``rows`` of one family: its pipeline folder and workspace are built once, for its engine rows. Rows not
-    started by ``deadline`` (a ``time.perf_counter`` value) are reported skipped."""
+    started by ``deadline`` (a ``time.perf_counter`` value), or after a row lost the GPU, are reported skipped."""
     device = "cuda" if probe.cuda else "cpu"
+    args = family_args(args, family)
     bare_s: float | None = None
     # built by the first engine row, inside its guard: a failed build is that row's status
     workspace = cache(partial(_workspace, size, args, root / family, device))
     for row in rows:
         started = time.perf_counter()
         spec = ROWS[row]
-        if started > deadline:
+        progress.running = (family, row, started)
+        if progress.lost:
+            measured = Measured(status=f"skipped: {progress.lost}; run it alone with --families {family} --rows {row}")
+        elif started > deadline:
             measured = Measured(status=f"skipped: the suite ran past --budget-s {args.budget_s:g}; run it alone "
                                 f"with --families {family} --rows {row}")
         elif spec.options is None:
@@ -395,11 +476,15 @@ def family_rows(family: str, rows: list[str], size: Size, args: argparse.Namespa
         else:
             measured = guarded(partial(run_engine, workspace, registry, _row_options(spec.options, args), args,
                                        probe, deadline))
-        release(probe.cuda)
+        progress.running = None
         result = row_result(family, row, measured, bare_s, probe, args, time.perf_counter() - started)
         if row == "bare":
             bare_s = result["step_s"]
-        emit(result)
+        progress.emit(result)
+        if measured.fatal:
+            progress.lost = f"the {family} {row} row left the GPU unusable"
+        if not progress.lost:
+            release(probe.cuda)
 
 
 def _workspace(size: Size, args: argparse.Namespace, folder: Path, device: str) -> Path:
@@ -439,7 +524,13 @@ def header(cuda: bool, args: argparse.Namespace) -> str:
         device = f"CPU ({os.cpu_count()} cores)"
     size = "tiny dry run" if args.dry_run else "published sizes, 1024 px"
     return (f"gpu_suite: {device}; torch {torch.__version__}, diffusers {diffusers.__version__}; {size}; batch 1, "
-            f"LoRA rank {args.rank}; median of {args.steps} steps after {args.warmup}")
+            f"LoRA rank {args.rank}; median of {_steps_text(args)}, after {args.warmup} warm-up")
+
+
+def _steps_text(args: argparse.Namespace) -> str:
+    if args.steps is not None:
+        return f"{args.steps} steps"
+    return f"{family_args(args, 'flux').steps} steps for flux, {family_args(args, 'sana').steps} for the others"
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -463,22 +554,20 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
     print(header(cuda, args), flush=True)
     sizes = tiny_sizes() if args.dry_run else full_sizes()
-    probe, registry, results = MemoryProbe(cuda), Registry(), []
-
-    def emit(result: dict[str, Any]) -> None:
-        print(json.dumps(result), flush=True)
-        results.append(result)
-
+    probe, registry = MemoryProbe(cuda), Registry()
+    progress = Progress(args, probe)
     pairs, started = plan(args), time.perf_counter()
+    progress.watch(started)
     for family in dict.fromkeys(f for f, _ in pairs):
         rows = [r for f, r in pairs if f == family]
         with tempfile.TemporaryDirectory(prefix=f"gpu-suite-{family}-", dir=args.workdir) as root:
-            family_rows(family, rows, sizes[family], args, Path(root), registry, probe, emit,
+            family_rows(family, rows, sizes[family], args, Path(root), registry, probe, progress,
                         started + args.budget_s)
-    print(table(results), flush=True)
-    print(f"gpu_suite: {len(results)} rows in {time.perf_counter() - started:.0f} s", flush=True)
-    return results
+    return progress.finish(started)
 
 
 if __name__ == "__main__":
     main()
+    if _KEPT_ALIVE:
+        sys.stdout.flush()
+        os._exit(0)  # the interpreter's teardown would free the lost GPU's tensors and abort

@@ -40,12 +40,18 @@ def test_rows_and_families_choose_the_plan(monkeypatch: pytest.MonkeyPatch,
     chosen = suite.parse_args(["--families", "sana,pixart", "--rows", "bare,compile"])
     assert suite.plan(chosen) == [("sana", "bare"), ("sana", "compile"), ("pixart", "bare"), ("pixart", "compile")]
     dry = suite.parse_args(["--dry-run"])
-    assert (chosen.steps, chosen.warmup, chosen.budget_s, dry.warmup, dry.budget_s) == (6, 2, 420, 1, float("inf"))
+    assert (chosen.steps, chosen.warmup, chosen.budget_s, dry.warmup, dry.budget_s) == (None, 2, 420, 1, float("inf"))
+    # the smaller families' launch-bound steps vary more: more of them are measured
+    assert [suite.family_args(chosen, f).steps for f in ("flux", "sana", "pixart")] == [6, 20, 20]
+    assert suite.family_args(suite.parse_args(["--steps", "3"]), "sana").steps == 3
     with pytest.raises(SystemExit):
         suite.parse_args(["--rows", "engine,turbo"])
     assert "turbo: choose from bare, engine" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         suite.parse_args(["--steps", "0"])
+    with pytest.raises(SystemExit):
+        suite.parse_args(["--grace-s", "0"])
+    assert "--steps, --budget-s and --grace-s must be positive" in capsys.readouterr().err
 
 
 def test_gpu_rows_are_judged_against_the_issue_targets(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,3 +184,61 @@ def test_an_engine_row_ends_at_its_first_step_past_the_budget() -> None:
     assert [(r["family"], r["status"].split(":")[0]) for r in rows] == [("sana", "cut short"), ("pixart", "skipped")]
     assert rows[0]["status"] == f"cut short: --budget-s 1 ran out after {rows[0]['steps']} of 500 measured steps"
     assert rows[0]["steps"] < 500 and rows[0]["elapsed_s"] < 200
+
+
+LOSES_THE_GPU = """
+import sys
+
+import torch
+
+sys.argv = [sys.argv[1], "--dry-run", "--families", "flux", "--rows", "bare,compile,offload", "--steps", "1"]
+sys.path.insert(0, sys.argv[0].rsplit("/", 1)[0])
+import gpu_suite
+
+real = gpu_suite.run_engine
+
+
+def losing(workspace, registry, options, *args, **kwargs):
+    if options.get("dynamo_backend"):
+        held = torch.ones(4)  # what a failed row's frames hold
+        raise torch.AcceleratorError("CUDA error: an illegal memory access was encountered")
+    return real(workspace, registry, options, *args, **kwargs)
+
+
+gpu_suite.run_engine = losing
+gpu_suite.main()
+print("kept alive:", len(gpu_suite._KEPT_ALIVE))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_row_that_loses_the_gpu_ends_the_suite_with_its_table(tmp_path: Path) -> None:
+    """After an illegal memory access every CUDA call fails and freeing a tensor aborts: the rows after it are
+    skipped, and the failed row's error (with the tensors its frames hold) is kept for the exit."""
+    script = tmp_path / "loses_the_gpu.py"
+    script.write_text(LOSES_THE_GPU)
+    done = subprocess.run([sys.executable, str(script), str(SUITE)], capture_output=True, text=True, timeout=280,
+                          cwd=BENCH.parent)
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = {r["row"]: r for r in (json.loads(line) for line in done.stdout.splitlines() if line.startswith("{"))}
+    assert rows["bare"]["status"] == "ok"
+    assert rows["compile"]["status"] == ("failed: AcceleratorError: CUDA error: an illegal memory access was "
+                                         "encountered")
+    assert rows["offload"]["status"] == ("skipped: the flux compile row left the GPU unusable; run it alone with "
+                                         "--families flux --rows offload")
+    assert "| flux | engine + regional compile | — |" in done.stdout  # the table is printed
+    assert "kept alive: 1" in done.stdout
+
+
+@pytest.mark.timeout(300)
+def test_a_row_running_past_the_grace_period_is_stopped_with_the_table_printed() -> None:
+    """The budget is checked between steps; a compilation can outlast it, so a watchdog ends the suite."""
+    done = subprocess.run([sys.executable, str(SUITE), "--dry-run", "--families", "flux", "--rows", "compile,offload",
+                           "--budget-s", "0.5", "--grace-s", "0.1"], capture_output=True, text=True, timeout=280,
+                          cwd=BENCH.parent)
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [r["row"] for r in rows] == ["compile"]
+    assert rows[0]["status"].startswith("stopped: still running "), rows[0]["status"]
+    assert rows[0]["status"].endswith("0.1 s past --budget-s 0.5; run it alone with --families flux --rows compile")
+    assert "| flux | engine + regional compile | — |" in done.stdout and "gpu_suite: 1 rows in" in done.stdout
