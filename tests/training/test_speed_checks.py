@@ -107,6 +107,7 @@ def test_group_offloading_hooks_break_a_full_graph() -> None:
     import torch
     from diffusers.hooks import apply_group_offloading
 
+    torch._dynamo.reset()  # what an earlier compiled run in this process learnt of the hooks would hide the break
     model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16))
     apply_group_offloading(model, onload_device=torch.device("cpu"), offload_device=torch.device("cpu"),
                            offload_type="leaf_level")
