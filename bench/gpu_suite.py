@@ -17,6 +17,8 @@ Rows (Flux gets every row; Sana and PixArt bare and engine eager unless ``--rows
   repeated block class compiled once); target ≤ 0.42 s/step for Flux.
 - ``fp8``: ``compile`` plus ``fp8_training: true`` (torchao float8 matmuls; GPUs of compute capability 8.9 or
   newer, elsewhere the row carries the engine's refusal); stretch target ≤ 0.35 s/step for Flux.
+- ``fp8-eager`` (only when ``--rows`` names it; it runs before ``fp8``): ``fp8_training: true`` without
+  compilation, which tells a float8 failure from a compiler one.
 - ``int8-quanto`` / ``int8-torchao``: ``base_model_precision`` int8 with gradient checkpointing; target peak
   < 16 GiB for Flux.
 - ``offload``: ``enable_group_offload`` with ``group_offload_use_stream`` and gradient checkpointing; target peak
@@ -119,6 +121,9 @@ ROWS: dict[str, RowSpec] = {
     "offload": RowSpec("engine group offload (stream) + gradient checkpointing",
                        {"enable_group_offload": True, "group_offload_use_stream": True,
                         "gradient_checkpointing": True}, Target("peak_gib", 12, strict=True)),
+    # float8 without compilation, on request only: tells a float8 failure from a compiler one
+    "fp8-eager": RowSpec("engine + FP8, eager", {"fp8_training": True, "mixed_precision": "bf16"},
+                         default_families=()),
     # float8 training computes around its matmuls in bf16: the engine asks for bf16 mixed precision (the GPU rows
     # have it anyway), so that on the CPU the row shows the machine's refusal, not the config's
     "fp8": RowSpec("engine + regional compile + FP8 (stretch)",

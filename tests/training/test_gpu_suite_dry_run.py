@@ -39,6 +39,9 @@ def test_rows_and_families_choose_the_plan(monkeypatch: pytest.MonkeyPatch,
     assert suite.plan(suite.parse_args([])) == EXPECTED
     chosen = suite.parse_args(["--families", "sana,pixart", "--rows", "bare,compile"])
     assert suite.plan(chosen) == [("sana", "bare"), ("sana", "compile"), ("pixart", "bare"), ("pixart", "compile")]
+    # the eager float8 row runs only when asked for, before the compiled one (which may lose the GPU)
+    assert suite.plan(suite.parse_args(["--families", "flux", "--rows", "fp8,fp8-eager"])) == [
+        ("flux", "fp8-eager"), ("flux", "fp8")]
     dry = suite.parse_args(["--dry-run"])
     assert (chosen.steps, chosen.warmup, chosen.budget_s, dry.warmup, dry.budget_s) == (None, 2, 420, 1, float("inf"))
     # the smaller families' launch-bound steps vary more: more of them are measured
