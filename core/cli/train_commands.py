@@ -112,11 +112,14 @@ def _launch(args: argparse.Namespace, context: CliContext, core: Any) -> int:
     if args.run_dir is not None:
         target += ["--run-dir", str(args.run_dir)]
     options = launch_arguments(core)
-    if "--multi_gpu" not in options and (uses_deepspeed(core) or core.fsdp_enable):
-        options.append("--multi_gpu")  # a distributed process group even for one process: DeepSpeed and FSDP need it
     command = [sys.executable, "-m", "accelerate.commands.launch", *options, "--dynamo_backend", "no",
                "-m", "simpletuner.core.cli.main", "--workspace", str(context.workspace.root), "train", *target]
     env = dict(os.environ)
+    if "--multi_gpu" not in options and (uses_deepspeed(core) or core.fsdp_enable):
+        # DeepSpeed and FSDP need a process group even for one process, which accelerate starts without one (its
+        # --multi_gpu wants two processes at least): the process is rank 0 of a world of one
+        env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(core.main_process_port))
     if not torch.cuda.is_available():
         env.setdefault("OMP_NUM_THREADS", "1")
     return subprocess.call(command, env=env)
