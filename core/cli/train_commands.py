@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -117,9 +118,17 @@ def _launch(args: argparse.Namespace, context: CliContext, core: Any) -> int:
     env = dict(os.environ)
     if "--multi_gpu" not in options and (uses_deepspeed(core) or core.fsdp_enable):
         # DeepSpeed and FSDP need a process group even for one process, which accelerate starts without one (its
-        # --multi_gpu wants two processes at least): the process is rank 0 of a world of one
+        # --multi_gpu wants two processes at least): the process is rank 0 of a world of one, on a free port so
+        # that one-GPU runs on the machine's other GPUs do not collide
         env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(core.main_process_port))
+                   MASTER_PORT=str(_free_port()))
     if not torch.cuda.is_available():
         env.setdefault("OMP_NUM_THREADS", "1")
     return subprocess.call(command, env=env)
+
+
+def _free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
