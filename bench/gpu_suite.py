@@ -25,8 +25,8 @@ Rows (Flux gets every row; Sana and PixArt bare and engine eager unless ``--rows
   < 12 GiB for Flux.
 
 Every row reports the median s/step of its measured steps (6 for FLUX.1-dev; 20 for Sana and PixArt, whose 0.2 s
-steps on an H200 wait on kernel launches more than on arithmetic and so vary more from step to step) after the warm-
-up (an engine step is the time between two of its ``step`` events), the peak memory of its steps
+steps on an H200 wait on kernel launches more than on arithmetic and so vary more from step to step) after the
+warm-up (an engine step is the time between two of its ``step`` events), the peak memory of its steps
 (``torch.cuda.max_memory_allocated``, reset when training starts) and its ratio to the family's bare row. A row the
 engine refuses or that fails reports why and the suite goes on. One JSON line is printed per row as it completes,
 then a Markdown table of them all. The default rows are sized to take about 8 minutes on one H200; rows not started
@@ -421,6 +421,7 @@ class Progress:
         self.lost: str | None = None  # why no row can run any more
         self._lock = threading.Lock()
         self._ended = False
+        self._watchdog: threading.Timer | None = None
 
     def emit(self, result: dict[str, Any]) -> None:
         """Print and keep one row's record (nothing once the watchdog ended the suite)."""
@@ -431,6 +432,8 @@ class Progress:
 
     def finish(self, started: float) -> list[dict[str, Any]]:
         """Print the table of the rows reported; returns them."""
+        if self._watchdog is not None and threading.current_thread() is not self._watchdog:
+            self._watchdog.cancel()
         print(table(self.results), flush=True)
         print(f"gpu_suite: {len(self.results)} rows in {time.perf_counter() - started:.0f} s", flush=True)
         return self.results
@@ -438,10 +441,10 @@ class Progress:
     def watch(self, started: float) -> None:
         """End the suite ``--grace-s`` after the budget if a row is still running then."""
         if math.isfinite(self.args.budget_s):
-            watchdog = threading.Timer(self.args.budget_s + self.args.grace_s - (time.perf_counter() - started),
-                                       self._overrun, (started,))
-            watchdog.daemon = True
-            watchdog.start()
+            self._watchdog = threading.Timer(self.args.budget_s + self.args.grace_s - (time.perf_counter() - started),
+                                             self._overrun, (started,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
 
     def _overrun(self, started: float) -> None:
         if self.running is None:
