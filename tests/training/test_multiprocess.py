@@ -43,11 +43,11 @@ def test_one_sharded_process_is_launched_as_a_world_of_one(make_env: Callable[..
     """DeepSpeed and FSDP2 need a process group even for one GPU; accelerate's --multi_gpu refuses one process, so
     the launched process is rank 0 of a world of one. It reaches the engine, which on this CPU refuses sharding
     with its reason (on a GPU it trains: bench/gpu_checks.py)."""
-    for settings in ({"deepspeed_config": "zero2"}, {"fsdp_enable": True, "model_type": "full"}):
-        name = make_env("one-" + next(iter(settings)).split("_")[0], max_train_steps=2, **settings)
+    for key, settings in (("deepspeed_config", {"deepspeed_config": "zero2"}),
+                          ("fsdp_enable", {"fsdp_enable": True, "model_type": "full"})):
+        name = make_env("one-" + key.split("_")[0], max_train_steps=2, **settings)
         result = run_cli("train", "--env", name, env={"OMP_NUM_THREADS": "1"}, timeout=300)
         assert result.returncode != 0
         assert "at least 2 processes" not in result.stderr, result.stderr[-2000:]
-        key = next(iter(settings))
         assert f"{key} needs CUDA GPUs (accelerate runs DeepSpeed and FSDP2 only on GPUs)" in result.stderr, (
             result.stderr[-2000:])
