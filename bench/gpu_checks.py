@@ -19,8 +19,8 @@ LoRA into diffusers' stock ``FluxPipeline`` as the same tensors, a full-rank tra
 with weights other than the base model's. Commands run with ``CUDA_LAUNCH_BLOCKING=1``, so that a CUDA error names
 the kernel that raised it. One JSON line is printed per check, then a Markdown table.
 
-``--dry-run`` runs the same checks on the CPU: the LoRA checks train, and the sharded and float8 ones show the
-engine's refusals (they need CUDA GPUs).
+``--dry-run`` runs the same checks on the CPU: the LoRA and DeepSpeed checks train (DeepSpeed through its CPU
+accelerator), and the FSDP2 and float8 ones show the engine's refusals (they need CUDA GPUs).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=32, help="training steps per check (at least 4)")
     parser.add_argument("--timeout-s", type=float, default=300.0, help="the longest one check's command may run")
     parser.add_argument("--workdir", type=Path, default=None, help="where the pipeline and workspaces are written")
-    parser.add_argument("--dry-run", action="store_true", help="run on the CPU (the GPU-only checks are refused)")
+    parser.add_argument("--dry-run", action="store_true", help="run on the CPU (FSDP2 and float8 are refused)")
     args = parser.parse_args(argv)
     args.checks = [name.strip() for name in args.checks.split(",") if name.strip()]
     unknown = [name for name in args.checks if name not in CHECKS]

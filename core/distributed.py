@@ -90,7 +90,57 @@ def _read_user_deepspeed_config(value: str, resolve_path: Callable[[str], Path])
         raise ConfigError([f"$.deepspeed_config: invalid JSON in {source}: {exc.msg} at line {exc.lineno}"]) from exc
     if not isinstance(data, dict) or not isinstance(data.get("zero_optimization", {}), dict):
         raise ConfigError([f"$.deepspeed_config: {source} must be a JSON object with a zero_optimization object"])
+    problems = user_deepspeed_problems(data, source)
+    if problems:
+        raise ConfigError(problems)
     return data
+
+
+#: Sections of a DeepSpeed config of one's own that are passed on to DeepSpeed: ZeRO, precision, batch and
+#: communication settings. The others make DeepSpeed write files or reports of its own (monitors, profilers,
+#: autotuning, checkpoint engines), run another optimizer or schedule than the run's, or load checkpoints in formats
+#: that can run code; SimpleTuner's options cover what they would do.
+DEEPSPEED_SECTIONS = frozenset({
+    "zero_optimization", "bf16", "fp16", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
+    "train_batch_size", "gradient_clipping", "steps_per_print", "wall_clock_breakdown", "memory_breakdown",
+    "communication_data_type", "prescale_gradients", "gradient_predivide_factor", "sparse_gradients",
+    "zero_allow_untested_optimizer", "zero_force_ds_cpu_optimizer", "data_types", "aio",
+})
+_SECTION_HINTS = {
+    "optimizer": "the optimizer comes from the optimizer option",
+    "scheduler": "the learning-rate schedule comes from lr_scheduler",
+    "checkpoint": "checkpoints are SimpleTuner's (checkpointing_steps, resume_from_checkpoint)",
+}
+
+
+def user_deepspeed_problems(data: dict[str, Any], source: str = "deepspeed_config") -> list[str]:
+    """What a DeepSpeed config of one's own asks that is not passed on (see :data:`DEEPSPEED_SECTIONS`)."""
+    refused = sorted(set(data) - DEEPSPEED_SECTIONS)
+    if not refused:
+        return []
+    hints = "; ".join(f"{key}: {_SECTION_HINTS[key]}" for key in refused if key in _SECTION_HINTS)
+    return [f"$.deepspeed_config: {source} has sections that are not passed on to DeepSpeed: {', '.join(refused)}"
+            f"{' (' + hints + ')' if hints else ''}; remove them. Supported: {', '.join(sorted(DEEPSPEED_SECTIONS))}"]
+
+
+def deepspeed_nvme_paths(core: CoreOptions, resolve_path: Callable[[str], Path] = Path) -> list[tuple[str, str]]:
+    """``(label, path)`` of every NVMe offload folder a DeepSpeed config of one's own names (DeepSpeed writes
+    swap files there); empty for the presets, whose folder is ``offload_param_path``, and for a config that does not
+    read (its problem is reported when the run starts)."""
+    value = (core.deepspeed_config or "").strip()
+    if not value or value in DEEPSPEED_PRESETS:
+        return []
+    try:
+        data = _read_user_deepspeed_config(value, resolve_path)
+    except (ConfigError, OSError, UnicodeDecodeError):
+        return []
+    found = []
+    for section in ("offload_param", "offload_optimizer"):
+        offload = data.get("zero_optimization", {}).get(section)
+        path = offload.get("nvme_path") if isinstance(offload, dict) else None
+        if isinstance(path, str) and path.strip():
+            found.append((f"$.deepspeed_config: zero_optimization.{section}.nvme_path", path))
+    return found
 
 
 def fsdp_plugin_kwargs(core: CoreOptions, default_layer_classes: Sequence[str] = ()) -> dict[str, Any]:
@@ -163,6 +213,12 @@ def distributed_problems(core: CoreOptions, quantized: bool) -> list[str]:
     if core.deepspeed_config == "zero3-nvme" and not core.offload_param_path:
         problems.append("$.offload_param_path: required by the zero3-nvme preset (a folder on a fast NVMe disk)")
     stage = DEEPSPEED_PRESETS.get(core.deepspeed_config or "", {}).get("stage")
+    if (core.deepspeed_config or "").strip().startswith("{"):  # inline JSON (a file is read when the run starts)
+        try:
+            stage = _read_user_deepspeed_config(core.deepspeed_config or "", Path).get(
+                "zero_optimization", {}).get("stage")
+        except ConfigError as exc:
+            problems += exc.problems
     if quantized and (stage == 3 or core.fsdp_enable):
         problems.append("$.base_model_precision: a quantised base model cannot be sharded by ZeRO-3 or FSDP2; "
                         "use no_change or ZeRO stage 1/2")

@@ -23,6 +23,7 @@ import attrs
 
 from simpletuner.core.config.datasets import DatasetEntry, entry_keys_of_trust
 from simpletuner.core.config.schema import CORE_OWNER, TrainingConfig
+from simpletuner.core.distributed import deepspeed_nvme_paths
 from simpletuner.core.environments import Environment
 from simpletuner.core.errors import ConfigError
 from simpletuner.core.options import PATH, describe_options
@@ -128,6 +129,12 @@ def config_path_problems(workspace: Workspace, env: Environment, config: Trainin
         problem = policy.problem(f"$.{info.key}", value, path)
         if problem:
             problems.append(problem)
+    if not any(p.startswith("$.deepspeed_config:") for p in problems):  # its file is read only when allowed
+        resolve = lambda value: workspace.resolve_config_path(value, env.path)  # noqa: E731
+        for label, value in deepspeed_nvme_paths(config.core, resolve):
+            problem = policy.problem(label, value, resolve(value))
+            if problem:
+                problems.append(problem)
     return problems
 
 

@@ -18,7 +18,7 @@ from simpletuner.core.interfaces.executor import (
     SubmitError,
     SubmittedJob,
 )
-from simpletuner.core.interfaces.model_family import ModelFamily
+from simpletuner.core.interfaces.model_family import ModelFamily, model_config
 from simpletuner.core.interfaces.publisher import Publisher, PublishRequest, TokenAccount, TokenRefused
 from simpletuner.core.interfaces.quantizer import Quantizer
 from simpletuner.core.interfaces.tracker import RunInfo, Tracker
@@ -50,4 +50,5 @@ __all__ = [
     "ValidationContext",
     "ValidationMethod",
     "ValidationResult",
+    "model_config",
 ]

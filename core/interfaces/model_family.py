@@ -175,3 +175,40 @@ class ModelFamily(ABC):
     @abstractmethod
     def validation_pipeline(self, components: Mapping[str, Any]) -> Any:
         """A diffusers pipeline built from the live components (adapter attached) for validation images."""
+
+
+def model_config(module: Any) -> Any:
+    """The diffusers config of a model that the engine may have wrapped for training: DDP and DeepSpeed's engine
+    hold the model on ``.module`` (the engine's own ``config`` is DeepSpeed's), ``torch.compile`` on ``._orig_mod``.
+    :meth:`ModelFamily.predict` reads its transformer's settings through this.
+
+    Example::
+
+        >>> from diffusers.configuration_utils import ConfigMixin, register_to_config
+        >>> import torch
+        >>> class Tiny(torch.nn.Module, ConfigMixin):
+        ...     config_name = "config.json"
+        ...     @register_to_config
+        ...     def __init__(self, guidance_embeds: bool = True):
+        ...         super().__init__()
+        >>> class Engine(torch.nn.Module):  # a wrapper with a config of its own, as DeepSpeed's engine has
+        ...     def __init__(self, module):
+        ...         super().__init__()
+        ...         self.module, self.config = module, {"train_batch_size": 1}
+        >>> model_config(Engine(Tiny())).guidance_embeds
+        True
+    """
+    from diffusers.configuration_utils import ConfigMixin
+
+    inner = module
+    while not isinstance(inner, ConfigMixin):
+        unwrapped = getattr(inner, "_orig_mod", None)
+        if unwrapped is None:
+            unwrapped = getattr(inner, "module", None)
+        if unwrapped is None:
+            break  # not a wrapper: a stand-in that carries a config of its own
+        inner = unwrapped
+    config = getattr(inner, "config", None)
+    if config is None:
+        raise TypeError(f"{type(module).__name__} has no diffusers config, nor wraps a model that has one")
+    return config

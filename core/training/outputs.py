@@ -94,6 +94,15 @@ def save_full(folder: Path, model: Any, state_dict: Mapping[str, Any] | None = N
 
     folder.mkdir(parents=True, exist_ok=True)
     model.save_config(folder)
-    save_torch_state_dict({k: v.detach().cpu() for k, v in state_dict.items()}, folder,
+    save_torch_state_dict({k: _owning(v) for k, v in state_dict.items()}, folder,
                           filename_pattern="diffusion_pytorch_model{suffix}.safetensors", max_shard_size="10GB")
     return folder
+
+
+def _owning(tensor: Any) -> Any:
+    """``tensor`` on the CPU in storage of its own. DeepSpeed's ZeRO-3 gathers weights as views into larger
+    buffers, and safetensors refuses a tensor that covers only part of its storage."""
+    tensor = tensor.detach().cpu()
+    if tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+        tensor = tensor.clone()
+    return tensor

@@ -12,9 +12,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from simpletuner.core.training.acceleration import is_sharded
+from simpletuner.core.training.acceleration import is_deepspeed, is_sharded
 from simpletuner.core.training.checkpoints import CheckpointWriter
 from simpletuner.core.training.outputs import LORA_FILE, read_lora, save_full, save_lora, save_lora_layouts
+from simpletuner.core.training.sharded_state import dcp_metadata_read_safely, load_checkpoints_weights_only
 from simpletuner.core.training.state_files import write_state
 
 EMA_FILE = "ema.safetensors"
@@ -33,8 +34,13 @@ def resume_weights(checkpoint: Path, core: Any, prefix: str) -> dict[str, Any]:
 
 
 def restore_sharded_state(accelerator: Any, checkpoint: Path) -> None:
-    """Put back accelerate's sharded model and optimizer state (after ``prepare``; a no-op without sharding)."""
-    if is_sharded(accelerator):
+    """Put back accelerate's sharded model and optimizer state (after ``prepare``; a no-op without sharding). Its
+    files are read without running code (:mod:`~simpletuner.core.training.sharded_state`)."""
+    if not is_sharded(accelerator):
+        return
+    if is_deepspeed(accelerator):
+        load_checkpoints_weights_only(accelerator.deepspeed_engine_wrapped.engine)
+    with dcp_metadata_read_safely():
         accelerator.load_state(str(checkpoint / ACCELERATE_STATE))
 
 

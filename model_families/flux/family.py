@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from simpletuner.core.interfaces import ModelFamily
+from simpletuner.core.interfaces import ModelFamily, model_config
 from simpletuner.core.training.flow_matching import batch_shift, flow_sample
 from simpletuner.model_families.flux.options import FluxOptions
 
@@ -148,7 +148,7 @@ class FluxFamily(ModelFamily):
             text_mask = text["attention_mask"].bool()
             full = torch.cat([text_mask, text_mask.new_ones(text_mask.shape[0], image_tokens)], dim=1)
             kwargs["joint_attention_kwargs"] = {"attention_mask": full[:, None, None, :]}
-        guidance = inputs["guidance"] if _config(transformer).guidance_embeds else None
+        guidance = inputs["guidance"] if model_config(transformer).guidance_embeds else None
         return transformer(
             hidden_states=inputs["hidden_states"], encoder_hidden_states=embeds,
             pooled_projections=text["pooled_prompt_embeds"], timestep=inputs["timestep"], img_ids=inputs["img_ids"],
@@ -163,7 +163,3 @@ class FluxFamily(ModelFamily):
 
         return FluxPipeline(**{name: components[name] for name in _LOADERS})
 
-
-def _config(module: Any) -> Any:
-    """The diffusers config of a module that accelerate may have wrapped (DDP keeps it on ``.module``)."""
-    return getattr(module, "config", None) or module.module.config

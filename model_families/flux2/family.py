@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from simpletuner.core.interfaces import ModelFamily
+from simpletuner.core.interfaces import ModelFamily, model_config
 from simpletuner.core.training.flow_matching import batch_shift, flow_sample
 from simpletuner.model_families.flux2.options import Flux2Options
 
@@ -190,8 +190,7 @@ class Flux2Family(ModelFamily):
         transformer = components["transformer"]
         embeds = text["prompt_embeds"]
         txt_ids = self._positions("text", embeds.shape[1], 0, embeds.shape[0], embeds.device)
-        config = getattr(transformer, "config", None) or transformer.module.config  # DDP/FSDP-wrapped: the module's
-        guidance = inputs.get("guidance") if config.guidance_embeds else None
+        guidance = inputs.get("guidance") if model_config(transformer).guidance_embeds else None
         return transformer(
             hidden_states=inputs["hidden_states"], timestep=inputs["timestep"], guidance=guidance,
             encoder_hidden_states=embeds, txt_ids=txt_ids, img_ids=inputs["img_ids"], return_dict=False,

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from simpletuner.core.interfaces import ModelFamily
+from simpletuner.core.interfaces import ModelFamily, model_config
 from simpletuner.core.training.ddpm import ddpm_sample
 from simpletuner.model_families.pixart.options import PixArtOptions
 
@@ -103,7 +103,7 @@ class PixArtFamily(ModelFamily):
         transformer = components["transformer"]
         latents = inputs["hidden_states"]
         conditions: dict[str, Any] = {"resolution": None, "aspect_ratio": None}
-        if _config(transformer).use_additional_conditions:  # PixArt-Alpha-style size conditioning
+        if model_config(transformer).use_additional_conditions:  # PixArt-Alpha-style size conditioning
             b, _, h, w = latents.shape
             size = torch.tensor([h * _VAE_SCALE, w * _VAE_SCALE], device=latents.device, dtype=latents.dtype)
             conditions = {"resolution": size.expand(b, 2),
@@ -139,7 +139,3 @@ class PixArtFamily(ModelFamily):
         parts["scheduler"] = sampler.from_config(components["scheduler"].config)
         return PixArtSigmaPipeline(**parts)
 
-
-def _config(module: Any) -> Any:
-    """The diffusers config of a module that accelerate may have wrapped (DDP keeps it on ``.module``)."""
-    return getattr(module, "config", None) or module.module.config

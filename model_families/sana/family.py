@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from simpletuner.core.interfaces import ModelFamily
+from simpletuner.core.interfaces import ModelFamily, model_config
 from simpletuner.core.training.flow_matching import flow_sample, flow_shift
 from simpletuner.model_families.sana.options import SanaOptions
 
@@ -140,7 +140,7 @@ class SanaFamily(ModelFamily):
     def predict(self, components: Mapping[str, Any], inputs: Mapping[str, Any], text: Mapping[str, Any]) -> Any:
         """One transformer call with the caption's attention mask (padded Gemma tokens are not attended)."""
         transformer = components["transformer"]
-        config = _config(transformer)
+        config = model_config(transformer)
         if config.guidance_embeds:
             raise ValueError("this Sana transformer expects a guidance input (a Sana-Sprint model); only the "
                              "Sana 1.0 and 1.5 text-to-image models are supported")
@@ -158,7 +158,3 @@ class SanaFamily(ModelFamily):
 
         return SanaPipeline(**{name: components[name] for name in _LOADERS})
 
-
-def _config(module: Any) -> Any:
-    """The diffusers config of a module that accelerate may have wrapped (DDP keeps it on ``.module``)."""
-    return getattr(module, "config", None) or module.module.config

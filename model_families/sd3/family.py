@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as functional
 
-from simpletuner.core.interfaces import ModelFamily
+from simpletuner.core.interfaces import ModelFamily, model_config
 from simpletuner.core.training.flow_matching import batch_shift
 from simpletuner.model_families.sd3.options import SD3Options
 
@@ -146,7 +146,7 @@ class SD3Family(ModelFamily):
         transformer = components["transformer"]
         embeds = text["prompt_embeds"]
         if not self.options.sd3_use_t5:
-            width = _config(transformer).joint_attention_dim
+            width = model_config(transformer).joint_attention_dim
             padded = functional.pad(embeds, (0, width - embeds.shape[-1]))
             zeros = padded.new_zeros(padded.shape[0], self.options.sd3_t5_max_tokens, width)
             embeds = torch.cat([padded, zeros], dim=-2)
@@ -166,7 +166,3 @@ class SD3Family(ModelFamily):
         parts = {name: components.get(name) for name in _LOADERS}
         return StableDiffusion3Pipeline(**parts)
 
-
-def _config(module: Any) -> Any:
-    """The diffusers config of a module that accelerate may have wrapped."""
-    return getattr(module, "config", None) or module.module.config

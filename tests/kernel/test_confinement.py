@@ -106,3 +106,27 @@ def test_a_run_name_never_leads_tensorboard_out_of_its_log_folder(tmp_path: Path
     finally:
         tracker.finish("completed")
     assert not (tmp_path / "escape").exists()
+
+
+def test_nvme_folders_inside_a_deepspeed_config_are_confined(workspace: Workspace, registry: Registry,
+                                                             tmp_path: Path) -> None:
+    """DeepSpeed writes its NVMe swap files where its config says: those folders are checked like any path option,
+    in an inline config and in a config file (read only when the file itself is allowed)."""
+    zero = {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": str(tmp_path / "swap")}}
+    environ = PathPolicy.for_workspace(workspace).to_environ() | {APPROVED_ENV_VAR: "{}"}
+    inline = _environment(workspace, model_type="full", deepspeed_config=json.dumps({"zero_optimization": zero}))
+    loaded = load_environment(workspace, inline, "pets", registry)
+    problems = job_guard_problems(workspace, inline, loaded, registry, environ)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("$.deepspeed_config: zero_optimization.offload_param.nvme_path: ")
+    assert "outside the allowed roots" in problems[0]
+
+    (workspace.configs_dir / "pets" / "ds.json").write_text(json.dumps({"zero_optimization": zero}))
+    in_file = _environment(workspace, model_type="full", deepspeed_config="ds.json")
+    loaded = load_environment(workspace, in_file, "pets", registry)
+    problems = job_guard_problems(workspace, in_file, loaded, registry, environ)
+    assert len(problems) == 1 and "offload_param.nvme_path" in problems[0], problems
+
+    zero["offload_param"]["nvme_path"] = "swap"  # relative: inside the environment's folder
+    (workspace.configs_dir / "pets" / "ds.json").write_text(json.dumps({"zero_optimization": zero}))
+    assert job_guard_problems(workspace, in_file, loaded, registry, environ) == []

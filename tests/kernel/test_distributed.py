@@ -12,6 +12,7 @@ from simpletuner.core.distributed import (
     DEEPSPEED_PRESETS,
     accelerator_plugins,
     deepspeed_config,
+    deepspeed_nvme_paths,
     distributed_problems,
     fsdp_plugin_kwargs,
     launch_arguments,
@@ -111,3 +112,43 @@ def test_quantised_models_cannot_be_sharded() -> None:
     assert "cannot be sharded" in distributed_problems(CoreOptions(fsdp_enable=True, model_type="full"),
                                                        quantized=True)[0]
     assert distributed_problems(CoreOptions(deepspeed_config="zero2"), quantized=True) == []
+
+
+@pytest.mark.parametrize(("section", "hint"), [
+    ("optimizer", "the optimizer comes from the optimizer option"),
+    ("scheduler", "the learning-rate schedule comes from lr_scheduler"),
+    ("checkpoint", "checkpoints are SimpleTuner's"),
+    ("tensorboard", None), ("flops_profiler", None), ("autotuning", None), ("nebula", None),
+])
+def test_deepspeed_sections_that_act_on_their_own_are_refused(section: str, hint: str | None,
+                                                              tmp_path: Path) -> None:
+    """Monitors, profilers, autotuning and checkpoint engines write files of their own or load formats that run
+    code; an optimizer or schedule would replace the run's. They are named, with the supported sections."""
+    data = {"zero_optimization": {"stage": 2}, "wall_clock_breakdown": False, section: {"enabled": True}}
+    inline = CoreOptions(deepspeed_config=json.dumps(data))
+    problems = distributed_problems(inline, quantized=False)
+    assert len(problems) == 1 and f"not passed on to DeepSpeed: {section}" in problems[0], problems
+    assert "Supported: aio, bf16" in problems[0] and (hint is None or hint in problems[0])
+    file = tmp_path / "ds.json"
+    file.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=f"{file} has sections that are not passed on to DeepSpeed: {section}"):
+        deepspeed_config(CoreOptions(deepspeed_config=str(file)))
+
+
+def test_an_inline_stage_3_config_gets_the_stage_3_checks() -> None:
+    core = CoreOptions(deepspeed_config='{"zero_optimization": {"stage": 3}}', use_ema=True, model_type="full")
+    problems = distributed_problems(core, quantized=True)
+    assert [p.split(":")[0] for p in problems] == ["$.base_model_precision", "$.use_ema"]
+
+
+def test_nvme_folders_of_a_users_deepspeed_config_are_listed(tmp_path: Path) -> None:
+    data = {"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/etc"},
+                                  "offload_optimizer": {"device": "nvme", "nvme_path": "swap"}}}
+    file = tmp_path / "ds.json"
+    file.write_text(json.dumps(data))
+    expected = [("$.deepspeed_config: zero_optimization.offload_param.nvme_path", "/etc"),
+                ("$.deepspeed_config: zero_optimization.offload_optimizer.nvme_path", "swap")]
+    assert deepspeed_nvme_paths(CoreOptions(deepspeed_config=json.dumps(data))) == expected
+    assert deepspeed_nvme_paths(CoreOptions(deepspeed_config=str(file))) == expected
+    assert deepspeed_nvme_paths(CoreOptions(deepspeed_config="zero3-nvme", offload_param_path="/nvme")) == []
+    assert deepspeed_nvme_paths(CoreOptions(deepspeed_config="{broken")) == []

@@ -1,10 +1,10 @@
 """The run's Accelerator settings for DeepSpeed ZeRO and FSDP2.
 
-Neither can run on this machine: DeepSpeed's ZeRO needs its compiled ops, and accelerate turns FSDP on only for GPU
-process groups (with ``cpu=True`` it wraps the model in DDP and ignores the FSDP plugin, although torch's FSDP2
-itself runs on gloo). So the engine refuses both without CUDA, and these tests check what it would hand to
-accelerate on a GPU machine: DeepSpeed's own parser accepts the config of the plugin accelerate builds, and FSDP2's
-wrap classes resolve to the tiny Flux transformer's blocks.
+FSDP2 cannot run on this machine: accelerate turns it on only for GPU process groups (with ``cpu=True`` it wraps the
+model in DDP and ignores the FSDP plugin, although torch's FSDP2 itself runs on gloo), so the engine refuses it
+without CUDA, and these tests check what it would hand to accelerate on a GPU machine: FSDP2's wrap classes resolve
+to the tiny Flux transformer's blocks. DeepSpeed runs here through its CPU accelerator (runs in
+``test_deepspeed_runs.py``); its plugin parses with DeepSpeed's own parser on both kinds of machine.
 """
 
 from __future__ import annotations
@@ -45,12 +45,17 @@ def _tiny_transformer() -> Any:
     return FluxTransformer2DModel(**TINY_SIZES["transformer"])
 
 
-@pytest.mark.parametrize("settings", [{"deepspeed_config": "zero2"}, {"fsdp_enable": True}])
-def test_sharding_without_gpus_is_refused(settings: dict[str, Any]) -> None:
-    with pytest.raises(TrainingSetupError, match="needs CUDA GPUs"):
-        accelerator_kwargs(CoreOptions(model_type="full", **settings), FluxLike(), cuda=False)
+def test_fsdp2_without_gpus_is_refused_and_deepspeed_takes_its_cpu_accelerator() -> None:
+    with pytest.raises(TrainingSetupError, match="fsdp_enable needs CUDA GPUs"):
+        accelerator_kwargs(CoreOptions(model_type="full", fsdp_enable=True), FluxLike(), cuda=False)
     plain = accelerator_kwargs(CoreOptions(mixed_precision="fp16"), FluxLike(), cuda=False)
     assert plain == {"mixed_precision": "bf16", "gradient_accumulation_steps": 1, "cpu": True}
+    # accelerate starts DeepSpeed only with cpu=False; fp16 becomes bf16 in DeepSpeed's own config as well
+    deepspeed = accelerator_kwargs(CoreOptions(deepspeed_config="zero2", mixed_precision="fp16"), FluxLike(),
+                                   cuda=False)
+    assert deepspeed["cpu"] is False and deepspeed["mixed_precision"] == "bf16"
+    config = deepspeed["deepspeed_plugin"].deepspeed_config
+    assert config["bf16"] == {"enabled": True} and config["fp16"] == {"enabled": False}
 
 
 @pytest.mark.parametrize("preset", ["zero1", "zero2", "zero3-offload"])
