@@ -71,7 +71,18 @@ def deepspeed_config(core: CoreOptions, resolve_path: Callable[[str], Path] = Pa
     config["bf16"] = {"enabled": core.mixed_precision == "bf16"}
     config["fp16"] = {"enabled": core.mixed_precision == "fp16"}
     config.pop("train_batch_size", None)  # derived by DeepSpeed from the two values above and the world size
+    # The run hands DeepSpeed its own optimizer (DeepSpeed's CPU Adam with the run's settings where the optimizer
+    # states are offloaded); with this flag set, accelerate would swap any optimizer for a CPU Adam that keeps only
+    # the learning rate and weight decay.
+    config["zero_force_ds_cpu_optimizer"] = False
     return config
+
+
+def offloads_optimizer(config: dict[str, Any]) -> bool:
+    """Whether a DeepSpeed config keeps the optimizer states in CPU memory or on NVMe (the optimizer then steps on
+    the CPU)."""
+    offload = config.get("zero_optimization", {}).get("offload_optimizer") or {}
+    return offload.get("device", "none") in ("cpu", "nvme")
 
 
 def _read_user_deepspeed_config(value: str, resolve_path: Callable[[str], Path]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from simpletuner.core.distributed import accelerator_plugins, uses_deepspeed
+from simpletuner.core.distributed import accelerator_plugins, offloads_optimizer, uses_deepspeed
 from simpletuner.core.training.attention import avoid_broken_cudnn_attention
 from simpletuner.core.training.resolve import TrainingSetupError
 
@@ -73,3 +73,9 @@ def is_deepspeed(accelerator: Any) -> bool:
     from accelerate.utils import DistributedType
 
     return bool(accelerator.distributed_type == DistributedType.DEEPSPEED)
+
+
+def steps_optimizer_on_cpu(accelerator: Any) -> bool:
+    """Whether DeepSpeed keeps this run's optimizer states off the GPU and steps them on the CPU."""
+    plugin = accelerator.state.deepspeed_plugin if is_deepspeed(accelerator) else None
+    return plugin is not None and offloads_optimizer(plugin.deepspeed_config)

@@ -36,12 +36,18 @@ def scaled_learning_rate(core: Any, processes: int) -> float:
     return float(core.learning_rate * (math.sqrt(samples) if core.lr_scale_sqrt else samples))
 
 
-def build_optimizer(params: Sequence[Any], core: Any, processes: int = 1) -> Any:
+def build_optimizer(params: Sequence[Any], core: Any, processes: int = 1, *, on_cpu: bool = False) -> Any:
     """``adamw`` (torch's, fused where :func:`adamw_implementation` allows and the run neither shards nor scales
-    fp16 losses), ``adamw_bf16`` (torch-optimi's AdamW with Kahan-compensated bf16 updates) or ``adafactor``
-    (transformers', with a fixed learning rate), at :func:`scaled_learning_rate` for ``processes`` processes."""
+    fp16 losses; DeepSpeed's CPU Adam in AdamW mode where DeepSpeed steps the optimizer ``on_cpu``), ``adamw_bf16``
+    (torch-optimi's AdamW with Kahan-compensated bf16 updates) or ``adafactor`` (transformers', with a fixed
+    learning rate), at :func:`scaled_learning_rate` for ``processes`` processes."""
     betas = (core.adam_beta1, core.adam_beta2)
     lr = scaled_learning_rate(core, processes)
+    if core.optimizer == "adamw" and on_cpu:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(params, lr=lr, betas=betas, eps=core.adam_epsilon,
+                                weight_decay=core.adam_weight_decay, adamw_mode=True)
     if core.optimizer == "adamw":
         import torch
 

@@ -17,7 +17,7 @@ from simpletuner.core.events import EventWriter
 from simpletuner.core.interfaces import ModelFamily, ValidationMethod
 from simpletuner.core.plugins import Registry
 from simpletuner.core.training import checkpoints as ckpt
-from simpletuner.core.training.acceleration import is_sharded
+from simpletuner.core.training.acceleration import is_sharded, steps_optimizer_on_cpu
 from simpletuner.core.training.adapter import attach_adapter, load_trained_state_dict, prepare_trainable
 from simpletuner.core.training.attention import apply_training_backend
 from simpletuner.core.training.caching_stage import fill_caches
@@ -225,7 +225,8 @@ def accelerate(run: Run, begun: Start, training_data: TrainingData, adapted: Ada
     batches = training_data.planner.batches_per_epoch()
     per_epoch = steps_per_epoch(batches, core.gradient_accumulation_steps)
     total = core.max_train_steps or core.num_train_epochs * per_epoch
-    optimizer = build_optimizer(adapted.params, core, accelerator.num_processes)
+    optimizer = build_optimizer(adapted.params, core, accelerator.num_processes,
+                                on_cpu=steps_optimizer_on_cpu(accelerator))
     scheduler = build_scheduler(optimizer, core, total)
     generator = torch.Generator(device=accelerator.device).manual_seed(begun.seed + accelerator.process_index)
     start_step = 0

@@ -105,3 +105,25 @@ def test_a_planted_pickle_in_deepspeeds_state_stops_the_resume_unrun(
     assert (f"checkpoint file {planted} holds objects other than tensors and DeepSpeed's state"
             in result.stderr), result.stderr[-3000:]
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(("optimizer", "group"), [
+    ("adamw", {"betas": (0.9, 0.95), "eps": 1e-6, "weight_decay": 0.02}),
+    ("adafactor", {"beta1": None, "weight_decay": 0.02, "relative_step": False}),
+])
+def test_an_offloaded_optimizer_keeps_the_runs_settings(optimizer: str, group: dict[str, Any],
+                                                        make_env: Callable[..., str], run_cli: Callable[..., Any],
+                                                        workspace: Workspace) -> None:
+    """With the optimizer states offloaded, the optimizer steps on the CPU: AdamW as DeepSpeed's CPU Adam with the
+    run's betas, epsilon and decoupled weight decay, any other optimizer as itself (not swapped for a CPU Adam that
+    keeps only the learning rate)."""
+    from simpletuner.core.training.sharded_state import load_weights_only
+
+    name = make_env(f"offload-{optimizer}", images=2, deepspeed_config="zero2-offload", optimizer=optimizer,
+                    adam_beta2=0.95, adam_epsilon=1e-6, adam_weight_decay=0.02, train_batch_size=1,
+                    max_train_steps=2, checkpointing_steps=1)
+    _train(run_cli, name)
+    [run] = [r.path for r in run_folders(workspace.root / "output" / name)]
+    [states] = (run / "checkpoint-1" / ACCELERATE_STATE / "pytorch_model").glob("*optim_states.pt")
+    [saved_group] = load_weights_only(str(states))["optimizer_state_dict"]["base_optimizer_state"]["param_groups"]
+    assert {key: saved_group[key] for key in group} == group

@@ -48,6 +48,15 @@ def test_build_optimizer_fuses_only_unsharded_unscaled_runs(overrides: dict[str,
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is fused
 
 
+def test_adamw_stepped_on_the_cpu_by_deepspeed_is_its_cpu_adam_in_adamw_mode() -> None:
+    from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+    core = CoreOptions(deepspeed_config="zero2-offload", adam_beta1=0.8, adam_beta2=0.95, adam_weight_decay=0.1)
+    optimizer = build_optimizer(_params_with_grads(), core, on_cpu=True)
+    assert isinstance(optimizer, DeepSpeedCPUAdam) and optimizer.adam_w_mode
+    assert optimizer.defaults["betas"] == (0.8, 0.95) and optimizer.defaults["weight_decay"] == 0.1
+
+
 def test_fused_adamw_follows_the_default_implementation() -> None:
     runs = []
     for kwargs in ({}, adamw_implementation(_params_with_grads())):
