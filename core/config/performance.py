@@ -50,6 +50,11 @@ def performance_problems(core: Any) -> tuple[list[str], list[str]]:
         if uses_deepspeed(core):
             problems.append("$.fp8_training: torchao's float8 layers are not supported under DeepSpeed; use FSDP2 "
                             "(fsdp_enable) or a single GPU")
+        if compiling:
+            warnings.append("fp8_training with dynamo_backend: a known failure — on an H200 with torch 2.11, the "
+                            "first backward pass of compiled float8 Flux blocks stopped with an illegal memory "
+                            "access in a compiled kernel. If the run's first step fails that way, train float8 "
+                            "eagerly (dynamo_backend: no) or compile without fp8_training")
     return problems, warnings
 
 

@@ -73,6 +73,14 @@ def test_settings_without_effect_are_warnings(registry: Registry, settings: dict
     assert problems == [] and any(expected in w for w in warnings), (problems, warnings)
 
 
+def test_float8_with_compilation_warns_of_its_known_failure(registry: Registry) -> None:
+    problems, warnings = check(registry, fp8_training=True, mixed_precision="bf16", dynamo_backend="inductor",
+                               dynamo_use_regional_compilation=True)
+    assert problems == [] and len(warnings) == 1 and warnings[0].startswith("fp8_training with dynamo_backend: ")
+    assert "train float8 eagerly (dynamo_backend: no)" in warnings[0]
+    assert check(registry, fp8_training=True, mixed_precision="bf16") == ([], [])
+
+
 @pytest.mark.parametrize("family", ["sana", "pixart", "sd3", "sdxl"])
 def test_attention_kernels_are_refused_where_the_family_cannot_switch_them(registry: Registry, family: str) -> None:
     problems, _ = check(registry, model_family=family, attention_mechanism="xformers")
