@@ -1,6 +1,6 @@
 """Loading the sharded state of a DeepSpeed or FSDP checkpoint without running code or reading outside it.
 
-A checkpoint may come from a user who is not trusted to run code (DESIGN: no pickle from data a non-admin can place).
+A checkpoint may come from a user who is not trusted to run code or to read the server's files (docs/security.md).
 
 - DeepSpeed writes its model and optimizer state with ``torch.save`` (pickles) and loads them with
   ``torch.load(weights_only=False)``, which runs whatever functions a file names. A resuming run gives its engine a
@@ -23,8 +23,8 @@ from typing import Any
 
 from simpletuner.core.errors import SimpleTunerError
 
-_REFUSED = ("loading it could run code, so the run does not resume from it. Resume from a checkpoint SimpleTuner "
-            "wrote, or start fresh (unset resume_from_checkpoint)")
+_NOT_RESUMED = ("so the run does not resume from it. Resume from a checkpoint SimpleTuner wrote, or start fresh "
+                "(unset resume_from_checkpoint)")
 
 
 class UntrustedCheckpointFile(SimpleTunerError):
@@ -52,7 +52,8 @@ def load_weights_only(path: str, map_location: Any = None) -> Any:
         except pickle.UnpicklingError as exc:
             reason = str(exc).split("WeightsUnpickler error:", 1)[-1].strip().split(". ", 1)[0]
             raise UntrustedCheckpointFile(f"checkpoint file {path} holds objects other than tensors and "
-                                          f"DeepSpeed's state ({reason}); {_REFUSED}") from None
+                                          f"DeepSpeed's state ({reason}); loading it could run code, "
+                                          f"{_NOT_RESUMED}") from None
 
 
 def load_checkpoints_weights_only(engine: Any) -> None:
@@ -94,13 +95,13 @@ def read_dcp_metadata(path: Path) -> Any:
         with open(path, "rb") as stream:
             metadata = _MetadataUnpickler(stream).load()
     except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as exc:
-        raise UntrustedCheckpointFile(f"checkpoint file {path} is not checkpoint metadata ({exc}); "
-                                      f"{_REFUSED}") from None
+        raise UntrustedCheckpointFile(f"checkpoint file {path} is not checkpoint metadata ({exc}); loading it could "
+                                      f"run code, {_NOT_RESUMED}") from None
     for info in (getattr(metadata, "storage_data", None) or {}).values():
         name = getattr(info, "relative_path", None)
         if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name:
             raise UntrustedCheckpointFile(f"checkpoint file {path} names {name!r}, which is not a file of its own "
-                                          f"folder; {_REFUSED}")
+                                          f"folder; reading it would reach other files, {_NOT_RESUMED}")
     return metadata
 
 
