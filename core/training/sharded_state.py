@@ -94,7 +94,7 @@ def read_dcp_metadata(path: Path) -> Any:
     try:
         with open(path, "rb") as stream:
             metadata = _MetadataUnpickler(stream).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as exc:
+    except Exception as exc:  # whatever a damaged or foreign file makes the allowed classes raise
         raise UntrustedCheckpointFile(f"checkpoint file {path} is not checkpoint metadata ({exc}); loading it could "
                                       f"run code, {_NOT_RESUMED}") from None
     for info in (getattr(metadata, "storage_data", None) or {}).values():
