@@ -91,12 +91,12 @@ class _MetadataUnpickler(pickle.Unpickler):
 def read_dcp_metadata(path: Path) -> Any:
     """A torch.distributed.checkpoint ``.metadata`` file, read without running code; every data file it names must
     be a plain file name inside the checkpoint folder. Raises :class:`UntrustedCheckpointFile` otherwise."""
-    try:
-        with open(path, "rb") as stream:
+    with open(path, "rb") as stream:  # a missing file is the checkpoint library's to report
+        try:
             metadata = _MetadataUnpickler(stream).load()
-    except Exception as exc:  # whatever a damaged or foreign file makes the allowed classes raise
-        raise UntrustedCheckpointFile(f"checkpoint file {path} is not checkpoint metadata ({exc}); loading it could "
-                                      f"run code, {_NOT_RESUMED}") from None
+        except Exception as exc:  # whatever a damaged or foreign file makes the allowed classes raise
+            raise UntrustedCheckpointFile(f"checkpoint file {path} is not checkpoint metadata ({exc}); loading it "
+                                          f"could run code, {_NOT_RESUMED}") from None
     for info in (getattr(metadata, "storage_data", None) or {}).values():
         name = getattr(info, "relative_path", None)
         if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name:
