@@ -230,9 +230,13 @@ def distributed_problems(core: CoreOptions, quantized: bool) -> list[str]:
                 "zero_optimization", {}).get("stage")
         except ConfigError as exc:
             problems += exc.problems
-    if quantized and (stage == 3 or core.fsdp_enable):
-        problems.append("$.base_model_precision: a quantised base model cannot be sharded by ZeRO-3 or FSDP2; "
-                        "use no_change or ZeRO stage 1/2")
+    if quantized and core.fsdp_enable:
+        problems.append("$.base_model_precision: a quantised base model cannot be sharded by FSDP2; use no_change, "
+                        "or several processes without fsdp_enable (data parallelism)")
+    elif quantized and uses_deepspeed(core):
+        problems.append("$.base_model_precision: DeepSpeed casts and moves every parameter of the model it trains, "
+                        "which quantised weights do not allow; use no_change, or several processes without "
+                        "deepspeed_config (data parallelism)")
     if core.grad_clip_method == "value" and core.max_grad_norm > 0 and (uses_deepspeed(core) or core.fsdp_enable):
         problems.append("$.grad_clip_method: DeepSpeed and FSDP2 clip the gradients' total norm only; set "
                         "grad_clip_method: norm (max_grad_norm is then the norm) or train without sharding")

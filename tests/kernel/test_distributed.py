@@ -108,10 +108,13 @@ def test_impossible_combinations_are_explained(changes: dict, problem: str) -> N
     assert len(problems) == 1 and problem in problems[0]
 
 
-def test_quantised_models_cannot_be_sharded() -> None:
-    assert "cannot be sharded" in distributed_problems(CoreOptions(fsdp_enable=True, model_type="full"),
-                                                       quantized=True)[0]
-    assert distributed_problems(CoreOptions(deepspeed_config="zero2"), quantized=True) == []
+def test_quantised_models_train_without_deepspeed_or_fsdp2() -> None:
+    """DeepSpeed casts and moves every parameter (quantised weights refuse both), FSDP2 shards them."""
+    assert "cannot be sharded by FSDP2" in distributed_problems(CoreOptions(fsdp_enable=True, model_type="full"),
+                                                                quantized=True)[0]
+    assert "DeepSpeed casts and moves every parameter" in distributed_problems(
+        CoreOptions(deepspeed_config="zero2"), quantized=True)[0]
+    assert distributed_problems(CoreOptions(num_processes=2), quantized=True) == []
 
 
 @pytest.mark.parametrize(("section", "hint"), [
