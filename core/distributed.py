@@ -99,6 +99,8 @@ def _read_user_deepspeed_config(value: str, resolve_path: Callable[[str], Path])
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError([f"$.deepspeed_config: invalid JSON in {source}: {exc.msg} at line {exc.lineno}"]) from exc
+    except RecursionError:
+        raise ConfigError([f"$.deepspeed_config: the JSON in {source} is nested too deeply to read"]) from None
     if not isinstance(data, dict) or not isinstance(data.get("zero_optimization", {}), dict):
         raise ConfigError([f"$.deepspeed_config: {source} must be a JSON object with a zero_optimization object"])
     problems = user_deepspeed_problems(data, source)

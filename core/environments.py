@@ -71,6 +71,8 @@ def read_json(path: Path) -> Any:
     except json.JSONDecodeError as exc:
         raise ConfigError([f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"],
                           source=str(path)) from exc
+    except RecursionError:
+        raise ConfigError(["JSON nested too deeply to read"], source=str(path)) from None
 
 
 @attrs.frozen

@@ -60,6 +60,7 @@ def test_a_user_json_file_keeps_its_settings_but_takes_the_batch_from_the_config
     ("zero4", "is neither a preset"),
     ('{"zero_optimization": 3}', "must be a JSON object with a zero_optimization object"),
     ("{broken", "invalid JSON in deepspeed_config"),
+    ('{"a": ' * 50000 + "1" + "}" * 50000, "the JSON in deepspeed_config is nested too deeply to read"),
 ])
 def test_bad_deepspeed_values_are_config_errors(value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -102,6 +102,9 @@ def test_invalid_json_names_the_file_and_line(workspace, simpletuner_root, regis
     store.get("pets").config_path.write_text('{"lora_rank": 4,\n  oops}')
     with pytest.raises(ConfigError, match="invalid JSON at line 2, column 3"):
         load_environment(workspace, store, "pets", registry)
+    store.get("pets").config_path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="JSON nested too deeply to read"):
+        load_environment(workspace, store, "pets", registry)
 
 
 @pytest.mark.parametrize("name", ["", "../escape", "a/b", "a\\b", ".hidden", "a..b", "-dash", "x" * 101, "sp ace"])
