@@ -1,5 +1,6 @@
 """Jobs on a live server: the demo trained through the API and followed over server-sent events, a trainer killed
-by SIGKILL, stops while caching and while training (no process left behind), invalid configs refused."""
+by SIGKILL, stops while caching and while training (no process left behind), a DeepSpeed job trained and stopped
+through ``accelerate launch``, invalid configs refused."""
 
 from __future__ import annotations
 
@@ -97,7 +98,9 @@ def test_sigkill_of_the_trainer_fails_the_job_with_the_oom_explanation(live: Liv
     assert job_processes(wrapper) == [] or not any(is_running(p) for p in job_processes(wrapper))
 
 
-def _stop_in_phase(live: LiveServer, environment: str, phase_event: str) -> None:
+def _stop_in_phase(live: LiveServer, environment: str, phase_event: str, launched: bool = False) -> None:
+    """Stop the job once ``phase_event`` came; ``launched``: its top process is ``accelerate launch``, which ends
+    with the exit code 128 + SIGTERM when it is stopped."""
     job_id = start(live, environment)
     live.read_events("rita", lambda e: e["job_id"] == job_id and e["event"] == phase_event, job=job_id)
     wrapper = live.call("GET", f"/api/jobs/{job_id}", user="rita")[1]["pid"]
@@ -107,7 +110,11 @@ def _stop_in_phase(live: LiveServer, environment: str, phase_event: str) -> None
     assert status == 202 and body == {"job_id": job_id, "status": "stopping"}
     end = live.read_events("rita", finished(job_id), job=job_id)[-1]
     # ended by the SIGTERM itself: the grace period (20 s) never ran out
-    assert end["status"] == "stopped" and end["signal"] == signal.SIGTERM, end
+    assert end["status"] == "stopped", end
+    if launched:
+        assert end["exit_code"] == 128 + signal.SIGTERM, end
+    else:
+        assert end["signal"] == signal.SIGTERM, end
     assert not any(is_running(pid) for pid in running)
     assert group_members(wrapper) == []
     job = live.call("GET", f"/api/jobs/{job_id}", user="vic")[1]
@@ -122,6 +129,21 @@ def test_stop_while_caching_ends_every_process(live: LiveServer) -> None:
 def test_stop_while_training_ends_every_process(live: LiveServer) -> None:
     write_env(live.workspace, live.model, "long")  # type: ignore[attr-defined]
     _stop_in_phase(live, "long", "step")
+
+
+def test_a_deepspeed_job_trains_and_a_stopped_one_leaves_no_process(live: LiveServer) -> None:
+    """A DeepSpeed job starts its trainer through ``accelerate launch`` (one process, a world of one): it trains to
+    its LoRA, and a stop ends the launcher and the trainer under it."""
+    write_env(live.workspace, live.model, "ds-short", deepspeed_config="zero2",  # type: ignore[attr-defined]
+              max_train_steps=2)
+    job_id = start(live, "ds-short")
+    end = live.read_events("rita", finished(job_id), job=job_id)[-1]
+    assert end["status"] == "completed", end
+    job = live.call("GET", f"/api/jobs/{job_id}", user="rita")[1]
+    assert job["step"] == 2 and job["outputs"]["model"]["path"].endswith("pytorch_lora_weights.safetensors")
+
+    write_env(live.workspace, live.model, "ds-long", deepspeed_config="zero2")  # type: ignore[attr-defined]
+    _stop_in_phase(live, "ds-long", "step", launched=True)
 
 
 def test_invalid_environments_are_refused_before_anything_starts(live: LiveServer) -> None:
