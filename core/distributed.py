@@ -81,8 +81,8 @@ def deepspeed_config(core: CoreOptions, resolve_path: Callable[[str], Path] = Pa
 def offloads_optimizer(config: dict[str, Any]) -> bool:
     """Whether a DeepSpeed config keeps the optimizer states in CPU memory or on NVMe (the optimizer then steps on
     the CPU)."""
-    offload = config.get("zero_optimization", {}).get("offload_optimizer") or {}
-    return offload.get("device", "none") in ("cpu", "nvme")
+    offload = config.get("zero_optimization", {}).get("offload_optimizer")
+    return isinstance(offload, dict) and offload.get("device", "none") in ("cpu", "nvme")
 
 
 def _read_user_deepspeed_config(value: str, resolve_path: Callable[[str], Path]) -> dict[str, Any]:
